@@ -1,0 +1,109 @@
+import Fastify, { type FastifyError } from 'fastify';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ObjectIntegrityError, ObjectNotFoundError } from '../store/objects/object-store.ts';
+import { UserError } from '../errors.ts';
+import { LeaseLostError } from '../queue/jobs.ts';
+import { authHook, TokenAuthenticator } from './auth.ts';
+import { ErrorBody } from './schemas.ts';
+import type { Services } from './services.ts';
+import { applicationRoutes } from './routes/applications.ts';
+import { buildRoutes } from './routes/builds.ts';
+import { internalRoutes } from './routes/internal.ts';
+import { operationsRoutes } from './routes/operations.ts';
+import { ownerRoutes } from './routes/owners.ts';
+import { versionRoutes } from './routes/versions.ts';
+
+export type App = Awaited<ReturnType<typeof buildApp>>;
+
+export interface AppOptions {
+  /** When false, requests are not logged (benchmarks, tests). */
+  logRequests?: boolean;
+}
+
+export async function buildApp(services: Services, options: AppOptions = {}) {
+  const app = Fastify({
+    loggerInstance: services.logger,
+    disableRequestLogging: options.logRequests === false,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addSchema(ErrorBody);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Kiln API', version: '1.0.0', description: 'Build pipeline and test bed for edge WebAssembly applications' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    hideUntagged: false,
+    transform: ({ schema, url }) => ({ schema: url.startsWith('/internal/') ? { ...schema, hide: true } : schema, url }),
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(multipart, {
+    limits: { files: 1, fields: 4, parts: 6, fieldSize: 256 * 1024, fileSize: services.config.archiveLimits.maxCompressedBytes, headerPairs: 100 },
+  });
+  app.addContentTypeParser(['application/octet-stream', 'application/wasm', 'text/plain'], { parseAs: 'buffer', bodyLimit: services.config.maxArtifactBytes }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  app.setErrorHandler((error, request, reply) => {
+    const { status, code, message } = describeError(error);
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    void reply.status(status).send({ error: { code, message } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}; see /docs` } });
+  });
+
+  const authenticator = new TokenAuthenticator(services.tokens);
+  app.addHook('preHandler', authHook(authenticator));
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    services.metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    services.metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  await app.register(operationsRoutes(services));
+  await app.register(ownerRoutes(services, authenticator));
+  await app.register(applicationRoutes(services));
+  await app.register(versionRoutes(services));
+  await app.register(buildRoutes(services));
+  await app.register(internalRoutes(services));
+  return app;
+}
+
+interface DescribedError {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** Maps every error to a status the caller can act on; only our faults are 5xx. */
+export function describeError(error: unknown): DescribedError {
+  if (error instanceof UserError) return { status: error.status, code: error.code, message: error.message };
+  if (error instanceof LeaseLostError) return { status: 409, code: error.code, message: error.message };
+  if (error instanceof ObjectNotFoundError) return { status: 404, code: 'object_missing', message: 'the stored object is missing' };
+  if (error instanceof ObjectIntegrityError) return { status: 500, code: 'integrity_error', message: 'a stored object failed its integrity check; the operator has been told' };
+  const fastifyError = error as Partial<FastifyError> & { part?: unknown };
+  if (fastifyError.validation) {
+    const context = fastifyError.validationContext ?? 'request';
+    return { status: 400, code: 'invalid_request', message: `${context}${fastifyError.message?.replace(/^(body|querystring|params|headers)/, '') ?? ' is invalid'}` };
+  }
+  const statusCode = fastifyError.statusCode;
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return { status: statusCode, code: codeFor(fastifyError.code, statusCode), message: fastifyError.message ?? 'bad request' };
+  }
+  return { status: 500, code: 'internal_error', message: 'Kiln failed to handle this request; the error was logged' };
+}
+
+function codeFor(fastifyCode: string | undefined, status: number): string {
+  if (status === 413) return 'payload_too_large';
+  if (status === 415) return 'unsupported_media_type';
+  if (fastifyCode === 'FST_ERR_CTP_INVALID_JSON_BODY' || fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 'invalid_json';
+  return 'bad_request';
+}

@@ -1,0 +1,189 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { evaluateReport, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { badRequest, notFound } from '../../errors.ts';
+import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
+import { completeJob } from '../../queue/complete.ts';
+import { LeaseLostError } from '../../queue/jobs.ts';
+import { heartbeat, requireLease } from '../../queue/lease.ts';
+import type { Build } from '../../store/metadata/repositories/builds.ts';
+import { BinaryBody, errorResponses, Uuid } from '../schemas.ts';
+import { buildJson } from '../serialize.ts';
+import type { Services } from '../services.ts';
+
+const JobParams = Type.Object({ jobId: Uuid });
+const LeaseHeaders = Type.Object({ 'x-kiln-lease': Type.String({ minLength: 1, maxLength: 100 }) });
+const WorkerId = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:@-]+$' });
+
+/** Where each attempt's artifacts go: a stale attempt can never overwrite a newer one's. */
+export function artifactKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>, attempt: number, variant: ArtifactVariant): string {
+  return `owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/attempt-${attempt}/${variant}.wasm`;
+}
+
+function jobPayload(services: Services, claimed: ClaimedJob) {
+  const { job, build, version } = claimed;
+  return {
+    id: job.id,
+    buildId: build.id,
+    versionId: version.id,
+    attempt: job.attempt,
+    leaseToken: job.leaseToken ?? '',
+    leaseExpiresAt: job.leaseExpiresAt?.toISOString() ?? '',
+    language: version.language,
+    kind: version.kind,
+    phases: version.phases,
+    config: version.config,
+    optimize: version.optimize,
+    sourceSha256: version.sourceSha256,
+    sourceFormat: version.sourceFormat,
+    limits: services.config.buildLimits,
+  };
+}
+
+export function internalRoutes(services: Services): FastifyPluginAsync {
+  return async (plugin) => {
+    const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
+    const { database } = services;
+    const settings = services.config.queue;
+
+    /** The job and its build, if the request's lease is current. */
+    const leased = async (request: { params: { jobId: string }; headers: { 'x-kiln-lease': string } }) => {
+      const job = await requireLease(database.db, request.params.jobId, request.headers['x-kiln-lease']);
+      const build = await services.builds.getById(job.buildId);
+      if (!build) throw new LeaseLostError(job.id);
+      return { job, build };
+    };
+
+    app.post(
+      '/internal/v1/jobs/claim',
+      {
+        config: { auth: 'worker' },
+        schema: {
+          body: Type.Object({ workerId: WorkerId, waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })) }, { additionalProperties: false }),
+          response: { 200: Type.Unknown(), 204: Type.Null(), ...errorResponses },
+        },
+      },
+      async (request, reply) => {
+        const abort = new AbortController();
+        request.raw.on('close', () => abort.abort());
+        const claimed = await claimWithWait(database, request.body.workerId, settings, request.body.waitMs ?? 0, abort.signal);
+        if (!claimed) return reply.status(204).send(null);
+        if (abort.signal.aborted) {
+          // The worker went away while we were claiming: let the lease expire
+          // rather than guess; the sweeper re-queues it.
+          request.log.warn({ jobId: claimed.job.id }, 'claimed job for a worker that disconnected');
+        }
+        await services.logs.appendLine(claimed.build.id, `attempt ${claimed.job.attempt} claimed by worker ${request.body.workerId}`);
+        return reply.status(200).send({ job: jobPayload(services, claimed) });
+      },
+    );
+
+    app.post(
+      '/internal/v1/jobs/:jobId/heartbeat',
+      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 200: Type.Object({ leaseExpiresAt: Type.String(), cancelRequested: Type.Boolean() }), ...errorResponses } } },
+      async (request) => {
+        const answer = await heartbeat(database, request.params.jobId, request.headers['x-kiln-lease'], settings);
+        return { leaseExpiresAt: answer.leaseExpiresAt.toISOString(), cancelRequested: answer.cancelRequested };
+      },
+    );
+
+    app.get(
+      '/internal/v1/jobs/:jobId/source',
+      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 200: BinaryBody, ...errorResponses } } },
+      async (request, reply) => {
+        const { build } = await leased(request);
+        const version = await services.versions.get(build.ownerId, build.versionId);
+        if (!version) throw notFound('version', build.versionId);
+        const { info, body } = await services.objects.get(version.sourceKey);
+        return reply.header('content-type', 'application/octet-stream').header('content-length', info.size).header('x-kiln-sha256', info.sha256).send(body);
+      },
+    );
+
+    app.post(
+      '/internal/v1/jobs/:jobId/logs',
+      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 204: Type.Null(), ...errorResponses } } },
+      async (request, reply) => {
+        if (!Buffer.isBuffer(request.body)) throw badRequest('invalid_log', 'send the log bytes as application/octet-stream');
+        const { build } = await leased(request);
+        await services.logs.append(build.id, request.body);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.put(
+      '/internal/v1/jobs/:jobId/artifacts/:variant',
+      {
+        config: { auth: 'worker' },
+        schema: {
+          params: Type.Object({ jobId: Uuid, variant: Type.Union([Type.Literal('original'), Type.Literal('optimized')]) }),
+          headers: LeaseHeaders,
+          response: { 200: Type.Object({ sha256: Type.String(), size: Type.Integer() }), ...errorResponses },
+        },
+      },
+      async (request) => {
+        if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw badRequest('invalid_artifact', 'send the Wasm bytes as application/wasm');
+        const { job, build } = await leased(request);
+        const stored = await services.objects.put(artifactKey(build, job.attempt, request.params.variant), request.body, { contentType: 'application/wasm' });
+        return { sha256: stored.sha256, size: stored.size };
+      },
+    );
+
+    app.post(
+      '/internal/v1/jobs/:jobId/result',
+      {
+        config: { auth: 'worker' },
+        schema: {
+          params: JobParams,
+          headers: LeaseHeaders,
+          body: Type.Object(
+            {
+              outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('crashed'), Type.Literal('cancelled')]),
+              reason: Type.Optional(Type.String({ maxLength: 4000 })),
+              language: Type.Optional(Type.String({ maxLength: 40 })),
+              kind: Type.Optional(Type.String({ maxLength: 40 })),
+              stages: Type.Array(Type.Object({ name: Type.String({ maxLength: 100 }), startedAt: Type.String({ maxLength: 40 }), durationMs: Type.Number({ minimum: 0 }) }), { maxItems: 50 }),
+              details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: Type.Object({ build: Type.Unknown(), requeued: Type.Boolean() }), ...errorResponses },
+        },
+      },
+      async (request) => {
+        const { job, build } = await leased(request);
+        const version = await services.versions.get(build.ownerId, build.versionId);
+        if (!version) throw new LeaseLostError(job.id);
+        const report = await evaluateReport(services.objects, {
+          report: request.body,
+          declaredKind: version.kind,
+          declaredLanguage: version.language,
+          artifactKeys: { original: artifactKey(build, job.attempt, 'original'), optimized: artifactKey(build, job.attempt, 'optimized') },
+        });
+        if (report.outcome !== request.body.outcome) await services.logs.appendLine(build.id, `evaluator: ${report.reason ?? report.outcome}`);
+        const completed = await completeJob(database, job.id, request.headers['x-kiln-lease'], report);
+        if (completed.requeued) {
+          await services.logs.appendLine(build.id, `attempt ${job.attempt} crashed (${report.reason ?? 'platform fault'}); re-queued`);
+        } else {
+          services.metrics.buildsFinished.inc({ state: completed.build.state });
+          await services.logs.finalize(build.id);
+          await removeStaleAttempts(services, completed.build);
+        }
+        services.logs.touch(build.id);
+        return { build: buildJson(completed.build), requeued: completed.requeued };
+      },
+    );
+  };
+}
+
+/** Objects of earlier attempts are never served: delete them once the build ended. */
+async function removeStaleAttempts(services: Services, build: Build): Promise<void> {
+  const keep = new Set(Object.values(build.artifacts).map((record) => record.key));
+  try {
+    for await (const object of services.objects.list(`owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/attempt-`)) {
+      if (!keep.has(object.key)) await services.objects.delete(object.key);
+    }
+  } catch (error) {
+    services.logger.warn({ err: error, buildId: build.id }, 'could not remove stale attempt artifacts');
+  }
+}

@@ -1,0 +1,277 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { inspectArchive } from '../../archive/inspect.ts';
+import { badRequest, conflict, notFound, tooLarge, UserError } from '../../errors.ts';
+import { enqueueBuild } from '../../queue/enqueue.ts';
+import { SqlBuildRepository } from '../../store/metadata/repositories/builds.ts';
+import { SqlVersionRepository, type Version } from '../../store/metadata/repositories/versions.ts';
+import type { OptimizeOptions } from '../../store/metadata/schema.ts';
+import { ownerOf } from '../auth.ts';
+import { BinaryBody, Build, errorResponses, Notes, PageQuery, pageOf, Phase, SemVer, Uuid, Version as VersionSchema, VersionMetadata } from '../schemas.ts';
+import { buildJson, versionJson } from '../serialize.ts';
+import type { Services } from '../services.ts';
+
+const AppParams = Type.Object({ applicationId: Uuid });
+const VersionParams = Type.Object({ versionId: Uuid });
+const metadataChecker = TypeCompiler.Compile(VersionMetadata);
+
+export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
+
+export function versionPrefix(version: Pick<Version, 'ownerId' | 'id'>): string {
+  return `owners/${version.ownerId}/versions/${version.id}/`;
+}
+
+export async function deleteVersionObjects(services: Services, version: Pick<Version, 'ownerId' | 'id'>): Promise<void> {
+  try {
+    await services.objects.deletePrefix(versionPrefix(version));
+  } catch (error) {
+    services.logger.warn({ err: error, versionId: version.id }, 'could not delete the objects of a deleted version; the consistency check will find them');
+  }
+}
+
+interface Upload {
+  metadata: VersionMetadata;
+  archivePath: string;
+}
+
+/** Reads the multipart body: the `metadata` field and the `source` file (to a temp file). */
+async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<Upload> {
+  if (!request.isMultipart()) throw new UserError(415, 'multipart_required', 'send multipart/form-data with a `metadata` field (JSON) and a `source` file (.tar.gz or .zip)');
+  let metadataText: string | undefined;
+  let archivePath: string | undefined;
+  for await (const part of request.parts()) {
+    if (part.type === 'file') {
+      if (part.fieldname !== 'source' || archivePath) {
+        part.file.resume();
+        throw badRequest('unexpected_file', `unexpected file part ${JSON.stringify(part.fieldname)}: send exactly one file, named "source"`);
+      }
+      archivePath = path.join(tempDir, 'source');
+      await pipeline(part.file, createWriteStream(archivePath, { flags: 'wx', mode: 0o600 }));
+      if (part.file.truncated) throw tooLarge('source_too_large', 'the source archive is larger than the upload limit');
+    } else if (part.fieldname === 'metadata' && metadataText === undefined) {
+      metadataText = String(part.value);
+    } else {
+      throw badRequest('unexpected_field', `unexpected field ${JSON.stringify(part.fieldname)}: only "metadata" (once) and "source" are accepted`);
+    }
+  }
+  if (metadataText === undefined) throw badRequest('missing_metadata', 'the `metadata` field is missing: send JSON like {"version":"1.0.0"}');
+  if (!archivePath) throw badRequest('missing_source', 'the `source` file is missing: attach the .tar.gz or .zip of your project');
+  return { metadata: parseMetadata(metadataText), archivePath };
+}
+
+function parseMetadata(text: string): VersionMetadata {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw badRequest('invalid_metadata', 'the `metadata` field is not valid JSON');
+  }
+  if (metadataChecker.Check(value)) return value;
+  const first = metadataChecker.Errors(value).First();
+  const where = first?.path ? `metadata${first.path.replaceAll('/', '.')}` : 'metadata';
+  const hint = first?.path === '/version' ? ' (use a semantic version such as 1.2.3)' : '';
+  throw badRequest('invalid_metadata', `${where}: ${first?.message ?? 'is invalid'}${hint}`);
+}
+
+export function versionRoutes(services: Services): FastifyPluginAsync {
+  return async (plugin) => {
+    const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
+
+    const requireVersion = async (request: FastifyRequest, versionId: string): Promise<Version> => {
+      const version = await services.versions.get(ownerOf(request), versionId);
+      if (!version) throw notFound('version', versionId);
+      return version;
+    };
+
+    app.post(
+      '/v1/applications/:applicationId/versions',
+      {
+        config: { auth: 'owner' },
+        schema: {
+          tags: ['versions'],
+          summary: 'Upload a source archive as a new version; its build starts asynchronously',
+          description: 'multipart/form-data: field `metadata` (JSON: version, language, kind, phases, config, notes, optimize) and file `source` (.tar.gz or .zip).',
+          params: AppParams,
+          consumes: ['multipart/form-data'],
+          response: { 202: Type.Object({ version: VersionSchema, build: Build }), 415: errorResponses[400], ...errorResponses },
+        },
+      },
+      async (request, reply) => {
+        const ownerId = ownerOf(request);
+        const application = await services.applications.get(ownerId, request.params.applicationId);
+        if (!application) throw notFound('application', request.params.applicationId);
+        const tempDir = path.join(services.config.dataDir, 'tmp', `upload-${randomUUID()}`);
+        await mkdir(tempDir, { recursive: true, mode: 0o700 });
+        try {
+          const { metadata, archivePath } = await receiveUpload(request, tempDir);
+          const summary = await inspectArchive(archivePath, services.config.archiveLimits);
+          const versionId = randomUUID();
+          const sourceKey = `${versionPrefix({ ownerId, id: versionId })}source.${summary.format === 'zip' ? 'zip' : 'tar.gz'}`;
+          const stored = await services.objects.put(sourceKey, createReadStream(archivePath), { contentType: 'application/octet-stream' });
+          try {
+            const created = await services.database.db.transaction(async (tx) => {
+              const version = await new SqlVersionRepository(tx).create({
+                id: versionId,
+                ownerId,
+                applicationId: application.id,
+                version: metadata.version,
+                language: metadata.language ?? null,
+                kind: metadata.kind ?? null,
+                phases: metadata.phases ?? [],
+                config: metadata.config ?? '',
+                notes: metadata.notes ?? '',
+                optimize: { ...DEFAULT_OPTIMIZE, ...metadata.optimize },
+                sourceKey,
+                sourceSha256: stored.sha256,
+                sourceSize: stored.size,
+                sourceFormat: summary.format,
+              });
+              const build = await new SqlBuildRepository(tx).createQueued({ ownerId, applicationId: application.id, versionId });
+              await enqueueBuild(tx, build.id, services.config.queue.maxAttempts);
+              return { version, build };
+            });
+            services.metrics.buildsQueued.inc();
+            return reply.status(202).send({ version: versionJson(created.version), build: buildJson(created.build) });
+          } catch (error) {
+            await services.objects.delete(sourceKey).catch(() => undefined);
+            throw error;
+          }
+        } finally {
+          await rm(tempDir, { recursive: true, force: true });
+        }
+      },
+    );
+
+    app.get(
+      '/v1/applications/:applicationId/versions',
+      { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'List versions, newest first', params: AppParams, querystring: PageQuery, response: { 200: pageOf(VersionSchema), ...errorResponses } } },
+      async (request) => {
+        const ownerId = ownerOf(request);
+        if (!(await services.applications.get(ownerId, request.params.applicationId))) throw notFound('application', request.params.applicationId);
+        const page = await services.versions.list(ownerId, request.params.applicationId, { limit: request.query.limit ?? 50, cursor: request.query.cursor });
+        return { items: page.items.map(versionJson), nextCursor: page.nextCursor };
+      },
+    );
+
+    app.get(
+      '/v1/versions/:versionId',
+      { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'Read a version', params: VersionParams, response: { 200: VersionSchema, ...errorResponses } } },
+      async (request) => versionJson(await requireVersion(request, request.params.versionId)),
+    );
+
+    app.patch(
+      '/v1/versions/:versionId',
+      {
+        config: { auth: 'owner' },
+        schema: {
+          tags: ['versions'],
+          summary: 'Update version, phases, config or notes',
+          params: VersionParams,
+          body: Type.Object(
+            {
+              version: Type.Optional(SemVer),
+              phases: Type.Optional(Type.Array(Phase, { maxItems: 5, uniqueItems: true })),
+              config: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+              notes: Type.Optional(Notes),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: VersionSchema, ...errorResponses },
+        },
+      },
+      async (request) => {
+        if (Object.keys(request.body).length === 0) throw badRequest('nothing_to_update', 'send at least one of version, phases, config, notes');
+        const updated = await services.versions.update(ownerOf(request), request.params.versionId, request.body);
+        if (!updated) throw notFound('version', request.params.versionId);
+        return versionJson(updated);
+      },
+    );
+
+    app.delete(
+      '/v1/versions/:versionId',
+      { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'Delete a version with its builds and stored objects', params: VersionParams, response: { 204: Type.Null(), ...errorResponses } } },
+      async (request, reply) => {
+        const version = await requireVersion(request, request.params.versionId);
+        if (!(await services.versions.delete(version.ownerId, version.id))) throw notFound('version', version.id);
+        await deleteVersionObjects(services, version);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.get(
+      '/v1/versions/:versionId/source',
+      { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'Download the uploaded source archive', params: VersionParams, response: { 200: BinaryBody, ...errorResponses } } },
+      async (request, reply) => {
+        const version = await requireVersion(request, request.params.versionId);
+        const { info, body } = await services.objects.get(version.sourceKey);
+        const extension = version.sourceFormat === 'zip' ? 'zip' : 'tar.gz';
+        return reply
+          .header('content-type', version.sourceFormat === 'zip' ? 'application/zip' : 'application/gzip')
+          .header('content-length', info.size)
+          .header('etag', `"${info.sha256}"`)
+          .header('x-kiln-sha256', info.sha256)
+          .header('content-disposition', `attachment; filename="source-${version.version}.${extension}"`)
+          .send(body);
+      },
+    );
+
+    app.get(
+      '/v1/versions/:versionId/artifact',
+      {
+        config: { auth: 'owner' },
+        schema: {
+          tags: ['versions'],
+          summary: 'Download the Wasm binary of the latest successful build',
+          description: '`variant` is `optimized` (default; the original is served when optimization did not produce one) or `original`.',
+          params: VersionParams,
+          querystring: Type.Object({ variant: Type.Optional(Type.Union([Type.Literal('optimized'), Type.Literal('original')])) }, { additionalProperties: false }),
+          response: { 200: BinaryBody, 304: Type.Null(), ...errorResponses },
+        },
+      },
+      async (request, reply) => {
+        const version = await requireVersion(request, request.params.versionId);
+        const build = await services.builds.latestSucceeded(version.id);
+        if (!build) throw conflict('no_artifact', `version ${version.id} has no successful build yet; see GET /v1/builds?versionId=${version.id}`);
+        const requested = request.query.variant;
+        const variant = requested ?? (build.artifacts.optimized ? 'optimized' : 'original');
+        const record = build.artifacts[variant];
+        if (!record) throw notFound('artifact variant', variant);
+        if (request.headers['if-none-match'] === `"${record.sha256}"`) return reply.status(304).send(null);
+        const { body } = await services.objects.get(record.key);
+        return reply
+          .header('content-type', 'application/wasm')
+          .header('content-length', record.size)
+          .header('etag', `"${record.sha256}"`)
+          .header('digest', `sha-256=${Buffer.from(record.sha256, 'hex').toString('base64')}`)
+          .header('x-kiln-sha256', record.sha256)
+          .header('x-kiln-variant', variant)
+          .header('x-kiln-build', build.id)
+          .send(body);
+      },
+    );
+
+    app.post(
+      '/v1/versions/:versionId/builds',
+      { config: { auth: 'owner' }, schema: { tags: ['builds'], summary: 'Rebuild a version (a new build of the same source)', params: VersionParams, response: { 202: Build, ...errorResponses } } },
+      async (request, reply) => {
+        const version = await requireVersion(request, request.params.versionId);
+        const build = await services.database.db.transaction(async (tx) => {
+          const builds = new SqlBuildRepository(tx);
+          if (await builds.hasActiveBuild(version.id)) throw conflict('build_active', `version ${version.id} already has a queued or running build; cancel it first or wait`);
+          const created = await builds.createQueued({ ownerId: version.ownerId, applicationId: version.applicationId, versionId: version.id });
+          await enqueueBuild(tx, created.id, services.config.queue.maxAttempts);
+          return created;
+        });
+        services.metrics.buildsQueued.inc();
+        return reply.status(202).send(buildJson(build));
+      },
+    );
+  };
+}

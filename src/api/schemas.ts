@@ -1,0 +1,130 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/** Shared TypeBox schemas: they validate requests and document /openapi.json. */
+
+export const Uuid = Type.String({ format: 'uuid', description: 'a UUID' });
+export const Timestamp = Type.String({ format: 'date-time' });
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const ErrorBody = Type.Object(
+  { error: Type.Object({ code: Type.String(), message: Type.String() }) },
+  { $id: 'Error', description: 'Every 4xx and 5xx answer has this shape' },
+);
+
+export const Language = Type.Union([Type.Literal('rust'), Type.Literal('c'), Type.Literal('assemblyscript')]);
+export const Kind = Type.Union([Type.Literal('proxy-wasm'), Type.Literal('wasi-command')]);
+export const Phase = Type.Union([Type.Literal('request_headers'), Type.Literal('request_body'), Type.Literal('response_headers'), Type.Literal('response_body'), Type.Literal('log')]);
+export const BuildStateSchema = Type.Union([
+  Type.Literal('queued'),
+  Type.Literal('running'),
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('crashed'),
+  Type.Literal('cancelled'),
+]);
+
+export const ApplicationName = Type.String({ minLength: 1, maxLength: 100, pattern: '^[a-z0-9][a-z0-9-]*$', description: 'lower-case letters, digits and dashes' });
+export const Notes = Type.String({ maxLength: 10_000 });
+
+/** Semantic Versioning 2.0.0 (the official grammar, as a regular expression). */
+export const SEMVER_PATTERN =
+  '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\\.(?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\\+([0-9a-zA-Z-]+(?:\\.[0-9a-zA-Z-]+)*))?$';
+export const SemVer = Type.String({ maxLength: 128, pattern: SEMVER_PATTERN, description: 'a semantic version, e.g. 1.2.3' });
+
+export const OptimizeSchema = Type.Object(
+  {
+    strip: Type.Optional(Type.Boolean()),
+    wasmOpt: Type.Optional(
+      Type.Union([Type.Literal('off'), Type.Literal('O1'), Type.Literal('O2'), Type.Literal('O3'), Type.Literal('O4'), Type.Literal('Os'), Type.Literal('Oz')]),
+    ),
+    wizer: Type.Optional(Type.Boolean()),
+    memoryCapPages: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 65536 }))),
+  },
+  { additionalProperties: false },
+);
+
+export const VersionMetadata = Type.Object(
+  {
+    version: SemVer,
+    language: Type.Optional(Language),
+    kind: Type.Optional(Kind),
+    phases: Type.Optional(Type.Array(Phase, { maxItems: 5, uniqueItems: true })),
+    config: Type.Optional(Type.String({ maxLength: 64 * 1024, description: 'plugin configuration handed to the filter' })),
+    notes: Type.Optional(Notes),
+    optimize: Type.Optional(OptimizeSchema),
+  },
+  { additionalProperties: false },
+);
+export type VersionMetadata = Static<typeof VersionMetadata>;
+
+export const Application = Type.Object(
+  { id: Uuid, name: Type.String(), notes: Type.String(), createdAt: Timestamp, updatedAt: Timestamp },
+  { $id: 'Application' },
+);
+
+export const Artifact = Type.Object({ sha256: Type.String(), size: Type.Integer() });
+
+export const Build = Type.Object(
+  {
+    id: Uuid,
+    applicationId: Uuid,
+    versionId: Uuid,
+    number: Type.Integer(),
+    state: BuildStateSchema,
+    reason: Nullable(Type.String()),
+    language: Nullable(Type.String()),
+    kind: Nullable(Type.String()),
+    attempts: Type.Integer(),
+    cancelRequested: Type.Boolean(),
+    stages: Type.Array(Type.Object({ name: Type.String(), startedAt: Type.String(), durationMs: Type.Number() })),
+    artifacts: Type.Record(Type.String(), Artifact),
+    details: Type.Record(Type.String(), Type.Unknown()),
+    logBytes: Type.Integer(),
+    createdAt: Timestamp,
+    startedAt: Nullable(Timestamp),
+    finishedAt: Nullable(Timestamp),
+    durationMs: Nullable(Type.Number()),
+  },
+  { $id: 'Build' },
+);
+
+export const Version = Type.Object(
+  {
+    id: Uuid,
+    applicationId: Uuid,
+    version: Type.String(),
+    language: Nullable(Type.String()),
+    kind: Nullable(Type.String()),
+    phases: Type.Array(Type.String()),
+    config: Type.String(),
+    notes: Type.String(),
+    optimize: Type.Object({ strip: Type.Boolean(), wasmOpt: Type.String(), wizer: Type.Boolean(), memoryCapPages: Nullable(Type.Integer()) }),
+    source: Type.Object({ sha256: Type.String(), size: Type.Integer(), format: Type.String() }),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { $id: 'Version' },
+);
+
+export const PageQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+export const pageOf = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Type.Optional(Type.String()) });
+
+/** Binary or text bodies (artifacts, archives, logs): documented, not serialized. */
+export const BinaryBody = Type.Unknown({ description: 'binary or text content' });
+
+export const errorResponses = {
+  400: ErrorBody,
+  401: ErrorBody,
+  403: ErrorBody,
+  404: ErrorBody,
+  409: ErrorBody,
+  413: ErrorBody,
+  422: ErrorBody,
+} as const;

@@ -1,0 +1,82 @@
+import { UserError } from '../errors.ts';
+import type { ArtifactRecord } from '../store/metadata/schema.ts';
+import type { ObjectStore } from '../store/objects/object-store.ts';
+import { inspectModule } from '../wasm/inspect.ts';
+import { checkKind, detectKind, type AppKind } from '../wasm/kind.ts';
+import type { CompletionReport } from '../queue/complete.ts';
+
+export const ARTIFACT_VARIANTS = ['original', 'optimized'] as const;
+export type ArtifactVariant = (typeof ARTIFACT_VARIANTS)[number];
+
+export interface WorkerReport {
+  outcome: CompletionReport['outcome'];
+  reason?: string;
+  language?: string;
+  kind?: string;
+  stages: CompletionReport['stages'];
+  details?: Record<string, unknown>;
+}
+
+interface EvaluationInput {
+  report: WorkerReport;
+  /** The kind the uploader declared, if any. */
+  declaredKind: string | null;
+  declaredLanguage: string | null;
+  /** Where this attempt's artifacts were uploaded (variant → key). */
+  artifactKeys: Record<ArtifactVariant, string>;
+}
+
+type ModuleVerdict = { ok: true; kind: AppKind } | { ok: false; reason: string };
+
+/**
+ * The API's judgement of what a worker reports. A worker is trusted to run
+ * the build, not to decide that its output is fit: a build succeeds only if
+ * the stored original artifact is valid Wasm whose imports and exports fit the
+ * kind. An optimized variant that does not pass is dropped (the original is
+ * served) and the reason kept in the build's details.
+ */
+export async function evaluateReport(objects: ObjectStore, input: EvaluationInput): Promise<CompletionReport> {
+  const { report } = input;
+  const base: CompletionReport = {
+    outcome: report.outcome,
+    reason: report.reason ?? null,
+    language: report.language ?? input.declaredLanguage,
+    kind: report.kind ?? input.declaredKind,
+    stages: report.stages,
+    artifacts: {},
+    details: report.details ?? {},
+  };
+  if (report.outcome !== 'succeeded') return base;
+
+  const original = await objects.head(input.artifactKeys.original);
+  if (!original) throw new UserError(400, 'artifact_missing', 'upload the original artifact (PUT …/artifacts/original) before reporting success');
+  const wantedKind = (input.declaredKind ?? report.kind ?? null) as AppKind | null;
+  const verdict = await judgeModule(objects, original.key, wantedKind);
+  if (!verdict.ok) return { ...base, outcome: 'failed', reason: verdict.reason };
+
+  const artifacts: Record<string, ArtifactRecord> = { original: { key: original.key, sha256: original.sha256, size: original.size } };
+  const details = { ...base.details };
+  const optimized = await objects.head(input.artifactKeys.optimized);
+  if (optimized) {
+    const optimizedVerdict = await judgeModule(objects, optimized.key, verdict.kind);
+    if (optimizedVerdict.ok) artifacts.optimized = { key: optimized.key, sha256: optimized.sha256, size: optimized.size };
+    else details.optimizedRejected = optimizedVerdict.reason;
+  }
+  return { ...base, kind: verdict.kind, artifacts, details };
+}
+
+async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKind | null): Promise<ModuleVerdict> {
+  const { body } = await objects.getBuffer(key);
+  let info;
+  try {
+    info = inspectModule(body);
+  } catch (error) {
+    if (error instanceof UserError) return { ok: false, reason: `the build produced an invalid WebAssembly module: ${error.message}` };
+    throw error;
+  }
+  const kind = wantedKind ?? detectKind(info);
+  if (!kind) return { ok: false, reason: 'the module is neither a proxy-wasm filter nor a WASI command (no proxy_abi_version_* or _start export); declare the kind or fix the exports' };
+  const check = checkKind(info, kind);
+  if (!check.ok) return { ok: false, reason: `the module does not fit the ${kind} kind: ${check.problems.join(' ')}` };
+  return { ok: true, kind };
+}

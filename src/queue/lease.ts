@@ -1,0 +1,87 @@
+import { and, eq, lt, sql } from 'drizzle-orm';
+import type { Database, Executor } from '../store/metadata/database.ts';
+import { builds, jobs } from '../store/metadata/schema.ts';
+import { JOBS_CHANNEL, LeaseLostError, type Job, type QueueSettings } from './jobs.ts';
+
+/** The job, if `leaseToken` is its current, unexpired lease. */
+export async function requireLease(db: Executor, jobId: string, leaseToken: string): Promise<Job> {
+  const [job] = await db
+    .select()
+    .from(jobs)
+    .where(and(eq(jobs.id, jobId), eq(jobs.leaseToken, leaseToken), eq(jobs.state, 'running'), sql`${jobs.leaseExpiresAt} > now()`));
+  if (!job) throw new LeaseLostError(jobId);
+  return job;
+}
+
+export interface HeartbeatAnswer {
+  leaseExpiresAt: Date;
+  cancelRequested: boolean;
+}
+
+export async function heartbeat(database: Database, jobId: string, leaseToken: string, settings: QueueSettings): Promise<HeartbeatAnswer> {
+  const [job] = await database.db
+    .update(jobs)
+    .set({ leaseExpiresAt: sql`now() + ${`${settings.leaseMs} milliseconds`}::interval` })
+    .where(and(eq(jobs.id, jobId), eq(jobs.leaseToken, leaseToken), eq(jobs.state, 'running'), sql`${jobs.leaseExpiresAt} > now()`))
+    .returning();
+  if (!job?.leaseExpiresAt) throw new LeaseLostError(jobId);
+  const [build] = await database.db.select({ cancelRequested: builds.cancelRequested }).from(builds).where(eq(builds.id, job.buildId));
+  return { leaseExpiresAt: job.leaseExpiresAt, cancelRequested: build?.cancelRequested ?? true };
+}
+
+export interface SweepResult {
+  requeued: string[];
+  crashed: string[];
+  cancelled: string[];
+}
+
+/**
+ * Jobs whose worker stopped heartbeating: re-queue them, or end their build
+ * (crashed after maxAttempts, cancelled if a cancel was pending).
+ * Returns the build ids it ended so their logs can be finalized.
+ */
+export async function sweepExpiredLeases(database: Database): Promise<SweepResult> {
+  const result: SweepResult = { requeued: [], crashed: [], cancelled: [] };
+  await database.db.transaction(async (tx) => {
+    const expired = await tx
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.state, 'running'), lt(jobs.leaseExpiresAt, sql`now()`)))
+      .for('update', { skipLocked: true });
+    for (const job of expired) {
+      const [build] = await tx.select().from(builds).where(eq(builds.id, job.buildId));
+      if (!build) continue;
+      if (build.cancelRequested) {
+        await endJob(tx, job, 'cancelled', 'cancelled; the worker stopped responding before it acknowledged');
+        result.cancelled.push(build.id);
+      } else if (job.attempt >= job.maxAttempts) {
+        await endJob(tx, job, 'crashed', `the build's worker stopped responding ${job.attempt} times; giving up (a platform fault, not your code)`);
+        result.crashed.push(build.id);
+      } else {
+        await requeue(tx, job);
+        result.requeued.push(build.id);
+      }
+    }
+    if (result.requeued.length > 0) await tx.execute(sql`select pg_notify(${JOBS_CHANNEL}, '')`);
+  });
+  return result;
+}
+
+export async function requeue(tx: Executor, job: Job): Promise<void> {
+  await tx.update(jobs).set({ state: 'queued', leaseToken: null, leaseExpiresAt: null, workerId: null }).where(eq(jobs.id, job.id));
+  await tx.update(builds).set({ state: 'queued' }).where(eq(builds.id, job.buildId));
+}
+
+export async function endJob(
+  tx: Executor,
+  job: Job,
+  state: 'succeeded' | 'failed' | 'crashed' | 'cancelled',
+  reason: string | null,
+  extra: Partial<typeof builds.$inferInsert> = {},
+): Promise<void> {
+  await tx.update(jobs).set({ state: 'done', leaseToken: null, leaseExpiresAt: null }).where(eq(jobs.id, job.id));
+  await tx
+    .update(builds)
+    .set({ ...extra, state, reason, finishedAt: sql`now()` })
+    .where(eq(builds.id, job.buildId));
+}

@@ -1,0 +1,74 @@
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { buildApp, type App } from '../api/app.ts';
+import { createMetrics } from '../api/metrics.ts';
+import { repositories, type Services } from '../api/services.ts';
+import type { KilnConfig } from '../config.ts';
+import { startLeaseSweeper } from '../queue/sweeper.ts';
+import { BuildLogs } from '../store/build-logs.ts';
+import { openDatabase } from '../store/metadata/database.ts';
+import { createObjectStore } from '../store/objects/index.ts';
+import { bootstrapCredentials, type LocalCredentials } from './bootstrap.ts';
+
+export interface RunningKiln {
+  url: string;
+  app: App;
+  services: Services;
+  credentials: LocalCredentials;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  logRequests?: boolean;
+  sweepIntervalMs?: number;
+}
+
+/**
+ * Starts the API: database (migrated), object store, credentials, HTTP
+ * server and the lease sweeper. Local workers are started by the caller
+ * (`kiln serve`) against the returned URL, exactly as remote ones would be.
+ */
+export async function startKiln(config: KilnConfig, options: StartOptions = {}): Promise<RunningKiln> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'kiln-api' } });
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  // Uploads half-received when the process died are garbage.
+  await rm(path.join(config.dataDir, 'tmp'), { recursive: true, force: true });
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: path.join(config.dataDir, 'db') });
+  const objects = await createObjectStore(config.objects);
+  await objects.ping();
+  const credentials = await bootstrapCredentials(database, config.dataDir);
+  const logs = new BuildLogs(database, objects, config.logMaxBytes);
+  await logs.finalizePending();
+  const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, ...repositories(database) };
+  const app = await buildApp(services, { logRequests: options.logRequests });
+  const address = await app.listen({ host: config.host, port: config.port });
+  const stopSweeper = startLeaseSweeper(
+    database,
+    options.sweepIntervalMs ?? 1_000,
+    async (result) => {
+      for (const buildId of result.requeued) await logs.appendLine(buildId, 'the worker stopped responding (lease expired); re-queued');
+      for (const buildId of [...result.crashed, ...result.cancelled]) {
+        await logs.finalize(buildId);
+        logs.touch(buildId);
+      }
+    },
+    (error) => logger.error({ err: error }, 'lease sweep failed'),
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    url: address.replace('0.0.0.0', '127.0.0.1'),
+    app,
+    services,
+    credentials,
+    close() {
+      closing ??= (async () => {
+        await stopSweeper();
+        await app.close();
+        await database.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import { EventEmitter } from 'node:events';
+import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
+import type { Database } from './metadata/database.ts';
+import { builds, logChunks, TERMINAL_BUILD_STATES } from './metadata/schema.ts';
+import type { Build } from './metadata/repositories/builds.ts';
+import type { ObjectStore } from './objects/object-store.ts';
+
+/**
+ * Build logs: appended as chunks in the database while the build runs (each
+ * append is durable before the worker gets its 204), joined into one object
+ * when the build ends. Readers get the object if it exists, else the chunks.
+ */
+export class BuildLogs {
+  private readonly events = new EventEmitter();
+
+  constructor(
+    private readonly database: Database,
+    private readonly objects: ObjectStore,
+    /** Hard cap kept by the API whatever a worker sends. */
+    private readonly maxBytes: number,
+  ) {
+    this.events.setMaxListeners(0);
+  }
+
+  static objectKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>): string {
+    return `owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/build.log`;
+  }
+
+  /** Appends in order; returns the bytes actually kept (0 once the cap is reached). */
+  async append(buildId: string, data: Buffer): Promise<number> {
+    if (data.length === 0) return 0;
+    const kept = await this.database.db.transaction(async (tx) => {
+      const [build] = await tx.select({ logBytes: builds.logBytes }).from(builds).where(eq(builds.id, buildId)).for('update');
+      if (!build) return 0;
+      const room = this.maxBytes - build.logBytes;
+      if (room <= 0) return 0;
+      const chunk = data.length > room ? Buffer.concat([data.subarray(0, room), Buffer.from('\n[kiln] log truncated: the log limit was reached\n')]) : data;
+      await tx.insert(logChunks).values({
+        buildId,
+        seq: sql`(select coalesce(max(${logChunks.seq}), 0) + 1 from ${logChunks} where ${logChunks.buildId} = ${buildId})`,
+        data: chunk,
+      });
+      await tx
+        .update(builds)
+        .set({ logBytes: sql`${builds.logBytes} + ${chunk.length}` })
+        .where(eq(builds.id, buildId));
+      return chunk.length;
+    });
+    this.events.emit(buildId);
+    return kept;
+  }
+
+  /** A host-side line (platform facts) appended to the build's log. */
+  appendLine(buildId: string, line: string): Promise<number> {
+    return this.append(buildId, Buffer.from(`[kiln] ${line}\n`));
+  }
+
+  async read(build: Pick<Build, 'id' | 'logKey'>): Promise<Buffer> {
+    if (build.logKey) {
+      const { body } = await this.objects.getBuffer(build.logKey);
+      return body;
+    }
+    const rows = await this.database.db.select({ data: logChunks.data }).from(logChunks).where(eq(logChunks.buildId, build.id)).orderBy(asc(logChunks.seq));
+    return Buffer.concat(rows.map((row) => row.data));
+  }
+
+  /** Chunks appended after `afterSeq` (for live following). */
+  async chunksAfter(buildId: string, afterSeq: number): Promise<Array<{ seq: number; data: Buffer }>> {
+    return this.database.db
+      .select({ seq: logChunks.seq, data: logChunks.data })
+      .from(logChunks)
+      .where(and(eq(logChunks.buildId, buildId), gt(logChunks.seq, afterSeq)))
+      .orderBy(asc(logChunks.seq));
+  }
+
+  /**
+   * Moves a finished build's chunks into one object. Idempotent: safe to run
+   * again after a crash between the object write and the chunk deletion.
+   */
+  async finalize(buildId: string): Promise<void> {
+    const [build] = await this.database.db.select().from(builds).where(eq(builds.id, buildId));
+    if (!build || build.logKey) {
+      this.events.emit(buildId);
+      return;
+    }
+    const content = await this.read(build);
+    const key = BuildLogs.objectKey(build);
+    await this.objects.put(key, content, { contentType: 'text/plain' });
+    await this.database.db.transaction(async (tx) => {
+      await tx.update(builds).set({ logKey: key }).where(eq(builds.id, buildId));
+      await tx.delete(logChunks).where(eq(logChunks.buildId, buildId));
+    });
+    this.events.emit(buildId);
+  }
+
+  /** Finalizes logs of builds that ended while the process died mid-way. */
+  async finalizePending(): Promise<void> {
+    const pending = await this.database.db
+      .select({ id: builds.id })
+      .from(builds)
+      .where(and(isNull(builds.logKey), inArray(builds.state, [...TERMINAL_BUILD_STATES])));
+    for (const row of pending) await this.finalize(row.id);
+  }
+
+  /** Calls `onChange` whenever the build's log or state may have changed. */
+  subscribe(buildId: string, onChange: () => void): () => void {
+    this.events.on(buildId, onChange);
+    return () => this.events.off(buildId, onChange);
+  }
+
+  /** Wakes followers after a state change that did not append to the log. */
+  touch(buildId: string): void {
+    this.events.emit(buildId);
+  }
+}

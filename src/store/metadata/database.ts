@@ -1,0 +1,137 @@
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import pg from 'pg';
+import { schema, type Schema } from './schema.ts';
+
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+/** A transaction handle or the database itself: repositories accept either. */
+export type Executor = Parameters<Parameters<Db['transaction']>[0]>[0] | Db;
+
+/** Wake-ups between API instances (and the in-process long-polls). */
+export interface Notifier {
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+}
+
+export interface Database {
+  readonly dialect: 'pglite' | 'postgres';
+  readonly db: Db;
+  readonly notifier: Notifier;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const migrationsFolder = fileURLToPath(new URL('../../../drizzle', import.meta.url));
+
+export async function openPglite(dataDir: string | undefined): Promise<Database> {
+  if (dataDir) await mkdir(dataDir, { recursive: true });
+  const client = dataDir ? new PGlite(dataDir) : new PGlite();
+  const db = drizzlePglite(client, { schema });
+  await migratePglite(db, { migrationsFolder });
+  return {
+    dialect: 'pglite',
+    db: db as unknown as Db,
+    notifier: sharedNotifier((channel, onNotify) => client.listen(channel, () => onNotify())),
+    async ping() {
+      await client.query('select 1');
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}
+
+export async function openPostgres(url: string): Promise<Database> {
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5_000 });
+  // An idle client losing its server (database restart) must not crash the process.
+  pool.on('error', () => undefined);
+  const db = drizzlePg(pool, { schema });
+  await migratePg(db, { migrationsFolder });
+  const listeners = new Set<pg.Client>();
+  return {
+    dialect: 'postgres',
+    db: db as unknown as Db,
+    notifier: sharedNotifier((channel, onNotify) => listenWithReconnect(url, channel, onNotify, listeners)),
+    async ping() {
+      await pool.query('select 1');
+    },
+    async close() {
+      for (const client of listeners) await client.end().catch(() => undefined);
+      await pool.end();
+    },
+  };
+}
+
+type Subscribe = (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
+
+/**
+ * One database subscription per channel, fanned out in process: every
+ * long-polling claim listens, and a connection per poll would be wasteful.
+ */
+function sharedNotifier(subscribe: Subscribe): Notifier {
+  const channels = new Map<string, { callbacks: Set<() => void>; ready: Promise<() => Promise<void>> }>();
+  return {
+    async listen(channel, onNotify) {
+      let entry = channels.get(channel);
+      if (!entry) {
+        const callbacks = new Set<() => void>();
+        const ready = subscribe(channel, () => callbacks.forEach((callback) => callback()));
+        entry = { callbacks, ready };
+        channels.set(channel, entry);
+      }
+      entry.callbacks.add(onNotify);
+      await entry.ready;
+      const callbacks = entry.callbacks;
+      return async () => {
+        callbacks.delete(onNotify);
+      };
+    },
+  };
+}
+
+/**
+ * LISTEN needs a dedicated connection. If it drops (database restart), we
+ * reconnect in the background; long-polls also re-check periodically, so a
+ * lost notification only delays a claim, never loses a job.
+ */
+async function listenWithReconnect(url: string, channel: string, onNotify: () => void, clients: Set<pg.Client>): Promise<() => Promise<void>> {
+  let stopped = false;
+  let current: pg.Client | undefined;
+  const connect = async (): Promise<void> => {
+    if (stopped) return;
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+    client.on('notification', () => onNotify());
+    client.on('error', () => {
+      clients.delete(client);
+      client.end().catch(() => undefined);
+      setTimeout(() => void connect().catch(() => undefined), 1_000).unref();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      current = client;
+      clients.add(client);
+      onNotify(); // anything enqueued while we were disconnected
+    } catch {
+      await client.end().catch(() => undefined);
+      setTimeout(() => void connect().catch(() => undefined), 1_000).unref();
+    }
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (current) {
+      clients.delete(current);
+      await current.end().catch(() => undefined);
+    }
+  };
+}
+
+export function openDatabase(options: { url?: string; dataDir?: string }): Promise<Database> {
+  return options.url ? openPostgres(options.url) : openPglite(options.dataDir);
+}

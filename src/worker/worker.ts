@@ -1,0 +1,209 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { extractArchive } from '../archive/extract.ts';
+import { DEFAULT_ARCHIVE_LIMITS } from '../archive/limits.ts';
+import { errorMessage, UserError } from '../errors.ts';
+import type { AppKind, LanguageId } from '../languages/language.ts';
+import type { Sandbox } from '../sandbox/sandbox.ts';
+import { runBuild, type BuildStage } from './build-job.ts';
+import { ApiUnavailable, LeaseLost, type JobResult, type JobSpec, WorkerApiClient } from './client.ts';
+import { LogSender } from './log-sender.ts';
+
+export interface WorkerOptions {
+  apiUrl: string;
+  token: string;
+  concurrency: number;
+  sandbox: Sandbox;
+  /** Job directories are created here and removed after each job. */
+  workRoot: string;
+  logger: Logger;
+  /** Name shown in build logs; defaults to host name + random suffix. */
+  name?: string;
+  /** How often a running job heartbeats (cancel latency is at most this plus the kill). */
+  heartbeatMs?: number;
+}
+
+export interface RunningWorker {
+  /** Stops claiming; running jobs are cancelled and reported as crashed (they will be retried). */
+  stop(): Promise<void>;
+}
+
+/**
+ * `kiln worker`: claims jobs over HTTP, builds them in the sandbox, reports.
+ * It holds no database or storage credentials, only the API URL and a token.
+ */
+export function startWorker(options: WorkerOptions): RunningWorker {
+  const client = new WorkerApiClient(options.apiUrl, options.token);
+  const name = options.name ?? `${os.hostname()}-${randomBytes(3).toString('hex')}`;
+  const stopping = new AbortController();
+  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}/${index}` }, client, stopping.signal));
+  return {
+    async stop() {
+      stopping.abort();
+      await Promise.allSettled(slots);
+    },
+  };
+}
+
+async function slotLoop(options: WorkerOptions & { name: string }, client: WorkerApiClient, stopping: AbortSignal): Promise<void> {
+  let backoffMs = 500;
+  while (!stopping.aborted) {
+    try {
+      const job = await client.claim(options.name, 20_000, stopping);
+      backoffMs = 500;
+      if (job) await runJob(options, client, job, stopping);
+    } catch (error) {
+      if (stopping.aborted) break;
+      options.logger.warn({ err: errorMessage(error) }, 'worker could not claim; retrying');
+      await sleep(backoffMs, stopping);
+      backoffMs = Math.min(backoffMs * 2, 15_000);
+    }
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+
+/** Keeps the lease alive and turns a cancel request or a lost lease into an abort. */
+function keepLease(client: WorkerApiClient, job: JobSpec, intervalMs: number, abort: AbortController): { stop(): void; lost(): boolean } {
+  let leaseLost = false;
+  const timer = setInterval(() => {
+    client
+      .heartbeat(job)
+      .then((answer) => {
+        if (answer.cancelRequested) abort.abort('cancelled');
+      })
+      .catch((error: unknown) => {
+        if (error instanceof LeaseLost) {
+          leaseLost = true;
+          abort.abort('lease lost');
+        }
+        // A passing network error: the next heartbeat retries before the lease runs out.
+      });
+  }, intervalMs);
+  return { stop: () => clearInterval(timer), lost: () => leaseLost };
+}
+
+async function runJob(options: WorkerOptions & { name: string }, client: WorkerApiClient, job: JobSpec, stopping: AbortSignal): Promise<void> {
+  const logger = options.logger.child({ jobId: job.id, buildId: job.buildId });
+  const abort = new AbortController();
+  const onStop = () => abort.abort('worker stopping');
+  stopping.addEventListener('abort', onStop, { once: true });
+  const lease = keepLease(client, job, options.heartbeatMs ?? 1_000, abort);
+  const log = new LogSender(client, job);
+  await mkdir(options.workRoot, { recursive: true, mode: 0o700 });
+  const jobDir = await mkdtemp(path.join(options.workRoot, `job-${job.id.slice(0, 8)}-`));
+  const stages: BuildStage[] = [];
+  let result: JobResult;
+  try {
+    log.line(`worker ${options.name} building attempt ${job.attempt} in a ${options.sandbox.name} sandbox`);
+    const archive = path.join(jobDir, 'source.archive');
+    await timed(stages, 'download', () => download(client, job, archive));
+    const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src')));
+    if (extracted) {
+      result = { outcome: 'failed', reason: extracted, stages };
+    } else {
+      const artifactPath = path.join(jobDir, 'artifact.wasm');
+      const outcome = await runBuild({
+        jobDir,
+        sandbox: options.sandbox,
+        language: job.language as LanguageId | null,
+        kind: job.kind as AppKind | null,
+        limits: job.limits,
+        onLog: (chunk) => log.write(chunk),
+        signal: abort.signal,
+        artifactPath,
+      });
+      stages.push(...outcome.stages);
+      if (outcome.outcome === 'succeeded' && outcome.artifactPath) {
+        await timed(stages, 'upload', async () => client.uploadArtifact(job, 'original', await readFile(outcome.artifactPath as string)));
+      }
+      result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages };
+    }
+  } catch (error) {
+    if (error instanceof LeaseLost || lease.lost()) {
+      logger.warn('lease lost; dropping the job');
+      await cleanup(jobDir, lease, stopping, onStop);
+      return;
+    }
+    logger.error({ err: errorMessage(error) }, 'job crashed');
+    result = { outcome: 'crashed', reason: `platform error: ${errorMessage(error)}`, stages };
+  }
+  if (abort.signal.reason === 'worker stopping' && result.outcome !== 'succeeded') {
+    result = { outcome: 'crashed', reason: 'the worker was stopped during the build', stages };
+  }
+  try {
+    if (result.reason) log.line(`${result.outcome}: ${result.reason}`);
+    await log.flush();
+    if (!lease.lost()) {
+      const answer = await reportWithRetry(client, job, result);
+      logger.info({ state: answer.build.state, requeued: answer.requeued }, 'job reported');
+    }
+  } catch (error) {
+    logger.warn({ err: errorMessage(error) }, 'could not report the result; the lease will expire and the job will be retried');
+  } finally {
+    await cleanup(jobDir, lease, stopping, onStop);
+  }
+}
+
+async function cleanup(jobDir: string, lease: { stop(): void }, stopping: AbortSignal, onStop: () => void): Promise<void> {
+  lease.stop();
+  stopping.removeEventListener('abort', onStop);
+  await rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+async function reportWithRetry(client: WorkerApiClient, job: JobSpec, result: JobResult) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await client.report(job, result);
+    } catch (error) {
+      if (!(error instanceof ApiUnavailable) || attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+  }
+}
+
+async function timed<T>(stages: BuildStage[], name: string, work: () => Promise<T>): Promise<T> {
+  const started = new Date();
+  try {
+    return await work();
+  } finally {
+    stages.push({ name, startedAt: started.toISOString(), durationMs: Date.now() - started.getTime() });
+  }
+}
+
+/** Downloads the source and checks it is the archive the version recorded. */
+async function download(client: WorkerApiClient, job: JobSpec, destination: string): Promise<void> {
+  const response = await client.downloadSource(job);
+  if (!response.body) throw new Error('the API sent no source body');
+  const hash = createHash('sha256');
+  const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  body.on('data', (chunk: Buffer) => hash.update(chunk));
+  await pipeline(body, createWriteStream(destination, { flags: 'wx', mode: 0o600 }));
+  const actual = hash.digest('hex');
+  if (actual !== job.sourceSha256) throw new Error(`source download corrupted: sha256 ${actual}, expected ${job.sourceSha256}`);
+}
+
+/** Returns a user-facing reason when the archive is refused, undefined when extracted. */
+async function extractSource(archive: string, destination: string): Promise<string | undefined> {
+  await mkdir(destination, { mode: 0o755 });
+  try {
+    await extractArchive(archive, destination, DEFAULT_ARCHIVE_LIMITS);
+    return undefined;
+  } catch (error) {
+    if (error instanceof UserError) return `the source archive was refused: ${error.message}`;
+    throw error;
+  }
+}
