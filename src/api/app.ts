@@ -1,3 +1,5 @@
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 import Fastify, { type FastifyError } from 'fastify';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
@@ -28,10 +30,10 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
     loggerInstance: services.logger,
     disableRequestLogging: options.logRequests === false,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.setValidatorCompiler(validatorFor);
   app.addSchema(ErrorBody);
   await app.register(swagger, {
     openapi: {
@@ -75,6 +77,16 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   await app.register(buildRoutes(services));
   await app.register(internalRoutes(services));
   return app;
+}
+
+// JSON bodies are validated as sent (42 is not a name); query strings,
+// params and headers are text on the wire, so they are coerced to the types
+// their schemas declare.
+const strictAjv = addFormats.default(new Ajv.default({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false }));
+const coercingAjv = addFormats.default(new Ajv.default({ coerceTypes: 'array', useDefaults: true, removeAdditional: false, allErrors: false }));
+
+function validatorFor({ schema, httpPart }: { schema: object; httpPart?: string }) {
+  return (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema);
 }
 
 interface DescribedError {
