@@ -1,0 +1,225 @@
+/**
+ * Reads what Kiln needs to know about a produced module — its imports,
+ * exports, memories and custom sections — without instantiating or running
+ * it. The evaluator uses this to decide whether a build may succeed, so the
+ * parser is strict: anything malformed is an InvalidModuleError (the user's
+ * fault, 422), never a crash.
+ *
+ * Only the sections that carry that information are decoded; the rest are
+ * bounded and skipped, and WebAssembly.validate (on by default) checks them.
+ */
+import { errorMessage } from '../errors.ts';
+import { InvalidModuleError, Reader, readLimits, readSections, sectionName } from './binary.ts';
+import type { Limits, SectionSpan } from './binary.ts';
+
+export { InvalidModuleError } from './binary.ts';
+
+export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag';
+
+export interface ImportInfo {
+  module: string;
+  name: string;
+  kind: ExternKind;
+}
+
+export interface ExportInfo {
+  name: string;
+  kind: ExternKind;
+  /** Index in the index space of `kind` (imports first, then definitions). */
+  index: number;
+}
+
+/** Sizes are in 64 KiB pages. */
+export interface MemoryInfo {
+  min: number;
+  max?: number;
+  memory64: boolean;
+  shared: boolean;
+  imported: boolean;
+}
+
+export interface ModuleInfo {
+  imports: ImportInfo[];
+  exports: ExportInfo[];
+  /** In memory index order: imported memories first, then defined ones. */
+  memories: MemoryInfo[];
+  /** Names of custom sections in the order they appear (may repeat). */
+  customSections: string[];
+  /** Module size in bytes. */
+  size: number;
+}
+
+export interface InspectOptions {
+  /** Also run the engine's full validation (function bodies, indices, types). Default true. */
+  validate?: boolean;
+}
+
+/** Where the limits of memory 0 are encoded, for rewriting them in place. */
+export interface MemoryLocation {
+  section: SectionSpan;
+  /** Byte range of the limits (flags, min, max) inside the module. */
+  start: number;
+  end: number;
+  limits: Limits;
+}
+
+export interface ModuleScan {
+  info: ModuleInfo;
+  firstMemory?: MemoryLocation;
+}
+
+const EXTERN_KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag'];
+
+const FUNCREF = 0x70;
+const EXTERNREF = 0x6f;
+// i32 i64 f32 f64 v128 funcref externref: the value types Node 20 can run.
+const VALUE_TYPES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b, FUNCREF, EXTERNREF]);
+
+// Smallest encodings, used to bound counts: import = 2 empty names + kind + 1-byte
+// descriptor; export = empty name + kind + index; memory = flags + min.
+const MIN_IMPORT_SIZE = 4;
+const MIN_EXPORT_SIZE = 3;
+const MIN_MEMORY_SIZE = 2;
+
+export function inspectModule(bytes: Uint8Array, options: InspectOptions = {}): ModuleInfo {
+  const { info } = scanModule(bytes);
+  if (options.validate ?? true) validateWithEngine(bytes);
+  return info;
+}
+
+/** The structural parse behind inspectModule, also reporting where memory 0's limits are. */
+export function scanModule(bytes: Uint8Array): ModuleScan {
+  const scan: ModuleScan = {
+    info: { imports: [], exports: [], memories: [], customSections: [], size: bytes.length },
+  };
+  for (const section of readSections(bytes)) {
+    const r = new Reader(bytes, section.contentStart, section.end, sectionName(section.id));
+    if (section.id === 0) {
+      // Only the name is structured; the payload after it is opaque.
+      scan.info.customSections.push(r.name());
+      continue;
+    }
+    const read = SECTION_READERS[section.id];
+    if (read === undefined) continue;
+    read(r, section, scan);
+    r.expectEnd();
+  }
+  return scan;
+}
+
+type SectionReader = (r: Reader, section: SectionSpan, scan: ModuleScan) => void;
+
+const SECTION_READERS: Readonly<Record<number, SectionReader>> = {
+  2: readImports,
+  5: readMemories,
+  7: (r, _section, scan) => readExports(r, scan.info),
+};
+
+function readImports(r: Reader, section: SectionSpan, scan: ModuleScan): void {
+  const n = r.count('import', MIN_IMPORT_SIZE);
+  for (let i = 0; i < n; i++) {
+    const module = r.name();
+    const name = r.name();
+    const kind = readExternKind(r);
+    if (kind === 'memory') addMemory(r, section, scan, true);
+    else readImportDescriptor(r, kind);
+    scan.info.imports.push({ module, name, kind });
+  }
+}
+
+function readImportDescriptor(r: Reader, kind: Exclude<ExternKind, 'memory'>): void {
+  switch (kind) {
+    case 'function':
+      r.u32(); // type index
+      return;
+    case 'table':
+      readRefType(r);
+      readLimits(r, 'table');
+      return;
+    case 'global':
+      readGlobalType(r);
+      return;
+    case 'tag': {
+      const at = r.pos;
+      if (r.u8() !== 0) r.fail('tag attribute must be 0 (exception)', at);
+      r.u32(); // type index
+      return;
+    }
+  }
+}
+
+function readMemories(r: Reader, section: SectionSpan, scan: ModuleScan): void {
+  const n = r.count('memory', MIN_MEMORY_SIZE);
+  for (let i = 0; i < n; i++) addMemory(r, section, scan, false);
+}
+
+function addMemory(r: Reader, section: SectionSpan, scan: ModuleScan, imported: boolean): void {
+  const start = r.pos;
+  const limits = readLimits(r, 'memory');
+  // Spread rather than `max: undefined`, so an absent maximum is absent (not an undefined key).
+  const max = limits.max === undefined ? {} : { max: limits.max };
+  scan.info.memories.push({ min: limits.min, ...max, memory64: limits.is64, shared: limits.shared, imported });
+  scan.firstMemory ??= { section, start, end: r.pos, limits };
+}
+
+function readExports(r: Reader, info: ModuleInfo): void {
+  const n = r.count('export', MIN_EXPORT_SIZE);
+  const seen = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const at = r.pos;
+    const name = r.name();
+    // Duplicates are invalid, and would make "does it export X?" ambiguous for the kind checks.
+    if (seen.has(name)) r.fail(`duplicate export name ${JSON.stringify(name)}`, at);
+    seen.add(name);
+    const kind = readExternKind(r);
+    info.exports.push({ name, kind, index: r.u32() });
+  }
+}
+
+function readExternKind(r: Reader): ExternKind {
+  const at = r.pos;
+  const code = r.u8();
+  return EXTERN_KINDS[code] ?? r.fail(`unknown external kind 0x${code.toString(16)}`, at);
+}
+
+function readRefType(r: Reader): void {
+  const at = r.pos;
+  const type = r.u8();
+  if (type !== FUNCREF && type !== EXTERNREF) r.fail(`unsupported table element type 0x${type.toString(16)}`, at);
+}
+
+function readGlobalType(r: Reader): void {
+  const at = r.pos;
+  const type = r.u8();
+  if (!VALUE_TYPES.has(type)) r.fail(`unsupported value type 0x${type.toString(16)}`, at);
+  const mutAt = r.pos;
+  if (r.u8() > 1) r.fail('global mutability must be 0 or 1', mutAt);
+}
+
+/**
+ * The engine checks what the parser skips (code, types, indices). It only
+ * answers yes/no, so on "no" we compile — which never runs module code — to
+ * get V8's message and offset.
+ */
+function validateWithEngine(bytes: Uint8Array): void {
+  const view = engineView(bytes);
+  if (WebAssembly.validate(view)) return;
+  throw engineError(view);
+}
+
+/** The engine takes views of plain ArrayBuffers only; copy in the unusual shared-buffer case. */
+function engineView(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const { buffer } = bytes;
+  return buffer instanceof ArrayBuffer ? new Uint8Array(buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
+}
+
+function engineError(bytes: Uint8Array<ArrayBuffer>): InvalidModuleError {
+  try {
+    new WebAssembly.Module(bytes);
+  } catch (error) {
+    const message = errorMessage(error).replace(/^WebAssembly\.Module\(\):\s*/, '');
+    const at = /\s*@\+(\d+)\s*$/.exec(message);
+    return at ? new InvalidModuleError(message.slice(0, at.index), Number(at[1])) : new InvalidModuleError(message, undefined);
+  }
+  return new InvalidModuleError('rejected by WebAssembly.validate', undefined);
+}
