@@ -1,0 +1,161 @@
+/**
+ * AssemblyScript through the compiler Kiln ships, run by the host's node
+ * inside the sandbox. Conventions for authors are in ./README.md.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Mount } from '../../sandbox/sandbox.ts';
+import type { AppKind, BuildContext, BuildStep, Detection, Language } from '../language.ts';
+import { buildFailure } from '../failure.ts';
+import { isRegularFile, listFiles, readSmallText, removeWithLog } from '../files.ts';
+import { asAppKind, readKilnToml } from '../kiln-toml.ts';
+import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
+import { tomlString } from '../toml.ts';
+import { ABORT_FUNCTIONS, ABORT_LIBRARY_FILE, ABORT_LIBRARY_SOURCE } from './abort-library.ts';
+import { SANDBOX_NODE_MODULES, compilerMounts, defaultCompilerDir, nodeMounts } from './toolchain.ts';
+
+const ENTRY = 'assembly/index.ts';
+const RUNTIMES = ['stub', 'minimal', 'incremental'] as const;
+type Runtime = (typeof RUNTIMES)[number];
+/**
+ * A command runs once, so the bump allocator (`stub`) is enough. A filter
+ * lives for many requests: `minimal` frees memory when `__collect` is called,
+ * which --exportRuntime exposes to the host.
+ */
+const DEFAULT_RUNTIME: Record<AppKind, Runtime> = { 'wasi-command': 'stub', 'proxy-wasm': 'minimal' };
+
+export interface AssemblyScriptOptions {
+  /** Host directory of the `assemblyscript` package (default: Kiln's own). */
+  compilerDir?: string;
+  /** Node binary run inside the sandbox (default: the one running Kiln). */
+  nodePath?: string;
+}
+
+export function createAssemblyScript(options: AssemblyScriptOptions = {}): Language {
+  const nodePath = options.nodePath ?? process.execPath;
+  let mounts: Mount[] | undefined;
+  return {
+    id: 'assemblyscript',
+    detect,
+    prepare,
+    // Resolved once, on first use: the compiler's location does not change while Kiln runs.
+    mounts: () => (mounts ??= [...compilerMounts(options.compilerDir ?? defaultCompilerDir()), ...nodeMounts(nodePath)]),
+    steps: (context) => steps(context, nodePath),
+    locateOutput,
+  };
+}
+
+async function detect(sourceDir: string): Promise<Detection | undefined> {
+  const isProject =
+    (await isRegularFile(join(sourceDir, ENTRY))) ||
+    (await isRegularFile(join(sourceDir, 'asconfig.json'))) ||
+    (await dependsOnAssemblyScript(sourceDir));
+  if (!isProject) return undefined;
+  return { language: 'assemblyscript', kind: (await declaredKind(sourceDir)) ?? (await detectKindFromSources(sourceDir)) };
+}
+
+async function dependsOnAssemblyScript(sourceDir: string): Promise<boolean> {
+  const manifest = parseJsonObject(await readSmallText(join(sourceDir, 'package.json')));
+  return ['dependencies', 'devDependencies'].some((field) => {
+    const dependencies = manifest?.[field];
+    return typeof dependencies === 'object' && dependencies !== null && 'assemblyscript' in dependencies;
+  });
+}
+
+/** kiln.toml `kind`, else package.json `"kiln": {"kind": ...}`. */
+async function declaredKind(sourceDir: string): Promise<AppKind | undefined> {
+  const fromToml = asAppKind((await readKilnToml(sourceDir))?.['kind']);
+  if (fromToml !== undefined) return fromToml;
+  const kiln = parseJsonObject(await readSmallText(join(sourceDir, 'package.json')))?.['kiln'];
+  return typeof kiln === 'object' && kiln !== null && 'kind' in kiln ? asAppKind(kiln.kind) : undefined;
+}
+
+/** Sources that mention a proxy_on_* callback are a filter. */
+async function detectKindFromSources(sourceDir: string): Promise<AppKind> {
+  const sources = await listFiles(join(sourceDir, 'assembly'), { accept: (name) => name.endsWith('.ts'), maxFiles: 200 });
+  for (const source of sources) {
+    const text = await readSmallText(join(sourceDir, 'assembly', source));
+    if (text !== undefined && /\bproxy_on_[a-z_]+\b/.test(text)) return 'proxy-wasm';
+  }
+  return 'wasi-command';
+}
+
+async function prepare(context: BuildContext): Promise<void> {
+  if (!(await isRegularFile(join(context.sourceDir, ENTRY)))) {
+    throw buildFailure(`no ${ENTRY}: it is the entry file of an AssemblyScript app`);
+  }
+  // Library packages (AssemblyScript sources) may stay; nothing there is ever executed.
+  const why = 'Kiln compiles with its own AssemblyScript compiler';
+  await removeWithLog(context.sourceDir, 'node_modules/assemblyscript', why, context.log);
+  await removeWithLog(context.sourceDir, 'node_modules/.bin', why, context.log);
+  const kilnDir = join(context.jobDir, KILN_DIR);
+  await mkdir(join(kilnDir, 'aslib'), { recursive: true });
+  await writeFile(join(kilnDir, 'aslib', ABORT_LIBRARY_FILE), ABORT_LIBRARY_SOURCE);
+  // Our own (empty) asconfig replaces the upload's: its transforms would run
+  // JavaScript in the compiler and its options could move the output.
+  await writeFile(join(kilnDir, 'asconfig.json'), '{}\n');
+  if (await isRegularFile(join(context.sourceDir, 'asconfig.json'))) {
+    context.log('kiln: asconfig.json is ignored; Kiln passes its own options to asc (see the AssemblyScript conventions)');
+  }
+}
+
+async function steps(context: BuildContext, nodePath: string): Promise<BuildStep[]> {
+  const runtime = await runtimeFor(context);
+  const command = [
+    nodePath,
+    // asc re-launches node with this flag unless given: one process is enough.
+    '--enable-source-maps',
+    `${SANDBOX_NODE_MODULES}/assemblyscript/bin/asc.js`,
+    ENTRY,
+    // Paths relative to the source dir: asc joins --lib with its base dir.
+    '--config',
+    `../${KILN_DIR}/asconfig.json`,
+    '--lib',
+    `../${KILN_DIR}/aslib`,
+    '-O3',
+    '--runtime',
+    runtime,
+    '--use',
+    `abort=${ABORT_FUNCTIONS[context.kind]}`,
+    ...kindFlags(context.kind, runtime),
+    '--noColors',
+    '--outFile',
+    SANDBOX_OUTPUT_PATH,
+  ];
+  return [{ name: 'asc', command, env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
+}
+
+function kindFlags(kind: AppKind, runtime: Runtime): string[] {
+  // Top-level statements become `_start` (the command's body) or `_initialize`
+  // (run once by a proxy-wasm host) instead of a Wasm start function, which
+  // would run before the host is ready to answer calls.
+  const start = kind === 'wasi-command' ? '_start' : '_initialize';
+  const runtimeExports = kind === 'proxy-wasm' && runtime !== 'stub' ? ['--exportRuntime'] : [];
+  return ['--exportStart', start, ...runtimeExports];
+}
+
+/** kiln.toml `runtime = "stub" | "minimal" | "incremental"` overrides the default for the kind. */
+async function runtimeFor(context: BuildContext): Promise<Runtime> {
+  const table = await readKilnToml(context.sourceDir);
+  const declared = table === undefined ? undefined : tomlString(table, 'runtime');
+  const runtime = RUNTIMES.find((candidate) => candidate === declared);
+  if (declared !== undefined && runtime === undefined) {
+    throw buildFailure(`kiln.toml: runtime must be one of ${RUNTIMES.join(', ')}`);
+  }
+  return runtime ?? DEFAULT_RUNTIME[context.kind];
+}
+
+async function locateOutput(context: BuildContext): Promise<string> {
+  if (!(await isRegularFile(join(context.jobDir, OUTPUT_RELATIVE_PATH)))) throw buildFailure('asc produced no module');
+  return OUTPUT_RELATIVE_PATH;
+}
+
+function parseJsonObject(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,170 @@
+import { lstat, open, readlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PlatformError } from '../errors.ts';
+import { runHost } from './exec.ts';
+import { ETC_FROM_HOST, ROOT_ENTRIES, SANDBOX_HOME, SandboxHost, sandboxEnv } from './host.ts';
+import type { SandboxHostOptions } from './host.ts';
+import { runJob } from './job.ts';
+import type { Backend, LaunchPlan, RunContext } from './job.ts';
+import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
+import { DEFAULT_LIMITS } from './sandbox.ts';
+import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
+import type { Supervised } from './supervise.ts';
+import { createWorkDir, privateVolumePrefix } from './volume.ts';
+
+/**
+ * The default sandbox: bubblewrap, launched as a per-run unprivileged host
+ * uid (uids.ts), with every namespace unshared (no network: only a private
+ * loopback), a read-only view of /usr, a seccomp deny-list (seccomp.ts),
+ * cgroup v1 limits (cgroups.ts) and a size-capped work dir (volume.ts).
+ *
+ * Ownership: before each run the work dir is chowned (recursively, never
+ * following symlinks) to the run's uid, and it stays owned by that uid
+ * afterwards. The worker runs as root and reads it regardless; the next run
+ * chowns it to its own uid again. The work dir tmpfs is nosuid,nodev, so
+ * nothing a build leaves behind can raise privileges on the host.
+ */
+export interface BubblewrapOptions extends SandboxHostOptions {
+  /** Default /usr/bin/bwrap. */
+  bwrapPath?: string;
+}
+
+const HOME_TMPFS_MAX = 256 * 1024 ** 2;
+const SHM_TMPFS_MAX = 64 * 1024 ** 2;
+
+/** Child fds, in the order of LaunchPlan.extraFds (supervise.ts starts them at 4). */
+const SECCOMP_FD = 4;
+const STATUS_FD = 5;
+const WORK_FD = 6;
+
+export type RootEntry = { name: string; symlink: string } | { name: string; dir: true };
+
+export class BubblewrapSandbox implements Sandbox {
+  readonly name = 'bubblewrap' as const;
+  private readonly host: SandboxHost;
+  private readonly bwrap: string;
+  private layout?: Promise<RootEntry[]>;
+
+  constructor(options: BubblewrapOptions = {}) {
+    this.host = new SandboxHost(options);
+    this.bwrap = options.bwrapPath ?? '/usr/bin/bwrap';
+  }
+
+  async check(): Promise<void> {
+    const version = await runHost(this.bwrap, ['--version']).catch(() => undefined);
+    if (!version || version.code !== 0) throw new PlatformError('sandbox_unavailable', `${this.bwrap} not found: install the Debian package bubblewrap`);
+    await seccompProgram(this.host.cacheDir);
+    await this.host.prepare();
+    // One real run proves the rest: user namespaces for the pool uids, mounts, cgroups.
+    const workDir = await createWorkDir(this.host.volumesDir, 1024 ** 2, privateVolumePrefix());
+    try {
+      let output = '';
+      const limits: SandboxLimits = { ...DEFAULT_LIMITS, wallMs: 10_000 };
+      const result = await this.run({ command: ['/bin/true'], env: {}, cwd: '/build', workDir: workDir.path, limits, onOutput: (chunk) => (output += chunk.toString()) });
+      if (result.exitCode !== 0) throw new PlatformError('sandbox_unavailable', `bubblewrap self-test failed (exit ${result.exitCode}): ${output.slice(0, 1000)}`);
+    } finally {
+      await workDir.dispose();
+    }
+  }
+
+  run(options: SandboxRunOptions): Promise<SandboxResult> {
+    return runJob(this.host, this.backend, options);
+  }
+
+  private readonly backend: Backend = { plan: (context) => this.plan(context) };
+
+  private async plan(context: RunContext): Promise<LaunchPlan> {
+    const { lease } = context;
+    const [program, layout, etcDir] = await Promise.all([
+      seccompProgram(this.host.cacheDir).catch((cause: unknown) => {
+        throw new PlatformError('sandbox_unavailable', `no seccomp filter (install ${SECCOMP_PACKAGES}): ${(cause as Error).message}`, { cause });
+      }),
+      this.rootLayout(),
+      this.host.etcDir(lease.uid, lease.gid),
+    ]);
+    const handles: FileHandle[] = [];
+    const cleanup = async (): Promise<void> => {
+      for (const handle of handles) await handle.close().catch(() => undefined);
+    };
+    try {
+      handles.push(await open(program, 'r'));
+      // Passing the work dir as an fd: the sandbox uid needs no search permission on its parents.
+      handles.push(await open(context.volume, 'r'));
+    } catch (error) {
+      await cleanup();
+      throw error;
+    }
+    const [seccomp, work] = handles as [FileHandle, FileHandle];
+    return {
+      argv: [this.bwrap, ...bwrapArgs({ layout, etcDir, options: context.options, limits: context.limits }), '--', ...context.options.command],
+      asRunUid: true,
+      extraFds: [seccomp.fd, 'collect', work.fd],
+      // The launcher becomes bwrap, which forks the namespace's init, which forks the command.
+      hostPids: (limit) => limit + 2,
+      verify: async (result) => (startedCommand(result) ? undefined : 'bubblewrap could not set up the sandbox'),
+      exitCode: (result) => reportedExitCode(result) ?? result.exitCode,
+      cleanup,
+    };
+  }
+
+  private rootLayout(): Promise<RootEntry[]> {
+    this.layout ??= probeRootLayout();
+    return this.layout;
+  }
+}
+
+async function probeRootLayout(): Promise<RootEntry[]> {
+  const entries: RootEntry[] = [];
+  for (const name of ROOT_ENTRIES) {
+    const stats = await lstat(join('/', name)).catch(() => undefined);
+    if (stats?.isSymbolicLink()) entries.push({ name, symlink: await readlink(join('/', name)) });
+    else if (stats?.isDirectory()) entries.push({ name, dir: true });
+  }
+  return entries;
+}
+
+export interface BwrapArgsInput {
+  layout: RootEntry[];
+  etcDir: string;
+  options: Pick<SandboxRunOptions, 'env' | 'cwd' | 'mounts'>;
+  limits: Pick<SandboxLimits, 'diskBytes'>;
+}
+
+/** The bwrap options for one run, up to (not including) `--` and the command. */
+export function bwrapArgs(input: BwrapArgsInput): string[] {
+  const { options, limits } = input;
+  const args = [
+    '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session',
+    '--cap-drop', 'ALL', '--hostname', 'kiln',
+    '--seccomp', String(SECCOMP_FD), '--json-status-fd', String(STATUS_FD),
+    '--ro-bind', '/usr', '/usr',
+  ];
+  for (const entry of input.layout) {
+    if ('symlink' in entry) args.push('--symlink', entry.symlink, `/${entry.name}`);
+    else args.push('--ro-bind', `/${entry.name}`, `/${entry.name}`);
+  }
+  for (const name of ETC_FROM_HOST) args.push('--ro-bind-try', `/etc/${name}`, `/etc/${name}`);
+  for (const name of ['passwd', 'group', 'hosts']) args.push('--ro-bind', join(input.etcDir, name), `/etc/${name}`);
+  // bwrap's /dev is an unlimited writable tmpfs: give /dev/shm (POSIX shared
+  // memory) a capped tmpfs of its own and make the rest of /dev read-only.
+  args.push('--proc', '/proc', '--dev', '/dev', '--size', String(Math.min(limits.diskBytes, SHM_TMPFS_MAX)), '--tmpfs', '/dev/shm', '--remount-ro', '/dev');
+  // Scratch space dies with the namespace; its pages count against the memory cgroup.
+  args.push('--size', String(limits.diskBytes), '--tmpfs', '/tmp', '--symlink', '../tmp', '/var/tmp');
+  args.push('--size', String(Math.min(limits.diskBytes, HOME_TMPFS_MAX)), '--tmpfs', SANDBOX_HOME);
+  args.push('--bind-fd', String(WORK_FD), '/build');
+  for (const mount of options.mounts ?? []) args.push(mount.writable ? '--bind' : '--ro-bind', mount.host, mount.sandbox);
+  args.push('--remount-ro', '/', '--chdir', options.cwd, '--clearenv');
+  for (const [key, value] of Object.entries(sandboxEnv(options.env))) args.push('--setenv', key, value);
+  return args;
+}
+
+/** bwrap writes `{ "child-pid": N, ... }` to the status fd once the command was started. */
+function startedCommand(result: Supervised): boolean {
+  return /"child-pid"\s*:\s*\d+/.test(result.collected.get(1) ?? '');
+}
+
+function reportedExitCode(result: Supervised): number | undefined {
+  const match = /"exit-code"\s*:\s*(\d+)/.exec(result.collected.get(1) ?? '');
+  return match?.[1] ? Number(match[1]) : undefined;
+}

@@ -1,0 +1,232 @@
+import { randomBytes } from 'node:crypto';
+import { lstat } from 'node:fs/promises';
+import { isAbsolute, normalize } from 'node:path';
+import { PlatformError } from '../errors.ts';
+import { RunCgroup, runCgroupName } from './cgroups.ts';
+import type { CgroupReport } from './cgroups.ts';
+import type { SandboxHost } from './host.ts';
+import { handOver } from './ownership.ts';
+import { killUid } from './procs.ts';
+import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
+import { supervise } from './supervise.ts';
+import type { LaunchSpec, Supervised } from './supervise.ts';
+import type { UidLease } from './uids.ts';
+import { isCapped, looksFull, StagedVolume } from './volume.ts';
+
+/**
+ * The run life cycle shared by bubblewrap and gVisor: lease a uid, make the
+ * work dir capped and owned by it, create the cgroups (or fall back to
+ * rlimits), launch, watch, sweep, and name the limit that ended the run.
+ * A backend only says how to launch its sandbox program.
+ */
+export interface RunContext {
+  readonly id: string;
+  readonly options: SandboxRunOptions;
+  readonly limits: SandboxLimits;
+  readonly lease: UidLease;
+  /** Host directory bound at /build: the workDir itself or its staged copy. */
+  readonly volume: string;
+}
+
+export interface LaunchPlan {
+  argv: string[];
+  /** Run the sandbox program as the run's uid (bwrap) rather than root (runsc). */
+  asRunUid: boolean;
+  extraFds: Array<number | 'collect'>;
+  /** The host-side pids.max for the run's `pids` limit (the sandbox program's own tasks included). */
+  hostPids(limit: number): number;
+  /**
+   * An error message when the sandbox program itself failed (a platform
+   * failure, not the user's). Not asked when a limit or a cancel explains the end.
+   */
+  verify(result: Supervised): Promise<string | undefined>;
+  /** Exit status of the sandboxed command, when the program reports it. */
+  exitCode?(result: Supervised): number | null;
+  /** Releases what plan() opened; runs after every process of the run is dead. */
+  cleanup(): Promise<void>;
+}
+
+export interface Backend {
+  plan(context: RunContext): Promise<LaunchPlan>;
+}
+
+export async function runJob(host: SandboxHost, backend: Backend, options: SandboxRunOptions): Promise<SandboxResult> {
+  await validate(options);
+  await host.prepare();
+  const lease = await host.uids.acquire();
+  try {
+    // A reclaimed uid's previous holder died; its processes must not meet ours.
+    if (lease.reclaimed) await killUid(lease.uid);
+    return await runLeased(host, backend, options, lease);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function runLeased(host: SandboxHost, backend: Backend, options: SandboxRunOptions, lease: UidLease): Promise<SandboxResult> {
+  const notes: string[] = [];
+  const limits = options.limits;
+  let staged: StagedVolume | undefined;
+  if (!(await isCapped(options.workDir, limits.diskBytes))) {
+    try {
+      staged = await StagedVolume.create(options.workDir, host.volumesDir, limits.diskBytes);
+    } catch (error) {
+      if (error instanceof PlatformError && error.code === 'sandbox_workdir_too_large') {
+        return { exitCode: null, signal: null, limitHit: 'disk', cancelled: false, durationMs: 0, notes: [`the work dir does not fit the disk limit of ${bytes(limits.diskBytes)}`] };
+      }
+      throw error;
+    }
+    notes.push(`work dir is not on a capped volume: staged through a ${bytes(limits.diskBytes)} tmpfs (use createWorkDir to avoid the copies)`);
+  }
+  const volume = staged?.path ?? options.workDir;
+  let succeeded = false;
+  try {
+    await handOver(volume, lease.uid, lease.gid);
+    const context: RunContext = { id: randomBytes(6).toString('hex'), options, limits, lease, volume };
+    const result = await launch(host, backend, context, notes);
+    succeeded = true;
+    return result;
+  } finally {
+    // Copy back only what a finished run produced; a platform failure leaves the origin as it was.
+    if (staged) await (succeeded ? staged.finish() : staged.discard());
+  }
+}
+
+async function launch(host: SandboxHost, backend: Backend, context: RunContext, notes: string[]): Promise<SandboxResult> {
+  const { limits, lease } = context;
+  const plan = await backend.plan(context);
+  let cgroup: RunCgroup | undefined;
+  try {
+    const probe = await host.cgroups();
+    const spec: LaunchSpec = {
+      argv: plan.argv,
+      uid: plan.asRunUid ? lease.uid : undefined,
+      gid: plan.asRunUid ? lease.gid : undefined,
+      cgroupProcs: [],
+      ulimits: [['-c', 0]],
+      extraFds: plan.extraFds,
+    };
+    if (probe.ok) {
+      cgroup = await RunCgroup.create(probe.parents, runCgroupName(context.id), { ...limits, pids: plan.hostPids(limits.pids) });
+      if (plan.asRunUid) await cgroup.allowEntry(lease.uid, lease.gid);
+      spec.cgroupProcs = cgroup.procsFiles;
+    } else {
+      spec.ulimits.push(...fallbackRlimits(limits, plan, notes, probe.reason));
+    }
+    const active = cgroup;
+    const supervised = await supervise(spec, {
+      wallMs: limits.wallMs,
+      logBytes: limits.logBytes,
+      signal: context.options.signal,
+      onOutput: context.options.onOutput,
+      sweep: () => sweep(active, lease.uid),
+    });
+    if (!supervised.launched && supervised.stopped === undefined) {
+      throw new PlatformError('sandbox_start_failed', `the sandbox launcher failed: ${supervised.tail.trim().slice(-1500) || 'no output'}`);
+    }
+    if (supervised.consumerError !== undefined) {
+      throw new PlatformError('sandbox_output_failed', `the output consumer failed: ${String(supervised.consumerError)}`, { cause: supervised.consumerError });
+    }
+    const report = await cgroup?.report();
+    const explained = supervised.stopped !== undefined || (report !== undefined && (report.oomKills > 0 || report.pidsRefused > 0));
+    const failure = explained ? undefined : await plan.verify(supervised);
+    if (failure) throw new PlatformError('sandbox_start_failed', `${failure}: ${supervised.tail.trim().slice(-1500)}`);
+    return await classify(context, plan, supervised, report, notes);
+  } finally {
+    await sweep(cgroup, lease.uid);
+    await cgroup?.remove();
+    await plan.cleanup();
+  }
+}
+
+/**
+ * Kills what is left of the run. With cgroups the groups are complete: every
+ * process of the run starts inside them and cannot leave (the sandbox never
+ * sees /sys/fs/cgroup). Without them, the run's exclusive uid is the handle
+ * (a /proc scan, ~10 ms on a busy host, so only where it is needed).
+ */
+async function sweep(cgroup: RunCgroup | undefined, uid: number): Promise<void> {
+  if (cgroup) await cgroup.killAll();
+  else await killUid(uid);
+}
+
+function fallbackRlimits(limits: SandboxLimits, plan: LaunchPlan, notes: string[], reason: string): Array<[string, number]> {
+  if (!plan.asRunUid) {
+    // runsc runs as root (RLIMIT_NPROC does not bind) and the sentry's memory is a shared mapping (RLIMIT_DATA does not count it).
+    notes.push(`cgroups unavailable (${reason}): this sandbox runs without memory, process and CPU limits; wall, log and disk limits still apply`);
+    return [];
+  }
+  const nproc = plan.hostPids(limits.pids);
+  notes.push(
+    `cgroups unavailable: falling back to rlimits (${reason}): RLIMIT_NPROC=${nproc} for the run's uid, ` +
+      `RLIMIT_DATA=${bytes(limits.memoryBytes)} per process, no CPU share limit, and memory/pids limit hits cannot be told apart from other failures`,
+  );
+  // Only RLIMIT_DATA: RLIMIT_AS breaks V8 (SANDBOX.md).
+  return [['-u', nproc], ['-d', Math.ceil(limits.memoryBytes / 1024)]];
+}
+
+async function classify(context: RunContext, plan: LaunchPlan, run: Supervised, report: CgroupReport | undefined, notes: string[]): Promise<SandboxResult> {
+  const exitCode = run.signal ? null : plan.exitCode ? plan.exitCode(run) : run.exitCode;
+  const cancelled = run.stopped === 'cancel';
+  const failed = run.stopped !== undefined || run.signal !== null || exitCode !== 0;
+  const limitHit = cancelled || !failed ? undefined : await limitOf(context, run, report);
+  if (limitHit) notes.push(describeLimit(limitHit, context.limits, report));
+  if (!failed && report && (report.oomKills > 0 || report.pidsRefused > 0)) {
+    notes.push(`the run succeeded although limits refused work: ${report.oomKills} OOM kill(s), ${report.pidsRefused} refused fork(s)`);
+  }
+  return { exitCode, signal: run.signal, limitHit, cancelled, durationMs: run.durationMs, notes };
+}
+
+/**
+ * Which limit ended a failed run. Kernel-enforced limits come first: a fork
+ * bomb or an OOM is the root cause even when the wall clock or the log cap
+ * fired afterwards.
+ */
+async function limitOf(context: RunContext, run: Supervised, report: CgroupReport | undefined): Promise<LimitName | undefined> {
+  if (report && report.oomKills > 0) return 'memory';
+  if (report && report.pidsRefused > 0) return 'pids';
+  if (run.sawNoSpace || (await looksFull(context.volume))) return 'disk';
+  return run.stopped === 'cancel' ? undefined : run.stopped;
+}
+
+function describeLimit(limit: LimitName, limits: SandboxLimits, report: CgroupReport | undefined): string {
+  switch (limit) {
+    case 'memory':
+      return `memory limit of ${bytes(limits.memoryBytes)} reached: the kernel killed ${report?.oomKills ?? 0} process(es)`;
+    case 'pids':
+      return `process limit of ${limits.pids} reached: ${report?.pidsRefused ?? 0} fork(s) refused`;
+    case 'disk':
+      return `disk limit of ${bytes(limits.diskBytes)} reached (no space left in the work dir or /tmp)`;
+    case 'log':
+      return `log limit of ${bytes(limits.logBytes)} reached: the run was killed`;
+    case 'wall':
+      return `wall-clock limit of ${limits.wallMs} ms reached: the run was killed`;
+  }
+}
+
+export function bytes(n: number): string {
+  if (n >= 1024 ** 3 && n % 1024 ** 3 === 0) return `${n / 1024 ** 3} GiB`;
+  if (n >= 1024 ** 2) return `${Math.round(n / 1024 ** 2)} MiB`;
+  return `${n} bytes`;
+}
+
+async function validate(options: SandboxRunOptions): Promise<void> {
+  const problems: string[] = [];
+  if (options.command.length === 0 || options.command.some((arg) => arg.includes('\0'))) problems.push('command must be non-empty, without NUL bytes');
+  if (!isAbsolute(options.cwd)) problems.push('cwd must be an absolute path inside the sandbox');
+  for (const [key, value] of Object.entries(options.env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || value.includes('\0')) problems.push(`bad environment variable ${JSON.stringify(key)}`);
+  }
+  for (const [name, value] of Object.entries(options.limits)) {
+    if (!Number.isFinite(value) || value <= 0) problems.push(`limit ${name} must be a positive number`);
+  }
+  for (const mount of options.mounts ?? []) {
+    const target = normalize(mount.sandbox);
+    if (!isAbsolute(mount.host) || !isAbsolute(target) || target === '/' || /^\/(proc|dev)(\/|$)/.test(target)) {
+      problems.push(`bad mount ${mount.host} -> ${mount.sandbox}`);
+    }
+  }
+  const stats = await lstat(options.workDir).catch(() => undefined);
+  if (!isAbsolute(options.workDir) || !stats?.isDirectory()) problems.push(`workDir ${options.workDir} must be an existing directory (not a symlink)`);
+  if (problems.length > 0) throw new PlatformError('sandbox_bad_options', `invalid sandbox run: ${problems.join('; ')}`);
+}

@@ -1,0 +1,240 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+
+/**
+ * Starts a sandbox program (bwrap, runsc) under a tiny shell launcher and
+ * watches it: wall clock, log cap, cancellation, and the final sweep.
+ *
+ * The launcher is what makes cgroup placement race-free: it writes its own
+ * pid into the run's cgroup.procs files, lowers its rlimits, and only then
+ * execs the sandbox program, so every process the run ever creates starts
+ * inside the groups. It is spawned detached (its own process group and
+ * session) so the whole host-side tree can be killed with one kill(-pgid).
+ */
+export interface LaunchSpec {
+  /** The sandbox program and its arguments. */
+  argv: string[];
+  /** Host credentials of the launcher (and so of the sandbox program). */
+  uid?: number;
+  gid?: number;
+  /** cgroup.procs files the launcher moves itself into. */
+  cgroupProcs: string[];
+  /** bash `ulimit` options, e.g. ['-c', 0]. */
+  ulimits: Array<[string, number]>;
+  /**
+   * Extra descriptors given to the sandbox program from fd 4 on: a number is
+   * one of our open fds, 'collect' a pipe whose contents are returned.
+   */
+  extraFds: Array<number | 'collect'>;
+}
+
+export interface WatchOptions {
+  wallMs: number;
+  logBytes: number;
+  signal?: AbortSignal;
+  onOutput?: (chunk: Buffer) => void;
+  /** Kills whatever is left of the run (cgroup members, uid processes). */
+  sweep: () => Promise<void>;
+}
+
+export type StopReason = 'wall' | 'log' | 'cancel';
+
+export interface Supervised {
+  exitCode: number | null;
+  signal: string | null;
+  stopped?: StopReason;
+  /** False when the launcher died before exec'ing the sandbox program. */
+  launched: boolean;
+  durationMs: number;
+  /** Data read from each 'collect' fd, by its position in extraFds. */
+  collected: Map<number, string>;
+  /** The last bytes of output, for error messages. */
+  tail: string;
+  /** The output mentioned ENOSPC (the sandbox's own tmpfs may have filled). */
+  sawNoSpace: boolean;
+  /** onOutput threw: the run was stopped, and the caller must fail with this. */
+  consumerError?: unknown;
+}
+
+const LAUNCH_STATUS_FD = 3;
+const FIRST_EXTRA_FD = 4;
+const TAIL_BYTES = 4096;
+const NO_SPACE = /No space left on device|ENOSPC/;
+/** After the program exits, how long stray holders of its pipes may take to die. */
+const DRAIN_MS = 2000;
+
+/**
+ * The launcher script (for bash); arguments are: procs files..., then the argv.
+ * bash rather than dash because it must close descriptors above 9: the
+ * service may have inherited fds from its own parent without close-on-exec,
+ * and they would otherwise reach the sandbox (bwrap passes every open fd on).
+ */
+export function launcherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds'>): string {
+  const lastFd = FIRST_EXTRA_FD + spec.extraFds.length - 1;
+  const lines = [
+    'set -e',
+    `for fd in /proc/$$/fd/*; do fd=\${fd##*/}; if [ "$fd" -gt ${lastFd} ]; then eval "exec $fd>&-"; fi; done`,
+  ];
+  spec.cgroupProcs.forEach((_, index) => lines.push(`echo $$ > "$${index + 1}"`));
+  if (spec.cgroupProcs.length > 0) lines.push(`shift ${spec.cgroupProcs.length}`);
+  for (const [flag, value] of spec.ulimits) lines.push(`ulimit ${flag} ${Math.floor(value)}`);
+  // Tell the supervisor we got this far, and keep the status pipe out of the sandbox.
+  lines.push(`printf L >&${LAUNCH_STATUS_FD}`, `exec ${LAUNCH_STATUS_FD}>&-`);
+  // One stream, in order: the sandbox's stderr goes where its stdout goes.
+  lines.push('exec "$@" 2>&1');
+  return lines.join('\n');
+}
+
+export function supervise(spec: LaunchSpec, watch: WatchOptions): Promise<Supervised> {
+  return new Promise((resolve) => new Watcher(spec, watch, resolve).start());
+}
+
+class Watcher {
+  private readonly startedAt = Date.now();
+  private child?: ChildProcess;
+  private stopped?: StopReason;
+  private outputBytes = 0;
+  private tail = '';
+  private sawNoSpace = false;
+  private launched = false;
+  private exit?: { code: number | null; signal: string | null };
+  private readonly collected = new Map<number, string>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private sweeping: Promise<void> = Promise.resolve();
+  private consumerError?: unknown;
+
+  constructor(
+    private readonly spec: LaunchSpec,
+    private readonly watch: WatchOptions,
+    private readonly done: (result: Supervised) => void,
+  ) {}
+
+  start(): void {
+    if (this.watch.signal?.aborted) {
+      this.stopped = 'cancel';
+      this.finish();
+      return;
+    }
+    const child = spawn('/bin/bash', ['--norc', '--noprofile', '-c', launcherScript(this.spec), 'kiln-launch', ...this.spec.cgroupProcs, ...this.spec.argv], {
+      detached: true,
+      uid: this.spec.uid,
+      gid: this.spec.gid,
+      // Nothing of the service's environment (tokens, secrets) reaches the launcher.
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...this.spec.extraFds.map((fd) => (fd === 'collect' ? 'pipe' : fd))],
+    });
+    this.child = child;
+    child.stdout?.on('data', (chunk: Buffer) => this.output(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => this.output(chunk));
+    this.readAll(child.stdio[LAUNCH_STATUS_FD], (text) => (this.launched = text.includes('L')));
+    this.spec.extraFds.forEach((fd, index) => {
+      if (fd === 'collect') this.readAll(child.stdio[FIRST_EXTRA_FD + index], (text) => this.collected.set(index, text));
+    });
+    child.on('error', () => this.finish());
+    child.on('exit', (code, signal) => this.exited(code, signal));
+    child.on('close', () => this.finish());
+    this.timers.push(setTimeout(() => this.stop('wall'), this.watch.wallMs));
+    this.watch.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  private readonly onAbort = (): void => this.stop('cancel');
+
+  /** Accumulates a side pipe as it arrives (its 'close' may come after the child's). */
+  private readAll(stream: unknown, onData: (text: string) => void): void {
+    const readable = stream as Readable | null | undefined;
+    if (!readable) return;
+    let text = '';
+    readable.on('data', (chunk: Buffer) => onData((text += chunk.toString('utf8'))));
+    readable.on('error', () => undefined);
+  }
+
+  private output(chunk: Buffer): void {
+    if (this.stopped === 'log') return;
+    const room = this.watch.logBytes - this.outputBytes;
+    const accepted = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
+    this.outputBytes += accepted.length;
+    if (accepted.length > 0) {
+      const text = accepted.toString('utf8');
+      // Keep a little of the previous tail so a message split across chunks still matches.
+      if (!this.sawNoSpace && NO_SPACE.test(this.tail.slice(-64) + text)) this.sawNoSpace = true;
+      this.tail = (this.tail + text).slice(-TAIL_BYTES);
+      this.deliver(accepted);
+    }
+    if (chunk.length > room) this.stop('log');
+  }
+
+  /** A throwing consumer must not crash the service from inside a stream event. */
+  private deliver(chunk: Buffer): void {
+    if (this.consumerError !== undefined) return;
+    try {
+      this.watch.onOutput?.(chunk);
+    } catch (error) {
+      this.consumerError = error;
+      this.stop('cancel');
+    }
+  }
+
+  /**
+   * Kills the whole run for `reason`; the first reason wins. Once the program
+   * has exited only the log cap still counts: output still draining past the
+   * cap was cut, while a late timer or abort changed nothing.
+   */
+  private stop(reason: StopReason): void {
+    if (this.stopped || (this.exit && reason !== 'log')) return;
+    this.stopped = reason;
+    if (!this.exit) this.kill();
+  }
+
+  private kill(): void {
+    const pid = this.child?.pid;
+    if (pid !== undefined) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // The group is already gone.
+      }
+    }
+    this.sweep();
+  }
+
+  private sweep(): void {
+    this.sweeping = this.sweeping.then(() => this.watch.sweep()).catch(() => undefined);
+  }
+
+  private exited(code: number | null, signal: NodeJS.Signals | null): void {
+    this.exit = { code, signal };
+    // The sandbox program is gone: anything still alive in the run is a leftover.
+    this.sweep();
+    this.timers.push(
+      setTimeout(() => {
+        // Something outside our reach still holds the pipes: stop waiting for it.
+        for (const stream of this.child?.stdio ?? []) (stream as Readable | null)?.destroy();
+        this.finish();
+      }, DRAIN_MS),
+    );
+  }
+
+  private finished = false;
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.watch.signal?.removeEventListener('abort', this.onAbort);
+    if (this.child && !this.exit) this.kill();
+    void this.sweeping.then(() =>
+      this.done({
+        exitCode: this.exit?.code ?? null,
+        signal: this.exit?.signal ?? null,
+        stopped: this.stopped,
+        launched: this.launched,
+        durationMs: Date.now() - this.startedAt,
+        collected: this.collected,
+        tail: this.tail,
+        sawNoSpace: this.sawNoSpace,
+        consumerError: this.consumerError,
+      }),
+    );
+  }
+}

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GvisorSandbox, ociConfig } from '../../src/sandbox/gvisor.ts';
+import { DEFAULT_LIMITS } from '../../src/sandbox/sandbox.ts';
+import { createWorkDir } from '../../src/sandbox/volume.ts';
+import { compilePrograms, listen, sh, survivors } from './helpers.ts';
+import type { Programs } from './helpers.ts';
+
+const UID_BASE = 220_000;
+const UID_POOL = 4;
+const SECRET = `kiln-gvisor-secret-${process.pid}-${Date.now()}`;
+
+let root: string;
+let sandbox: GvisorSandbox;
+let programs: Programs;
+
+before(async () => {
+  process.env['KILN_TEST_SECRET'] = SECRET;
+  root = await mkdtemp(join(tmpdir(), 'kiln-gvisor-test-'));
+  await chmod(root, 0o755);
+  sandbox = new GvisorSandbox({ stateDir: join(root, 'state'), uidBase: UID_BASE, uidPoolSize: UID_POOL });
+  await sandbox.check();
+  programs = await compilePrograms();
+});
+
+after(async () => {
+  await programs?.dispose();
+  await rm(root, { recursive: true, force: true });
+});
+
+async function withWork<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const work = await createWorkDir(root, 64 * 1024 ** 2);
+  try {
+    return await fn(work.path);
+  } finally {
+    await work.dispose();
+  }
+}
+
+/** Host processes started by runsc for one of our runs (their bundle path names our root). */
+async function runscLeftovers(): Promise<number> {
+  let count = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(root)) count++;
+  }
+  return count;
+}
+
+describe('gVisor sandbox', () => {
+  test('the OCI config has a read-only root, no capabilities and the work dir writable', () => {
+    const config = ociConfig({
+      rootfs: '/r',
+      etcDir: '/e',
+      etcFromHost: ['ld.so.cache'],
+      volume: '/v',
+      uid: 1,
+      gid: 2,
+      options: { command: ['/bin/true'], env: { A: 'b' }, cwd: '/build' },
+      limits: DEFAULT_LIMITS,
+    }) as { root: { readonly: boolean }; process: { capabilities: { bounding: string[] }; env: string[] }; mounts: Array<{ destination: string; options?: string[] }> };
+    assert.equal(config.root.readonly, true);
+    assert.deepEqual(config.process.capabilities.bounding, []);
+    assert.ok(config.process.env.includes('A=b'));
+    const build = config.mounts.find((mount) => mount.destination === '/build');
+    assert.ok(build?.options?.includes('rw'));
+    assert.ok(config.mounts.find((mount) => mount.destination === '/usr')?.options?.includes('ro'));
+  });
+
+  test('compiles and runs a C program; coreutils work despite the statx bug', () =>
+    withWork(async (dir) => {
+      await writeFile(join(dir, 'hello.c'), '#include <stdio.h>\nint main(void){puts("hello from gvisor");return 0;}\n');
+      const { result, output } = await sh(sandbox, dir, 'cc -o hello hello.c && ./hello && ls -l hello >/dev/null && stat -c %s hello.c');
+      assert.equal(result.exitCode, 0, output);
+      assert.match(output, /hello from gvisor/);
+      assert.ok((await stat(join(dir, 'hello'))).isFile());
+    }));
+
+  test('secrets and the network stay out of reach', async () => {
+    const listener = await listen('127.0.0.1');
+    try {
+      await withWork(async (dir) => {
+        const script = `cat /etc/shadow; ls /root; ls /work; env; echo x > /dev/tcp/127.0.0.1/${listener.port} && echo CONNECTED; touch /usr/x /x`;
+        const { output } = await sh(sandbox, dir, '', { command: ['/bin/bash', '-c', script] });
+        assert.ok(!output.includes(SECRET));
+        assert.doesNotMatch(output, /CONNECTED/);
+        assert.match(output, /\/etc\/shadow: No such file or directory/);
+      });
+      assert.equal(listener.connections(), 0);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('an infinite loop is killed by the wall limit and nothing of runsc survives', () =>
+    withWork(async (dir) => {
+      const { result } = await sh(sandbox, dir, 'setsid sleep 1000 & while :; do :; done', { limits: { wallMs: 2000 } });
+      assert.equal(result.limitHit, 'wall');
+      assert.equal(await runscLeftovers(), 0);
+      assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
+    }));
+
+  test('allocating 4 GiB ends on the memory limit', () =>
+    withWork(async (dir) => {
+      const { result, output } = await sh(sandbox, dir, '/opt/attack/eatmem', { mounts: [{ host: programs.dir, sandbox: '/opt/attack' }], limits: { memoryBytes: 512 * 1024 ** 2 } });
+      assert.equal(result.limitHit, 'memory', `${JSON.stringify(result)} ${output}`);
+    }));
+
+  test('writing 5 GB into /build ends on the disk limit', () =>
+    withWork(async (dir) => {
+      const { result } = await sh(sandbox, dir, 'dd if=/dev/zero of=/build/big bs=1M count=5000');
+      assert.equal(result.limitHit, 'disk', JSON.stringify(result));
+    }));
+
+  test('the log cap and cancel work as with bubblewrap', () =>
+    withWork(async (dir) => {
+      const flood = await sh(sandbox, dir, 'head -c 100000000 /dev/zero | tr "\\0" x');
+      assert.equal(flood.result.limitHit, 'log');
+      assert.ok(flood.outputBytes <= 1024 ** 2);
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 500);
+      const started = Date.now();
+      const cancelled = await sh(sandbox, dir, 'sleep 100', { signal: controller.signal });
+      assert.equal(cancelled.result.cancelled, true);
+      assert.ok(Date.now() - started < 2500);
+      assert.equal(await runscLeftovers(), 0);
+    }));
+});
