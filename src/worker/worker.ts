@@ -10,6 +10,7 @@ import { extractArchive } from '../archive/extract.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from '../archive/limits.ts';
 import { errorMessage, UserError } from '../errors.ts';
 import type { AppKind, LanguageId } from '../languages/language.ts';
+import { createWorkDir, type WorkDir } from '../sandbox/index.ts';
 import type { Sandbox } from '../sandbox/sandbox.ts';
 import { runBuild, type BuildStage } from './build-job.ts';
 import { ApiUnavailable, LeaseLost, type JobResult, type JobSpec, WorkerApiClient } from './client.ts';
@@ -20,7 +21,11 @@ export interface WorkerOptions {
   token: string;
   concurrency: number;
   sandbox: Sandbox;
-  /** Job directories are created here and removed after each job. */
+  /**
+   * Job directories are created here and removed after each job. Sandbox
+   * uids must be able to traverse it (and its parents), so it is 0755 and
+   * must not sit inside a private directory such as the data dir.
+   */
   workRoot: string;
   logger: Logger;
   /** Name shown in build logs; defaults to host name + random suffix. */
@@ -42,7 +47,7 @@ export function startWorker(options: WorkerOptions): RunningWorker {
   const client = new WorkerApiClient(options.apiUrl, options.token);
   const name = options.name ?? `${os.hostname()}-${randomBytes(3).toString('hex')}`;
   const stopping = new AbortController();
-  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}/${index}` }, client, stopping.signal));
+  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}.${index}` }, client, stopping.signal));
   return {
     async stop() {
       stopping.abort();
@@ -103,19 +108,24 @@ async function runJob(options: WorkerOptions & { name: string }, client: WorkerA
   stopping.addEventListener('abort', onStop, { once: true });
   const lease = keepLease(client, job, options.heartbeatMs ?? 1_000, abort);
   const log = new LogSender(client, job);
-  await mkdir(options.workRoot, { recursive: true, mode: 0o700 });
-  const jobDir = await mkdtemp(path.join(options.workRoot, `job-${job.id.slice(0, 8)}-`));
+  await mkdir(options.workRoot, { recursive: true, mode: 0o755 });
+  // Host-only files (the archive, the copied-out artifact) live apart from
+  // the sandbox's work dir, which is a size-capped tmpfs the build owns.
+  const hostDir = await mkdtemp(path.join(options.workRoot, `host-${job.id.slice(0, 8)}-`));
+  let workDir: WorkDir | undefined;
   const stages: BuildStage[] = [];
   let result: JobResult;
   try {
     log.line(`worker ${options.name} building attempt ${job.attempt} in a ${options.sandbox.name} sandbox`);
-    const archive = path.join(jobDir, 'source.archive');
+    const archive = path.join(hostDir, 'source.archive');
     await timed(stages, 'download', () => download(client, job, archive));
+    workDir = await createWorkDir(options.workRoot, job.limits.diskBytes, `job-${job.id.slice(0, 8)}`);
+    const jobDir = workDir.path;
     const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src')));
     if (extracted) {
       result = { outcome: 'failed', reason: extracted, stages };
     } else {
-      const artifactPath = path.join(jobDir, 'artifact.wasm');
+      const artifactPath = path.join(hostDir, 'artifact.wasm');
       const outcome = await runBuild({
         jobDir,
         sandbox: options.sandbox,
@@ -135,7 +145,7 @@ async function runJob(options: WorkerOptions & { name: string }, client: WorkerA
   } catch (error) {
     if (error instanceof LeaseLost || lease.lost()) {
       logger.warn('lease lost; dropping the job');
-      await cleanup(jobDir, lease, stopping, onStop);
+      await cleanup(hostDir, workDir, lease, stopping, onStop);
       return;
     }
     logger.error({ err: errorMessage(error) }, 'job crashed');
@@ -154,14 +164,15 @@ async function runJob(options: WorkerOptions & { name: string }, client: WorkerA
   } catch (error) {
     logger.warn({ err: errorMessage(error) }, 'could not report the result; the lease will expire and the job will be retried');
   } finally {
-    await cleanup(jobDir, lease, stopping, onStop);
+    await cleanup(hostDir, workDir, lease, stopping, onStop);
   }
 }
 
-async function cleanup(jobDir: string, lease: { stop(): void }, stopping: AbortSignal, onStop: () => void): Promise<void> {
+async function cleanup(hostDir: string, workDir: WorkDir | undefined, lease: { stop(): void }, stopping: AbortSignal, onStop: () => void): Promise<void> {
   lease.stop();
   stopping.removeEventListener('abort', onStop);
-  await rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
+  await workDir?.dispose().catch(() => undefined);
+  await rm(hostDir, { recursive: true, force: true }).catch(() => undefined);
 }
 
 async function reportWithRetry(client: WorkerApiClient, job: JobSpec, result: JobResult) {

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
@@ -48,10 +49,10 @@ Examples:
       let workerNote = `${config.localWorkers} local (${config.sandbox} sandbox)`;
       if (config.localWorkers > 0) {
         try {
-          const sandbox = createSandbox(config.sandbox, { stateDir: path.join(config.dataDir, 'sandbox') });
+          const sandbox = createSandbox(config.sandbox);
           await sandbox.check();
           workers.push(
-            startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: config.localWorkers, sandbox, workRoot: path.join(config.dataDir, 'jobs'), logger: logger.child({ service: 'kiln-worker' }) }),
+            startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: config.localWorkers, sandbox, workRoot: path.join(os.tmpdir(), 'kiln-jobs'), logger: logger.child({ service: 'kiln-worker' }) }),
           );
         } catch (error) {
           workerNote = `none: the ${config.sandbox} sandbox is unusable here (${errorMessage(error)}); builds stay queued until a worker connects`;

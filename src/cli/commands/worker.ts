@@ -19,7 +19,7 @@ export function workerCommand(): Command {
       if (flags.sandbox !== 'bubblewrap' && flags.sandbox !== 'gvisor') throw new Error(`--sandbox must be bubblewrap or gvisor, not ${flags.sandbox}`);
       new URL(flags.api); // throws a clear "Invalid URL" before any work
       const logger = pino({ level: process.env.KILN_LOG_LEVEL ?? 'info', base: { service: 'kiln-worker' } });
-      const sandbox = createSandbox(flags.sandbox, { stateDir: path.join(flags.workDir, 'sandbox') });
+      const sandbox = createSandbox(flags.sandbox);
       await sandbox.check();
       const worker = startWorker({ apiUrl: flags.api, token: flags.token, concurrency: Math.max(1, flags.concurrency), sandbox, workRoot: path.join(flags.workDir, 'jobs'), logger });
       logger.info({ api: flags.api, concurrency: flags.concurrency, sandbox: flags.sandbox }, 'worker started');
