@@ -1,0 +1,305 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import type { Dirent } from 'node:fs';
+import { access, mkdir, open, readFile, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { PlatformError } from '../../errors.ts';
+import { asBuffer, isSha256Hex, normalizeSha256, readAll, toReadable, VerifyingStream } from './integrity.ts';
+import { assertValidKey, assertValidPrefix, ObjectIntegrityError, ObjectNotFoundError } from './object-store.ts';
+import type { ObjectInfo, ObjectStore } from './object-store.ts';
+
+export interface FsObjectStoreConfig {
+  /** Directory holding every object; created on first use. */
+  root: string;
+}
+
+/*
+ * On-disk layout. Key "a/b/c" lives in directory <root>/a/b as:
+ *   c~meta          {"size","sha256","data"}: the object exists iff this file does
+ *   c~data-<uuid>   the bytes, named by the meta file
+ *   c~tmp-<uuid>    a meta file being written (renamed over c~meta when complete)
+ * "~" cannot occur in a key segment, so these names never collide with the
+ * directory made for a longer key ("c/d") nor with another key's files.
+ * A put writes and fsyncs a fresh data file, then atomically renames a new
+ * meta file into place: readers see the old object or the new one, never a
+ * mix, and a crash leaves at worst an unreferenced data or tmp file.
+ */
+const META = '~meta';
+const DATA = '~data-';
+const TMP = '~tmp-';
+
+interface MetaFile {
+  size: number;
+  sha256: string;
+  /** File name (in the same directory) of the bytes. */
+  data: string;
+  contentType?: string;
+}
+
+function isErrno(error: unknown, ...codes: string[]): boolean {
+  return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? '');
+}
+
+async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** Creates `file` (which must not exist), streams `source` into it, hashing as it goes, and fsyncs it. */
+async function writeDurably(file: string, source: Readable): Promise<{ size: number; sha256: string }> {
+  const handle = await open(file, 'wx', 0o644);
+  try {
+    const hash = createHash('sha256');
+    let size = 0;
+    // Awaiting each write applies backpressure: memory stays flat for any size.
+    for await (const chunk of source) {
+      const bytes = asBuffer(chunk);
+      hash.update(bytes);
+      size += bytes.length;
+      await writeAll(handle, bytes);
+    }
+    await handle.sync();
+    return { size, sha256: hash.digest('hex') };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A rename is only durable once the directory entry itself is flushed. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class FsObjectStore implements ObjectStore {
+  readonly kind = 'fs' as const;
+  private readonly root: string;
+
+  constructor(config: FsObjectStoreConfig) {
+    this.root = path.resolve(config.root);
+  }
+
+  async put(key: string, body: Readable | Buffer, options: { expectedSha256?: string; contentType?: string } = {}): Promise<ObjectInfo> {
+    assertValidKey(key);
+    const expected = normalizeSha256(options.expectedSha256);
+    const { dir, name } = this.locate(key);
+    const dataName = `${name}${DATA}${randomUUID()}`;
+    const written = await this.writeData(dir, dataName, toReadable(body));
+    let previous: MetaFile | undefined;
+    try {
+      if (expected !== undefined && written.sha256 !== expected) throw new ObjectIntegrityError(key, expected, written.sha256);
+      // An unreadable old meta file must not block replacing the object.
+      previous = await this.readMeta(key).catch(() => undefined);
+      const meta: MetaFile = { size: written.size, sha256: written.sha256, data: dataName, contentType: options.contentType };
+      await this.writeMeta(dir, name, meta);
+    } catch (error) {
+      await rm(path.join(dir, dataName), { force: true });
+      throw error;
+    }
+    // The new object is visible and durable; the old bytes are now garbage.
+    if (previous && previous.data !== dataName) await rm(path.join(dir, previous.data), { force: true });
+    return { key, size: written.size, sha256: written.sha256 };
+  }
+
+  async get(key: string): Promise<{ info: ObjectInfo; body: Readable }> {
+    assertValidKey(key);
+    const { dir } = this.locate(key);
+    // A concurrent put may replace the object and delete its old data file
+    // between reading the meta file and opening the data: read again.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const meta = await this.readMeta(key);
+      if (!meta) throw new ObjectNotFoundError(key);
+      let handle: FileHandle;
+      try {
+        handle = await open(path.join(dir, meta.data), 'r');
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) continue;
+        throw error;
+      }
+      const info: ObjectInfo = { key, size: meta.size, sha256: meta.sha256 };
+      const verifier = new VerifyingStream(key, meta.sha256, meta.size);
+      // pipeline forwards read errors to the verifier and closes the file
+      // if the consumer destroys the stream early.
+      pipeline(handle.createReadStream(), verifier, () => {});
+      return { info, body: verifier };
+    }
+    throw new PlatformError('object_store_busy', `object ${key} kept changing while being opened`);
+  }
+
+  async getBuffer(key: string): Promise<{ info: ObjectInfo; body: Buffer }> {
+    const { info, body } = await this.get(key);
+    return { info, body: await readAll(body) };
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    assertValidKey(key);
+    const meta = await this.readMeta(key);
+    return meta && { key, size: meta.size, sha256: meta.sha256 };
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    const { dir, name } = this.locate(key);
+    // Even an object with unreadable metadata must be deletable.
+    const data = (await this.readMeta(key).catch(() => undefined))?.data;
+    // Removing the meta file first makes the object disappear atomically.
+    await rm(path.join(dir, `${name}${META}`), { force: true });
+    if (data) await rm(path.join(dir, data), { force: true });
+    await this.pruneEmptyDirs(dir);
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    assertValidPrefix(prefix);
+    const keys: string[] = [];
+    for await (const key of this.keys(prefix)) keys.push(key);
+    for (const key of keys) await this.delete(key);
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    for await (const key of this.keys(prefix)) {
+      const meta = await this.readMeta(key);
+      // Deleted since the directory was read: it is simply not listed.
+      if (meta) yield { key, size: meta.size, sha256: meta.sha256 };
+    }
+  }
+
+  async ping(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    await access(this.root, constants.R_OK | constants.W_OK | constants.X_OK);
+  }
+
+  private keys(prefix: string): AsyncGenerator<string> {
+    // Only the complete segments of the prefix name a directory to walk.
+    return this.walk(prefix.slice(0, prefix.lastIndexOf('/') + 1), prefix);
+  }
+
+  /** Walks `<root>/<base>` depth-first in key order, yielding keys starting with `prefix`. */
+  private async *walk(base: string, prefix: string): AsyncGenerator<string> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(path.join(this.root, base), { withFileTypes: true });
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return;
+      throw error;
+    }
+    for (const entry of this.orderedEntries(entries, base)) {
+      if (entry.isDir) {
+        const sub = `${entry.key}/`;
+        if (sub.startsWith(prefix) || prefix.startsWith(sub)) yield* this.walk(sub, prefix);
+      } else if (entry.key.startsWith(prefix)) {
+        yield entry.key;
+      }
+    }
+  }
+
+  /**
+   * Sorting a directory's objects by name and its subdirectories by name
+   * plus "/" makes a depth-first walk produce keys in byte order ("a-b" <
+   * "a/b" < "ab"), the order S3 lists in.
+   */
+  private orderedEntries(entries: Dirent[], base: string): { key: string; isDir: boolean; sortKey: string }[] {
+    const result: { key: string; isDir: boolean; sortKey: string }[] = [];
+    for (const entry of entries) {
+      if (entry.isDirectory()) result.push({ key: base + entry.name, isDir: true, sortKey: `${entry.name}/` });
+      else if (entry.isFile() && entry.name.endsWith(META)) {
+        const name = entry.name.slice(0, -META.length);
+        result.push({ key: base + name, isDir: false, sortKey: name });
+      }
+    }
+    return result.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+  }
+
+  private locate(key: string): { dir: string; name: string } {
+    const segments = key.split('/');
+    const name = segments.pop() ?? '';
+    return { dir: path.join(this.root, ...segments), name };
+  }
+
+  private async writeData(dir: string, dataName: string, source: Readable): Promise<{ size: number; sha256: string }> {
+    const file = path.join(dir, dataName);
+    // A concurrent delete may prune the directory between mkdir and open.
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(dir, { recursive: true });
+      try {
+        return await writeDurably(file, source);
+      } catch (error) {
+        await rm(file, { force: true });
+        if (!isErrno(error, 'ENOENT') || attempt >= 3 || source.readableDidRead) throw error;
+      }
+    }
+  }
+
+  private async writeMeta(dir: string, name: string, meta: MetaFile): Promise<void> {
+    const tmp = path.join(dir, `${name}${TMP}${randomUUID()}`);
+    try {
+      const handle = await open(tmp, 'wx', 0o644);
+      try {
+        await writeAll(handle, Buffer.from(JSON.stringify(meta)));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, path.join(dir, `${name}${META}`));
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+    await syncDir(dir);
+  }
+
+  private async readMeta(key: string): Promise<MetaFile | undefined> {
+    const { dir, name } = this.locate(key);
+    let text: string;
+    try {
+      text = await readFile(path.join(dir, `${name}${META}`), 'utf8');
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw error;
+    }
+    return this.parseMeta(key, name, text);
+  }
+
+  private parseMeta(key: string, name: string, text: string): MetaFile {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = undefined;
+    }
+    const meta = value as Partial<MetaFile> | undefined;
+    const valid =
+      typeof meta === 'object' &&
+      meta !== null &&
+      Number.isSafeInteger(meta.size) &&
+      isSha256Hex(meta.sha256) &&
+      typeof meta.data === 'string' &&
+      meta.data.startsWith(`${name}${DATA}`) &&
+      !meta.data.includes('/');
+    if (!valid) throw new PlatformError('object_store_corrupt', `the metadata of object ${key} is unreadable`);
+    return meta as MetaFile;
+  }
+
+  /** Removes directories left empty, up to (not including) the root. */
+  private async pruneEmptyDirs(dir: string): Promise<void> {
+    let current = dir;
+    while (current.startsWith(this.root + path.sep)) {
+      try {
+        await rmdir(current);
+      } catch {
+        return; // not empty (or already gone): stop climbing
+      }
+      current = path.dirname(current);
+    }
+  }
+}
