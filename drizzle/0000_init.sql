@@ -3,7 +3,7 @@ CREATE TABLE "applications" (
 	"owner_id" uuid NOT NULL,
 	"name" text NOT NULL,
 	"notes" text DEFAULT '' NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
@@ -24,7 +24,7 @@ CREATE TABLE "builds" (
 	"cancel_requested" boolean DEFAULT false NOT NULL,
 	"log_key" text,
 	"log_bytes" bigint DEFAULT 0 NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	"started_at" timestamp with time zone,
 	"finished_at" timestamp with time zone
 );
@@ -38,7 +38,7 @@ CREATE TABLE "jobs" (
 	"lease_token" text,
 	"lease_expires_at" timestamp with time zone,
 	"worker_id" text,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "jobs_build_id_unique" UNIQUE("build_id")
 );
 --> statement-breakpoint
@@ -51,7 +51,7 @@ CREATE TABLE "log_chunks" (
 CREATE TABLE "owners" (
 	"id" uuid PRIMARY KEY NOT NULL,
 	"name" text NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "owners_name_unique" UNIQUE("name")
 );
 --> statement-breakpoint
@@ -61,7 +61,7 @@ CREATE TABLE "tokens" (
 	"kind" text NOT NULL,
 	"name" text NOT NULL,
 	"secret_hash" text NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	"revoked_at" timestamp with time zone,
 	CONSTRAINT "tokens_secret_hash_unique" UNIQUE("secret_hash")
 );
@@ -81,7 +81,7 @@ CREATE TABLE "versions" (
 	"source_sha256" text NOT NULL,
 	"source_size" bigint NOT NULL,
 	"source_format" text NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint

@@ -11,7 +11,11 @@ const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
   fromDriver: (value) => (Buffer.isBuffer(value) ? value : Buffer.from(value)),
 });
 
-const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+/**
+ * Millisecond precision: keyset pagination cursors carry a JavaScript Date,
+ * and microseconds lost in the cursor would skip rows that share a millisecond.
+ */
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 }).notNull().defaultNow();
 
 export const owners = pgTable('owners', {
   id: uuid('id').primaryKey(),
