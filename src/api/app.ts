@@ -1,6 +1,6 @@
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import Fastify, { type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyError } from 'fastify';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -28,7 +28,9 @@ export interface AppOptions {
 export async function buildApp(services: Services, options: AppOptions = {}) {
   const app = Fastify({
     loggerInstance: services.logger,
-    disableRequestLogging: options.logRequests === false,
+    // Worker calls (log appends several times a second, long polls) would
+    // drown the request log; their effects are logged where they matter.
+    logController: new LogController({ disableRequestLogging: (request) => options.logRequests === false || request.url.startsWith('/internal/') }),
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
