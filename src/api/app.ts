@@ -6,13 +6,16 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ObjectIntegrityError, ObjectNotFoundError } from '../store/objects/object-store.ts';
-import { UserError } from '../errors.ts';
+import { PlatformError, UserError } from '../errors.ts';
+import { isDatabaseUnavailable } from '../store/metadata/errors.ts';
 import { LeaseLostError } from '../queue/jobs.ts';
 import { authHook, TokenAuthenticator } from './auth.ts';
 import { ErrorBody } from './schemas.ts';
 import type { Services } from './services.ts';
 import { applicationRoutes } from './routes/applications.ts';
 import { buildRoutes } from './routes/builds.ts';
+import { deploymentRoutes } from './routes/deployments.ts';
+import { edgeRoutes } from './routes/edge.ts';
 import { internalRoutes } from './routes/internal.ts';
 import { operationsRoutes } from './routes/operations.ts';
 import { ownerRoutes } from './routes/owners.ts';
@@ -58,6 +61,7 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   app.setErrorHandler((error, request, reply) => {
     const { status, code, message } = describeError(error);
     if (status >= 500) request.log.error({ err: error }, 'request failed');
+    if (status === 503) void reply.header('retry-after', '5');
     void reply.status(status).send({ error: { code, message } });
   });
   app.setNotFoundHandler((request, reply) => {
@@ -77,6 +81,8 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   await app.register(applicationRoutes(services));
   await app.register(versionRoutes(services));
   await app.register(buildRoutes(services));
+  await app.register(deploymentRoutes(services));
+  await app.register(edgeRoutes(services, authenticator));
   await app.register(internalRoutes(services));
   return app;
 }
@@ -102,6 +108,8 @@ export function describeError(error: unknown): DescribedError {
   if (error instanceof UserError) return { status: error.status, code: error.code, message: error.message };
   if (error instanceof LeaseLostError) return { status: 409, code: error.code, message: error.message };
   if (error instanceof ObjectNotFoundError) return { status: 404, code: 'object_missing', message: 'the stored object is missing' };
+  if (error instanceof PlatformError) return { status: 503, code: error.code, message: 'Kiln could not complete this because a service it depends on failed; try again shortly' };
+  if (isDatabaseUnavailable(error)) return { status: 503, code: 'database_unavailable', message: 'the database is unavailable; try again shortly' };
   if (error instanceof ObjectIntegrityError) return { status: 500, code: 'integrity_error', message: 'a stored object failed its integrity check; the operator has been told' };
   const fastifyError = error as Partial<FastifyError> & { part?: unknown };
   if (fastifyError.validation) {

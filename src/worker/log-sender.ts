@@ -1,4 +1,4 @@
-import type { JobSpec, WorkerApiClient } from './client.ts';
+import { ApiUnavailable, type JobSpec, type WorkerApiClient } from './client.ts';
 
 /**
  * Batches build output and sends it in order: one request in flight, the
@@ -50,12 +50,24 @@ export class LogSender {
       this.pending = [];
       this.pendingBytes = 0;
       this.inFlight = this.inFlight.then(() =>
-        this.client.appendLog(this.job, batch).catch((error: unknown) => {
+        this.send(batch).catch((error: unknown) => {
           this.failure ??= error;
         }),
       );
     }
     return this.inFlight;
+  }
+
+  /** A few retries ride out a short API or database outage without losing log lines. */
+  private async send(batch: Buffer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.client.appendLog(this.job, batch);
+      } catch (error) {
+        if (!(error instanceof ApiUnavailable) || attempt >= 5) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 400 * attempt));
+      }
+    }
   }
 
   /** The first error a send hit (e.g. the lease was lost), if any. */
