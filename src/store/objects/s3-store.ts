@@ -20,6 +20,11 @@ import { asBuffer, isSha256Hex, normalizeSha256, readAll, Sha256Meter, toReadabl
 import { assertValidKey, assertValidPrefix, ObjectIntegrityError, ObjectNotFoundError } from './object-store.ts';
 import type { ObjectInfo, ObjectStore } from './object-store.ts';
 
+// Kiln targets Node 20 and pins the SDK in package-lock.json; the SDK's
+// notice about future releases needing Node 22 would repeat on every start
+// (README: "Stack and deviations" notes the upgrade path).
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface S3ObjectStoreConfig {
   /** e.g. http://127.0.0.1:7480; omit for AWS itself. */
   endpoint?: string;
