@@ -2,10 +2,9 @@ import path from 'node:path';
 import { DEFAULT_LIMITS, type SandboxLimits } from './sandbox/sandbox.ts';
 import { DEFAULT_QUEUE_SETTINGS, type QueueSettings } from './queue/jobs.ts';
 import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from './archive/limits.ts';
+import type { ObjectStoreConfig } from './store/objects/index.ts';
+import { parseEnvironments } from './edge/environments.ts';
 
-export type ObjectStoreConfig =
-  | { kind: 'fs'; root: string }
-  | { kind: 's3'; endpoint?: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean };
 
 export interface KilnConfig {
   host: string;
@@ -25,6 +24,8 @@ export interface KilnConfig {
   /** Largest artifact a worker may upload. */
   maxArtifactBytes: number;
   logLevel: string;
+  /** Deployment environments: staging and production, plus KILN_ENVIRONMENTS (comma-separated). */
+  environments: string[];
 }
 
 export interface ConfigOverrides {
@@ -67,6 +68,12 @@ function objectStoreConfig(env: Env, dataDir: string): ObjectStoreConfig {
   };
 }
 
+function environments(env: Env): string[] {
+  const parsed = parseEnvironments(env.KILN_ENVIRONMENTS);
+  if ('invalid' in parsed) throw new ConfigError(`KILN_ENVIRONMENTS: ${JSON.stringify(parsed.invalid)} is not an environment name (lower-case letters, digits and dashes, starting with a letter, at most 32)`);
+  return parsed.environments;
+}
+
 /** Flags win over environment variables, which win over the embedded defaults. */
 export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.env): KilnConfig {
   const dataDir = path.resolve(overrides.dataDir ?? env.KILN_DATA_DIR ?? '.kiln');
@@ -101,5 +108,6 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     logMaxBytes: integer(env, 'KILN_BUILD_LOG_BYTES', DEFAULT_LIMITS.logBytes, 4096) + 64 * 1024,
     maxArtifactBytes: integer(env, 'KILN_MAX_ARTIFACT_BYTES', 64 * 1024 ** 2, 1024),
     logLevel: env.KILN_LOG_LEVEL ?? 'info',
+    environments: environments(env),
   };
 }

@@ -23,18 +23,3 @@ export function createObjectStore(config: ObjectStoreConfig): ObjectStore {
   }
 }
 
-/**
- * Reads the S3_* variables printed by scripts/services/start-ceph.sh (and
- * used by deployments): undefined when S3_BUCKET is not set.
- */
-export function s3ConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3ObjectStoreConfig | undefined {
-  if (!env.S3_BUCKET) return undefined;
-  return {
-    endpoint: env.S3_ENDPOINT || undefined,
-    bucket: env.S3_BUCKET,
-    region: env.S3_REGION || 'us-east-1',
-    accessKeyId: env.S3_ACCESS_KEY_ID || undefined,
-    secretAccessKey: env.S3_SECRET_ACCESS_KEY || undefined,
-    forcePathStyle: env.S3_FORCE_PATH_STYLE === 'true' || env.S3_FORCE_PATH_STYLE === '1',
-  };
-}
