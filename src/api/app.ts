@@ -1,6 +1,6 @@
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import Fastify, { LogController, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyReply } from 'fastify';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -19,6 +19,7 @@ import { edgeRoutes } from './routes/edge.ts';
 import { internalRoutes } from './routes/internal.ts';
 import { operationsRoutes } from './routes/operations.ts';
 import { ownerRoutes } from './routes/owners.ts';
+import { testbedRoutes } from './routes/testbed.ts';
 import { versionRoutes } from './routes/versions.ts';
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
@@ -36,6 +37,12 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
     logController: new LogController({ disableRequestLogging: (request) => options.logRequests === false || request.url.startsWith('/internal/') }),
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    // Errors raised by the router itself (a path parameter too long, a
+    // malformed URL) get the same error shape as everything else.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const { status, code, message } = describeError(error);
+      void reply.status(status).send({ error: { code, message } });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorFor);
@@ -84,6 +91,7 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   await app.register(deploymentRoutes(services));
   await app.register(edgeRoutes(services, authenticator));
   await app.register(internalRoutes(services));
+  await app.register(testbedRoutes(services));
   return app;
 }
 
@@ -125,6 +133,7 @@ export function describeError(error: unknown): DescribedError {
 
 function codeFor(fastifyCode: string | undefined, status: number): string {
   if (status === 413) return 'payload_too_large';
+  if (status === 414) return 'uri_too_long';
   if (status === 415) return 'unsupported_media_type';
   if (fastifyCode === 'FST_ERR_CTP_INVALID_JSON_BODY' || fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 'invalid_json';
   return 'bad_request';
