@@ -17,6 +17,7 @@ import { ownerOf } from '../auth.ts';
 import { BinaryBody, Build, errorResponses, Notes, PageQuery, pageOf, Phase, SemVer, Uuid, Version as VersionSchema, VersionMetadata } from '../schemas.ts';
 import { buildJson, versionJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
+import { deleteVersionUnlessDeployed } from './deployments.ts';
 
 const AppParams = Type.Object({ applicationId: Uuid });
 const VersionParams = Type.Object({ versionId: Uuid });
@@ -196,10 +197,21 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
 
     app.delete(
       '/v1/versions/:versionId',
-      { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'Delete a version with its builds and stored objects', params: VersionParams, response: { 204: Type.Null(), ...errorResponses } } },
+      {
+        config: { auth: 'owner' },
+        schema: {
+          tags: ['versions'],
+          summary: 'Delete a version with its builds and stored objects',
+          description: 'A version active in an environment is refused (409 version_deployed) unless `force=true`, which first withdraws it from those environments.',
+          params: VersionParams,
+          querystring: Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+          response: { 204: Type.Null(), ...errorResponses },
+        },
+      },
       async (request, reply) => {
         const version = await requireVersion(request, request.params.versionId);
-        if (!(await services.versions.delete(version.ownerId, version.id))) throw notFound('version', version.id);
+        // Edge servers run deployed artifacts: deleting one must be deliberate (decision 0004).
+        if (!(await deleteVersionUnlessDeployed(services.database, version, request.query.force === true))) throw notFound('version', version.id);
         await deleteVersionObjects(services, version);
         return reply.status(204).send(null);
       },

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, customType, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 /**
  * One schema for PGlite (embedded) and a real PostgreSQL server.
@@ -178,5 +178,82 @@ export const logChunks = pgTable(
   (t) => [uniqueIndex('log_chunks_build_seq_idx').on(t.buildId, t.seq)],
 );
 
-export const schema = { owners, tokens, applications, versions, builds, jobs, logChunks };
+/**
+ * Deployments (decision 0004): one immutable row per promotion, recording the
+ * exact artifact that went live, so history and rollback never depend on
+ * what a version's latest build happens to be later. The semantic version
+ * and the artifact are copied in: the row stays readable after its version
+ * is (forcibly) deleted, when `version_id` becomes null.
+ */
+export const deployments = pgTable(
+  'deployments',
+  {
+    id: uuid('id').primaryKey(),
+    ownerId: uuid('owner_id')
+      .notNull()
+      .references(() => owners.id, { onDelete: 'cascade' }),
+    applicationId: uuid('application_id')
+      .notNull()
+      .references(() => applications.id, { onDelete: 'cascade' }),
+    environment: text('environment').notNull(),
+    /** Increases per application: orders history strictly where timestamps could tie. */
+    number: integer('number').notNull(),
+    versionId: uuid('version_id').references(() => versions.id, { onDelete: 'set null' }),
+    version: text('version').notNull(),
+    /** No foreign key: the record must outlive the build row (versions cascade to builds). */
+    buildId: uuid('build_id').notNull(),
+    variant: text('variant').notNull(),
+    artifactKey: text('artifact_key').notNull(),
+    sha256: text('sha256').notNull(),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    kind: text('kind'),
+    phases: jsonb('phases').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    config: text('config').notNull().default(''),
+    /** Set when the deployment stopped being active without a successor (its version was deleted). */
+    withdrawnAt: timestamp('withdrawn_at', { withTimezone: true, mode: 'date' }),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('deployments_app_number_idx').on(t.applicationId, t.number),
+    index('deployments_version_idx').on(t.versionId),
+    index('deployments_sha256_idx').on(t.sha256),
+  ],
+);
+
+/**
+ * What is live: at most one deployment per application and environment.
+ * Promotion replaces the row; withdrawal deletes it. The edge manifest is a
+ * join over this table.
+ */
+export const activeDeployments = pgTable(
+  'active_deployments',
+  {
+    applicationId: uuid('application_id')
+      .notNull()
+      .references(() => applications.id, { onDelete: 'cascade' }),
+    environment: text('environment').notNull(),
+    deploymentId: uuid('deployment_id')
+      .notNull()
+      .references(() => deployments.id, { onDelete: 'cascade' }),
+    ownerId: uuid('owner_id')
+      .notNull()
+      .references(() => owners.id, { onDelete: 'cascade' }),
+  },
+  (t) => [primaryKey({ columns: [t.applicationId, t.environment] }), index('active_deployments_env_idx').on(t.environment, t.ownerId)],
+);
+
+/**
+ * Which owners an edge token may read. A separate row, not a nullable
+ * column, so that the default is no access: an edge token without a scope
+ * row sees nothing, and deleting an owner can never widen a token to "all".
+ */
+export const edgeTokenScopes = pgTable('edge_token_scopes', {
+  tokenId: uuid('token_id')
+    .primaryKey()
+    .references(() => tokens.id, { onDelete: 'cascade' }),
+  allOwners: boolean('all_owners').notNull(),
+  ownerIds: jsonb('owner_ids').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+});
+
+export const schema = { owners, tokens, applications, versions, builds, jobs, logChunks, deployments, activeDeployments, edgeTokenScopes };
 export type Schema = typeof schema;
