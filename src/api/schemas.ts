@@ -116,6 +116,9 @@ export const PageQuery = Type.Object(
 
 export const pageOf = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Type.Optional(Type.String()) });
 
+/** No body at all: a serialized `null` would announce four bytes that a 304 never carries. */
+export const NotModified = Type.Unsafe<undefined>({ description: 'not modified (If-None-Match matched): no body' });
+
 /** Binary or text bodies (artifacts, archives, logs): documented, not serialized. */
 export const BinaryBody = Type.Unknown({ description: 'binary or text content' });
 

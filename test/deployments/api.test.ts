@@ -325,6 +325,20 @@ describe('deployments and the edge API', () => {
     assert.equal((await h.api('DELETE', `/v1/versions/${v2.version.id}?force=maybe`)).status, 400);
   });
 
+  it('refuses to delete an application that is live without force', async () => {
+    const edge = await h.edgeToken();
+    const app = await h.createApp();
+    const v1 = await h.succeededVersion(app.id, '1.0.0', filterModule('app-del'));
+    await h.promote(app.id, v1.version.id, 'production');
+    const refused = await h.api('DELETE', `/v1/applications/${app.id}`);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, 'application_deployed');
+    assert.equal((await h.api('GET', `/v1/applications/${app.id}`)).status, 200, 'nothing was deleted');
+    assert.equal((await h.api('DELETE', `/v1/applications/${app.id}?force=true`)).status, 204);
+    const manifest = await h.as(edge, 'GET', '/v1/edge/manifest?environment=production');
+    assert.equal(manifest.body.applications.some((entry: Json) => entry.applicationId === app.id), false, 'withdrawn from the manifest');
+  });
+
   it("keeps every owner's deployments invisible to every other owner", async () => {
     const dave = await h.newOwner(`dave-${randomUUID().slice(0, 6)}`);
     const app = await h.createApp();

@@ -1,7 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { badRequest, notFound } from '../../errors.ts';
+import { badRequest, conflict, notFound } from '../../errors.ts';
+import { SqlApplicationRepository } from '../../store/metadata/repositories/applications.ts';
+import { SqlDeploymentRepository } from '../../store/metadata/repositories/deployments.ts';
 import { ownerOf } from '../auth.ts';
 import { Application, ApplicationName, errorResponses, Notes, PageQuery, pageOf, Uuid } from '../schemas.ts';
 import { applicationJson } from '../serialize.ts';
@@ -74,7 +76,14 @@ export function applicationRoutes(services: Services): FastifyPluginAsync {
       '/v1/applications/:applicationId',
       {
         config: { auth: 'owner' },
-        schema: { tags: ['applications'], summary: 'Delete an application with all its versions, builds and stored objects', params: AppParams, response: { 204: Type.Null(), ...errorResponses } },
+        schema: {
+          tags: ['applications'],
+          summary: 'Delete an application with all its versions, builds and stored objects',
+          description: 'Refused (409) while one of its versions is active in an environment, unless `force=true`.',
+          params: AppParams,
+          querystring: Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+          response: { 204: Type.Null(), ...errorResponses },
+        },
       },
       async (request, reply) => {
         const ownerId = ownerOf(request);
@@ -83,7 +92,17 @@ export function applicationRoutes(services: Services): FastifyPluginAsync {
         // Rows go first (one cascade), objects after: a failure in between
         // leaves orphaned objects for the consistency check, never a row
         // that points at nothing.
-        if (!(await services.applications.delete(ownerId, applicationId))) throw notFound('application', applicationId);
+        const deleted = await services.database.db.transaction(async (tx) => {
+          const deployments = new SqlDeploymentRepository(tx);
+          if (!(await deployments.lockApplication(ownerId, applicationId))) return false;
+          const live = await deployments.activeForApplication(ownerId, applicationId);
+          if (live.length > 0 && request.query.force !== true) {
+            const where = [...new Set(live.map((deployment) => deployment.environment))].join(', ');
+            throw conflict('application_deployed', `this application is active in ${where}; delete with ?force=true to withdraw it from the edge too`);
+          }
+          return new SqlApplicationRepository(tx).delete(ownerId, applicationId);
+        });
+        if (!deleted) throw notFound('application', applicationId);
         await Promise.all(versions.map((version) => deleteVersionObjects(services, version)));
         return reply.status(204).send(null);
       },

@@ -6,12 +6,10 @@ import { badRequest, notFound, UserError } from '../../errors.ts';
 import { SqlDeploymentRepository, SqlEdgeTokenRepository, type EdgeScope, type EdgeToken, type ManifestRow } from '../../store/metadata/repositories/deployments.ts';
 import { SqlTokenRepository } from '../../store/metadata/repositories/tokens.ts';
 import type { TokenAuthenticator } from '../auth.ts';
-import { BinaryBody, errorResponses, Nullable, Timestamp, Uuid } from '../schemas.ts';
+import { BinaryBody, errorResponses, NotModified, Nullable, Timestamp, Uuid } from '../schemas.ts';
 import type { Services } from '../services.ts';
 import { EnvironmentName, requireEnvironment } from './deployments.ts';
 
-/** No body at all: a serialized `null` would announce four bytes that a 304 never carries. */
-const NotModified = Type.Unsafe<undefined>({ description: 'not modified (If-None-Match matched): no body' });
 
 const EdgeTokenInfo = Type.Object({
   id: Uuid,

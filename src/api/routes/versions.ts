@@ -14,7 +14,7 @@ import { SqlBuildRepository } from '../../store/metadata/repositories/builds.ts'
 import { SqlVersionRepository, type Version } from '../../store/metadata/repositories/versions.ts';
 import type { OptimizeOptions } from '../../store/metadata/schema.ts';
 import { ownerOf } from '../auth.ts';
-import { BinaryBody, Build, errorResponses, Notes, PageQuery, pageOf, Phase, SemVer, Uuid, Version as VersionSchema, VersionMetadata } from '../schemas.ts';
+import { BinaryBody, Build, errorResponses, NotModified, Notes, PageQuery, pageOf, Phase, SemVer, Uuid, Version as VersionSchema, VersionMetadata } from '../schemas.ts';
 import { buildJson, versionJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
 import { deleteVersionUnlessDeployed } from './deployments.ts';
@@ -244,7 +244,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
           description: '`variant` is `optimized` (default; the original is served when optimization did not produce one) or `original`.',
           params: VersionParams,
           querystring: Type.Object({ variant: Type.Optional(Type.Union([Type.Literal('optimized'), Type.Literal('original')])) }, { additionalProperties: false }),
-          response: { 200: BinaryBody, 304: Type.Null(), ...errorResponses },
+          response: { 200: BinaryBody, 304: NotModified, ...errorResponses },
         },
       },
       async (request, reply) => {
@@ -255,7 +255,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
         const variant = requested ?? (build.artifacts.optimized ? 'optimized' : 'original');
         const record = build.artifacts[variant];
         if (!record) throw notFound('artifact variant', variant);
-        if (request.headers['if-none-match'] === `"${record.sha256}"`) return reply.status(304).send(null);
+        if (request.headers['if-none-match'] === `"${record.sha256}"`) return reply.status(304).send();
         const { body } = await services.objects.get(record.key);
         return reply
           .header('content-type', 'application/wasm')
