@@ -8,6 +8,7 @@ import { SqlOwnerRepository } from '../store/metadata/repositories/owners.ts';
 import { SqlTokenRepository } from '../store/metadata/repositories/tokens.ts';
 import { SqlVersionRepository } from '../store/metadata/repositories/versions.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
+import type { FinishedBuildCache } from './finished-builds.ts';
 import type { Metrics } from './metrics.ts';
 
 /** Everything a route needs, built once at start-up. */
@@ -23,6 +24,7 @@ export interface Services {
   logs: BuildLogs;
   metrics: Metrics;
   logger: Logger;
+  finishedBuilds: FinishedBuildCache;
 }
 
 export function repositories(database: Database) {

@@ -85,3 +85,21 @@ export async function endJob(
     .set({ ...extra, state, reason, finishedAt: sql`now()` })
     .where(eq(builds.id, job.buildId));
 }
+
+/**
+ * Gives back a job claimed for a worker that went away before it received
+ * it: queued again at once, and the attempt it never started is not counted.
+ */
+export async function releaseClaim(database: Database, jobId: string, leaseToken: string): Promise<boolean> {
+  return database.db.transaction(async (tx) => {
+    const [job] = await tx
+      .update(jobs)
+      .set({ state: 'queued', attempt: sql`${jobs.attempt} - 1`, leaseToken: null, leaseExpiresAt: null, workerId: null })
+      .where(and(eq(jobs.id, jobId), eq(jobs.leaseToken, leaseToken), eq(jobs.state, 'running')))
+      .returning();
+    if (!job) return false;
+    await tx.update(builds).set({ state: 'queued', attempts: job.attempt }).where(eq(builds.id, job.buildId));
+    await tx.execute(sql`select pg_notify(${JOBS_CHANNEL}, '')`);
+    return true;
+  });
+}

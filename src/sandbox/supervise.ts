@@ -120,8 +120,11 @@ class Watcher {
       detached: true,
       uid: this.spec.uid,
       gid: this.spec.gid,
-      // Nothing of the service's environment (tokens, secrets) reaches the launcher.
+      // Nothing of the service's environment (tokens, secrets) reaches the
+      // launcher, not even the service's working directory (bash would
+      // export it as PWD, visible to the sandbox in /proc/1/environ).
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      cwd: '/',
       stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...this.spec.extraFds.map((fd) => (fd === 'collect' ? 'pipe' : fd))],
     });
     this.child = child;

@@ -281,6 +281,29 @@ for (const { flavour, skip } of flavours) {
       assert.match(String((await api('GET', `/v1/builds/${body.build.id}/logs`)).body), /re-queued/);
     });
 
+    it('does not hand a job to a worker that stopped waiting', async () => {
+      await drainJobs();
+      const gone = new AbortController();
+      const waiting = fetch(new URL('/internal/v1/jobs/claim', t.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.workerToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ workerId: 'leaver', waitMs: 20_000 }),
+        signal: gone.signal,
+      }).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      gone.abort();
+      await waiting;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const app = await createApp();
+      const { body } = await upload(app.id, { version: '1.0.0' }, await tinyCProject());
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      const build = await api('GET', `/v1/builds/${body.build.id}`);
+      assert.equal(build.body.state, 'queued', 'the departed worker did not keep the job');
+      const { job } = await claim();
+      assert.equal(job.buildId, body.build.id);
+      assert.equal(job.attempt, 1, 'the attempt it never started is not counted');
+    });
+
     it('gives a job to exactly one of two concurrent claimers', async () => {
       await drainJobs();
       const app = await createApp();
@@ -367,6 +390,7 @@ for (const { flavour, skip } of flavours) {
         return found;
       };
       assert.ok((await keys(body.version.id)).length >= 3, 'source, artifact and log are stored');
+      assert.equal((await api('GET', `/v1/builds/${body.build.id}`)).body.state, 'succeeded', 'read once, so a cached copy exists');
       assert.equal((await api('DELETE', `/v1/versions/${body.version.id}`)).status, 204);
       assert.deepEqual(await keys(body.version.id), []);
       assert.equal((await api('GET', `/v1/versions/${body.version.id}`)).status, 404);

@@ -42,8 +42,10 @@ export function buildRoutes(services: Services): FastifyPluginAsync {
       '/v1/builds/:buildId',
       { config: { auth: 'owner' }, schema: { tags: ['builds'], summary: 'Read a build: state, stages, timings, sizes, reason', params: BuildParams, response: { 200: Build, ...errorResponses } } },
       async (request) => {
-        const build = await services.builds.get(ownerOf(request), request.params.buildId);
+        const ownerId = ownerOf(request);
+        const build = services.finishedBuilds.get(ownerId, request.params.buildId) ?? (await services.builds.get(ownerId, request.params.buildId));
         if (!build) throw notFound('build', request.params.buildId);
+        services.finishedBuilds.remember(build);
         return buildJson(build);
       },
     );

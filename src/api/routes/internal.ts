@@ -2,11 +2,12 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { evaluateReport, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { cacheNamespace } from '../../optimize/cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
 import { completeJob } from '../../queue/complete.ts';
 import { LeaseLostError } from '../../queue/jobs.ts';
-import { heartbeat, requireLease } from '../../queue/lease.ts';
+import { heartbeat, releaseClaim, requireLease } from '../../queue/lease.ts';
 import type { Build } from '../../store/metadata/repositories/builds.ts';
 import { BinaryBody, errorResponses, Uuid } from '../schemas.ts';
 import { buildJson } from '../serialize.ts';
@@ -38,6 +39,8 @@ function jobPayload(services: Services, claimed: ClaimedJob) {
     sourceSha256: version.sourceSha256,
     sourceFormat: version.sourceFormat,
     limits: services.config.buildLimits,
+    // Opaque per-owner partition of the workers' dependency cache (a hash, never the owner's id or tokens).
+    cacheNamespace: cacheNamespace(build.ownerId),
   };
 }
 
@@ -65,14 +68,18 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
+        // The response socket closing before we answered means the worker
+        // left (stopped, killed, timed out); `request.raw` 'close' fires as
+        // soon as the body is read, so it cannot tell.
         const abort = new AbortController();
-        request.raw.on('close', () => abort.abort());
+        reply.raw.on('close', () => {
+          if (!reply.raw.writableFinished) abort.abort();
+        });
         const claimed = await claimWithWait(database, request.body.workerId, settings, request.body.waitMs ?? 0, abort.signal);
         if (!claimed) return reply.status(204).send(null);
         if (abort.signal.aborted) {
-          // The worker went away while we were claiming: let the lease expire
-          // rather than guess; the sweeper re-queues it.
-          request.log.warn({ jobId: claimed.job.id }, 'claimed job for a worker that disconnected');
+          await releaseClaim(database, claimed.job.id, claimed.job.leaseToken ?? '');
+          return reply.status(204).send(null);
         }
         await services.logs.appendLine(claimed.build.id, `attempt ${claimed.job.attempt} claimed by worker ${request.body.workerId}`);
         return reply.status(200).send({ job: jobPayload(services, claimed) });

@@ -30,6 +30,7 @@ export function versionPrefix(version: Pick<Version, 'ownerId' | 'id'>): string 
 }
 
 export async function deleteVersionObjects(services: Services, version: Pick<Version, 'ownerId' | 'id'>): Promise<void> {
+  services.finishedBuilds.clear();
   try {
     await services.objects.deletePrefix(versionPrefix(version));
   } catch (error) {
