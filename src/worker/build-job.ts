@@ -16,7 +16,10 @@ import { UserError, errorMessage } from '../errors.ts';
 import { UNDETECTED_REASON, createLanguages, detectLanguage, type LanguageRegistry } from '../languages/index.ts';
 import type { AppKind, BuildContext, BuildStep, Language, LanguageId } from '../languages/language.ts';
 import { APP_KINDS } from '../languages/language.ts';
-import { BASE_DIRECTORIES } from '../languages/paths.ts';
+import { BASE_DIRECTORIES, BASE_ENV } from '../languages/paths.ts';
+import { openDependencyCache, saveDependencyCache, type CacheReport, type CacheRunContext, type CacheSession } from '../optimize/cache/build-cache.ts';
+import { supportsDependencyCache } from '../optimize/cache/plan.ts';
+import type { DependencyCacheStore } from '../optimize/cache/store.ts';
 import type { LimitName, Sandbox, SandboxLimits, SandboxResult } from '../sandbox/sandbox.ts';
 import { DEFAULT_LIMITS } from '../sandbox/sandbox.ts';
 
@@ -39,6 +42,8 @@ export interface BuildOutcome {
   artifactPath?: string;
   artifactBytes?: number;
   stages: BuildStage[];
+  /** Set when the language supports the dependency cache and the build used one. */
+  cache?: CacheReport;
 }
 
 export interface RunBuildOptions {
@@ -58,6 +63,11 @@ export interface RunBuildOptions {
   /** Operator-configured toolchains (default: Debian's, Kiln's own asc). */
   languages?: LanguageRegistry;
   maxArtifactBytes?: number;
+  /**
+   * Reuse compiled dependencies across builds in the same namespace (one per
+   * owner, from the job). Only languages that support it use it.
+   */
+  dependencyCache?: { store: DependencyCacheStore; namespace: string };
 }
 
 export const DEFAULT_MAX_ARTIFACT_BYTES = 64 * 1024 ** 2;
@@ -82,8 +92,12 @@ export async function runBuild(options: RunBuildOptions): Promise<BuildOutcome> 
     Object.assign(result, { language: language.id, kind });
     const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log };
     await stage(stages, 'prepare', () => prepare(language, context, options.signal));
+    const cache = await openCache(language, context, limits, options, stages);
+    if (cache) result.cache = cache.report;
     await runSteps(language, context, limits, options, stages);
     const bytes = await stage(stages, 'collect', () => collect(language, context, options));
+    // Only after a miss: entries are written once, by a build that started from nothing.
+    if (cache?.plan && !cache.report.hit) await stage(stages, 'cache save', () => saveDependencyCache(cache, cacheRunContext(language, context, limits, options)));
     return { ...result, outcome: 'succeeded', artifactPath: options.artifactPath, artifactBytes: bytes };
   } catch (error) {
     const stop = classify(error, options.signal);
@@ -146,6 +160,20 @@ async function prepare(language: Language, context: BuildContext, signal: AbortS
   throwIfCancelled(signal);
   for (const directory of BASE_DIRECTORIES) await mkdir(join(context.jobDir, directory), { recursive: true });
   await language.prepare(context);
+}
+
+/** Restores the dependency cache when the language supports it and the job has a namespace. */
+async function openCache(language: Language, context: BuildContext, limits: SandboxLimits, options: RunBuildOptions, stages: BuildStage[]): Promise<CacheSession | undefined> {
+  const cache = options.dependencyCache;
+  if (cache === undefined || !supportsDependencyCache(language)) return undefined;
+  throwIfCancelled(options.signal);
+  const session = await stage(stages, 'cache restore', () => openDependencyCache(language, context, cache.store, cache.namespace, cacheRunContext(language, context, limits, options)));
+  throwIfCancelled(options.signal);
+  return session;
+}
+
+function cacheRunContext(language: Language, context: BuildContext, limits: SandboxLimits, options: RunBuildOptions): CacheRunContext {
+  return { sandbox: options.sandbox, jobDir: context.jobDir, mounts: language.mounts(context), env: { ...BASE_ENV }, limits, log: context.log, onOutput: options.onLog, signal: options.signal };
 }
 
 async function runSteps(

@@ -17,6 +17,11 @@ export interface JobSpec {
   sourceSha256: string;
   sourceFormat: string;
   limits: SandboxLimits;
+  /**
+   * Opaque per-owner namespace for the dependency cache (a hash, never the
+   * owner id or a token). Absent from older APIs: no cache then.
+   */
+  cacheNamespace?: string;
 }
 
 export interface JobResult {

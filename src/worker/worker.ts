@@ -10,6 +10,7 @@ import { extractArchive } from '../archive/extract.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from '../archive/limits.ts';
 import { errorMessage, UserError } from '../errors.ts';
 import type { AppKind, LanguageId } from '../languages/language.ts';
+import { DependencyCacheStore, optimizeSafely, type DependencyCacheOptions } from '../optimize/index.ts';
 import { createWorkDir, type WorkDir } from '../sandbox/index.ts';
 import type { Sandbox } from '../sandbox/sandbox.ts';
 import { runBuild, type BuildStage } from './build-job.ts';
@@ -32,7 +33,16 @@ export interface WorkerOptions {
   name?: string;
   /** How often a running job heartbeats (cancel latency is at most this plus the kill). */
   heartbeatMs?: number;
+  /**
+   * The dependency cache (docs/dependency-cache.md); default: a store under
+   * `${workRoot}/dependency-cache` with its default bounds. false turns it off.
+   */
+  dependencyCache?: Partial<DependencyCacheOptions> | false;
+  /** Host directory of the `wizer` binary (default: the npm package's); null disables Wizer. */
+  wizerDirectory?: string | null;
 }
+
+type SlotOptions = WorkerOptions & { name: string; cacheStore?: DependencyCacheStore };
 
 export interface RunningWorker {
   /** Stops claiming; running jobs are cancelled and reported as crashed (they will be retried). */
@@ -47,7 +57,9 @@ export function startWorker(options: WorkerOptions): RunningWorker {
   const client = new WorkerApiClient(options.apiUrl, options.token);
   const name = options.name ?? `${os.hostname()}-${randomBytes(3).toString('hex')}`;
   const stopping = new AbortController();
-  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}.${index}` }, client, stopping.signal));
+  // One store per worker process: its slots share entries and the eviction bound.
+  const cacheStore = options.dependencyCache === false ? undefined : new DependencyCacheStore({ root: path.join(options.workRoot, 'dependency-cache'), ...options.dependencyCache });
+  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}.${index}`, cacheStore }, client, stopping.signal));
   return {
     async stop() {
       stopping.abort();
@@ -56,7 +68,7 @@ export function startWorker(options: WorkerOptions): RunningWorker {
   };
 }
 
-async function slotLoop(options: WorkerOptions & { name: string }, client: WorkerApiClient, stopping: AbortSignal): Promise<void> {
+async function slotLoop(options: SlotOptions, client: WorkerApiClient, stopping: AbortSignal): Promise<void> {
   let backoffMs = 500;
   while (!stopping.aborted) {
     try {
@@ -101,7 +113,7 @@ function keepLease(client: WorkerApiClient, job: JobSpec, intervalMs: number, ab
   return { stop: () => clearInterval(timer), lost: () => leaseLost };
 }
 
-async function runJob(options: WorkerOptions & { name: string }, client: WorkerApiClient, job: JobSpec, stopping: AbortSignal): Promise<void> {
+async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpec, stopping: AbortSignal): Promise<void> {
   const logger = options.logger.child({ jobId: job.id, buildId: job.buildId });
   const abort = new AbortController();
   const onStop = () => abort.abort('worker stopping');
@@ -135,12 +147,15 @@ async function runJob(options: WorkerOptions & { name: string }, client: WorkerA
         onLog: (chunk) => log.write(chunk),
         signal: abort.signal,
         artifactPath,
+        dependencyCache: cacheFor(options, job),
       });
       stages.push(...outcome.stages);
-      if (outcome.outcome === 'succeeded' && outcome.artifactPath) {
-        await timed(stages, 'upload', async () => client.uploadArtifact(job, 'original', await readFile(outcome.artifactPath as string)));
+      result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages, details: outcome.cache ? { cache: outcome.cache } : {} };
+      if (outcome.outcome === 'succeeded' && outcome.artifactPath && outcome.kind) {
+        const original = await readFile(outcome.artifactPath);
+        await timed(stages, 'upload', () => client.uploadArtifact(job, 'original', original));
+        result = await optimizeStage(options, client, job, { original, kind: outcome.kind, log, signal: abort.signal }, result);
       }
-      result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages };
     }
   } catch (error) {
     if (error instanceof LeaseLost || lease.lost()) {
@@ -168,6 +183,43 @@ async function runJob(options: WorkerOptions & { name: string }, client: WorkerA
   }
 }
 
+/**
+ * Runs after the original is uploaded, so a failed optimization costs only
+ * the optimized variant; the details say what each step did and why.
+ */
+async function optimizeStage(
+  options: SlotOptions,
+  client: WorkerApiClient,
+  job: JobSpec,
+  built: { original: Buffer; kind: AppKind; log: LogSender; signal: AbortSignal },
+  result: JobResult,
+): Promise<JobResult> {
+  const optimized = await timed(result.stages, 'optimize', () =>
+    optimizeSafely({
+      original: built.original,
+      kind: built.kind,
+      options: job.optimize,
+      sandbox: options.sandbox,
+      workRoot: options.workRoot,
+      limits: job.limits,
+      log: (line) => built.log.line(line),
+      onOutput: (chunk) => built.log.write(chunk),
+      signal: built.signal,
+      wizerDirectory: options.wizerDirectory,
+    }),
+  );
+  if (optimized.cancelled) return { outcome: 'cancelled', reason: 'the build was cancelled', stages: result.stages };
+  const bytes = optimized.optimized;
+  if (bytes) await timed(result.stages, 'upload optimized', () => client.uploadArtifact(job, 'optimized', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
+  return { ...result, details: { ...result.details, ...optimized.details } };
+}
+
+/** The job's owner namespace, when the API sent a well-formed one (older APIs send none). */
+function cacheFor(options: SlotOptions, job: JobSpec): { store: DependencyCacheStore; namespace: string } | undefined {
+  if (options.cacheStore === undefined || !DependencyCacheStore.isNamespace(job.cacheNamespace)) return undefined;
+  return { store: options.cacheStore, namespace: job.cacheNamespace };
+}
+
 async function cleanup(hostDir: string, workDir: WorkDir | undefined, lease: { stop(): void }, stopping: AbortSignal, onStop: () => void): Promise<void> {
   lease.stop();
   stopping.removeEventListener('abort', onStop);
@@ -175,13 +227,18 @@ async function cleanup(hostDir: string, workDir: WorkDir | undefined, lease: { s
   await rm(hostDir, { recursive: true, force: true }).catch(() => undefined);
 }
 
+/**
+ * Retries while the API is unreachable or answers 503 (a database restart):
+ * about 45 s, longer than a restart takes, shorter than giving up the lease
+ * would cost (the heartbeats keep running meanwhile).
+ */
 async function reportWithRetry(client: WorkerApiClient, job: JobSpec, result: JobResult) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await client.report(job, result);
     } catch (error) {
-      if (!(error instanceof ApiUnavailable) || attempt >= 5) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      if (!(error instanceof ApiUnavailable) || attempt >= 12) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * attempt, 5_000)));
     }
   }
 }

@@ -12,6 +12,8 @@ import { isDirectory, isRegularFile, lstatOrUndefined, removeWithLog } from '../
 import { BASE_ENV, SANDBOX_PLATFORM_DIR, SANDBOX_SOURCE_DIR } from '../paths.ts';
 import { expectedModuleNames, kindOf, readCargoManifest } from './manifest.ts';
 import { CARGO_HOME_DIR, writeOfflineSetup, type RegistryLocation } from './offline-registry.ts';
+import type { DependencyCaching } from '../../optimize/cache/plan.ts';
+import { rustCachePlan } from './dependency-cache.ts';
 
 export const DEFAULT_CARGO_REGISTRY = '/usr/share/cargo/registry';
 const CARGO = '/usr/bin/cargo';
@@ -26,7 +28,8 @@ export interface RustOptions {
   registryDir?: string;
 }
 
-export function createRust(options: RustOptions = {}): Language {
+/** Rust also supports the dependency cache: `target/` is reused across builds (./dependency-cache.ts). */
+export function createRust(options: RustOptions = {}): Language & DependencyCaching {
   const registry = registryLocation(options.registryDir ?? DEFAULT_CARGO_REGISTRY);
   return {
     id: 'rust',
@@ -35,6 +38,7 @@ export function createRust(options: RustOptions = {}): Language {
     mounts: () => registryMounts(registry),
     steps,
     locateOutput,
+    cachePlan: (context) => rustCachePlan(context, registry, { target: TARGET, profile: 'release', rustc: RUSTC, cargo: CARGO }, context.kind),
   };
 }
 

@@ -1,0 +1,158 @@
+/**
+ * The dependency cache around one build (called by src/worker/build-job.ts):
+ * before the language's steps, look the key up and restore the entry in the
+ * sandbox; after a successful build that missed, pack the output in the
+ * sandbox and keep it. Nothing here can fail a build: any problem is a line
+ * in the log and a build from scratch (a miss).
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorMessage } from '../../errors.ts';
+import type { BuildContext } from '../../languages/language.ts';
+import type { Mount, Sandbox, SandboxLimits } from '../../sandbox/sandbox.ts';
+import { RESTORE_FAILED_EXIT, SANDBOX_CACHE_DIR, SAVED_ENTRY, restoreScript, saveScript, type CachePlan, type DependencyCaching } from './plan.ts';
+import type { DependencyCacheStore } from './store.ts';
+
+/** What `build.details.cache` records. */
+export interface CacheReport {
+  hit: boolean;
+  /** The entry's key (a digest of toolchain, lock file, profile, target…), when the build had one. */
+  key?: string;
+  /** Whether this build stored a new entry (only after a miss). */
+  saved?: boolean;
+  /** Why the cache was not used or not saved. */
+  reason?: string;
+  restoreMs?: number;
+  saveMs?: number;
+  /** Size of the restored or saved entry. */
+  bytes?: number;
+}
+
+export interface CacheRunContext {
+  sandbox: Sandbox;
+  /** Host path of the job's volume (mounted at /build). */
+  jobDir: string;
+  /** The language's own mounts (the steps see the same paths). */
+  mounts: Mount[];
+  env: Record<string, string>;
+  limits: SandboxLimits;
+  log: (line: string) => void;
+  onOutput: (chunk: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+export interface CacheSession {
+  report: CacheReport;
+  plan?: CachePlan;
+  store: DependencyCacheStore;
+  namespace: string;
+}
+
+/** Cache steps are tar and find: minutes would mean something is wrong. */
+const CACHE_STEP_WALL_MS = 2 * 60_000;
+
+export async function openDependencyCache(
+  caching: DependencyCaching,
+  build: BuildContext,
+  store: DependencyCacheStore,
+  namespace: string,
+  run: CacheRunContext,
+): Promise<CacheSession> {
+  const session: CacheSession = { report: { hit: false }, store, namespace };
+  let plan: CachePlan | { unavailable: string };
+  try {
+    plan = await caching.cachePlan(build);
+  } catch (error) {
+    plan = { unavailable: `platform error: ${errorMessage(error)}` };
+  }
+  if ('unavailable' in plan) {
+    session.report.reason = plan.unavailable;
+    run.log(`kiln: dependency cache not used: ${plan.unavailable}`);
+    return session;
+  }
+  session.plan = plan;
+  session.report.key = plan.key;
+  run.log(`kiln: dependency cache key ${plan.key} (${plan.describe})`);
+  const checkout = await store.checkout(namespace, plan.key).catch((error: unknown) => {
+    run.log(`kiln: dependency cache lookup failed: ${errorMessage(error)}`);
+    return undefined;
+  });
+  if (checkout === undefined) {
+    run.log('kiln: dependency cache miss: building dependencies from scratch');
+    return session;
+  }
+  try {
+    await restore(session, plan, run, checkout.directory, checkout.bytes);
+  } finally {
+    await checkout.release().catch(() => undefined);
+  }
+  return session;
+}
+
+async function restore(session: CacheSession, plan: CachePlan, run: CacheRunContext, directory: string, bytes: number): Promise<void> {
+  const started = Date.now();
+  run.onOutput(Buffer.from(`\n==> restore dependency cache\n`));
+  const outcome = await runScript(run, restoreScript(plan), [...run.mounts, { host: directory, sandbox: SANDBOX_CACHE_DIR }]);
+  session.report.restoreMs = Date.now() - started;
+  if (outcome === 'ok') {
+    session.report.hit = true;
+    session.report.bytes = bytes;
+    run.log(`kiln: dependency cache hit: restored ${formatMiB(bytes)} in ${session.report.restoreMs} ms`);
+    return;
+  }
+  // Whatever a half-finished restore left must not meet cargo: remove it (all sandbox processes are gone).
+  for (const name of plan.directories) await rm(join(run.jobDir, name), { recursive: true, force: true });
+  session.report.reason = `the entry could not be restored (${outcome})`;
+  run.log(`kiln: dependency cache not restored (${outcome}); building from scratch`);
+}
+
+/** After a successful build that missed: pack the output and keep it. */
+export async function saveDependencyCache(session: CacheSession, run: CacheRunContext): Promise<void> {
+  const { plan, report } = session;
+  if (plan === undefined || report.hit) return;
+  const started = Date.now();
+  run.onOutput(Buffer.from(`\n==> save dependency cache\n`));
+  const outcome = await runScript(run, saveScript(plan), run.mounts);
+  if (outcome !== 'ok') {
+    report.saved = false;
+    report.reason = `not saved: ${outcome}`;
+    run.log(`kiln: dependency cache not saved (${outcome})`);
+    return;
+  }
+  const saved = await session.store.save(session.namespace, plan.key, run.jobDir, SAVED_ENTRY).catch((error: unknown) => ({ saved: false as const, reason: `platform error: ${errorMessage(error)}` }));
+  await rm(join(run.jobDir, SAVED_ENTRY), { force: true }).catch(() => undefined);
+  report.saveMs = Date.now() - started;
+  report.saved = saved.saved;
+  if (saved.saved) {
+    report.bytes = saved.bytes;
+    run.log(`kiln: dependency cache saved (${formatMiB(saved.bytes)}, ${report.saveMs} ms)`);
+  } else {
+    report.reason = `not saved: ${saved.reason}`;
+    run.log(`kiln: dependency cache not saved (${saved.reason})`);
+  }
+}
+
+async function runScript(run: CacheRunContext, script: string, mounts: Mount[]): Promise<string> {
+  try {
+    const result = await run.sandbox.run({
+      command: ['/usr/bin/sh', '-c', script],
+      env: run.env,
+      cwd: '/build',
+      workDir: run.jobDir,
+      mounts,
+      limits: { ...run.limits, wallMs: Math.min(run.limits.wallMs, CACHE_STEP_WALL_MS) },
+      onOutput: run.onOutput,
+      signal: run.signal,
+    });
+    if (result.cancelled) return 'cancelled';
+    if (result.limitHit !== undefined) return `${result.limitHit} limit reached`;
+    if (result.exitCode === 0) return 'ok';
+    return result.exitCode === RESTORE_FAILED_EXIT ? 'the entry is unreadable' : `exit code ${result.exitCode ?? result.signal ?? 'unknown'}`;
+  } catch (error) {
+    return `sandbox error: ${errorMessage(error)}`;
+  }
+}
+
+function formatMiB(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}

@@ -1,0 +1,139 @@
+/**
+ * The program that measures a module's start-up, run by /usr/bin/node inside
+ * the sandbox (see startup.ts for why there). It is plain JavaScript kept as
+ * text: it is written into the measurement volume next to the module, so the
+ * sandbox needs no view of Kiln's sources or node_modules.
+ *
+ * argv: <kind> <module path> <"init" | "host"> [stdin path]
+ *   init: also call the module's `wizer-initialize` export, when it has one,
+ *         as part of initialization — the work Wizer moves to build time, so
+ *         the numbers show what pre-initialization bought even when the first
+ *         call's input would not reach that work.
+ *   host: only what a host does (the bench uses it with a real request).
+ * It prints one line `KILN_STARTUP {json}`: {ok, compileMs, instantiateMs,
+ * initMs, firstCallMs, exitCode?} or {ok: false, error}. The module's own
+ * stdout/stderr go to /dev/null, so it cannot forge that line.
+ *
+ * Phases:
+ *   wasi-command: init = `wizer-initialize` (init mode); first call = `_start`
+ *                 with the given stdin (empty by default).
+ *   proxy-wasm:   init = `_initialize`, `wizer-initialize` (init mode), root
+ *                 context create, vm start, configure; first call = an HTTP
+ *                 context, request headers, response headers. The host is a
+ *                 stub: `proxy_get_*` answer NotFound, other calls Ok.
+ */
+export const STARTUP_SCRIPT = String.raw`
+import { openSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { WASI } from 'node:wasi';
+
+const [kind, file, mode, inputFile] = process.argv.slice(2);
+const INIT = 'wizer-initialize';
+const say = (value) => process.stdout.write('KILN_STARTUP ' + JSON.stringify(value) + '\n');
+const since = (start) => Math.round((performance.now() - start) * 1000) / 1000;
+const exported = (instance, name) => (typeof instance.exports[name] === 'function' ? instance.exports[name] : undefined);
+
+function newWasi() {
+  const nul = () => openSync('/dev/null', 'r+');
+  const stdin = inputFile ? openSync(inputFile, 'r') : nul();
+  return new WASI({ version: 'preview1', args: ['app'], env: {}, returnOnExit: true, stdin, stdout: nul(), stderr: nul() });
+}
+
+function proxyStub(module, name) {
+  if (module === 'env' && name.startsWith('proxy_get_')) return () => 1;
+  return () => 0;
+}
+
+function unsupported(module, name) {
+  return () => {
+    throw new Error('the module called ' + module + '.' + name + ', which the measuring host does not provide');
+  };
+}
+
+function importsFor(module, wasi) {
+  const provided = wasi.getImportObject();
+  const imports = {};
+  for (const wanted of WebAssembly.Module.imports(module)) {
+    if (wanted.kind !== 'function') throw new Error('it imports a ' + wanted.kind + ' (' + wanted.module + '.' + wanted.name + ')');
+    const given = provided[wanted.module] && provided[wanted.module][wanted.name];
+    const stub = kind === 'proxy-wasm' ? proxyStub : unsupported;
+    (imports[wanted.module] ??= {})[wanted.name] = given ?? stub(wanted.module, wanted.name);
+  }
+  return imports;
+}
+
+function commandPhases(instance, wasi) {
+  const start = exported(instance, '_start');
+  if (!start) throw new Error('no _start export');
+  const init = mode === 'init' ? exported(instance, INIT) : undefined;
+  const times = { initMs: 0, firstCallMs: 0 };
+  // wasi.start takes any object with exports; wrapping _start lets us time init and main apart.
+  const exitCode = wasi.start({
+    exports: {
+      memory: instance.exports.memory,
+      _start() {
+        let started = performance.now();
+        try {
+          if (init) init();
+        } finally {
+          times.initMs = since(started);
+        }
+        started = performance.now();
+        try {
+          start();
+        } finally {
+          times.firstCallMs = since(started);
+        }
+      },
+    },
+  });
+  return { ...times, exitCode };
+}
+
+function filterPhases(instance, wasi) {
+  const call = (name, ...args) => {
+    const fn = exported(instance, name);
+    if (fn) fn(...args);
+  };
+  const times = { initMs: 0, firstCallMs: 0 };
+  wasi.initialize({
+    exports: {
+      memory: instance.exports.memory,
+      _initialize() {
+        const started = performance.now();
+        try {
+          call('_initialize');
+          if (mode === 'init') call(INIT);
+          call('proxy_on_context_create', 1, 0);
+          call('proxy_on_vm_start', 1, 0);
+          call('proxy_on_configure', 1, 0);
+        } finally {
+          times.initMs = since(started);
+        }
+      },
+    },
+  });
+  const started = performance.now();
+  call('proxy_on_context_create', 2, 1);
+  call('proxy_on_request_headers', 2, 0, 1);
+  call('proxy_on_response_headers', 2, 0, 1);
+  times.firstCallMs = since(started);
+  return times;
+}
+
+try {
+  const bytes = readFileSync(file);
+  let started = performance.now();
+  const module = new WebAssembly.Module(bytes);
+  const compileMs = since(started);
+  const wasi = newWasi();
+  const imports = importsFor(module, wasi);
+  started = performance.now();
+  const instance = new WebAssembly.Instance(module, imports);
+  const instantiateMs = since(started);
+  const phases = kind === 'proxy-wasm' ? filterPhases(instance, wasi) : commandPhases(instance, wasi);
+  say({ ok: true, compileMs, instantiateMs, ...phases });
+} catch (error) {
+  say({ ok: false, error: String((error && error.message) || error).slice(0, 300) });
+}
+`;

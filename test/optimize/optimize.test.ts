@@ -1,0 +1,104 @@
+/**
+ * The optimize stage with the real tools in the real bubblewrap sandbox, on
+ * hand-made modules (no compiler needed): steps fail on their own, the
+ * original is served when nothing could be done, and start-up is measured.
+ */
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { optimizeArtifact, type OptimizeInput } from '../../src/optimize/index.ts';
+import { isStartupTimes } from '../../src/optimize/startup.ts';
+import { createSandbox } from '../../src/sandbox/index.ts';
+import type { SandboxLimits } from '../../src/sandbox/sandbox.ts';
+import { inspectModule } from '../../src/wasm/inspect.ts';
+import { commandModule, trappingInitModule } from './modules.ts';
+
+const LIMITS: SandboxLimits = { wallMs: 60_000, memoryBytes: 1024 ** 3, pids: 64, diskBytes: 64 * 1024 ** 2, logBytes: 1024 ** 2, cpus: 1 };
+
+let workRoot: string;
+before(async () => {
+  workRoot = await mkdtemp(join(tmpdir(), 'kiln-optimize-'));
+  await chmod(workRoot, 0o755);
+});
+after(async () => {
+  await rm(workRoot, { recursive: true, force: true });
+});
+
+async function optimize(original: Uint8Array, options: Partial<OptimizeInput['options']>, measure = false) {
+  const lines: string[] = [];
+  const result = await optimizeArtifact({
+    original,
+    kind: 'wasi-command',
+    options: { strip: true, wasmOpt: 'O1', wizer: true, memoryCapPages: null, ...options },
+    sandbox: createSandbox('bubblewrap'),
+    workRoot,
+    limits: LIMITS,
+    log: (line) => lines.push(line),
+    onOutput: (chunk) => lines.push(chunk.toString('utf8')),
+    measure,
+  });
+  return { ...result, log: lines.join('\n') };
+}
+
+describe('the optimize stage', { timeout: 120_000 }, () => {
+  it('goes on without Wizer when the init function traps, and logs why', async () => {
+    const { optimized, details, log } = await optimize(trappingInitModule(), { memoryCapPages: 4 });
+    const byName = Object.fromEntries(details.optimize.steps.map((step) => [step.name, step]));
+    assert.equal(byName.strip?.status, 'applied');
+    assert.equal(byName.wizer?.status, 'failed');
+    assert.match(byName.wizer?.reason ?? '', /unreachable|trap/i);
+    assert.equal(byName['wasm-opt']?.status, 'applied');
+    assert.equal(byName['memory-cap']?.status, 'applied');
+    assert.match(log, /wizer failed, continuing without it: .*(unreachable|trap)/i);
+    assert.equal(details.optimize.served, 'optimized');
+    assert.ok(optimized);
+    const info = inspectModule(optimized);
+    assert.ok(info.exports.some((entry) => entry.name === 'wizer-initialize'), 'not pre-initialized: the init export is still there');
+    assert.equal(info.memories[0]?.max, 4);
+    assert.deepEqual(info.customSections.filter((name) => name.startsWith('.debug') || name === 'producers'), []);
+    assert.equal(details.variants.optimized?.bytes, optimized.length);
+  });
+
+  it('serves the original with the reason when no step could be applied', async () => {
+    const { optimized, details, log } = await optimize(trappingInitModule(), { strip: false, wasmOpt: 'off' });
+    assert.equal(optimized, undefined);
+    assert.equal(details.optimize.served, 'original');
+    assert.match(details.optimize.fallbackReason ?? '', /^wizer: .*(unreachable|trap)/i);
+    assert.equal(details.variants.optimized, undefined);
+    assert.match(log, /serving the original/);
+  });
+
+  it('records why a memory cap below the initial memory cannot be applied', async () => {
+    const { optimized, details } = await optimize(commandModule({ memory: { min: 3 } }), { strip: false, wasmOpt: 'off', wizer: false, memoryCapPages: 2 });
+    assert.equal(optimized, undefined);
+    assert.match(details.optimize.fallbackReason ?? '', /^memory-cap: .*more than the memory cap of 2 pages/);
+  });
+
+  it('does nothing, not even measuring, when every optimization is off', async () => {
+    const { optimized, details } = await optimize(trappingInitModule(), { strip: false, wasmOpt: 'off', wizer: false, memoryCapPages: null });
+    assert.equal(optimized, undefined);
+    assert.deepEqual(details, { variants: { original: { bytes: trappingInitModule().length, startup: null } }, optimize: { steps: [], served: 'original' } });
+  });
+
+  it('measures start-up of both variants in the sandbox', async () => {
+    const { details } = await optimize(commandModule({ custom: { '.debug_line': [1, 2, 3] } }), { wasmOpt: 'off' }, true);
+    for (const variant of [details.variants.original, details.variants.optimized]) {
+      const startup = variant?.startup;
+      assert.ok(isStartupTimes(startup), JSON.stringify(startup));
+      for (const phase of ['compileMs', 'instantiateMs', 'initMs', 'firstCallMs', 'totalMs'] as const) assert.ok(startup[phase] >= 0);
+      assert.equal(startup.exitCode, 0);
+    }
+    assert.equal(typeof details.optimize.startupSpeedup, 'number');
+  });
+
+  it('reports a module that traps on start as not started, without failing', async () => {
+    const { details } = await optimize(trappingInitModule(), { wizer: false, wasmOpt: 'off' }, true);
+    const startup = details.variants.original.startup;
+    assert.ok(startup && 'error' in startup);
+    assert.match(startup.error, /unreachable/);
+    // Both variants behave the same, so the optimized one is still offered.
+    assert.equal(details.optimize.served, 'optimized');
+  });
+});
