@@ -17,6 +17,7 @@ import type {
   Version as VersionSchema,
   VersionMetadata as VersionMetadataSchema,
 } from '../api/schemas.ts';
+import type { FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
 import { describeTokenSource, type ResolvedConfig } from './config.ts';
 import { readSse } from './sse.ts';
 
@@ -27,6 +28,10 @@ export type BuildState = Static<typeof BuildStateSchema>;
 export type VersionMetadata = Static<typeof VersionMetadataSchema>;
 export type LanguageName = Static<typeof LanguageSchema>;
 export type KindName = Static<typeof KindSchema>;
+export type InvokeBody = Static<typeof InvokeBodySchema>;
+export type FunctionResult = Static<typeof FunctionResultSchema>;
+export type FilterResult = Static<typeof FilterResultSchema>;
+export type InvokeResult = FunctionResult | FilterResult;
 
 export interface Page<T> {
   items: T[];
@@ -203,14 +208,17 @@ export class ApiClient {
 
   /**
    * Follows a build's log over server-sent events until the build ends and
-   * returns the final build. A dropped connection (an API restart, a proxy
-   * timeout) is resumed: the server replays the log from the start, and the
-   * bytes already shown are skipped.
+   * returns the final build. A stream that drops after it was established
+   * (an API restart, a proxy timeout) is resumed: the server replays the log
+   * from the start, and the bytes already shown are skipped. Failing to
+   * connect at all is reported at once.
    */
   async followBuild(id: string, handlers: FollowHandlers, signal?: AbortSignal): Promise<Build> {
     let shownBytes = 0;
-    for (let attempt = 0; ; attempt++) {
+    let connected = false;
+    for (let failures = 0; ; ) {
       let skip = shownBytes;
+      const before = shownBytes;
       const onLog = (text: string) => {
         const bytes = Buffer.from(text, 'utf8');
         if (skip >= bytes.length) {
@@ -224,22 +232,24 @@ export class ApiClient {
       };
       let failure: unknown;
       try {
-        const ended = await this.followOnce(id, { onLog, onState: handlers.onState }, signal);
+        const ended = await this.followOnce(id, { onLog, onState: handlers.onState }, signal, () => (connected = true));
         if (ended) return ended;
       } catch (error) {
-        if (signal?.aborted || error instanceof KilnApiError) throw error;
+        if (signal?.aborted || error instanceof KilnApiError || !connected) throw error;
         failure = error;
       }
-      // The stream closed without an `end` event: the build is still going; resume.
-      if (attempt >= MAX_RESUMES) {
+      // Only consecutive fruitless attempts count: a long build may drop now and then.
+      failures = shownBytes > before ? 1 : failures + 1;
+      if (failures > MAX_RESUMES) {
         throw failure ?? new KilnUnreachableError(this.url, `the log stream of build ${id} kept closing before the build ended; try \`kiln logs ${id} --follow\``);
       }
-      await delay(Math.min(500 * 2 ** attempt, 5_000), signal);
+      await delay(Math.min(250 * 2 ** failures, 5_000), signal);
     }
   }
 
-  private async followOnce(id: string, handlers: FollowHandlers, signal?: AbortSignal): Promise<Build | undefined> {
+  private async followOnce(id: string, handlers: FollowHandlers, signal: AbortSignal | undefined, onConnected: () => void): Promise<Build | undefined> {
     const response = await this.send('GET', `/v1/builds/${segment(id)}/logs`, { query: { follow: 1 }, headers: { accept: 'text/event-stream' }, signal, timeoutMs: 0 });
+    onConnected();
     if (!response.body) return undefined;
     let ended: Build | undefined;
     await readSse(response.body, (event) => {
@@ -268,8 +278,8 @@ export class ApiClient {
 
   // ── test bed ────────────────────────────────────────────────────────────
 
-  invoke<T>(versionId: string, request: unknown, signal?: AbortSignal): Promise<T> {
-    return this.json('POST', `/v1/versions/${segment(versionId)}/invoke`, { json: request, signal, timeoutMs: 120_000 });
+  invoke(versionId: string, body: InvokeBody, signal?: AbortSignal): Promise<InvokeResult> {
+    return this.json('POST', `/v1/versions/${segment(versionId)}/invoke`, { json: body, signal, timeoutMs: 120_000 });
   }
 
   // ── plumbing ────────────────────────────────────────────────────────────
@@ -357,7 +367,9 @@ export class ApiClient {
     if (status === 401) return `${this.url} refused the token from ${describeTokenSource(this.config)}: ${message}. ${login}.`;
     if (status === 403) return `the token from ${describeTokenSource(this.config)} may not do this: ${message}`;
     if (code === 'route_not_found') return `${this.url} has no ${method} ${route.split('?')[0]}: is it a Kiln server, and as recent as this CLI?`;
-    if (status === 404) return `${message} (or it belongs to another owner)`;
+    // Another owner's resource is a 404 too (tenancy): say so, or "does not exist" misleads.
+    if (status === 404 && /^(application|version|build) \S+ does not exist$/.test(message)) return `${message} (or it belongs to another owner)`;
+    if (code === 'no_artifact') return `${message.replace(/; see GET .*$/, '')}; see \`kiln builds list --version ${route.split('/')[3] ?? ''}\``;
     if (status >= 500) return `the server failed (${status} ${code}): ${message}`;
     return message;
   }
@@ -391,11 +403,16 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
 
 const UPLOAD_CHUNK = 64 * 1024;
 
-/** multipart/form-data written by hand: FormData gives no way to watch the upload. */
+/**
+ * multipart/form-data written by hand: FormData gives no way to watch the
+ * upload. The metadata part carries no Content-Type, like a browser's form
+ * field: @fastify/multipart turns an `application/json` part into an object,
+ * which the API then fails to read as JSON text.
+ */
 function multipartUpload(metadata: VersionMetadata, archive: Buffer, onProgress?: (sent: number, total: number) => void) {
   const boundary = `----kiln${Date.now().toString(16)}${Math.random().toString(16).slice(2)}`;
   const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="metadata"\r\nContent-Type: application/json\r\n\r\n${JSON.stringify(metadata)}\r\n` +
+    `--${boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n${JSON.stringify(metadata)}\r\n` +
       `--${boundary}\r\nContent-Disposition: form-data; name="source"; filename="source.tar.gz"\r\nContent-Type: application/gzip\r\n\r\n`,
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);

@@ -5,7 +5,6 @@
  */
 import type { ApiClient, Build } from './api-client.ts';
 import { Spinner, type Output } from './output.ts';
-import { stateText } from './views.ts';
 
 export interface FollowOptions {
   /** Where log text goes (stdout for a person; stderr when stdout carries JSON). */
@@ -42,7 +41,8 @@ export async function followBuild(client: ApiClient, output: Output, initial: Bu
           if (!options.notes || build.state === 'queued') return;
           if (!endsWithNewline) options.writeLog('\n');
           endsWithNewline = true;
-          output.note(output.err.dim(`── build #${build.number} is ${build.state}${build.attempts > 1 ? ` (attempt ${build.attempts})` : ''}`));
+          const verb = build.state === 'running' ? 'is running' : build.state;
+          output.note(output.err.dim(`── build #${build.number} ${verb}${build.attempts > 1 ? ` (attempt ${build.attempts})` : ''}`));
         },
       },
       abort.signal,
@@ -64,9 +64,4 @@ function stoppedWatching(output: Output, build: Build): never {
   output.note(`  kiln logs ${build.id} --follow    watch it again`);
   output.note(`  kiln cancel ${build.id}           stop it`);
   process.exit(130);
-}
-
-export function finalLine(output: Output, build: Build): string {
-  const palette = output.err;
-  return `build #${build.number} ${stateText(palette, build.state)}${build.reason ? `: ${build.reason}` : ''}`;
 }

@@ -4,10 +4,15 @@ import { appsCommand } from './commands/apps.ts';
 import { buildsCommand } from './commands/builds.ts';
 import { cancelCommand } from './commands/cancel.ts';
 import { deployCommand } from './commands/deploy.ts';
+import { deploymentsCommand } from './commands/deployments.ts';
 import { downloadCommand } from './commands/download.ts';
+import { edgeCommand } from './commands/edge.ts';
+import { invokeCommand } from './commands/invoke.ts';
 import { loginCommand, logoutCommand } from './commands/login.ts';
 import { logsCommand } from './commands/logs.ts';
+import { promoteCommand } from './commands/promote.ts';
 import { rebuildCommand } from './commands/rebuild.ts';
+import { rollbackCommand } from './commands/rollback.ts';
 import { versionsCommand } from './commands/versions.ts';
 import { Output } from './output.ts';
 
@@ -58,6 +63,11 @@ for (const command of [
   cancelCommand(),
   rebuildCommand(),
   downloadCommand(),
+  invokeCommand(),
+  promoteCommand(),
+  rollbackCommand(),
+  deploymentsCommand(),
+  edgeCommand(),
 ]) {
   program.addCommand(command);
 }

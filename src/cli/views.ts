@@ -1,5 +1,6 @@
 /** How applications, versions and builds look in a terminal (shared by commands). */
 import type { Application, Build, BuildState, Version } from './api-client.ts';
+import { artifactLines, detailLines } from './build-report.ts';
 import { formatBytes, formatDuration, type Column, type Output, type Palette } from './output.ts';
 
 export function stateText(palette: Palette, state: BuildState): string {
@@ -87,8 +88,8 @@ export function showBuild(output: Output, build: Build): void {
   ];
   if (build.reason) pairs.push(['reason', build.reason]);
   for (const stage of build.stages) pairs.push([`  ${stage.name}`, formatDuration(stage.durationMs)]);
-  for (const [variant, artifact] of Object.entries(build.artifacts)) pairs.push([variant, `${formatBytes(artifact.size)}  sha256 ${artifact.sha256}`]);
-  for (const [key, value] of Object.entries(build.details)) pairs.push([key, typeof value === 'string' ? value : JSON.stringify(value)]);
+  artifactLines(build).forEach((line, index) => pairs.push([index === 0 ? 'artifacts' : '', line]));
+  pairs.push(...detailLines(build));
   pairs.push(['log', `${formatBytes(build.logBytes)} (kiln logs ${build.id})`]);
   output.fields(pairs);
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { KilnApiError, type ApiClient, type Application, type Build, type KindName, type LanguageName, type Version, type VersionMetadata } from '../api-client.ts';
 import { artifactLines, buildTimings, detailLines, reportFailure, watchToEnd } from '../build-report.ts';
+import { UNDETECTED_REASON } from '../../languages/index.ts';
 import { apiCommand, choice, contextFor, type CommonFlags } from '../context.ts';
 import { formatBytes, formatDuration, ProgressBar, type Output } from '../output.ts';
 import { largestFiles, LARGE_ARCHIVE_BYTES, packProject, type PackedProject } from '../pack-project.ts';
@@ -82,7 +83,6 @@ export function deployCommand(): Command {
 }
 
 async function deploy(client: ApiClient, output: Output, dir: string, flags: DeployFlags): Promise<void> {
-  const startedAt = performance.now();
   const project = await readProject(dir);
   const metadata = await metadataFor(project, flags);
   const appName = flags.app ?? project.name.value;
@@ -99,8 +99,9 @@ async function deploy(client: ApiClient, output: Output, dir: string, flags: Dep
   if (!flags.wait) return printQueued(output, app, version, build);
 
   const final = await watchToEnd(client, output, build, { logs: flags.logs });
-  const timings = { packMs: packed.durationMs, uploadMs, totalMs: performance.now() - startedAt };
-  const tail = final.state === 'succeeded' ? undefined : await reportFailure(client, output, final);
+  // Time spent answering the create-application question is not Kiln's: leave it out.
+  const timings = { packMs: packed.durationMs, uploadMs, totalMs: packed.durationMs + performance.now() - uploadStarted };
+  const tail = final.state === 'succeeded' ? undefined : await reportFailure(client, output, final, flags.logs);
   if (output.json) output.printJson(summaryJson(app, version, final, packed, timings, tail));
   else if (final.state === 'succeeded') printSummary(output, app, version, final, packed, timings);
   if (final.state !== 'succeeded') process.exitCode = 1;
@@ -117,6 +118,8 @@ async function metadataFor(project: Project, flags: DeployFlags): Promise<Versio
   const config = flags.configFile !== undefined ? await readFile(flags.configFile, 'utf8') : (flags.config ?? project.config);
   const metadata: VersionMetadata = { version };
   const language = flags.language ?? project.language?.value;
+  // The build would fail the same way after an upload: say it now.
+  if (!language) throw new Error(`${UNDETECTED_REASON} in ${project.dir}; pass --language, or set language in kiln.toml`);
   const kind = flags.kind ?? project.kind?.value;
   const phases = flags.phases !== undefined ? parsePhases(flags.phases) : project.phases;
   const notes = flags.notes ?? project.notes;

@@ -30,7 +30,7 @@ export function rebuildCommand(): Command {
       const build = await watchToEnd(client, output, queued, { logs: flags.logs });
       if (build.state !== 'succeeded') {
         process.exitCode = 1;
-        const logTail = await reportFailure(client, output, build);
+        const logTail = await reportFailure(client, output, build, flags.logs);
         if (output.json) output.printJson({ ...build, logTail });
         return;
       }
