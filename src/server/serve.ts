@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { buildApp, type App } from '../api/app.ts';
@@ -45,6 +45,9 @@ export async function startKiln(config: KilnConfig, options: StartOptions = {}):
   const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, finishedBuilds: new FinishedBuildCache(), ...repositories(database) };
   const app = await buildApp(services, { logRequests: options.logRequests });
   const address = await app.listen({ host: config.host, port: config.port });
+  const url = address.replace('0.0.0.0', '127.0.0.1');
+  // Beside local-token, so the CLI on this machine finds a non-default port too.
+  await writeFile(path.join(config.dataDir, 'local-url'), `${url}\n`, { mode: 0o600 });
   const stopSweeper = startLeaseSweeper(
     database,
     options.sweepIntervalMs ?? 1_000,
@@ -59,7 +62,7 @@ export async function startKiln(config: KilnConfig, options: StartOptions = {}):
   );
   let closing: Promise<void> | undefined;
   return {
-    url: address.replace('0.0.0.0', '127.0.0.1'),
+    url,
     app,
     services,
     credentials,

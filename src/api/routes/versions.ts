@@ -58,7 +58,8 @@ async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<
       await pipeline(part.file, createWriteStream(archivePath, { flags: 'wx', mode: 0o600 }));
       if (part.file.truncated) throw tooLarge('source_too_large', 'the source archive is larger than the upload limit');
     } else if (part.fieldname === 'metadata' && metadataText === undefined) {
-      metadataText = String(part.value);
+      // Sent with `Content-Type: application/json`, the field arrives parsed.
+      metadataText = typeof part.value === 'string' ? part.value : JSON.stringify(part.value);
     } else {
       throw badRequest('unexpected_field', `unexpected field ${JSON.stringify(part.fieldname)}: only "metadata" (once) and "source" are accepted`);
     }
