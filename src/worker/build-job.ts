@@ -354,7 +354,8 @@ function safeParts(relativePath: string): string[] {
     isAbsolute(relativePath) ||
     relativePath.includes('\0') ||
     parts.some((part) => part === '' || part === '.' || part === '..');
-  if (unsafe) throw new BuildStop('crashed', `unsafe output path ${JSON.stringify(relativePath)}`);
+  // The path derives from the user's project files, so a bad one is theirs to fix.
+  if (unsafe) throw new BuildStop('failed', `refusing the output path ${JSON.stringify(relativePath)}: it must stay inside the build directory`);
   return parts;
 }
 

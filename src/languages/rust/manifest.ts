@@ -52,8 +52,12 @@ export function expectedModuleNames(manifest: CargoManifest, kind: AppKind): str
     kind === 'proxy-wasm'
       ? [manifest.libName]
       : [manifest.declaredBin, manifest.defaultRun, manifest.packageName, ...manifest.binNames];
-  return [...new Set(names.filter((name): name is string => name !== undefined && name !== ''))].map((name) => `${name}.wasm`);
+  // Names come from the user's Cargo.toml and become paths: anything but a
+  // plain crate/target name (no slashes, no dots) is ignored, never joined.
+  return [...new Set(names.filter((name): name is string => name !== undefined && CARGO_TARGET_NAME.test(name)))].map((name) => `${name}.wasm`);
 }
+
+const CARGO_TARGET_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 
 function binNames(table: TomlTable): string[] {
   const names: string[] = [];
