@@ -1,0 +1,260 @@
+/**
+ * The test bed over HTTP:
+ *
+ * - POST /v1/versions/:versionId/invoke runs the latest successful build
+ *   once: a function with stdin, args and env; a filter with one request
+ *   (through a fresh VM; the upstream's response may be simulated). Guest
+ *   failures (trap, timeout, memory cap, paused forever) are results with an
+ *   `outcome`, answered 200; a module that cannot run at all is a 422.
+ * - ALL /preview/:versionId/* sends real HTTP through the filter's warm VM
+ *   to an upstream: the built-in echo, or the allow-listed upstream named by
+ *   `preview.upstream` in the version's config JSON. Authenticate with the
+ *   owner token (`Authorization: Bearer …`); Kiln removes that header before
+ *   the filter and the upstream see the request.
+ */
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { badRequest, conflict, notFound, unprocessable } from '../../errors.ts';
+import type { Version } from '../../store/metadata/repositories/versions.ts';
+import { FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
+import { loadTestbedConfig } from '../../testbed/config.ts';
+import type { TestbedConfig } from '../../testbed/config.ts';
+import type { HttpRequestData } from '../../testbed/http-message.ts';
+import { bodyBytes, requestData, responseData } from '../../testbed/inputs.ts';
+import { Lru } from '../../testbed/lru.ts';
+import type { ArtifactRef } from '../../testbed/modules.ts';
+import { LOG_LEVELS } from '../../testbed/proxy-wasm/abi.ts';
+import type { HeaderPairs } from '../../testbed/proxy-wasm/header-map.ts';
+import { filterResultJson, functionResultJson } from '../../testbed/render.ts';
+import type { FilterResult, PluginSettings } from '../../testbed/testbed.ts';
+import { Testbed } from '../../testbed/testbed.ts';
+import { ECHO_UPSTREAM, HOP_BY_HOP } from '../../testbed/upstream.ts';
+import type { AppKind } from '../../wasm/kind.ts';
+import { ownerOf } from '../auth.ts';
+import { errorResponses, Uuid } from '../schemas.ts';
+import type { Services } from '../services.ts';
+
+const VersionParams = Type.Object({ versionId: Uuid });
+
+/** What a version runs as on the test bed, looked up from its latest successful build. */
+interface Target {
+  version: Version;
+  kind: AppKind;
+  artifact: ArtifactRef;
+  plugin: PluginSettings;
+}
+
+export interface TestbedRouteOptions {
+  /** Default: from KILN_TESTBED_* environment variables. */
+  config?: TestbedConfig;
+}
+
+export function testbedRoutes(services: Services, options: TestbedRouteOptions = {}): FastifyPluginAsync {
+  return async (plugin) => {
+    const config = options.config ?? loadTestbedConfig();
+    const testbed = new Testbed(config);
+    plugin.addHook('onClose', async () => testbed.close());
+    const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
+
+    app.post(
+      '/v1/versions/:versionId/invoke',
+      {
+        config: { auth: 'owner' },
+        // An empty POST runs with the defaults (empty stdin, or GET / through the filter).
+        preValidation: async (request) => {
+          request.body ??= {};
+        },
+        schema: {
+          tags: ['testbed'],
+          summary: 'Run the latest successful build once on the test bed',
+          description:
+            'A function (wasi-command) gets `input` on stdin, `args` and `env`; a filter (proxy-wasm) gets `request` in a fresh VM configured with the version config, and its upstream answers (or `response` is used). Guest failures are results (`outcome`: trap, timeout, memory_limit, paused, …), not errors.',
+          params: VersionParams,
+          body: InvokeBody,
+          response: { 200: Type.Union([FunctionResultSchema, FilterResultSchema]), ...errorResponses },
+        },
+      },
+      async (request) => {
+        const body = request.body;
+        const target = await resolveTarget(services, ownerOf(request), request.params.versionId, body.variant);
+        checkLimits(body, config);
+        if (target.kind === 'wasi-command') return invokeFunction(testbed, target, body);
+        return invokeFilter(testbed, target, body, request);
+      },
+    );
+
+    await app.register(previewRoutes(services, testbed, config));
+  };
+}
+
+function checkLimits(body: InvokeBody, config: TestbedConfig): void {
+  const limits = body.limits ?? {};
+  if (limits.timeoutMs !== undefined && limits.timeoutMs > config.maxTimeoutMs) throw badRequest('invalid_limits', `limits.timeoutMs may be at most ${config.maxTimeoutMs}`);
+  if (limits.memoryMb !== undefined && limits.memoryMb > config.memoryCapMb) throw badRequest('invalid_limits', `limits.memoryMb may be at most ${config.memoryCapMb}`);
+}
+
+const FILTER_FIELDS = ['request', 'response', 'upstream', 'httpCallResponses', 'ticks', 'logLevel'] as const;
+const FUNCTION_FIELDS = ['input', 'args', 'env'] as const;
+
+function refuseFields(body: InvokeBody, fields: readonly (keyof InvokeBody)[], kind: AppKind): void {
+  const wrong = fields.filter((field) => body[field] !== undefined);
+  if (wrong.length > 0) throw badRequest('wrong_input_for_kind', `this version is a ${kind}; ${wrong.join(', ')} ${wrong.length === 1 ? 'applies' : 'apply'} only to the other kind`);
+}
+
+async function invokeFunction(testbed: Testbed, target: Target, body: InvokeBody) {
+  refuseFields(body, FILTER_FIELDS, target.kind);
+  const stdin = bodyBytes(body.input, testbed.config.maxBodyBytes, 'input');
+  const result = await testbed.invokeFunction(target.artifact, { stdin, args: [target.plugin.info.name, ...(body.args ?? [])], env: body.env ?? {}, ...body.limits });
+  return functionResultJson(result);
+}
+
+async function invokeFilter(testbed: Testbed, target: Target, body: InvokeBody, request: FastifyRequest) {
+  refuseFields(body, FUNCTION_FIELDS, target.kind);
+  const max = testbed.config.maxBodyBytes;
+  const httpRequest = requestData(body.request, request.headers.host ?? 'localhost', max);
+  const upstream = body.upstream ?? previewUpstream(target.version.config) ?? ECHO_UPSTREAM;
+  if (!body.response && !testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
+  const simulatedCalls = body.httpCallResponses
+    ? Object.fromEntries(Object.entries(body.httpCallResponses).map(([name, response]) => [name, responseData(response, max, `httpCallResponses.${name}`)]))
+    : undefined;
+  const result = await testbed.invokeFilter(target.artifact, target.plugin, {
+    request: httpRequest,
+    connection: { sourceAddress: body.request?.sourceAddress ?? request.ip, sourcePort: request.socket.remotePort ?? 0, destinationAddress: request.socket.localAddress ?? '127.0.0.1', destinationPort: request.socket.localPort ?? 0 },
+    upstream,
+    ...(body.response ? { response: responseData(body.response, max, 'response') } : {}),
+    ...(simulatedCalls ? { httpCallResponses: simulatedCalls } : {}),
+    ticks: body.ticks ?? 0,
+    logLevel: LOG_LEVELS.indexOf(body.logLevel ?? 'trace'),
+    ...body.limits,
+  });
+  return filterResultJson(result, httpRequest, { name: upstream, simulated: body.response !== undefined });
+}
+
+function unknownUpstream(testbed: Testbed, name: string) {
+  return badRequest('unknown_upstream', `no test bed upstream is named ${JSON.stringify(name)}; the operator allows ${testbed.upstreams.names().map((n) => JSON.stringify(n)).join(', ')} (KILN_TESTBED_UPSTREAMS)`);
+}
+
+/** `preview.upstream` from the version's config, when the config is a JSON object that has it. */
+export function previewUpstream(config: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(config);
+  } catch {
+    return undefined;
+  }
+  const preview = isRecord(parsed) ? parsed.preview : undefined;
+  return isRecord(preview) && typeof preview.upstream === 'string' ? preview.upstream : undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+async function resolveTarget(services: Services, ownerId: string, versionId: string, variant?: 'optimized' | 'original'): Promise<Target> {
+  const version = await services.versions.get(ownerId, versionId);
+  if (!version) throw notFound('version', versionId);
+  const [build, application] = await Promise.all([services.builds.latestSucceeded(version.id), services.applications.get(ownerId, version.applicationId)]);
+  if (!build) throw conflict('no_artifact', `version ${version.id} has no successful build yet; see GET /v1/builds?versionId=${version.id}`);
+  const chosen = variant ?? (build.artifacts.optimized ? 'optimized' : 'original');
+  const record = build.artifacts[chosen];
+  if (!record) throw notFound('artifact variant', chosen);
+  const kind = build.kind ?? version.kind;
+  if (kind !== 'proxy-wasm' && kind !== 'wasi-command') throw unprocessable('unknown_kind', `version ${version.id} has no app kind the test bed can run`);
+  return {
+    version,
+    kind,
+    artifact: { sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) },
+    plugin: {
+      info: { name: application?.name ?? version.id, rootId: '', vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
+      config: version.config,
+    },
+  };
+}
+
+/**
+ * The preview routes live in their own plugin: they take any body as raw
+ * bytes (the filter decides what it means), where the rest of the API
+ * parses JSON and multipart.
+ */
+function previewRoutes(services: Services, testbed: Testbed, config: TestbedConfig): FastifyPluginAsync {
+  return async (plugin) => {
+    plugin.removeAllContentTypeParsers();
+    plugin.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
+    // Looking the version up costs two queries; the preview serves traffic, so it reuses them briefly.
+    const targets = new Lru<string, { target: Target; until: number }>(1000);
+    const targetFor = async (ownerId: string, versionId: string): Promise<Target> => {
+      const key = `${ownerId}:${versionId}`;
+      const cached = targets.get(key);
+      if (cached && cached.until > Date.now()) return cached.target;
+      const target = await resolveTarget(services, ownerId, versionId);
+      if (target.kind !== 'proxy-wasm') throw badRequest('not_a_filter', `version ${versionId} is a ${target.kind}; the preview URL runs filters (use POST /v1/versions/${versionId}/invoke)`);
+      targets.set(key, { target, until: Date.now() + config.previewCacheMs });
+      return target;
+    };
+    const options = {
+      config: { auth: 'owner' as const },
+      schema: { tags: ['testbed'], summary: 'Real HTTP through the filter to its upstream (Authorization: Bearer <owner token>)', params: Type.Object({ versionId: Uuid }) },
+    };
+    const handler = async (request: FastifyRequest<{ Params: { versionId: string } }>, reply: FastifyReply) => {
+      const target = await targetFor(ownerOf(request), request.params.versionId);
+      const upstream = previewUpstream(target.version.config) ?? ECHO_UPSTREAM;
+      if (!testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
+      const incoming = previewRequest(request);
+      const connection = { sourceAddress: request.socket.remoteAddress ?? '127.0.0.1', sourcePort: request.socket.remotePort ?? 0, destinationAddress: request.socket.localAddress ?? '127.0.0.1', destinationPort: request.socket.localPort ?? 0, requestId: request.id };
+      const result = await testbed.serveFilter(target.artifact, target.plugin, incoming, connection, upstream);
+      return sendPreview(reply, result);
+    };
+    plugin.all('/preview/:versionId', options, handler);
+    plugin.all('/preview/:versionId/*', options, handler);
+  };
+}
+
+/** The client's request as the filter sees it: Kiln's prefix, credentials and hop-by-hop headers removed. */
+function previewRequest(request: FastifyRequest<{ Params: { versionId: string } }>): HttpRequestData {
+  const prefix = `/preview/${request.params.versionId}`;
+  const rest = request.url.slice(prefix.length);
+  const path = rest.startsWith('/') ? rest : `/${rest}`;
+  const headers = rawPairs(request.raw.rawHeaders).filter(([key]) => key !== 'authorization' && key !== 'host' && key !== 'content-length' && !HOP_BY_HOP.has(key));
+  const body = Buffer.isBuffer(request.body) ? new Uint8Array(request.body) : new Uint8Array(0);
+  return {
+    method: request.method,
+    path,
+    authority: request.headers.host ?? 'localhost',
+    scheme: request.protocol,
+    headers,
+    body,
+    trailers: rawPairs(request.raw.rawTrailers).filter(([key]) => !HOP_BY_HOP.has(key)),
+  };
+}
+
+function rawPairs(raw: string[]): HeaderPairs {
+  const pairs: HeaderPairs = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([(raw[i] ?? '').toLowerCase(), raw[i + 1] ?? '']);
+  return pairs;
+}
+
+/** Failures that ended the exchange without a response, as the status a proxy would answer. */
+const FAILURE_STATUS: Readonly<Record<string, number>> = { paused: 504, timeout: 504 };
+
+function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
+  const timing = `filter;dur=${result.guestMs.toFixed(3)}`;
+  const { response } = result;
+  if (result.outcome !== 'ok' || !response) {
+    return reply
+      .status(FAILURE_STATUS[result.outcome] ?? 502)
+      .header('x-kiln-outcome', result.outcome)
+      .header('server-timing', timing)
+      .send({ error: { code: `filter_${result.outcome}`, message: result.message ?? `the filter ended with outcome ${result.outcome}` } });
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (const [key, value] of response.headers) {
+    if (HOP_BY_HOP.has(key) || key === 'content-length') continue;
+    const existing = headers[key];
+    headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
+  }
+  reply.status(response.status).headers(headers).header('server-timing', timing);
+  // Fastify waits for a trailer callback or promise; a plain return value would hang the response.
+  for (const [key, value] of response.trailers) reply.trailer(key, async () => value);
+  return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
+}

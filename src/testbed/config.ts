@@ -1,0 +1,74 @@
+/**
+ * Test bed settings, from KILN_TESTBED_* environment variables with embedded
+ * defaults sized for a small machine (BRIEF §6: 2 cores).
+ */
+import { availableParallelism } from 'node:os';
+import { ConfigError } from '../config.ts';
+import { parseUpstreamList } from './upstream.ts';
+
+export interface TestbedConfig {
+  /** Worker threads that run guest code, and warm spares that replace a stopped one at once. */
+  workers: number;
+  spares: number;
+  /** Start the workers with the API instead of on the first invocation. */
+  prewarm: boolean;
+  /** Guest time per invocation by default, and the most a request may ask for. */
+  timeoutMs: number;
+  maxTimeoutMs: number;
+  /** Memory cap of a module's memory (the default and the most a request may ask for). */
+  memoryCapMb: number;
+  moduleCacheEntries: number;
+  maxWarmVms: number;
+  /** A warm VM's proxy_on_tick timer stops after this long without requests. */
+  idleTickStopMs: number;
+  minTickPeriodMs: number;
+  /** Bodies a filter may build, and upstream response bodies. */
+  maxBodyBytes: number;
+  /** Per stream (stdout, stderr) of a function. */
+  maxOutputBytes: number;
+  workerHeapMb: number;
+  /** Operator allow-list: name → origin. `echo` is built in. */
+  upstreams: Map<string, URL>;
+  upstreamTimeoutMs: number;
+  /** How long the preview URL may reuse what it looked up for a version (version, build, artifact). */
+  previewCacheMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
+  const timeoutMs = integer(env, 'KILN_TESTBED_TIMEOUT_MS', 2_000, 10);
+  let upstreams: Map<string, URL>;
+  try {
+    upstreams = parseUpstreamList(env.KILN_TESTBED_UPSTREAMS);
+  } catch (error) {
+    throw new ConfigError(`KILN_TESTBED_UPSTREAMS: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return {
+    // One core for the API, the rest for guest code; at least one worker.
+    workers: integer(env, 'KILN_TESTBED_WORKERS', Math.max(1, Math.min(4, availableParallelism() - 1)), 1, 64),
+    spares: integer(env, 'KILN_TESTBED_SPARES', 1, 0, 16),
+    prewarm: env.KILN_TESTBED_PREWARM === 'true' || env.KILN_TESTBED_PREWARM === '1',
+    timeoutMs,
+    maxTimeoutMs: Math.max(timeoutMs, integer(env, 'KILN_TESTBED_MAX_TIMEOUT_MS', 10_000, 10)),
+    memoryCapMb: integer(env, 'KILN_TESTBED_MEMORY_MB', 64, 1, 4096),
+    moduleCacheEntries: integer(env, 'KILN_TESTBED_MODULE_CACHE', 32, 1),
+    maxWarmVms: integer(env, 'KILN_TESTBED_WARM_VMS', 8, 1),
+    idleTickStopMs: 60_000,
+    minTickPeriodMs: 100,
+    maxBodyBytes: integer(env, 'KILN_TESTBED_MAX_BODY_BYTES', 8 * 1024 * 1024, 1024),
+    maxOutputBytes: integer(env, 'KILN_TESTBED_MAX_OUTPUT_BYTES', 1024 * 1024, 1024),
+    workerHeapMb: integer(env, 'KILN_TESTBED_WORKER_HEAP_MB', 256, 32),
+    upstreams,
+    upstreamTimeoutMs: integer(env, 'KILN_TESTBED_UPSTREAM_TIMEOUT_MS', 10_000, 100),
+    previewCacheMs: integer(env, 'KILN_TESTBED_PREVIEW_CACHE_MS', 1_000, 0),
+  };
+}

@@ -1,0 +1,229 @@
+/**
+ * Drives one HTTP exchange through a filter from the main thread: the worker
+ * runs the callbacks, this side does the I/O the filter asked for (its HTTP
+ * calls, the upstream request) in between, and charges only the time spent
+ * in the worker to the invocation's deadline — waiting for a slow upstream
+ * is not the filter's fault.
+ */
+import { PlatformError } from '../errors.ts';
+import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
+import type { WorkerPool, WorkerRef } from './pool.ts';
+import { WorkerLostError, WorkerTimeoutError } from './pool.ts';
+import type { FailureOutcome, FilterEnd, FilterStep, GuestFailure, OutgoingCall, VmSpec, WorkerRequest } from './protocol.ts';
+import type { MetricSnapshot } from './proxy-wasm/shared-state.ts';
+import type { LocalResponse } from './proxy-wasm/stream.ts';
+import type { Recording } from './recorder.ts';
+import { emptyRecording, mergeRecordings } from './recorder.ts';
+
+export type ExchangeOutcome = 'ok' | 'paused' | 'closed' | 'timeout' | 'aborted' | FailureOutcome;
+
+export interface CallRecord {
+  token: number;
+  upstream: string;
+  method: string;
+  path: string;
+  status: number | null;
+  error?: string;
+  durationMs: number;
+}
+
+export interface UpstreamAnswer {
+  response: HttpResponseData;
+  /** Set when the upstream failed and `response` is the proxy's 502 instead. */
+  error?: string;
+}
+
+export interface ExchangeSetup {
+  pool: WorkerPool;
+  affinity: string;
+  vm: VmSpec;
+  /** A new VM for this exchange only (invocations), or the warm one for vm.key (preview). */
+  fresh: boolean;
+  ticks: number;
+  request: HttpRequestData;
+  connection: ConnectionInfo;
+  /** Time the guest may spend in total, over all callbacks. */
+  budgetMs: number;
+  upstream(request: HttpRequestData): Promise<UpstreamAnswer>;
+  httpCall(call: OutgoingCall): Promise<HttpResponseData>;
+  /** Preview answers the client first and lets on_done/on_log run after. */
+  endInBackground: boolean;
+}
+
+export interface ExchangeReport {
+  outcome: ExchangeOutcome;
+  message?: string;
+  stack?: string[];
+  /** The request as the filter sent it upstream (absent when it never was). */
+  forwarded?: HttpRequestData;
+  /** The upstream's response before the filter saw it. */
+  upstreamResponse?: HttpResponseData;
+  upstreamError?: string;
+  /** The response the client gets. */
+  response?: HttpResponseData;
+  responseSource?: 'upstream' | 'local';
+  localResponse?: LocalResponse;
+  recording: Recording;
+  httpCalls: CallRecord[];
+  metrics: MetricSnapshot[];
+  sharedData: FilterEnd['sharedData'];
+  /** Time spent in the worker (the guest plus the host functions). */
+  guestMs: number;
+  durationMs: number;
+  vmStarted: boolean;
+}
+
+/** A failure reported by the worker for guest code; ends the exchange with its outcome. */
+class StepFailure extends Error {
+  constructor(readonly failure: GuestFailure) {
+    super(failure.message);
+  }
+}
+
+const MAX_CALL_ROUNDS = 16;
+
+export async function runExchange(setup: ExchangeSetup): Promise<ExchangeReport> {
+  return new ExchangeRun(setup).execute();
+}
+
+class ExchangeRun {
+  private readonly report: ExchangeReport = { outcome: 'ok', recording: emptyRecording(), httpCalls: [], metrics: [], sharedData: [], guestMs: 0, durationMs: 0, vmStarted: false };
+  private ref: WorkerRef | undefined;
+  private vmKey = '';
+  private contextId = 0;
+
+  constructor(private readonly setup: ExchangeSetup) {}
+
+  async execute(): Promise<ExchangeReport> {
+    const started = performance.now();
+    try {
+      await this.drive();
+    } catch (error) {
+      this.fail(error);
+    }
+    this.report.durationMs = performance.now() - started;
+    return this.report;
+  }
+
+  private async drive(): Promise<void> {
+    const { setup } = this;
+    let step = await this.step({ op: 'filter.start', vm: setup.vm, fresh: setup.fresh, request: setup.request, connection: setup.connection, ticks: setup.ticks });
+    this.vmKey = step.vmKey;
+    this.contextId = step.contextId;
+    this.report.vmStarted = step.vmStarted === true;
+    step = await this.settle(step);
+    if (step.state === 'forward' && step.request) {
+      this.report.forwarded = step.request;
+      const answer = await setup.upstream(step.request);
+      this.report.upstreamResponse = answer.response;
+      if (answer.error !== undefined) this.report.upstreamError = answer.error;
+      step = await this.settle(await this.step({ op: 'filter.response', vmKey: this.vmKey, contextId: this.contextId, response: answer.response }));
+    }
+    this.conclude(step);
+    const end = this.end();
+    if (setup.endInBackground) end.catch(() => undefined);
+    else await end;
+  }
+
+  private conclude(step: FilterStep): void {
+    const { report } = this;
+    if (step.localResponse) report.localResponse = step.localResponse;
+    switch (step.state) {
+      case 'complete':
+        if (step.response) report.response = step.response;
+        report.responseSource = step.localResponse ? 'local' : 'upstream';
+        return;
+      case 'respond':
+        if (step.localResponse) report.response = { status: step.localResponse.status, headers: step.localResponse.headers, body: step.localResponse.body, trailers: [] };
+        report.responseSource = 'local';
+        return;
+      case 'closed':
+        report.outcome = 'closed';
+        report.message = 'the filter closed the stream (proxy_close_stream); a proxy would reset the connection';
+        return;
+      default:
+        report.outcome = 'paused';
+        report.message = `the filter paused in ${step.pausedIn ?? 'a callback'} and never resumed (no HTTP call of its own is pending); a proxy would hold the request until it times out`;
+    }
+  }
+
+  /** Performs the HTTP calls the filter made and hands their responses back, until none is left. */
+  private async settle(initial: FilterStep): Promise<FilterStep> {
+    let step = initial;
+    let calls = initial.calls;
+    for (let round = 0; calls.length > 0; round++) {
+      if (round >= MAX_CALL_ROUNDS) throw new StepFailure({ outcome: 'trap', message: `the filter kept making HTTP calls from their responses (more than ${MAX_CALL_ROUNDS} rounds)` });
+      const responses = await Promise.all(calls.map((call) => this.perform(call)));
+      const next: OutgoingCall[] = [];
+      for (const [index, call] of calls.entries()) {
+        const delivered = await this.step({ op: 'filter.deliver', vmKey: this.vmKey, token: call.token, response: responses[index] ?? null, contextId: this.contextId });
+        if (delivered.state !== 'idle') step = delivered;
+        next.push(...delivered.calls);
+      }
+      calls = next;
+    }
+    return step;
+  }
+
+  private async perform(call: OutgoingCall): Promise<HttpResponseData | null> {
+    const started = performance.now();
+    const record: CallRecord = { token: call.token, upstream: call.upstream, method: call.request.method, path: call.request.path, status: null, durationMs: 0 };
+    this.report.httpCalls.push(record);
+    try {
+      const response = await this.setup.httpCall(call);
+      record.status = response.status;
+      return response;
+    } catch (error) {
+      record.error = error instanceof Error ? error.message : String(error);
+      return null;
+    } finally {
+      record.durationMs = performance.now() - started;
+    }
+  }
+
+  private async end(): Promise<void> {
+    const value = await this.send({ op: 'filter.end', vmKey: this.vmKey, contextId: this.contextId, dispose: this.setup.fresh });
+    const end = value as FilterEnd;
+    mergeRecordings(this.report.recording, end.recording);
+    this.report.metrics = end.metrics;
+    this.report.sharedData = end.sharedData;
+  }
+
+  private async step(message: WorkerRequest): Promise<FilterStep> {
+    const step = (await this.send(message)) as FilterStep;
+    mergeRecordings(this.report.recording, step.recording);
+    return step;
+  }
+
+  /** One message to the exchange's worker, charged to the budget. */
+  private async send(message: WorkerRequest): Promise<unknown> {
+    const remaining = this.setup.budgetMs - this.report.guestMs;
+    if (remaining <= 0) throw new WorkerTimeoutError(this.setup.budgetMs);
+    const answer = await this.setup.pool.send(message, { affinity: this.setup.affinity, deadlineMs: remaining, ...(this.ref ? { pin: this.ref } : {}) });
+    this.report.guestMs += answer.elapsedMs;
+    this.ref ??= answer.ref;
+    const { reply } = answer;
+    if (reply.ok) return reply.value;
+    if ('failure' in reply) throw new StepFailure(reply.failure);
+    throw new PlatformError('testbed_host_error', `the test bed failed while running the filter: ${reply.error}`);
+  }
+
+  private fail(error: unknown): void {
+    const { report } = this;
+    if (error instanceof StepFailure) {
+      report.outcome = error.failure.outcome;
+      report.message = error.failure.message;
+      if (error.failure.stack?.length) report.stack = error.failure.stack;
+      if (error.failure.recording) mergeRecordings(report.recording, error.failure.recording);
+    } else if (error instanceof WorkerTimeoutError) {
+      report.outcome = 'timeout';
+      report.message = `the filter ran longer than its ${this.setup.budgetMs} ms deadline and was stopped (an infinite loop?); the test bed worker was replaced`;
+    } else if (error instanceof WorkerLostError) {
+      report.outcome = error.outOfMemory ? 'memory_limit' : 'aborted';
+      report.message = error.message;
+    } else {
+      throw error;
+    }
+    delete report.response;
+  }
+}

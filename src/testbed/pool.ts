@@ -1,0 +1,294 @@
+/**
+ * The pool of worker threads that run untrusted Wasm for the test bed.
+ *
+ * - Each worker handles its messages one at a time, in order, synchronously
+ *   (see worker.ts). So the oldest unanswered message of a worker is the one
+ *   it is running, and only that one's deadline clock runs: when it expires
+ *   the worker is stuck in guest code (an infinite loop) and is terminated —
+ *   V8 interrupts Wasm loops — and its slot is refilled from a warm spare at
+ *   once while a new spare starts in the background (starting a worker costs
+ *   ~250 ms under tsx).
+ * - Messages for one version go to the same worker (affinity), so its warm
+ *   VM and shared data are found again; an exchange pins the exact worker
+ *   (slot and generation) that holds its stream context.
+ * - Compiled modules are posted to workers, not recompiled there: V8 shares a
+ *   WebAssembly.Module between the threads of one process (it cannot between
+ *   processes — BRIEF §6 — but worker_threads are one process). See modules.ts.
+ * - A watchdog reads each worker's shared busy marker to catch a timer
+ *   callback (proxy_on_tick of a warm VM) that hangs a worker while no
+ *   message is waiting.
+ */
+import { Worker } from 'node:worker_threads';
+import type { ResourceLimits } from 'node:worker_threads';
+import { PlatformError } from '../errors.ts';
+import { Activity, BUSY_BUFFER_BYTES, BusyMarker } from './busy.ts';
+import type { WorkerEvent, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { TestbedWorkerData } from './worker.ts';
+
+export interface PoolOptions {
+  size: number;
+  spares: number;
+  maxWarmVms: number;
+  idleTickStopMs: number;
+  /** How long a timer callback may run before its worker is replaced. */
+  backgroundDeadlineMs: number;
+  resourceLimits: ResourceLimits;
+  onEvent?: (ref: WorkerRef, event: WorkerEvent) => void;
+}
+
+/** The message ran past its deadline; its worker was terminated and replaced. */
+export class WorkerTimeoutError extends Error {
+  constructor(readonly deadlineMs: number) {
+    super(`the invocation did not finish within ${deadlineMs} ms; the worker running it was stopped and replaced`);
+    this.name = 'WorkerTimeoutError';
+  }
+}
+
+/** The worker went away before answering (another message's timeout, a crash, shutdown). */
+export class WorkerLostError extends Error {
+  constructor(
+    message: string,
+    readonly outOfMemory = false,
+  ) {
+    super(message);
+    this.name = 'WorkerLostError';
+  }
+}
+
+/** A specific worker: its slot and the generation of the thread in it. */
+export interface WorkerRef {
+  slot: number;
+  generation: number;
+}
+
+export interface SendOptions {
+  affinity: string;
+  deadlineMs: number;
+  /** Only this worker will do (it holds the exchange's state). */
+  pin?: WorkerRef;
+}
+
+export interface PoolAnswer {
+  ref: WorkerRef;
+  reply: WorkerReply;
+  /** From posting to the answer: the worker's time, without waiting for it to start. */
+  elapsedMs: number;
+}
+
+interface Inflight {
+  id: number;
+  deadlineMs: number;
+  timer?: ReturnType<typeof setTimeout>;
+  resolve(reply: WorkerReply): void;
+  reject(error: Error): void;
+}
+
+interface PooledWorker {
+  worker: Worker;
+  generation: number;
+  busy: BusyMarker;
+  ready: Promise<void>;
+  isReady: boolean;
+  inflight: Inflight[];
+  dead: boolean;
+  slot: number;
+}
+
+const WATCHDOG_INTERVAL_MS = 100;
+let generations = 0;
+
+export class WorkerPool {
+  private readonly slots: Array<PooledWorker | undefined>;
+  private readonly spares: PooledWorker[] = [];
+  private nextId = 1;
+  private closed = false;
+  private readonly watchdog: ReturnType<typeof setInterval>;
+
+  constructor(private readonly options: PoolOptions) {
+    this.slots = Array.from({ length: Math.max(1, options.size) }, () => undefined);
+    this.watchdog = setInterval(() => this.checkBackground(), WATCHDOG_INTERVAL_MS);
+    this.watchdog.unref();
+  }
+
+  /** Starts every worker and the spares now instead of on first use. */
+  async warm(): Promise<void> {
+    await Promise.all(this.slots.map((_, slot) => this.workerFor(slot)));
+    this.topUpSpares();
+  }
+
+  async send(message: WorkerRequest, options: SendOptions): Promise<PoolAnswer> {
+    if (this.closed) throw new WorkerLostError('the test bed is shutting down');
+    const slot = options.pin?.slot ?? slotFor(options.affinity, this.slots.length);
+    const pooled = await this.workerFor(slot);
+    if (options.pin && options.pin.generation !== pooled.generation) {
+      throw new WorkerLostError('the worker running this exchange was replaced (another invocation on it exceeded its deadline or it crashed)');
+    }
+    const posted = performance.now();
+    const reply = await this.post(pooled, message, options.deadlineMs);
+    return { ref: { slot, generation: pooled.generation }, reply, elapsedMs: performance.now() - posted };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.watchdog);
+    const all = [...this.slots, ...this.spares].filter((w): w is PooledWorker => w !== undefined);
+    this.spares.length = 0;
+    await Promise.all(all.map((w) => this.kill(w, () => new WorkerLostError('the test bed is shutting down'), false)));
+  }
+
+  private post(pooled: PooledWorker, message: WorkerRequest, deadlineMs: number): Promise<WorkerReply> {
+    return new Promise<WorkerReply>((resolve, reject) => {
+      const inflight: Inflight = { id: this.nextId++, deadlineMs, resolve, reject };
+      try {
+        pooled.worker.postMessage({ ...message, id: inflight.id });
+      } catch (error) {
+        reject(new PlatformError('testbed_post_failed', `could not hand the invocation to a test bed worker: ${String(error)}`));
+        return;
+      }
+      pooled.inflight.push(inflight);
+      if (pooled.inflight.length === 1) this.armHead(pooled);
+    });
+  }
+
+  /** Only the message being run has its clock running (see the header comment). */
+  private armHead(pooled: PooledWorker): void {
+    const head = pooled.inflight[0];
+    if (!head || head.timer) return;
+    head.timer = setTimeout(() => this.headTimedOut(pooled, head), head.deadlineMs);
+  }
+
+  private headTimedOut(pooled: PooledWorker, head: Inflight): void {
+    if (pooled.dead || pooled.inflight[0] !== head) return;
+    // A hung timer callback is not the waiting request's fault.
+    const background = pooled.busy.read().state === Activity.BACKGROUND;
+    void this.kill(pooled, (inflight) =>
+      inflight === head && !background
+        ? new WorkerTimeoutError(head.deadlineMs)
+        : new WorkerLostError(background ? 'a timer callback of a filter hung the test bed worker; it was replaced' : 'the test bed worker was restarted because another invocation on it exceeded its deadline'),
+    );
+  }
+
+  private onMessage(pooled: PooledWorker, message: WorkerReply | WorkerEvent): void {
+    if ('event' in message) {
+      if (message.event !== 'ready') this.options.onEvent?.({ slot: pooled.slot, generation: pooled.generation }, message);
+      return;
+    }
+    const index = pooled.inflight.findIndex((inflight) => inflight.id === message.id);
+    const inflight = pooled.inflight[index];
+    if (!inflight) return;
+    clearTimeout(inflight.timer);
+    pooled.inflight.splice(index, 1);
+    inflight.resolve(message);
+    this.armHead(pooled);
+  }
+
+  private async workerFor(slot: number): Promise<PooledWorker> {
+    let pooled = this.slots[slot];
+    if (!pooled || pooled.dead) {
+      pooled = this.takeSpare() ?? this.spawn();
+      pooled.slot = slot;
+      this.slots[slot] = pooled;
+      this.topUpSpares();
+    }
+    await pooled.ready;
+    return pooled;
+  }
+
+  private takeSpare(): PooledWorker | undefined {
+    const readyIndex = this.spares.findIndex((w) => w.isReady && !w.dead);
+    const index = readyIndex !== -1 ? readyIndex : this.spares.findIndex((w) => !w.dead);
+    return index === -1 ? undefined : this.spares.splice(index, 1)[0];
+  }
+
+  private topUpSpares(): void {
+    while (!this.closed && this.spares.filter((w) => !w.dead).length < this.options.spares) this.spares.push(this.spawn());
+  }
+
+  private spawn(): PooledWorker {
+    const buffer = new SharedArrayBuffer(BUSY_BUFFER_BYTES);
+    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs };
+    const worker = new Worker(bootstrapSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
+    worker.unref();
+    const pooled: PooledWorker = { worker, generation: ++generations, busy: new BusyMarker(buffer), ready: Promise.resolve(), isReady: false, inflight: [], dead: false, slot: -1 };
+    pooled.ready = new Promise<void>((resolve, reject) => {
+      worker.on('message', (message: WorkerReply | WorkerEvent) => {
+        if ('event' in message && message.event === 'ready') {
+          pooled.isReady = true;
+          resolve();
+        }
+        this.onMessage(pooled, message);
+      });
+      worker.once('error', (error) => {
+        if (!pooled.isReady) reject(new PlatformError('testbed_worker_start', `a test bed worker failed to start: ${error.message}`));
+        this.crashed(pooled, error);
+      });
+      worker.once('exit', (code) => this.crashed(pooled, new Error(`exited with code ${code}`)));
+    });
+    // Callers await `ready`; a start failure must not also surface as an unhandled rejection.
+    pooled.ready.catch(() => undefined);
+    return pooled;
+  }
+
+  private crashed(pooled: PooledWorker, error: Error & { code?: string }): void {
+    if (pooled.dead) return;
+    const outOfMemory = error.code === 'ERR_WORKER_OUT_OF_MEMORY';
+    const message = outOfMemory ? 'the test bed worker ran out of memory and was replaced' : `the test bed worker stopped unexpectedly (${error.message}) and was replaced`;
+    void this.kill(pooled, () => new WorkerLostError(message, outOfMemory));
+  }
+
+  private async kill(pooled: PooledWorker, reason: (inflight: Inflight) => Error, replace = true): Promise<void> {
+    if (pooled.dead) return;
+    pooled.dead = true;
+    for (const inflight of pooled.inflight.splice(0)) {
+      clearTimeout(inflight.timer);
+      inflight.reject(reason(inflight));
+    }
+    const spareIndex = this.spares.indexOf(pooled);
+    if (spareIndex !== -1) this.spares.splice(spareIndex, 1);
+    if (replace && !this.closed) this.refill(pooled);
+    await pooled.worker.terminate().catch(() => undefined);
+  }
+
+  /** The dead worker's slot gets a spare right away; a new spare starts behind it. */
+  private refill(dead: PooledWorker): void {
+    if (this.slots[dead.slot] !== dead) {
+      this.topUpSpares();
+      return;
+    }
+    const replacement = this.takeSpare() ?? this.spawn();
+    replacement.slot = dead.slot;
+    this.slots[dead.slot] = replacement;
+    this.topUpSpares();
+  }
+
+  private checkBackground(): void {
+    const now = Date.now();
+    for (const pooled of this.slots) {
+      if (!pooled || pooled.dead) continue;
+      const { state, since } = pooled.busy.read();
+      if (state === Activity.BACKGROUND && now - since > this.options.backgroundDeadlineMs) {
+        void this.kill(pooled, () => new WorkerLostError('a timer callback of a filter hung the test bed worker; it was replaced'));
+      }
+    }
+  }
+}
+
+/** FNV-1a: a stable spread of affinity keys over the slots. */
+function slotFor(key: string, slots: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % slots;
+}
+
+/**
+ * The worker's entry as an eval'd script. Under tsx (how Kiln runs: bin/kiln)
+ * worker threads do not inherit the TypeScript loader in Node 20, so the
+ * script registers it before importing worker.ts.
+ */
+function bootstrapSource(): string {
+  const typescript = import.meta.url.endsWith('.ts');
+  const target = JSON.stringify(new URL(typescript ? './worker.ts' : './worker.js', import.meta.url).href);
+  if (!typescript) return `import(${target});`;
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  return `import(${tsx}).then((api) => { api.register(); return import(${target}); });`;
+}

@@ -1,0 +1,132 @@
+/**
+ * Messages between the main thread and the test bed's worker threads. All of
+ * it crosses by structured clone: plain data, byte arrays and compiled
+ * WebAssembly.Module objects (which worker_threads share without copying or
+ * recompiling — the reason modules are compiled once, in the main thread).
+ */
+import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
+import type { PlannedImport } from './link.ts';
+import type { MetricSnapshot } from './proxy-wasm/shared-state.ts';
+import type { LocalResponse } from './proxy-wasm/stream.ts';
+import type { Recording } from './recorder.ts';
+
+/** What a filter can learn about the plugin it runs as (properties plugin_name, …). */
+export interface PluginInfo {
+  name: string;
+  rootId: string;
+  vmId: string;
+  versionId: string;
+  version: string;
+  applicationId: string;
+}
+
+export interface HostLimits {
+  /** Largest body a filter may build with proxy_set_buffer_bytes. */
+  maxBodyBytes: number;
+  /** proxy_http_call calls per VM between two answers of the worker. */
+  maxHttpCalls: number;
+  /** proxy_on_queue_ready deliveries per message (a filter re-enqueueing from it must not loop forever). */
+  maxQueueDeliveries: number;
+  /** Shortest tick period honoured for warm VMs (shorter ones are raised to it). */
+  minTickPeriodMs: number;
+}
+
+export interface VmSpec {
+  /** Warm VMs are kept under this key; fresh ones get a unique key. */
+  key: string;
+  module: WebAssembly.Module;
+  plan: PlannedImport[];
+  capBytes: number;
+  pluginConfig: Uint8Array;
+  vmConfig: Uint8Array;
+  plugin: PluginInfo;
+  /** 0 (trace) … 5 (critical): lines below it are not recorded. */
+  logLevel: number;
+  /** Names proxy_http_call may target. */
+  upstreams: string[];
+  limits: HostLimits;
+}
+
+/** A proxy_http_call the main thread must perform and answer with filter.deliver. */
+export interface OutgoingCall {
+  token: number;
+  contextId: number;
+  upstream: string;
+  request: HttpRequestData;
+  timeoutMs: number;
+}
+
+/** 'idle': the message concerned no stream (a call made from a timer, say). */
+export type StepState = 'forward' | 'complete' | 'respond' | 'paused' | 'closed' | 'idle';
+
+/** Where an exchange stands after the worker handled a message. */
+export interface FilterStep {
+  vmKey: string;
+  contextId: number;
+  state: StepState;
+  /** With 'forward': the request as the filter left it. */
+  request?: HttpRequestData;
+  /** With 'complete': the response as the filter left it. */
+  response?: HttpResponseData;
+  /** With 'respond': the filter's local response. */
+  localResponse?: LocalResponse;
+  /** The callback that paused the stream (state 'paused'). */
+  pausedIn?: string;
+  calls: OutgoingCall[];
+  recording: Recording;
+  /** Set once when a VM was created for this message. */
+  vmStarted?: boolean;
+}
+
+export interface FilterEnd {
+  recording: Recording;
+  metrics: MetricSnapshot[];
+  sharedData: Array<{ key: string; size: number; cas: number }>;
+}
+
+export interface WasiJob {
+  module: WebAssembly.Module;
+  plan: PlannedImport[];
+  capBytes: number;
+  stdin: Uint8Array;
+  args: string[];
+  env: Record<string, string>;
+  maxOutputBytes: number;
+}
+
+export interface WasiRunResult {
+  /** Null when the module trapped (see failure). */
+  exitCode: number | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  durationMs: number;
+  unimplemented: string[];
+  failure?: GuestFailure;
+}
+
+export type WorkerRequest =
+  | { op: 'wasi.run'; job: WasiJob }
+  | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number }
+  | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number }
+  | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData }
+  | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean };
+
+export type WorkerMessage = WorkerRequest & { id: number };
+
+/** Why guest code failed; the VM (or instance) it ran in is discarded. */
+export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost';
+
+export interface GuestFailure {
+  outcome: FailureOutcome;
+  message: string;
+  /** Wasm frames of the trap, innermost first, when V8 gave them. */
+  stack?: string[];
+  /** What was recorded before the failure (logs up to the trap). */
+  recording?: Recording;
+}
+
+export type WorkerReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; failure: GuestFailure } | { id: number; ok: false; error: string };
+
+export type WorkerEvent = { event: 'ready' } | { event: 'calls'; vmKey: string; calls: OutgoingCall[] };

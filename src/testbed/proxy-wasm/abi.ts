@@ -1,0 +1,120 @@
+/**
+ * Numbers and types of the Proxy-Wasm ABI 0.2.1 (proxy-wasm/spec,
+ * abi-versions/v0.2.1), as the host side needs them.
+ */
+import { sig } from '../signatures.ts';
+import type { FunctionType } from '../signatures.ts';
+
+export const Status = {
+  OK: 0,
+  NOT_FOUND: 1,
+  BAD_ARGUMENT: 2,
+  SERIALIZATION_FAILURE: 3,
+  PARSE_FAILURE: 4,
+  INVALID_MEMORY_ACCESS: 6,
+  EMPTY: 7,
+  CAS_MISMATCH: 8,
+  INTERNAL_FAILURE: 10,
+  UNIMPLEMENTED: 12,
+} as const;
+
+export const Action = { CONTINUE: 0, PAUSE: 1 } as const;
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'critical'] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+export const BufferType = {
+  HTTP_REQUEST_BODY: 0,
+  HTTP_RESPONSE_BODY: 1,
+  DOWNSTREAM_DATA: 2,
+  UPSTREAM_DATA: 3,
+  HTTP_CALL_RESPONSE_BODY: 4,
+  GRPC_CALL_MESSAGE: 5,
+  VM_CONFIGURATION: 6,
+  PLUGIN_CONFIGURATION: 7,
+  FOREIGN_FUNCTION_ARGUMENTS: 8,
+} as const;
+
+export const MapType = {
+  HTTP_REQUEST_HEADERS: 0,
+  HTTP_REQUEST_TRAILERS: 1,
+  HTTP_RESPONSE_HEADERS: 2,
+  HTTP_RESPONSE_TRAILERS: 3,
+  GRPC_CALL_INITIAL_METADATA: 4,
+  GRPC_CALL_TRAILING_METADATA: 5,
+  HTTP_CALL_RESPONSE_HEADERS: 6,
+  HTTP_CALL_RESPONSE_TRAILERS: 7,
+} as const;
+
+export const StreamType = { HTTP_REQUEST: 0, HTTP_RESPONSE: 1, DOWNSTREAM: 2, UPSTREAM: 3 } as const;
+
+/** proxy_metric_type_t: COUNTER = 0, GAUGE = 1, HISTOGRAM = 2. */
+export const METRIC_TYPE_NAMES = ['counter', 'gauge', 'histogram'] as const;
+export type MetricTypeName = (typeof METRIC_TYPE_NAMES)[number];
+
+/** Host functions this host implements (module `env`), with their ABI types. */
+export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType>> = {
+  proxy_log: sig(3),
+  proxy_get_log_level: sig(1),
+  proxy_set_tick_period_milliseconds: sig(1),
+  proxy_get_current_time_nanoseconds: sig(1),
+  proxy_get_property: sig(4),
+  proxy_set_property: sig(4),
+  proxy_continue_stream: sig(1),
+  proxy_close_stream: sig(1),
+  proxy_send_local_response: sig(8),
+  proxy_get_header_map_pairs: sig(3),
+  proxy_set_header_map_pairs: sig(3),
+  proxy_get_header_map_value: sig(5),
+  proxy_add_header_map_value: sig(5),
+  proxy_replace_header_map_value: sig(5),
+  proxy_remove_header_map_value: sig(3),
+  proxy_get_header_map_size: sig(2),
+  proxy_get_buffer_bytes: sig(5),
+  proxy_get_buffer_status: sig(3),
+  proxy_set_buffer_bytes: sig(5),
+  proxy_http_call: sig(10),
+  proxy_get_status: sig(3),
+  proxy_register_shared_queue: sig(3),
+  proxy_resolve_shared_queue: sig(5),
+  proxy_enqueue_shared_queue: sig(3),
+  proxy_dequeue_shared_queue: sig(3),
+  proxy_get_shared_data: sig(5),
+  proxy_set_shared_data: sig(5),
+  proxy_define_metric: sig(4),
+  proxy_increment_metric: sig(['i32', 'i64']),
+  proxy_record_metric: sig(['i32', 'i64']),
+  proxy_get_metric: sig(2),
+  proxy_set_effective_context: sig(1),
+  proxy_done: sig(0),
+  proxy_call_foreign_function: sig(6),
+  // Names from ABI 0.1.0/0.2.0 that SDKs still emit; 0.2.1 hosts keep them working.
+  proxy_continue_request: sig(0),
+  proxy_continue_response: sig(0),
+  proxy_clear_route_cache: sig(0),
+  proxy_get_configuration: sig(2),
+};
+
+/** Callbacks the host calls, with the types it calls them with. */
+export const PROXY_CALLBACK_SIGNATURES: Readonly<Record<string, FunctionType>> = {
+  _initialize: sig(0, []),
+  _start: sig(0, []),
+  main: sig(2),
+  proxy_on_memory_allocate: sig(1),
+  malloc: sig(1),
+  proxy_on_context_create: sig(2, []),
+  proxy_on_vm_start: sig(2),
+  proxy_on_configure: sig(2),
+  proxy_on_tick: sig(1, []),
+  proxy_on_queue_ready: sig(2, []),
+  proxy_on_request_headers: sig(3),
+  proxy_on_request_body: sig(3),
+  proxy_on_request_trailers: sig(2),
+  proxy_on_response_headers: sig(3),
+  proxy_on_response_body: sig(3),
+  proxy_on_response_trailers: sig(2),
+  proxy_on_http_call_response: sig(5, []),
+  proxy_on_done: sig(1),
+  proxy_on_log: sig(1, []),
+  proxy_on_delete: sig(1, []),
+};

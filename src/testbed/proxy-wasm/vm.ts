@@ -1,0 +1,231 @@
+/**
+ * One instance of a filter module with its plugin (root) context and its
+ * stream contexts: what a proxy calls a Wasm VM running one plugin.
+ *
+ * It runs inside a test bed worker thread. Every entry into guest code goes
+ * through `call`, which times it and records it; anything the guest throws
+ * (a trap, proc_exit) propagates to the worker, which discards the VM.
+ */
+import { GuestMemory } from '../guest-memory.ts';
+import type { ConnectionInfo, HttpRequestData } from '../http-message.ts';
+import { linkImports } from '../link.ts';
+import type { OutgoingCall, VmSpec } from '../protocol.ts';
+import { Recorder } from '../recorder.ts';
+import { createWasi, WASI_LEGACY_MODULE, WASI_MODULE } from '../wasi/wasi.ts';
+import { LOG_LEVELS } from './abi.ts';
+import type { LogLevelName } from './abi.ts';
+import type { HeaderMap } from './header-map.ts';
+import { hostImports } from './host/index.ts';
+import { DEFAULT_SHARED_LIMITS, Metrics, SharedData, SharedQueues } from './shared-state.ts';
+import { StreamState } from './stream.ts';
+
+/** The guest did something that makes the plugin unusable (a callback answered false). */
+export class VmStartFailure extends Error {
+  constructor(
+    readonly outcome: 'vm_start_failed' | 'configure_failed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'VmStartFailure';
+  }
+}
+
+export interface CallResponse {
+  status: number;
+  headers: HeaderMap;
+  body: Uint8Array;
+  trailers: HeaderMap;
+}
+
+type GuestFunction = (...args: number[]) => unknown;
+
+export class PluginVm {
+  readonly rootContextId = 1;
+  readonly streams = new Map<number, StreamState>();
+  readonly shared = new SharedData(DEFAULT_SHARED_LIMITS);
+  readonly queues = new SharedQueues(DEFAULT_SHARED_LIMITS);
+  readonly metrics = new Metrics(DEFAULT_SHARED_LIMITS);
+  readonly rootProperties = new Map<string, Uint8Array>();
+  recorder = new Recorder();
+  effectiveContextId = 1;
+  tickPeriodMs = 0;
+  /** proxy_on_memory_allocate returned 0: a later trap is most likely the memory cap. */
+  allocationFailed = false;
+  /** Set while proxy_on_http_call_response runs. */
+  callResponse: CallResponse | undefined;
+  /** Calls made since the worker last handed them to the main thread. */
+  outgoingCalls: OutgoingCall[] = [];
+  readonly pendingCalls = new Map<number, { contextId: number }>();
+  readonly queueReady: Array<{ contextId: number; queueId: number }> = [];
+  lastUsed = Date.now();
+  /** The callback running now (local responses record where they were sent from). */
+  currentCallback: string | undefined;
+  private nextContextId = 2;
+  private nextToken = 1;
+  private instance: WebAssembly.Instance | undefined;
+  private guestMemory: GuestMemory | undefined;
+  private allocator: GuestFunction | undefined;
+
+  constructor(readonly spec: VmSpec) {}
+
+  get memory(): GuestMemory {
+    if (!this.guestMemory) throw new Error('the VM is not instantiated');
+    return this.guestMemory;
+  }
+
+  /** Records a log line of the effective context, unless it is below the configured level. */
+  log(level: LogLevelName, message: string): void {
+    if (LOG_LEVELS.indexOf(level) >= this.spec.logLevel) this.recorder.log(level, message, this.effectiveContextId);
+  }
+
+  /** Instantiates the module and runs the plugin's start-up callbacks (ABI order). */
+  start(): void {
+    const wasi = createWasi({ args: [], env: {}, stdin: new Uint8Array(0), stdout: lineLogger(this, 'info'), stderr: lineLogger(this, 'error') }, () => this.memory);
+    const imports = linkImports(this.spec.plan, { env: hostImports(this), [WASI_MODULE]: wasi, [WASI_LEGACY_MODULE]: wasi }, (module, name) => this.recorder.stub(module, name));
+    const started = performance.now();
+    this.instance = new WebAssembly.Instance(this.spec.module, imports);
+    this.recorder.callback({ name: 'instantiate', contextId: 0, durationMs: performance.now() - started });
+    const memory = this.instance.exports.memory;
+    if (!(memory instanceof WebAssembly.Memory)) throw new VmStartFailure('vm_start_failed', 'the module does not export its memory as "memory"');
+    this.guestMemory = new GuestMemory(memory);
+    this.allocator = this.guestFunction('proxy_on_memory_allocate') ?? this.guestFunction('malloc');
+    this.initialize();
+    this.call('proxy_on_context_create', this.rootContextId, this.rootContextId, 0);
+    if (this.call('proxy_on_vm_start', this.rootContextId, this.rootContextId, this.spec.vmConfig.length) === 0) {
+      throw new VmStartFailure('vm_start_failed', 'proxy_on_vm_start returned false: the filter rejected its VM configuration');
+    }
+    if (this.call('proxy_on_configure', this.rootContextId, this.rootContextId, this.spec.pluginConfig.length) === 0) {
+      throw new VmStartFailure('configure_failed', 'proxy_on_configure returned false: the filter rejected its plugin configuration (the version config)');
+    }
+  }
+
+  /** _initialize (then main), or _start when there is no _initialize, as the spec orders. */
+  private initialize(): void {
+    if (this.has('_initialize')) {
+      this.call('_initialize', 0);
+      if (this.has('main')) this.call('main', 0, 0, 0);
+    } else if (this.has('_start')) {
+      this.call('_start', 0);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.guestFunction(name) !== undefined;
+  }
+
+  private guestFunction(name: string): GuestFunction | undefined {
+    const value = this.instance?.exports[name];
+    return typeof value === 'function' ? (value as GuestFunction) : undefined;
+  }
+
+  /**
+   * Calls an exported callback (when the module has it) as context
+   * `contextId`, timing and recording it. Returns its i32 result, if any.
+   */
+  call(name: string, contextId: number, ...args: number[]): number | undefined {
+    const fn = this.guestFunction(name);
+    if (!fn) return undefined;
+    this.effectiveContextId = contextId;
+    const outer = this.currentCallback;
+    this.currentCallback = name;
+    const started = performance.now();
+    let result: unknown;
+    try {
+      result = fn(...args);
+    } finally {
+      this.currentCallback = outer;
+    }
+    const returned = typeof result === 'number' ? result : undefined;
+    this.recorder.callback({ name, contextId, durationMs: performance.now() - started, ...(returned === undefined ? {} : { returned }) });
+    return returned;
+  }
+
+  /** Memory in the guest for data the host returns; 0 when the guest could not allocate. */
+  allocate(size: number): number {
+    if (!this.allocator) return 0;
+    const pointer = Number(this.allocator(size)) >>> 0;
+    if (pointer === 0) {
+      this.allocationFailed = true;
+      this.recorder.note(`the filter could not allocate ${size} bytes for data from the host (its allocator returned 0)`);
+    }
+    return pointer;
+  }
+
+  /**
+   * Hands bytes to the guest the ABI way: copied into memory it allocates,
+   * pointer and size written where it asked. Empty data is a null pointer
+   * and size 0, as proxy-wasm-cpp-host does. False when allocation failed.
+   */
+  returnBytes(data: Uint8Array, pointerPtr: number, sizePtr: number): boolean {
+    let pointer = 0;
+    if (data.length > 0) {
+      pointer = this.allocate(data.length);
+      if (pointer === 0) return false;
+      this.memory.write(pointer, data);
+    }
+    this.memory.writeU32(pointerPtr, pointer);
+    this.memory.writeU32(sizePtr, data.length);
+    return true;
+  }
+
+  createStream(request: HttpRequestData, connection: ConnectionInfo): StreamState {
+    const stream = new StreamState(this.nextContextId++, request, connection);
+    this.streams.set(stream.id, stream);
+    this.call('proxy_on_context_create', stream.id, stream.id, this.rootContextId);
+    return stream;
+  }
+
+  /** The stream the host functions act on (none while a root callback runs). */
+  effectiveStream(): StreamState | undefined {
+    return this.streams.get(this.effectiveContextId);
+  }
+
+  isContext(id: number): boolean {
+    return id === this.rootContextId || this.streams.has(id);
+  }
+
+  dispatchCall(contextId: number, upstream: string, request: HttpRequestData, timeoutMs: number): number {
+    const token = this.nextToken++;
+    this.pendingCalls.set(token, { contextId });
+    this.outgoingCalls.push({ token, contextId, upstream, request, timeoutMs });
+    return token;
+  }
+
+  takeOutgoingCalls(): OutgoingCall[] {
+    const calls = this.outgoingCalls;
+    this.outgoingCalls = [];
+    return calls;
+  }
+
+  /** proxy_on_queue_ready for everything enqueued, bounded so re-enqueueing from it cannot loop forever. */
+  deliverQueueReady(): void {
+    for (let delivered = 0; this.queueReady.length > 0; delivered++) {
+      if (delivered >= this.spec.limits.maxQueueDeliveries) {
+        this.recorder.note(`more than ${this.spec.limits.maxQueueDeliveries} queue notifications in one step; the rest were dropped`);
+        this.queueReady.length = 0;
+        return;
+      }
+      const next = this.queueReady.shift();
+      if (next) this.call('proxy_on_queue_ready', next.contextId, next.contextId, next.queueId);
+    }
+  }
+
+  tick(): void {
+    this.call('proxy_on_tick', this.rootContextId, this.rootContextId);
+    this.deliverQueueReady();
+  }
+
+  memoryBytes(): number {
+    return this.guestMemory?.size ?? 0;
+  }
+}
+
+/** fd_write to stdout/stderr becomes log lines, split at newlines (the spec's WASI logging). */
+function lineLogger(vm: PluginVm, level: 'info' | 'error'): (chunk: Uint8Array) => void {
+  const decoder = new TextDecoder('utf-8');
+  return (chunk) => {
+    for (const line of decoder.decode(chunk).split('\n')) {
+      if (line !== '') vm.log(level, line);
+    }
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * The test bed as the API uses it: run a function once, run one request
+ * through a filter (a fresh VM: start-up logs and timings included, nothing
+ * carried over), or serve preview traffic through a warm VM that lives on
+ * between requests like a proxy's.
+ *
+ * Workers start on first use unless the configuration asks to pre-warm them,
+ * so an API that never runs the test bed pays nothing for it.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { PlatformError } from '../errors.ts';
+import type { TestbedConfig } from './config.ts';
+import type { ExchangeReport, UpstreamAnswer } from './exchange.ts';
+import { runExchange } from './exchange.ts';
+import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
+import type { ArtifactRef, PreparedModule } from './modules.ts';
+import { ModuleCache } from './modules.ts';
+import type { WorkerRef } from './pool.ts';
+import { WorkerLostError, WorkerPool, WorkerTimeoutError } from './pool.ts';
+import type { FailureOutcome, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
+import { UpstreamError, Upstreams, upstreamFailureResponse } from './upstream.ts';
+
+export interface Limits {
+  timeoutMs?: number;
+  memoryMb?: number;
+}
+
+export interface FunctionInvocation extends Limits {
+  stdin: Uint8Array;
+  args: string[];
+  env: Record<string, string>;
+}
+
+export interface FunctionResult {
+  outcome: 'ok' | 'timeout' | 'aborted' | FailureOutcome;
+  message?: string;
+  stack?: string[];
+  exitCode: number | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  unimplemented: string[];
+  durationMs: number;
+  module: ModuleSummary;
+}
+
+export interface ModuleSummary {
+  sha256: string;
+  size: number;
+  memoryCapBytes: number;
+  compileMs: number;
+}
+
+export interface PluginSettings {
+  info: PluginInfo;
+  /** The version's config: the plugin configuration the filter reads in proxy_on_configure. */
+  config: string;
+}
+
+export interface FilterInvocation extends Limits {
+  request: HttpRequestData;
+  connection?: Partial<ConnectionInfo>;
+  /** A response to use instead of asking the upstream. */
+  response?: HttpResponseData;
+  /** The upstream to ask (default: echo). */
+  upstream?: string;
+  /** Answers for the filter's proxy_http_call, by upstream name, instead of real calls. */
+  httpCallResponses?: Record<string, HttpResponseData>;
+  ticks?: number;
+  logLevel?: number;
+}
+
+export type FilterResult = ExchangeReport & { module: ModuleSummary };
+
+const MB = 1024 * 1024;
+
+export class Testbed {
+  readonly upstreams: Upstreams;
+  private readonly modules: ModuleCache;
+  private pool: WorkerPool | undefined;
+
+  constructor(readonly config: TestbedConfig) {
+    this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes });
+    this.modules = new ModuleCache(config.moduleCacheEntries);
+    if (config.prewarm) void this.workers().warm().catch(() => undefined);
+  }
+
+  private workers(): WorkerPool {
+    this.pool ??= new WorkerPool({
+      size: this.config.workers,
+      spares: this.config.spares,
+      maxWarmVms: this.config.maxWarmVms,
+      idleTickStopMs: this.config.idleTickStopMs,
+      backgroundDeadlineMs: this.config.maxTimeoutMs,
+      resourceLimits: { maxOldGenerationSizeMb: this.config.workerHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
+      onEvent: (ref, event) => this.onWorkerEvent(ref, event),
+    });
+    return this.pool;
+  }
+
+  /** Prepares (and caches) a module: memory cap, checks, compilation. Errors are 422s. */
+  prepare(artifact: ArtifactRef, kind: 'proxy-wasm' | 'wasi-command', limits: Limits): Promise<PreparedModule> {
+    return this.modules.get(artifact, kind, this.capPages(limits));
+  }
+
+  async invokeFunction(artifact: ArtifactRef, invocation: FunctionInvocation): Promise<FunctionResult> {
+    const prepared = await this.prepare(artifact, 'wasi-command', invocation);
+    const timeoutMs = this.timeout(invocation);
+    const job = { module: prepared.module, plan: prepared.plan, capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
+    const started = performance.now();
+    const base = { exitCode: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0), stdoutTruncated: false, stderrTruncated: false, unimplemented: [], module: summary(prepared) };
+    try {
+      const { reply } = await this.workers().send({ op: 'wasi.run', job }, { affinity: prepared.sha256, deadlineMs: timeoutMs });
+      if (!reply.ok) throw new PlatformError('testbed_host_error', `the test bed failed while running the function: ${'error' in reply ? reply.error : reply.failure.message}`);
+      const run = reply.value as WasiRunResult;
+      const { failure, ...rest } = run;
+      return { ...base, ...rest, outcome: failure?.outcome ?? 'ok', ...(failure ? { message: failure.message, ...(failure.stack?.length ? { stack: failure.stack } : {}) } : {}) };
+    } catch (error) {
+      if (error instanceof WorkerTimeoutError) {
+        return { ...base, outcome: 'timeout', message: `the function ran longer than its ${timeoutMs} ms deadline and was stopped; its output is lost`, durationMs: performance.now() - started };
+      }
+      if (error instanceof WorkerLostError) return { ...base, outcome: error.outOfMemory ? 'memory_limit' : 'aborted', message: error.message, durationMs: performance.now() - started };
+      throw error;
+    }
+  }
+
+  /** One request through a fresh VM of the filter. */
+  async invokeFilter(artifact: ArtifactRef, plugin: PluginSettings, invocation: FilterInvocation): Promise<FilterResult> {
+    const prepared = await this.prepare(artifact, 'proxy-wasm', invocation);
+    const vm = this.vmSpec(prepared, plugin, invocation.logLevel ?? 0, `${plugin.info.versionId}:${randomUUID()}`);
+    const report = await runExchange({
+      pool: this.workers(),
+      affinity: plugin.info.versionId,
+      vm,
+      fresh: true,
+      ticks: Math.min(invocation.ticks ?? 0, 100),
+      request: invocation.request,
+      connection: connectionInfo(invocation.connection),
+      budgetMs: this.timeout(invocation),
+      upstream: (request) => (invocation.response ? Promise.resolve({ response: invocation.response }) : this.askUpstream(invocation.upstream ?? 'echo', request)),
+      httpCall: (call) => this.httpCall(call, invocation.httpCallResponses),
+      endInBackground: false,
+    });
+    return { ...report, module: summary(prepared) };
+  }
+
+  /** One request through the warm VM of the filter (the preview URL). */
+  async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string): Promise<FilterResult> {
+    const prepared = await this.prepare(artifact, 'proxy-wasm', {});
+    const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
+    const vm = this.vmSpec(prepared, plugin, 0, `${plugin.info.versionId}:${prepared.key}:${configHash}`);
+    const report = await runExchange({
+      pool: this.workers(),
+      affinity: plugin.info.versionId,
+      vm,
+      fresh: false,
+      ticks: 0,
+      request,
+      connection: connectionInfo(connection),
+      budgetMs: this.config.timeoutMs,
+      upstream: (forwarded) => this.askUpstream(upstream, forwarded),
+      httpCall: (call) => this.httpCall(call, undefined),
+      endInBackground: true,
+    });
+    return { ...report, module: summary(prepared) };
+  }
+
+  async close(): Promise<void> {
+    this.upstreams.close();
+    await this.pool?.close();
+  }
+
+  private vmSpec(prepared: PreparedModule, plugin: PluginSettings, logLevel: number, key: string): VmSpec {
+    return {
+      key,
+      module: prepared.module,
+      plan: prepared.plan,
+      capBytes: prepared.capBytes,
+      pluginConfig: new TextEncoder().encode(plugin.config),
+      vmConfig: new Uint8Array(0),
+      plugin: plugin.info,
+      logLevel,
+      upstreams: this.upstreams.names(),
+      limits: { maxBodyBytes: this.config.maxBodyBytes, maxHttpCalls: 16, maxQueueDeliveries: 100, minTickPeriodMs: this.config.minTickPeriodMs },
+    };
+  }
+
+  private async askUpstream(name: string, request: HttpRequestData): Promise<UpstreamAnswer> {
+    try {
+      return { response: await this.upstreams.send(name, request) };
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      return { response: upstreamFailureResponse(error), error: error.message };
+    }
+  }
+
+  private httpCall(call: OutgoingCall, simulated: Record<string, HttpResponseData> | undefined): Promise<HttpResponseData> {
+    const canned = simulated?.[call.upstream];
+    if (canned) return Promise.resolve(canned);
+    return this.upstreams.send(call.upstream, call.request, call.timeoutMs);
+  }
+
+  /** HTTP calls a warm VM made from a timer: performed, then answered to the same worker. */
+  private onWorkerEvent(ref: WorkerRef, event: WorkerEvent): void {
+    if (event.event !== 'calls') return;
+    for (const call of event.calls) {
+      void this.httpCall(call, undefined)
+        .catch(() => null)
+        .then((response) =>
+          this.workers().send({ op: 'filter.deliver', vmKey: event.vmKey, token: call.token, response, contextId: call.contextId }, { affinity: '', deadlineMs: this.config.timeoutMs, pin: ref }),
+        )
+        .catch(() => undefined);
+    }
+  }
+
+  private timeout(limits: Limits): number {
+    return Math.min(limits.timeoutMs ?? this.config.timeoutMs, this.config.maxTimeoutMs);
+  }
+
+  private capPages(limits: Limits): number {
+    const mb = Math.min(limits.memoryMb ?? this.config.memoryCapMb, this.config.memoryCapMb);
+    return Math.max(1, Math.floor((mb * MB) / 65_536));
+  }
+}
+
+function summary(prepared: PreparedModule): ModuleSummary {
+  return { sha256: prepared.sha256, size: prepared.size, memoryCapBytes: prepared.capBytes, compileMs: prepared.compileMs };
+}
+
+function connectionInfo(partial: Partial<ConnectionInfo> = {}): ConnectionInfo {
+  return {
+    sourceAddress: partial.sourceAddress ?? '127.0.0.1',
+    sourcePort: partial.sourcePort ?? 0,
+    destinationAddress: partial.destinationAddress ?? '127.0.0.1',
+    destinationPort: partial.destinationPort ?? 0,
+    protocol: partial.protocol ?? 'HTTP/1.1',
+    requestId: partial.requestId ?? randomUUID(),
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * Where filtered requests (and a filter's proxy_http_call) go.
+ *
+ * The default is the built-in `echo` upstream, answered in-process: a JSON
+ * description of the request it received, so the filter's changes to the
+ * request are visible in the response. Anything else must be on the
+ * operator's allow-list (KILN_TESTBED_UPSTREAMS, `name=origin` pairs), and
+ * is addressed by name only: a version or a filter names an upstream, it
+ * never supplies a host. The filter controls the path and headers, never the
+ * origin — `:path` must be origin-form and `Host` is set to the upstream's —
+ * so the test bed cannot become an open proxy.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { HttpRequestData, HttpResponseData } from './http-message.ts';
+import type { HeaderPairs } from './proxy-wasm/header-map.ts';
+
+export const ECHO_UPSTREAM = 'echo';
+
+export interface UpstreamLimits {
+  timeoutMs: number;
+  maxResponseBytes: number;
+}
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly upstream: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+/** Connection-specific headers a proxy never forwards (RFC 9110 §7.6.1). */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authorization', 'proxy-authenticate']);
+
+const UPSTREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** Parses `name=http://host:port,other=https://host`; throws a message naming the bad entry. */
+export function parseUpstreamList(text: string | undefined): Map<string, URL> {
+  const upstreams = new Map<string, URL>();
+  for (const entry of (text ?? '').split(',').map((part) => part.trim()).filter((part) => part !== '')) {
+    const at = entry.indexOf('=');
+    const name = entry.slice(0, at).trim();
+    const url = at === -1 ? undefined : parseUrl(entry.slice(at + 1).trim());
+    if (!UPSTREAM_NAME.test(name) || name === ECHO_UPSTREAM) throw new Error(`test bed upstream ${JSON.stringify(entry)}: the name must be lower-case letters, digits, ".", "_" or "-" (and not "${ECHO_UPSTREAM}")`);
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
+      throw new Error(`test bed upstream ${JSON.stringify(entry)}: give an origin such as http://127.0.0.1:9000 (no path, query or credentials)`);
+    }
+    upstreams.set(name, url);
+  }
+  return upstreams;
+}
+
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export class Upstreams {
+  private readonly agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
+
+  constructor(
+    private readonly allowed: ReadonlyMap<string, URL>,
+    private readonly limits: UpstreamLimits,
+  ) {}
+
+  names(): string[] {
+    return [ECHO_UPSTREAM, ...this.allowed.keys()];
+  }
+
+  has(name: string): boolean {
+    return name === ECHO_UPSTREAM || this.allowed.has(name);
+  }
+
+  async send(name: string, request: HttpRequestData, timeoutMs = this.limits.timeoutMs): Promise<HttpResponseData> {
+    if (name === ECHO_UPSTREAM) return echoResponse(request);
+    const origin = this.allowed.get(name);
+    if (!origin) throw new UpstreamError(name, `no upstream named ${JSON.stringify(name)}; allowed: ${this.names().join(', ')}`);
+    if (!request.path.startsWith('/')) throw new UpstreamError(name, `the request path ${JSON.stringify(request.path)} is not origin-form (it must start with "/")`);
+    return sendHttp(origin, request, Math.min(timeoutMs || this.limits.timeoutMs, this.limits.timeoutMs), this.limits.maxResponseBytes, origin.protocol === 'https:' ? this.agents.https : this.agents.http).catch(
+      (error: unknown) => {
+        throw error instanceof UpstreamError ? error : new UpstreamError(name, `upstream ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+      },
+    );
+  }
+
+  close(): void {
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** The echo upstream's answer: the request it received, as JSON. */
+export function echoResponse(request: HttpRequestData): HttpResponseData {
+  let body: { text: string } | { base64: string };
+  try {
+    body = { text: decoder.decode(request.body) };
+  } catch {
+    body = { base64: Buffer.from(request.body).toString('base64') };
+  }
+  const description = { upstream: ECHO_UPSTREAM, method: request.method, path: request.path, authority: request.authority, headers: request.headers, body, trailers: request.trailers };
+  return { status: 200, headers: [['content-type', 'application/json'], ['x-kiln-upstream', ECHO_UPSTREAM]], body: new TextEncoder().encode(JSON.stringify(description)), trailers: [] };
+}
+
+/** An upstream that failed, as the response the filter and the client see (a proxy's 502). */
+export function upstreamFailureResponse(error: UpstreamError): HttpResponseData {
+  const body = JSON.stringify({ error: { code: 'upstream_failed', message: error.message } });
+  return { status: 502, headers: [['content-type', 'application/json'], ['x-kiln-upstream-error', error.upstream]], body: new TextEncoder().encode(body), trailers: [] };
+}
+
+function sendHttp(origin: URL, request: HttpRequestData, timeoutMs: number, maxBytes: number, agent: http.Agent): Promise<HttpResponseData> {
+  const client = origin.protocol === 'https:' ? https : http;
+  const headers = outgoingHeaders(origin, request);
+  return new Promise<HttpResponseData>((resolve, reject) => {
+    const outgoing = client.request({ protocol: origin.protocol, hostname: origin.hostname, port: origin.port, method: request.method, path: request.path, headers: headers.flat(), agent }, (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) {
+          response.destroy(new Error(`the response is larger than ${maxBytes} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('error', reject);
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 502,
+          headers: incomingPairs(response.rawHeaders),
+          body: new Uint8Array(Buffer.concat(chunks)),
+          trailers: incomingPairs(response.rawTrailers),
+        }),
+      );
+    });
+    // One timer per request, cleared on the response: cheaper than an AbortSignal on the hot path.
+    const timer = setTimeout(() => outgoing.destroy(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
+    outgoing.on('close', () => clearTimeout(timer));
+    outgoing.on('error', reject);
+    if (request.trailers.length > 0) outgoing.addTrailers(Object.fromEntries(request.trailers.filter(([key]) => !HOP_BY_HOP.has(key))));
+    outgoing.end(request.body);
+  });
+}
+
+function outgoingHeaders(origin: URL, request: HttpRequestData): Array<[string, string]> {
+  const headers: Array<[string, string]> = request.headers.filter(([key]) => !HOP_BY_HOP.has(key) && key !== 'host' && key !== 'content-length');
+  headers.push(['host', origin.host], ['x-forwarded-host', request.authority]);
+  if (request.trailers.length > 0) headers.push(['trailer', request.trailers.map(([key]) => key).join(', ')]);
+  else headers.push(['content-length', String(request.body.length)]);
+  return headers;
+}
+
+function incomingPairs(raw: string[]): HeaderPairs {
+  const pairs: HeaderPairs = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = (raw[i] ?? '').toLowerCase();
+    if (!HOP_BY_HOP.has(key)) pairs.push([key, raw[i + 1] ?? '']);
+  }
+  return pairs;
+}

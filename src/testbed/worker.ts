@@ -1,0 +1,205 @@
+/**
+ * A test bed worker thread: runs guest code for the pool, one message at a
+ * time and synchronously, so the main thread knows which message a stuck
+ * worker is stuck in (see pool.ts).
+ *
+ * It keeps warm filter VMs (the preview URL reuses them, as a proxy keeps
+ * its VMs across requests) in a small LRU, and the fresh VMs of invocations
+ * until their exchange ends. A VM whose guest code failed is discarded.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Activity, BusyMarker } from './busy.ts';
+import { classifyFailure } from './failure.ts';
+import type { FilterEnd, FilterStep, GuestFailure, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
+import { deliverCallResponse, finishStream, runRequestPhase, runResponsePhase, stepFor } from './proxy-wasm/session.ts';
+import { PluginVm } from './proxy-wasm/vm.ts';
+import { Recorder } from './recorder.ts';
+import { runWasiCommand } from './wasi/run.ts';
+
+export interface TestbedWorkerData {
+  busy: SharedArrayBuffer;
+  /** Warm VMs kept per worker; idle ones beyond this are dropped, least recently used first. */
+  maxWarmVms: number;
+  /** A warm VM's timer stops firing after this long without a request. */
+  idleTickStopMs: number;
+}
+
+/** Guest code failed: the reply carries the outcome instead of a value. */
+class GuestError extends Error {
+  constructor(readonly failure: GuestFailure) {
+    super(failure.message);
+  }
+}
+
+interface VmEntry {
+  vm: PluginVm;
+  fresh: boolean;
+  ticker?: ReturnType<typeof setInterval>;
+  tickerPeriod: number;
+}
+
+const port = parentPort;
+if (!port) throw new Error('the test bed worker must run in a worker thread');
+const settings = workerData as TestbedWorkerData;
+const busy = new BusyMarker(settings.busy);
+const vms = new Map<string, VmEntry>();
+let freshCounter = 0;
+
+port.on('message', (message: WorkerMessage) => handle(message));
+post({ event: 'ready' });
+
+function post(message: WorkerReply | WorkerEvent): void {
+  port?.postMessage(message);
+}
+
+function handle(message: WorkerMessage): void {
+  busy.set(Activity.MESSAGE);
+  try {
+    post({ id: message.id, ok: true, value: dispatch(message) });
+  } catch (error) {
+    if (error instanceof GuestError) post({ id: message.id, ok: false, failure: error.failure });
+    else post({ id: message.id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  } finally {
+    busy.set(Activity.IDLE);
+  }
+}
+
+function dispatch(message: WorkerMessage): unknown {
+  switch (message.op) {
+    case 'wasi.run':
+      return runWasiCommand(message.job);
+    case 'filter.start':
+      return start(message.vm, message.fresh, message);
+    case 'filter.deliver': {
+      const entry = need(message.vmKey);
+      guarded(entry, () => deliverCallResponse(entry.vm, message.token, message.response));
+      return step(entry, message.contextId);
+    }
+    case 'filter.response': {
+      const entry = need(message.vmKey);
+      const stream = entry.vm.streams.get(message.contextId);
+      if (stream) guarded(entry, () => runResponsePhase(entry.vm, stream, message.response));
+      return step(entry, message.contextId);
+    }
+    case 'filter.end':
+      return end(need(message.vmKey), message.contextId, message.dispose);
+  }
+}
+
+function start(spec: VmSpec, fresh: boolean, message: Extract<WorkerMessage, { op: 'filter.start' }>): FilterStep {
+  const existing = fresh ? undefined : vms.get(spec.key);
+  const entry = existing ?? createVm(spec, fresh);
+  const { vm } = entry;
+  let contextId = 0;
+  guarded(entry, () => {
+    // An invocation has no time passing: the ticks it asked for run now, before the request.
+    for (let i = 0; i < message.ticks && vm.tickPeriodMs > 0; i++) vm.tick();
+    const stream = vm.createStream(message.request, message.connection);
+    contextId = stream.id;
+    runRequestPhase(vm, stream);
+  });
+  return { ...step(entry, contextId), vmStarted: existing === undefined };
+}
+
+/** A new VM, started (instantiate, initialize, vm_start, configure) and registered. */
+function createVm(spec: VmSpec, fresh: boolean): VmEntry {
+  const vm = new PluginVm(fresh ? { ...spec, key: `${spec.key}#fresh-${++freshCounter}` } : spec);
+  const entry: VmEntry = { vm, fresh, tickerPeriod: 0 };
+  vms.set(vm.spec.key, entry);
+  guarded(entry, () => vm.start());
+  return entry;
+}
+
+function need(vmKey: string): VmEntry {
+  const entry = vms.get(vmKey);
+  if (!entry) throw new GuestError({ outcome: 'vm_lost', message: "the filter's VM is gone: it failed in another request, or the test bed dropped it" });
+  return entry;
+}
+
+/** Runs guest code; on failure the VM is discarded and the failure (with what was recorded so far) is the reply. */
+function guarded(entry: VmEntry, work: () => void): void {
+  try {
+    work();
+  } catch (error) {
+    discard(entry);
+    const { vm } = entry;
+    const failure = classifyFailure(error, { memoryBytes: vm.memoryBytes(), capBytes: vm.spec.capBytes, allocationFailed: vm.allocationFailed });
+    throw new GuestError({ ...failure, recording: vm.recorder.take() });
+  }
+}
+
+function step(entry: VmEntry, contextId: number): FilterStep {
+  const { vm } = entry;
+  vm.lastUsed = Date.now();
+  const stream = vm.streams.get(contextId);
+  const state = stream ? stepFor(vm, stream) : { vmKey: vm.spec.key, contextId, state: 'idle' as const };
+  const result: FilterStep = { ...state, calls: vm.takeOutgoingCalls(), recording: vm.recorder.take() };
+  afterMessage(entry);
+  return result;
+}
+
+function end(entry: VmEntry, contextId: number, dispose: boolean): FilterEnd {
+  const { vm } = entry;
+  const stream = vm.streams.get(contextId);
+  if (stream) guarded(entry, () => finishStream(vm, stream));
+  const result: FilterEnd = { recording: vm.recorder.take(), metrics: vm.metrics.snapshot(), sharedData: vm.shared.snapshot() };
+  if (dispose) discard(entry);
+  else afterMessage(entry);
+  return result;
+}
+
+function discard(entry: VmEntry): void {
+  if (entry.ticker) clearInterval(entry.ticker);
+  entry.ticker = undefined;
+  vms.delete(entry.vm.spec.key);
+}
+
+function afterMessage(entry: VmEntry): void {
+  if (entry.fresh || !vms.has(entry.vm.spec.key)) return;
+  armTicker(entry);
+  evictIdle();
+}
+
+/** Warm VMs get a real timer for proxy_on_tick, at the period the filter set (bounded below). */
+function armTicker(entry: VmEntry): void {
+  const wanted = entry.vm.tickPeriodMs;
+  const period = wanted === 0 ? 0 : Math.max(wanted, entry.vm.spec.limits.minTickPeriodMs);
+  if (period === entry.tickerPeriod && (period === 0 || entry.ticker)) return;
+  if (entry.ticker) clearInterval(entry.ticker);
+  entry.ticker = undefined;
+  entry.tickerPeriod = period;
+  if (period > 0) entry.ticker = setInterval(() => backgroundTick(entry), period);
+}
+
+/**
+ * One proxy_on_tick outside any request. The busy marker tells the pool's
+ * watchdog a timer is running, so a hung tick gets the worker replaced.
+ * Its log lines are not reported anywhere (no request is waiting for them).
+ */
+function backgroundTick(entry: VmEntry): void {
+  const { vm } = entry;
+  if (Date.now() - vm.lastUsed > settings.idleTickStopMs) {
+    if (entry.ticker) clearInterval(entry.ticker);
+    entry.ticker = undefined;
+    return;
+  }
+  busy.set(Activity.BACKGROUND);
+  const saved = vm.recorder;
+  vm.recorder = new Recorder();
+  try {
+    vm.tick();
+    const calls = vm.takeOutgoingCalls();
+    if (calls.length > 0) post({ event: 'calls', vmKey: vm.spec.key, calls });
+  } catch {
+    discard(entry);
+  } finally {
+    vm.recorder = saved;
+    busy.set(Activity.IDLE);
+  }
+}
+
+function evictIdle(): void {
+  const warm = [...vms.values()].filter((e) => !e.fresh && e.vm.streams.size === 0).sort((a, b) => a.vm.lastUsed - b.vm.lastUsed);
+  const excess = [...vms.values()].filter((e) => !e.fresh).length - settings.maxWarmVms;
+  for (const entry of warm.slice(0, Math.max(0, excess))) discard(entry);
+}
