@@ -48,7 +48,10 @@ if ((${#missing[@]} > 0)); then
 fi
 
 # npm packages: install when node_modules is absent or older than the lock file.
+# `npm install`, not `npm ci`: the registry this machine kind reaches lacks the
+# other platforms' optional Wizer binaries, which `npm ci` insists on; install
+# still follows package-lock.json for everything it can fetch.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  npm install --no-audit --no-fund --loglevel=error >&2
 fi
