@@ -5,13 +5,11 @@ import { PlatformError } from '../errors.ts';
 import { runHost } from './exec.ts';
 import { ETC_FROM_HOST, ROOT_ENTRIES, SANDBOX_HOME, SandboxHost, sandboxEnv } from './host.ts';
 import type { SandboxHostOptions } from './host.ts';
-import { runJob } from './job.ts';
+import { runJob, selfTest } from './job.ts';
 import type { Backend, LaunchPlan, RunContext } from './job.ts';
 import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
-import { DEFAULT_LIMITS } from './sandbox.ts';
 import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
 import type { Supervised } from './supervise.ts';
-import { createWorkDir, privateVolumePrefix } from './volume.ts';
 
 /**
  * The default sandbox: bubblewrap, launched as a per-run unprivileged host
@@ -55,17 +53,7 @@ export class BubblewrapSandbox implements Sandbox {
     const version = await runHost(this.bwrap, ['--version']).catch(() => undefined);
     if (!version || version.code !== 0) throw new PlatformError('sandbox_unavailable', `${this.bwrap} not found: install the Debian package bubblewrap`);
     await seccompProgram(this.host.cacheDir);
-    await this.host.prepare();
-    // One real run proves the rest: user namespaces for the pool uids, mounts, cgroups.
-    const workDir = await createWorkDir(this.host.volumesDir, 1024 ** 2, privateVolumePrefix());
-    try {
-      let output = '';
-      const limits: SandboxLimits = { ...DEFAULT_LIMITS, wallMs: 10_000 };
-      const result = await this.run({ command: ['/bin/true'], env: {}, cwd: '/build', workDir: workDir.path, limits, onOutput: (chunk) => (output += chunk.toString()) });
-      if (result.exitCode !== 0) throw new PlatformError('sandbox_unavailable', `bubblewrap self-test failed (exit ${result.exitCode}): ${output.slice(0, 1000)}`);
-    } finally {
-      await workDir.dispose();
-    }
+    await selfTest(this.host, (options) => this.run(options), 'bubblewrap', 10_000);
   }
 
   run(options: SandboxRunOptions): Promise<SandboxResult> {

@@ -4,12 +4,10 @@ import { PlatformError } from '../errors.ts';
 import { runHost } from './exec.ts';
 import { ETC_FROM_HOST, ROOT_ENTRIES, SANDBOX_HOME, SandboxHost, sandboxEnv } from './host.ts';
 import type { SandboxHostOptions } from './host.ts';
-import { runJob } from './job.ts';
+import { runJob, selfTest } from './job.ts';
 import type { Backend, LaunchPlan, RunContext } from './job.ts';
 import { compileNative } from './native.ts';
 import type { Mount, Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
-import { DEFAULT_LIMITS } from './sandbox.ts';
-import { createWorkDir, privateVolumePrefix } from './volume.ts';
 
 /**
  * The stronger sandbox: gVisor's runsc (ptrace platform; KVM hangs on this
@@ -66,16 +64,7 @@ export class GvisorSandbox implements Sandbox {
   async check(): Promise<void> {
     const version = await runHost(this.runsc, ['--version']).catch(() => undefined);
     if (!version || version.code !== 0) throw new PlatformError('sandbox_unavailable', `${this.runsc} not found: install the Debian package runsc`);
-    await this.host.prepare();
-    const workDir = await createWorkDir(this.host.volumesDir, 1024 ** 2, privateVolumePrefix());
-    try {
-      let output = '';
-      const limits: SandboxLimits = { ...DEFAULT_LIMITS, wallMs: 30_000 };
-      const result = await this.run({ command: ['/bin/true'], env: {}, cwd: '/build', workDir: workDir.path, limits, onOutput: (chunk) => (output += chunk.toString()) });
-      if (result.exitCode !== 0) throw new PlatformError('sandbox_unavailable', `gVisor self-test failed (exit ${result.exitCode}): ${output.slice(0, 1000)}`);
-    } finally {
-      await workDir.dispose();
-    }
+    await selfTest(this.host, (options) => this.run(options), 'gVisor', 30_000);
   }
 
   run(options: SandboxRunOptions): Promise<SandboxResult> {

@@ -7,11 +7,12 @@ import type { CgroupReport } from './cgroups.ts';
 import type { SandboxHost } from './host.ts';
 import { handOver } from './ownership.ts';
 import { killUid } from './procs.ts';
+import { DEFAULT_LIMITS } from './sandbox.ts';
 import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
 import { supervise } from './supervise.ts';
 import type { LaunchSpec, Supervised } from './supervise.ts';
 import type { UidLease } from './uids.ts';
-import { isCapped, looksFull, StagedVolume } from './volume.ts';
+import { createWorkDir, isCapped, looksFull, privateVolumePrefix, StagedVolume } from './volume.ts';
 
 /**
  * The run life cycle shared by bubblewrap and gVisor: lease a uid, make the
@@ -229,4 +230,21 @@ async function validate(options: SandboxRunOptions): Promise<void> {
   const stats = await lstat(options.workDir).catch(() => undefined);
   if (!isAbsolute(options.workDir) || !stats?.isDirectory()) problems.push(`workDir ${options.workDir} must be an existing directory (not a symlink)`);
   if (problems.length > 0) throw new PlatformError('sandbox_bad_options', `invalid sandbox run: ${problems.join('; ')}`);
+}
+
+/**
+ * One real run of `/bin/true` proves what a sandbox needs from the host
+ * (user namespaces for the pool uids, mounts, cgroups) before it takes jobs.
+ */
+export async function selfTest(host: SandboxHost, run: (options: SandboxRunOptions) => Promise<SandboxResult>, label: string, wallMs: number): Promise<void> {
+  await host.prepare();
+  const workDir = await createWorkDir(host.volumesDir, 1024 ** 2, privateVolumePrefix());
+  try {
+    let output = '';
+    const limits: SandboxLimits = { ...DEFAULT_LIMITS, wallMs };
+    const result = await run({ command: ['/bin/true'], env: {}, cwd: '/build', workDir: workDir.path, limits, onOutput: (chunk) => (output += chunk.toString()) });
+    if (result.exitCode !== 0) throw new PlatformError('sandbox_unavailable', `${label} self-test failed (exit ${result.exitCode}): ${output.slice(0, 1000)}`);
+  } finally {
+    await workDir.dispose();
+  }
 }
