@@ -30,6 +30,7 @@ import type { SandboxLimits } from '../../src/sandbox/sandbox.ts';
 import type { RunningWorker } from '../../src/worker/worker.ts';
 import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
 import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
+import { uleb } from '../support/wasm.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
 
@@ -105,18 +106,8 @@ async function survivors(marker: string): Promise<string[]> {
 
 /** A minimal valid Wasm module whose only content is a custom section holding `payload`. */
 function wasmWithCustomSection(name: string, payload: Buffer): Buffer {
-  const leb = (value: number): number[] => {
-    const out: number[] = [];
-    do {
-      let byte = value & 0x7f;
-      value >>>= 7;
-      if (value !== 0) byte |= 0x80;
-      out.push(byte);
-    } while (value !== 0);
-    return out;
-  };
-  const body = Buffer.concat([Buffer.from([...leb(name.length)]), Buffer.from(name), payload]);
-  return Buffer.concat([Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x00, ...leb(body.length)]), body]);
+  const body = Buffer.concat([Buffer.from(uleb(Buffer.byteLength(name))), Buffer.from(name), payload]);
+  return Buffer.concat([Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x00, ...uleb(body.length)]), body]);
 }
 
 describe('attack corpus: hostile build scripts through the real pipeline', { timeout: 1_200_000 }, () => {

@@ -2,21 +2,7 @@
  * Hand-assembled modules for the optimize tests: small, and with exactly the
  * behaviour a test needs (an init function that traps, debug sections).
  */
-function uleb(value: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = value & 0x7f;
-    value >>>= 7;
-    if (value !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (value !== 0);
-  return out;
-}
-
-const bytesOf = (text: string) => [...Buffer.from(text, 'utf8')];
-const name = (text: string) => [...uleb(bytesOf(text).length), ...bytesOf(text)];
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+import { name, section, uleb, vector } from '../support/wasm.ts';
 
 const UNREACHABLE = 0x00;
 const END = 0x0b;

@@ -2,7 +2,7 @@
  * Builds tiny, valid Wasm modules for tests of the evaluator and the worker
  * protocol: every exported function has type () -> () and an empty body.
  */
-function uleb(value: number): number[] {
+export function uleb(value: number): number[] {
   const out: number[] = [];
   do {
     let byte = value & 0x7f;
@@ -13,12 +13,12 @@ function uleb(value: number): number[] {
   return out;
 }
 
-const name = (text: string) => {
+export const name = (text: string) => {
   const bytes = [...Buffer.from(text, 'utf8')];
   return [...uleb(bytes.length), ...bytes];
 };
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+export const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+export const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
 
 export function moduleWithExports(functionExports: string[], options: { memory?: boolean; imports?: Array<[string, string]> } = {}): Buffer {
   const imports = options.imports ?? [];
