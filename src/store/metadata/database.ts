@@ -48,8 +48,12 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
 
 export async function openPostgres(url: string): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5_000 });
-  // An idle client losing its server (database restart) must not crash the process.
+  // A client losing its server (database restart) must not crash the
+  // process: idle clients report through the pool, and a client checked out
+  // between two statements of a transaction reports on itself. The failed
+  // statement still rejects; the pool drops the broken client on release.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = drizzlePg(pool, { schema });
   await migratePg(db, { migrationsFolder });
   const listeners = new Set<pg.Client>();
