@@ -57,6 +57,7 @@ export const PROXY_WASM_HOST_FUNCTIONS: readonly string[] = [
   'proxy_get_buffer_status',
   'proxy_set_buffer_bytes',
   'proxy_http_call',
+  'proxy_get_status',
   'proxy_grpc_call',
   'proxy_grpc_stream',
   'proxy_grpc_send',

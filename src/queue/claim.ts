@@ -63,7 +63,11 @@ export async function claimWithWait(
 ): Promise<ClaimedJob | undefined> {
   const deadline = Date.now() + waitMs;
   let wake: (() => void) | undefined;
-  const unlisten = await database.notifier.listen(JOBS_CHANNEL, () => wake?.());
+  const onWake = () => wake?.();
+  const unlisten = await database.notifier.listen(JOBS_CHANNEL, onWake);
+  // One listener for the whole wait: adding one per round would pile up on
+  // the request's signal during a long poll.
+  signal?.addEventListener('abort', onWake);
   try {
     while (true) {
       const claimed = await claimOnce(database, workerId, settings);
@@ -76,11 +80,11 @@ export async function claimWithWait(
           clearTimeout(timer);
           resolve();
         };
-        signal?.addEventListener('abort', wake, { once: true });
       });
       wake = undefined;
     }
   } finally {
+    signal?.removeEventListener('abort', onWake);
     await unlisten();
   }
 }

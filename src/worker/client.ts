@@ -60,13 +60,22 @@ export class WorkerApiClient {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
     if (init.contentType) headers['content-type'] = init.contentType;
     if (init.lease) headers['x-kiln-lease'] = init.lease;
-    const signals = [AbortSignal.timeout(init.timeoutMs ?? 30_000)];
-    if (init.signal) signals.push(init.signal);
+    // One controller per call: the deadline also covers reading the body, and
+    // the caller's signal is unhooked once the answer arrived (AbortSignal.any
+    // would leave a listener on a long-lived signal for every call).
+    const controller = new AbortController();
+    const deadline = setTimeout(() => controller.abort(new Error(`no answer within ${init.timeoutMs ?? 30_000} ms`)), init.timeoutMs ?? 30_000);
+    deadline.unref();
+    const forward = () => controller.abort(init.signal?.reason);
+    init.signal?.addEventListener('abort', forward);
+    if (init.signal?.aborted) forward();
     let response: Response;
     try {
-      response = await fetch(new URL(path, this.baseUrl), { method, headers, body: init.body, signal: AbortSignal.any(signals) });
+      response = await fetch(new URL(path, this.baseUrl), { method, headers, body: init.body, signal: controller.signal });
     } catch (error) {
       throw new ApiUnavailable(`cannot reach the Kiln API at ${this.baseUrl}: ${(error as Error).message}`, { cause: error });
+    } finally {
+      init.signal?.removeEventListener('abort', forward);
     }
     if (response.status === 409) {
       await response.body?.cancel();

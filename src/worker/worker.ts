@@ -86,11 +86,13 @@ async function slotLoop(options: SlotOptions, client: WorkerApiClient, stopping:
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener('abort', done);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
   });
 
 /** Keeps the lease alive and turns a cancel request or a lost lease into an abort. */

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { createLanguages, detectLanguage } from '../../src/languages/index.ts';
 import type { AppKind, BuildContext, LanguageId } from '../../src/languages/language.ts';
 import { manifestFromToml, kindOf, expectedModuleNames } from '../../src/languages/rust/manifest.ts';
+import { DEFAULT_RUST_SDK_DIR } from '../../src/languages/rust/sdk.ts';
 import { parseToml } from '../../src/languages/toml.ts';
 import { DEFAULT_LIMITS } from '../../src/sandbox/sandbox.ts';
 import { ErrorLineFinder, copyOutputSafely, limitReason, runBuild } from '../../src/worker/build-job.ts';
@@ -128,7 +129,8 @@ describe('Rust offline set-up', () => {
     assert.equal(context.lines.filter((line) => line.startsWith('kiln: removed')).length, 3);
     const config = await readFile(join(jobDir, 'cargo-home', 'config.toml'), 'utf8');
     assert.match(config, /replace-with = "kiln-registry"/);
-    assert.match(config, /directory = "\/usr\/share\/cargo\/registry"/);
+    // Always the merged directory source in the job dir: the Kiln SDK crates plus the operator's registry.
+    assert.match(config, /directory = "\/build\/cargo-registry"/);
     assert.match(config, /offline = true/);
   });
 
@@ -171,6 +173,7 @@ describe('Rust offline set-up', () => {
     assert.match(config, /directory = "\/build\/cargo-registry"/);
     assert.deepEqual(createLanguages({ rust: { registryDir: registry } }).rust.mounts(context), [
       { host: registry, sandbox: '/opt/kiln/cargo-registry' },
+      { host: DEFAULT_RUST_SDK_DIR, sandbox: '/opt/kiln/sdk/rust' },
     ]);
   });
 });

@@ -10,6 +10,8 @@ import { mkdtemp, readlink, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { writeAssemblyScriptBodyFilter } from './assemblyscript-body-filter.ts';
+import { createAssemblyScript } from '../../src/languages/assemblyscript/index.ts';
 import { writeOfflineSetup } from '../../src/languages/rust/offline-registry.ts';
 import { DEFAULT_RUST_SDK_DIR, SANDBOX_RUST_SDK_DIR } from '../../src/languages/rust/sdk.ts';
 import { call, startTestKiln } from '../support/kiln.ts';
@@ -35,6 +37,19 @@ describe('the Rust SDK in the offline registry', () => {
       assert.deepEqual(JSON.parse(await readFile(join(DEFAULT_RUST_SDK_DIR, 'kiln-proxy-wasm', '.cargo-checksum.json'), 'utf8')), { files: {} });
     } finally {
       await rm(jobDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the AssemblyScript SDK', () => {
+  it('makes a source importing kiln-proxy-wasm a filter', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'kiln-sdk-as-'));
+    try {
+      await writeAssemblyScriptBodyFilter(directory);
+      const detection = await createAssemblyScript().detect(directory);
+      assert.deepEqual(detection, { language: 'assemblyscript', kind: 'proxy-wasm' });
+    } finally {
+      await rm(directory, { recursive: true, force: true });
     }
   });
 });
@@ -81,11 +96,17 @@ describe('filters on the SDKs, built in the sandbox, on the test bed', { skip, t
   }
 
   const bodyFilters = [
-    { name: 'rust-body-filter', tag: '[rust] ', sdkHeader: 'x-rust-sdk', blockedBy: 'rust-sdk' },
+    { name: 'rust-body-filter', tag: '[rust] ', sdkHeader: 'x-rust-sdk', blockedBy: 'rust-sdk', write: undefined },
+    { name: 'assemblyscript-body-filter', tag: '[as] ', sdkHeader: 'x-as-sdk', blockedBy: 'as-sdk', write: writeAssemblyScriptBodyFilter },
   ];
   for (const filter of bodyFilters) {
     it(`${filter.name}: header and body helpers, properties, a local response`, async () => {
-      const { id } = await deploy(`${FIXTURES}${filter.name}`, filter.name);
+      let source = `${FIXTURES}${filter.name}`;
+      if (filter.write !== undefined) {
+        source = await mkdtemp(join(tmpdir(), 'kiln-sdk-fixture-'));
+        await filter.write(source);
+      }
+      const { id } = await deploy(source, filter.name).finally(() => (filter.write === undefined ? undefined : rm(source, { recursive: true, force: true })));
       const passed = await invoke(id, {
         request: { method: 'POST', path: '/echo', headers: { 'x-remove-me': '1', 'content-type': 'text/plain' }, body: { text: 'payload' } },
         response: { status: 200, headers: { 'content-type': 'text/plain' }, body: { text: 'hello from upstream' } },

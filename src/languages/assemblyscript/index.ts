@@ -12,7 +12,7 @@ import { asAppKind, readKilnToml } from '../kiln-toml.ts';
 import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
 import { tomlString } from '../toml.ts';
 import { ABORT_FUNCTIONS, ABORT_LIBRARY_FILE, ABORT_LIBRARY_SOURCE } from './abort-library.ts';
-import { SANDBOX_NODE_MODULES, compilerMounts, defaultCompilerDir, nodeMounts } from './toolchain.ts';
+import { AS_SDK_PACKAGE, DEFAULT_AS_SDK_DIR, SANDBOX_AS_PACKAGES, SANDBOX_NODE_MODULES, compilerMounts, defaultCompilerDir, nodeMounts, sdkMounts } from './toolchain.ts';
 
 const ENTRY = 'assembly/index.ts';
 const RUNTIMES = ['stub', 'minimal', 'incremental'] as const;
@@ -29,6 +29,8 @@ export interface AssemblyScriptOptions {
   compilerDir?: string;
   /** Node binary run inside the sandbox (default: the one running Kiln). */
   nodePath?: string;
+  /** Host directory of Kiln's AssemblyScript SDK (default: sdk/assemblyscript of this checkout). */
+  sdkDir?: string;
 }
 
 export function createAssemblyScript(options: AssemblyScriptOptions = {}): Language {
@@ -39,7 +41,8 @@ export function createAssemblyScript(options: AssemblyScriptOptions = {}): Langu
     detect,
     prepare,
     // Resolved once, on first use: the compiler's location does not change while Kiln runs.
-    mounts: () => (mounts ??= [...compilerMounts(options.compilerDir ?? defaultCompilerDir()), ...nodeMounts(nodePath)]),
+    mounts: () =>
+      (mounts ??= [...compilerMounts(options.compilerDir ?? defaultCompilerDir()), ...nodeMounts(nodePath), ...sdkMounts(options.sdkDir ?? DEFAULT_AS_SDK_DIR)]),
     steps: (context) => steps(context, nodePath),
     locateOutput,
   };
@@ -70,12 +73,13 @@ async function declaredKind(sourceDir: string): Promise<AppKind | undefined> {
   return typeof kiln === 'object' && kiln !== null && 'kind' in kiln ? asAppKind(kiln.kind) : undefined;
 }
 
-/** Sources that mention a proxy_on_* callback are a filter. */
+/** Sources that mention a proxy_on_* callback or import Kiln's Proxy-Wasm SDK are a filter. */
 async function detectKindFromSources(sourceDir: string): Promise<AppKind> {
   const sources = await listFiles(join(sourceDir, 'assembly'), { accept: (name) => name.endsWith('.ts'), maxFiles: 200 });
+  const sdkImport = new RegExp(`from\\s*["']${AS_SDK_PACKAGE}(/[a-z]+)?["']`);
   for (const source of sources) {
     const text = await readSmallText(join(sourceDir, 'assembly', source));
-    if (text !== undefined && /\bproxy_on_[a-z_]+\b/.test(text)) return 'proxy-wasm';
+    if (text !== undefined && (/\bproxy_on_[a-z_]+\b/.test(text) || sdkImport.test(text))) return 'proxy-wasm';
   }
   return 'wasi-command';
 }
@@ -112,6 +116,9 @@ async function steps(context: BuildContext, nodePath: string): Promise<BuildStep
     `../${KILN_DIR}/asconfig.json`,
     '--lib',
     `../${KILN_DIR}/aslib`,
+    // Kiln's packages (the kiln-proxy-wasm SDK), after the upload's node_modules.
+    '--path',
+    SANDBOX_AS_PACKAGES,
     '-O3',
     '--runtime',
     runtime,

@@ -7,11 +7,29 @@
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Mount } from '../../sandbox/sandbox.ts';
 import { PlatformError } from '../../errors.ts';
 import { SANDBOX_PLATFORM_DIR } from '../paths.ts';
 
 export const SANDBOX_NODE_MODULES = `${SANDBOX_PLATFORM_DIR}/node_modules`;
+
+/**
+ * AssemblyScript packages Kiln provides to every build, found through
+ * `asc --path`: an import of "kiln-proxy-wasm" reads
+ * /opt/kiln/aslib-packages/kiln-proxy-wasm/index.ts. An upload's own
+ * node_modules/<package> is searched first (like a vendored crate).
+ */
+export const SANDBOX_AS_PACKAGES = `${SANDBOX_PLATFORM_DIR}/aslib-packages`;
+export const AS_SDK_PACKAGE = 'kiln-proxy-wasm';
+
+/** Host directory of Kiln's AssemblyScript SDK (sdk/assemblyscript of this checkout). */
+export const DEFAULT_AS_SDK_DIR = fileURLToPath(new URL('../../../sdk/assemblyscript/', import.meta.url)).replace(/\/$/, '');
+
+/** The SDK, mounted read-only as a package on asc's --path. */
+export function sdkMounts(sdkDir: string): Mount[] {
+  return [{ host: sdkDir, sandbox: `${SANDBOX_AS_PACKAGES}/${AS_SDK_PACKAGE}` }];
+}
 
 /** Host directory of Kiln's own `assemblyscript` package. */
 export function defaultCompilerDir(): string {

@@ -10,7 +10,7 @@
  *   - the lock file: Cargo.lock's bytes, or, without one, every Cargo.toml
  *     (cargo resolves the same way from the same manifests and registry);
  *   - the registry: the names and modification times of its crates
- *     (a Debian upgrade changes them);
+ *     (a Debian upgrade changes them), and the content of Kiln's SDK crates;
  *   - vendored crates: every file under vendor/, path and content (a
  *     hand-made crate may carry no checksums for cargo to verify);
  *   - every build.rs outside vendor/: the workspace's own build scripts run
@@ -31,6 +31,7 @@ import type { AppKind, BuildContext } from '../language.ts';
 import { listFiles, readSmallText } from '../files.ts';
 import { parseToml } from '../toml.ts';
 import type { RegistryLocation } from './offline-registry.ts';
+import { sdkFingerprint, type SdkLocation } from './sdk.ts';
 
 const run = promisify(execFile);
 
@@ -57,7 +58,7 @@ function toolchainVersion(inputs: RustCacheInputs): Promise<string> {
   return toolchain;
 }
 
-export async function rustCachePlan(context: BuildContext, registry: RegistryLocation, inputs: RustCacheInputs, kind: AppKind): Promise<CachePlan | { unavailable: string }> {
+export async function rustCachePlan(context: BuildContext, registry: RegistryLocation, inputs: RustCacheInputs, kind: AppKind, sdk?: SdkLocation): Promise<CachePlan | { unavailable: string }> {
   let version: string;
   try {
     version = await toolchainVersion(inputs);
@@ -78,6 +79,7 @@ export async function rustCachePlan(context: BuildContext, registry: RegistryLoc
     kind,
     lock,
     registry: await registryFingerprint(registry.host),
+    sdk: sdk === undefined ? null : await sdkFingerprint(sdk),
     vendor,
     buildScripts: await hashBuildScripts(context.sourceDir),
   };

@@ -14,6 +14,7 @@ import { expectedModuleNames, kindOf, readCargoManifest } from './manifest.ts';
 import { CARGO_HOME_DIR, writeOfflineSetup, type RegistryLocation } from './offline-registry.ts';
 import type { DependencyCaching } from '../../optimize/cache/plan.ts';
 import { rustCachePlan } from './dependency-cache.ts';
+import { DEFAULT_RUST_SDK_DIR, SANDBOX_RUST_SDK_DIR, type SdkLocation } from './sdk.ts';
 
 export const DEFAULT_CARGO_REGISTRY = '/usr/share/cargo/registry';
 const CARGO = '/usr/bin/cargo';
@@ -26,19 +27,22 @@ const RELEASE_DIR = `${TARGET_DIR}/${TARGET}/release`;
 export interface RustOptions {
   /** Host path of a cargo directory source (default: Debian's crates). */
   registryDir?: string;
+  /** Host directory of Kiln's SDK crates (default: sdk/rust of this checkout); mounted read-only in every build. */
+  sdkDir?: string;
 }
 
 /** Rust also supports the dependency cache: `target/` is reused across builds (./dependency-cache.ts). */
 export function createRust(options: RustOptions = {}): Language & DependencyCaching {
   const registry = registryLocation(options.registryDir ?? DEFAULT_CARGO_REGISTRY);
+  const sdk: SdkLocation = { host: options.sdkDir ?? DEFAULT_RUST_SDK_DIR, sandbox: SANDBOX_RUST_SDK_DIR };
   return {
     id: 'rust',
     detect,
-    prepare: (context) => prepare(context, registry),
-    mounts: () => registryMounts(registry),
+    prepare: (context) => prepare(context, registry, sdk),
+    mounts: () => [...registryMounts(registry), { host: sdk.host, sandbox: sdk.sandbox }],
     steps,
     locateOutput,
-    cachePlan: (context) => rustCachePlan(context, registry, { target: TARGET, profile: 'release', rustc: RUSTC, cargo: CARGO }, context.kind),
+    cachePlan: (context) => rustCachePlan(context, registry, { target: TARGET, profile: 'release', rustc: RUSTC, cargo: CARGO }, context.kind, sdk),
   };
 }
 
@@ -56,7 +60,7 @@ function registryMounts(registry: RegistryLocation): Mount[] {
   return registry.host === registry.sandbox ? [] : [{ host: registry.host, sandbox: registry.sandbox }];
 }
 
-async function prepare(context: BuildContext, registry: RegistryLocation): Promise<void> {
+async function prepare(context: BuildContext, registry: RegistryLocation, sdk: SdkLocation): Promise<void> {
   if (!(await isRegularFile(join(context.sourceDir, 'Cargo.toml')))) {
     throw buildFailure('no Cargo.toml at the root of the upload');
   }
@@ -65,7 +69,10 @@ async function prepare(context: BuildContext, registry: RegistryLocation): Promi
     throw new PlatformError('cargo_registry_missing', `the cargo registry ${registry.host} does not exist`);
   }
   await removeIgnoredConfig(context);
-  await writeOfflineSetup(context.jobDir, context.sourceDir, registry, context.log);
+  if (!(await isDirectory(sdk.host))) {
+    throw new PlatformError('rust_sdk_missing', `Kiln's Rust SDK directory ${sdk.host} does not exist`);
+  }
+  await writeOfflineSetup(context.jobDir, context.sourceDir, registry, context.log, sdk);
 }
 
 /**

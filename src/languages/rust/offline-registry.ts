@@ -1,11 +1,12 @@
 /**
  * Cargo runs fully offline: crates.io is replaced by a cargo `directory`
- * source. Cargo accepts exactly one directory per source, so when the
- * upload vendored crates (`cargo vendor` output in `vendor/`) we build a
- * merged directory inside the job dir holding one symlink per crate: the
- * vendored crates plus every crate of the operator's registry that the
- * upload did not vendor itself. The symlinks point at sandbox paths and are
- * only ever resolved inside the sandbox.
+ * source. Cargo accepts exactly one directory per source, so every build
+ * gets a merged directory inside the job dir holding one symlink per crate:
+ * the upload's vendored crates (`cargo vendor` output in `vendor/`), then
+ * Kiln's SDK crates (./sdk.ts, e.g. kiln-proxy-wasm, mounted read-only),
+ * then every crate of the operator's registry; an earlier one wins over a
+ * later one of the same name and version. The symlinks point at sandbox
+ * paths and are only ever resolved inside the sandbox.
  *
  * Each crate of a directory source needs a `.cargo-checksum.json`
  * (`{"files": {...}, "package": "<sha256 of the .crate>"}`). `cargo vendor`
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { buildFailure } from '../failure.ts';
 import { createNewFile, isDirectory, isRegularFile, lstatOrUndefined } from '../files.ts';
 import { readCargoManifest } from './manifest.ts';
+import { listSdkCrates, type SdkLocation } from './sdk.ts';
 
 export interface RegistryLocation {
   /** Host path of the operator's registry (cargo directory source). */
@@ -40,26 +42,24 @@ export const CARGO_HOME_DIR = 'cargo-home';
 const MERGED_REGISTRY_DIR = 'cargo-registry';
 
 /**
- * Writes CARGO_HOME/config.toml (and the merged registry when the upload has
- * vendor/). The only config cargo sees is ours: the upload's .cargo/config*
- * has already been removed, and /build itself holds no .cargo directory.
+ * Writes CARGO_HOME/config.toml and the merged registry. The only config
+ * cargo sees is ours: the upload's .cargo/config* has already been removed,
+ * and /build itself holds no .cargo directory.
  */
 export async function writeOfflineSetup(
   jobDir: string,
   sourceDir: string,
   registry: RegistryLocation,
   log: (line: string) => void,
+  sdk?: SdkLocation,
 ): Promise<OfflineSetup> {
   const cargoHome = join(jobDir, CARGO_HOME_DIR);
   await mkdir(cargoHome, { recursive: true });
   const vendorDir = join(sourceDir, 'vendor');
-  let sandboxDirectory = registry.sandbox;
-  let vendoredCrates = 0;
-  if (await isDirectory(vendorDir)) {
-    vendoredCrates = await buildMergedRegistry(join(jobDir, MERGED_REGISTRY_DIR), vendorDir, registry, log);
-    sandboxDirectory = `/build/${MERGED_REGISTRY_DIR}`;
-    log(`kiln: using ${vendoredCrates} vendored crate(s) from vendor/ together with the offline registry`);
-  }
+  const vendored = await isDirectory(vendorDir);
+  const vendoredCrates = await buildMergedRegistry(join(jobDir, MERGED_REGISTRY_DIR), vendored ? vendorDir : undefined, registry, sdk, log);
+  const sandboxDirectory = `/build/${MERGED_REGISTRY_DIR}`;
+  if (vendored) log(`kiln: using ${vendoredCrates} vendored crate(s) from vendor/ together with the offline registry`);
   await writeFile(join(cargoHome, 'config.toml'), cargoConfig(sandboxDirectory));
   return { cargoHome, sandboxCargoHome: `/build/${CARGO_HOME_DIR}`, sandboxDirectory, vendoredCrates };
 }
@@ -85,12 +85,19 @@ export function cargoConfig(directory: string): string {
 
 async function buildMergedRegistry(
   mergedDir: string,
-  vendorDir: string,
+  vendorDir: string | undefined,
   registry: RegistryLocation,
+  sdk: SdkLocation | undefined,
   log: (line: string) => void,
 ): Promise<number> {
   await mkdir(mergedDir, { recursive: true });
-  const { covered, count } = await linkVendoredCrates(mergedDir, vendorDir, log);
+  const { covered, count } = vendorDir === undefined ? { covered: new Set<string>(), count: 0 } : await linkVendoredCrates(mergedDir, vendorDir, log);
+  // Kiln's SDK crates: a vendored copy of the same version wins; the SDK wins over the registry.
+  for (const crate of sdk === undefined ? [] : await listSdkCrates(sdk)) {
+    if (covered.has(crate.entry)) continue;
+    await symlink(`${sdk?.sandbox ?? ''}/${crate.directory}`, join(mergedDir, crate.entry));
+    covered.add(crate.entry);
+  }
   for (const entry of await readdir(registry.host, { withFileTypes: true })) {
     // A vendored copy of the same crate and version wins over the registry's.
     if (covered.has(entry.name) || !entry.isDirectory()) continue;
