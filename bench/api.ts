@@ -20,6 +20,7 @@ import { pino } from 'pino';
 import { packDirectory } from '../src/archive/pack.ts';
 import { loadConfig } from '../src/config.ts';
 import { startKiln } from '../src/server/serve.ts';
+import { percentile } from './stats.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
 
@@ -103,7 +104,6 @@ function load(url: string, token: string, connections: number): Promise<LoadResu
   });
 }
 
-const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 /** Plays a worker through the internal protocol so one build has ended (no real compile needed to read it). */
 async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: Record<string, string>, appId: string): Promise<string> {

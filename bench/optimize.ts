@@ -26,6 +26,7 @@ import { startWorker } from '../src/worker/worker.ts';
 import { versionForm } from '../test/support/archives.ts';
 import { call, startTestKiln, type TestKiln } from '../test/support/kiln.ts';
 import { waitForBuild } from '../test/support/workers.ts';
+import { median } from './stats.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
 
@@ -81,10 +82,6 @@ async function artifact(t: TestKiln, token: string, versionId: string): Promise<
   return new Uint8Array(answer.raw);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}
 
 /** Median of each phase over SAMPLES fresh processes, as a host answering a real request. */
 async function firstResponse(context: ToolContext, module: Uint8Array, name: string): Promise<StartupTimes> {

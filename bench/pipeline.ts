@@ -27,6 +27,7 @@ import { BASE_DIRECTORIES } from '../src/languages/paths.ts';
 import { createSandbox, createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { startKiln } from '../src/server/serve.ts';
 import { startWorker } from '../src/worker/worker.ts';
+import { median } from './stats.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
 
@@ -41,11 +42,6 @@ const runs = Math.max(1, Number(process.argv[2] ?? 5));
 const example = process.argv[3] ?? 'rust-filter';
 const exampleDir = path.resolve(import.meta.dirname, '../examples', example);
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] ?? NaN) : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
-};
 
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-pipeline-'));

@@ -31,6 +31,7 @@ import { call, startTestKiln } from '../test/support/kiln.ts';
 import type { TestKiln } from '../test/support/kiln.ts';
 import { publish } from '../test/testbed/support.ts';
 import { filterWat, wat } from '../test/testbed/wat.ts';
+import { percentile } from './stats.ts';
 
 const WARM_TARGET_MS = 0.3;
 const FIRST_TARGET_MS = 30;
@@ -85,9 +86,6 @@ const CAT = `(module
     (i32.store (i32.const 4) (i32.load (i32.const 16)))
     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))))`;
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
-}
 
 async function latencies(runs: number, once: () => Promise<void>): Promise<number[]> {
   for (let i = 0; i < Math.min(200, runs); i++) await once();
@@ -146,13 +144,13 @@ async function warmRequests(t: TestKiln, upstream: string, testbed: Testbed): Pr
     const result = await testbed.serveFilter(artifact, plugin, request, {}, 'echo');
     if (result.outcome !== 'ok') throw new Error(result.message);
   });
-  const added = percentile(through, 0.5) - percentile(direct, 0.5);
+  const added = percentile(through, 50) - percentile(direct, 50);
   console.log(`warm request (${warmRuns} sequential, keep-alive)`);
-  console.log(`  upstream alone          p50 ${percentile(direct, 0.5).toFixed(3)} ms   p99 ${percentile(direct, 0.99).toFixed(3)} ms`);
-  console.log(`  through /preview        p50 ${percentile(through, 0.5).toFixed(3)} ms   p99 ${percentile(through, 0.99).toFixed(3)} ms`);
-  console.log(`  added by Kiln + filter  p50 ${added.toFixed(3)} ms   ${(added / WARM_TARGET_MS).toFixed(2)}x the ${WARM_TARGET_MS} ms target (ratio through/alone ${(percentile(through, 0.5) / percentile(direct, 0.5)).toFixed(2)})`);
-  console.log(`  Kiln /healthz (a plain API hop, no filter)  p50 ${percentile(plainHop, 0.5).toFixed(3)} ms`);
-  console.log(`  filter exchange alone   p50 ${percentile(filterOnly, 0.5).toFixed(3)} ms   ${(percentile(filterOnly, 0.5) / WARM_TARGET_MS).toFixed(2)}x the target (no HTTP: worker round trips + callbacks)`);
+  console.log(`  upstream alone          p50 ${percentile(direct, 50).toFixed(3)} ms   p99 ${percentile(direct, 99).toFixed(3)} ms`);
+  console.log(`  through /preview        p50 ${percentile(through, 50).toFixed(3)} ms   p99 ${percentile(through, 99).toFixed(3)} ms`);
+  console.log(`  added by Kiln + filter  p50 ${added.toFixed(3)} ms   ${(added / WARM_TARGET_MS).toFixed(2)}x the ${WARM_TARGET_MS} ms target (ratio through/alone ${(percentile(through, 50) / percentile(direct, 50)).toFixed(2)})`);
+  console.log(`  Kiln /healthz (a plain API hop, no filter)  p50 ${percentile(plainHop, 50).toFixed(3)} ms`);
+  console.log(`  filter exchange alone   p50 ${percentile(filterOnly, 50).toFixed(3)} ms   ${(percentile(filterOnly, 50) / WARM_TARGET_MS).toFixed(2)}x the target (no HTTP: worker round trips + callbacks)`);
 }
 
 async function firstRequests(t: TestKiln): Promise<void> {
@@ -172,10 +170,10 @@ async function firstRequests(t: TestKiln): Promise<void> {
   }
   times.sort((a, b) => a - b);
   compileMs = compileMs.sort((a, b) => a - b);
-  const median = percentile(times, 0.5);
+  const median = percentile(times, 50);
   console.log(`first request after upload of a ${(big.length / 1024 / 1024).toFixed(2)} MB module (${times.length} fresh copies)`);
   console.log(`  median ${median.toFixed(1)} ms   min ${(times[0] ?? NaN).toFixed(1)} ms   max ${(times.at(-1) ?? NaN).toFixed(1)} ms   ${(median / FIRST_TARGET_MS).toFixed(2)}x the ${FIRST_TARGET_MS} ms target`);
-  console.log(`  of which WebAssembly.compile: median ${percentile(compileMs, 0.5).toFixed(1)} ms`);
+  console.log(`  of which WebAssembly.compile: median ${percentile(compileMs, 50).toFixed(1)} ms`);
 }
 
 async function invocations(t: TestKiln, testbed: Testbed): Promise<void> {

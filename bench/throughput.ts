@@ -23,6 +23,7 @@ import { loadConfig } from '../src/config.ts';
 import { createSandbox } from '../src/sandbox/index.ts';
 import { startKiln } from '../src/server/serve.ts';
 import { startWorker, type RunningWorker } from '../src/worker/worker.ts';
+import { median } from './stats.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
 
@@ -33,11 +34,6 @@ const workerCount = Math.max(1, Number(process.argv[3] ?? 2));
 const exampleDir = path.resolve(import.meta.dirname, '../examples/c-function');
 const TERMINAL = ['succeeded', 'failed', 'crashed', 'cancelled'];
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] ?? NaN) : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
-};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<void> {
