@@ -50,6 +50,27 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
     const { database } = services;
     const settings = services.config.queue;
 
+    // Long polls must end, and be over, before the server closes the
+    // database under them: preClose wakes them, onClose waits for them.
+    const shuttingDown = new AbortController();
+    const longPolls = new Set<Promise<unknown>>();
+    app.addHook('preClose', async () => shuttingDown.abort());
+    app.addHook('onClose', async () => {
+      await Promise.allSettled([...longPolls]);
+    });
+
+    /** The job for a worker, or undefined; a job claimed for a worker that left meanwhile is handed back. */
+    const answerClaim = async (workerId: string, waitMs: number, signal: AbortSignal) => {
+      const claimed = await claimWithWait(database, workerId, settings, waitMs, signal);
+      if (!claimed) return undefined;
+      if (signal.aborted) {
+        await releaseClaim(database, claimed.job.id, claimed.job.leaseToken ?? '');
+        return undefined;
+      }
+      await services.logs.appendLine(claimed.build.id, `attempt ${claimed.job.attempt} claimed by worker ${workerId}`);
+      return jobPayload(services, claimed);
+    };
+
     /** The job and its build, if the request's lease is current. */
     const leased = async (request: { params: { jobId: string }; headers: { 'x-kiln-lease': string } }) => {
       const job = await requireLease(database.db, request.params.jobId, request.headers['x-kiln-lease']);
@@ -68,21 +89,24 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
+        const abort = new AbortController();
         // The response socket closing before we answered means the worker
         // left (stopped, killed, timed out); `request.raw` 'close' fires as
         // soon as the body is read, so it cannot tell.
-        const abort = new AbortController();
         reply.raw.on('close', () => {
           if (!reply.raw.writableFinished) abort.abort();
         });
-        const claimed = await claimWithWait(database, request.body.workerId, settings, request.body.waitMs ?? 0, abort.signal);
-        if (!claimed) return reply.status(204).send(null);
-        if (abort.signal.aborted) {
-          await releaseClaim(database, claimed.job.id, claimed.job.leaseToken ?? '');
-          return reply.status(204).send(null);
+        const onShutdown = () => abort.abort();
+        shuttingDown.signal.addEventListener('abort', onShutdown);
+        const work = answerClaim(request.body.workerId, request.body.waitMs ?? 0, abort.signal);
+        longPolls.add(work);
+        try {
+          const job = await work;
+          return job ? reply.status(200).send({ job }) : reply.status(204).send(null);
+        } finally {
+          longPolls.delete(work);
+          shuttingDown.signal.removeEventListener('abort', onShutdown);
         }
-        await services.logs.appendLine(claimed.build.id, `attempt ${claimed.job.attempt} claimed by worker ${request.body.workerId}`);
-        return reply.status(200).send({ job: jobPayload(services, claimed) });
       },
     );
 
