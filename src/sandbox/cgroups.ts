@@ -1,7 +1,7 @@
 import { chown, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { PlatformError } from '../errors.ts';
-import { isAlive } from './procs.ts';
+import { isAlive, killIfStill } from './procs.ts';
 
 /**
  * Per-run cgroup v1 groups (this machine kind mounts v1 hierarchies; its
@@ -203,14 +203,8 @@ export class RunCgroup {
     while (Date.now() < deadline) {
       const members = await this.members();
       if (members.length === 0) return killed;
-      for (const pid of members) {
-        try {
-          process.kill(pid, 'SIGKILL');
-          killed++;
-        } catch {
-          // Already gone.
-        }
-      }
+      const ours = `/${basename(this.dirs.pids)}`;
+      for (const pid of members) if (killIfStill(pid, (proc) => proc.cgroup.split('\n').some((line) => line.endsWith(ours)))) killed++;
       await sleep(5);
     }
     throw new PlatformError('sandbox_unkillable', `processes survive in ${this.dirs.pids} after ${timeoutMs} ms`);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { PlatformError } from '../errors.ts';
 
@@ -34,14 +35,7 @@ export async function killUid(uid: number, timeoutMs = 3000): Promise<number> {
   while (Date.now() < deadline) {
     const pids = await pidsOfUid(uid);
     if (pids.length === 0) return killed;
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-        killed++;
-      } catch {
-        // Gone meanwhile.
-      }
-    }
+    for (const pid of pids) if (killIfStill(pid, (proc) => proc.status.match(/^Uid:\s+(\d+)/m)?.[1] === String(uid))) killed++;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   throw new PlatformError('sandbox_unkillable', `processes of uid ${uid} survive after ${timeoutMs} ms`);
@@ -54,5 +48,30 @@ export function isAlive(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * SIGKILLs `pid` only if it still matches, checked synchronously right
+ * before the signal. Pids are reused (pid_max is 32768 here, and a fork bomb
+ * cycles through them fast): a pid read a moment ago may by now belong to
+ * another process — the worker itself. With no await between the check and
+ * the kill the window is microseconds, far too short for the counter to wrap.
+ */
+export function killIfStill(pid: number, matches: (proc: { status: string; cgroup: string }) => boolean): boolean {
+  let status: string;
+  let cgroup: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return false;
+  }
+  if (/^State:\s+[ZX]/m.test(status) || !matches({ status, cgroup })) return false;
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
   }
 }
