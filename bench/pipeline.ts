@@ -15,21 +15,18 @@
  *
  * Usage: node --import tsx bench/pipeline.ts [runs] [example]   (default 5, rust-filter)
  */
-import { chmod, cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { packDirectory } from '../src/archive/pack.ts';
-import { loadConfig } from '../src/config.ts';
 import { createLanguages } from '../src/languages/index.ts';
 import type { BuildContext } from '../src/languages/language.ts';
 import { BASE_DIRECTORIES } from '../src/languages/paths.ts';
-import { createSandbox, createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
-import { startKiln } from '../src/server/serve.ts';
+import { createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { startWorker } from '../src/worker/worker.ts';
+import { startBenchKiln, type Json } from './harness.ts';
 import { median } from './stats.ts';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
 
 const RATIO_TARGET = 1.15;
 const OVERHEAD_TARGET_MS = 100;
@@ -44,24 +41,9 @@ const exampleDir = path.resolve(import.meta.dirname, '../examples', example);
 
 
 async function main(): Promise<void> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-pipeline-'));
-  // Job dirs must be reachable by the sandbox uids: not inside the private data dir.
-  const workRoot = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-jobs-'));
-  await chmod(workRoot, 0o755);
-  const config = loadConfig({ port: 0, dataDir, workers: 0 }, { KILN_LOG_LEVEL: 'warn' });
-  const logger = pino({ level: 'warn' });
-  const kiln = await startKiln(config, { logger, logRequests: false });
-  const sandbox = createSandbox(config.sandbox);
+  const bench = await startBenchKiln('pipeline');
+  const { kiln, config, logger, sandbox, workRoot, api } = bench;
   const worker = startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: 1, sandbox, workRoot, logger });
-  const ownerToken = (await readFile(path.join(dataDir, 'local-token'), 'utf8')).trim();
-  const api = async (method: string, route: string, body?: BodyInit, json?: unknown): Promise<Json> => {
-    const headers: Record<string, string> = { authorization: `Bearer ${ownerToken}` };
-    if (json !== undefined) headers['content-type'] = 'application/json';
-    const response = await fetch(new URL(route, kiln.url), { method, headers, body: json !== undefined ? JSON.stringify(json) : body });
-    const answer = (await response.json()) as Json;
-    if (response.status >= 400) throw new Error(`${method} ${route}: ${response.status} ${JSON.stringify(answer)}`);
-    return answer;
-  };
 
   try {
     const appId: string = (await api('POST', '/v1/applications', undefined, { name: 'bench-pipeline' })).id;
@@ -177,9 +159,7 @@ async function main(): Promise<void> {
     console.log(`pipeline's own overhead (all phases but cargo and optimize): ${own.toFixed(0)} ms (target ≤ 100 ms: ${own <= 100 ? 'met' : 'not met'})`);
   } finally {
     await worker.stop();
-    await kiln.close();
-    await rm(dataDir, { recursive: true, force: true });
-    await rm(workRoot, { recursive: true, force: true });
+    await bench.dispose();
   }
 }
 

@@ -14,18 +14,13 @@
  *
  * Usage: node --import tsx bench/throughput.ts [builds] [workers]   (default 50, 2)
  */
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { packDirectory } from '../src/archive/pack.ts';
-import { loadConfig } from '../src/config.ts';
-import { createSandbox } from '../src/sandbox/index.ts';
-import { startKiln } from '../src/server/serve.ts';
 import { startWorker, type RunningWorker } from '../src/worker/worker.ts';
+import { startBenchKiln, type Json } from './harness.ts';
 import { median } from './stats.ts';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
 
 const TARGET = 1.1;
 const SINGLE_RUNS = 5;
@@ -37,23 +32,8 @@ const TERMINAL = ['succeeded', 'failed', 'crashed', 'cancelled'];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<void> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-throughput-'));
-  const workRoot = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-jobs-'));
-  // Job dirs must be reachable by the sandbox uids.
-  await chmod(workRoot, 0o755);
-  const config = loadConfig({ port: 0, dataDir, workers: 0 }, { KILN_LOG_LEVEL: 'warn' });
-  const logger = pino({ level: 'warn' });
-  const kiln = await startKiln(config, { logger, logRequests: false });
-  const sandbox = createSandbox(config.sandbox);
-  const ownerToken = (await readFile(path.join(dataDir, 'local-token'), 'utf8')).trim();
-  const api = async (method: string, route: string, body?: BodyInit, json?: unknown): Promise<Json> => {
-    const headers: Record<string, string> = { authorization: `Bearer ${ownerToken}` };
-    if (json !== undefined) headers['content-type'] = 'application/json';
-    const response = await fetch(new URL(route, kiln.url), { method, headers, body: json !== undefined ? JSON.stringify(json) : body });
-    const answer = (await response.json()) as Json;
-    if (response.status >= 400) throw new Error(`${method} ${route}: ${response.status} ${JSON.stringify(answer)}`);
-    return answer;
-  };
+  const bench = await startBenchKiln('throughput');
+  const { kiln, logger, sandbox, workRoot, api } = bench;
   const startWorkers = (): RunningWorker[] =>
     Array.from({ length: workerCount }, (_, index) =>
       startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: 1, sandbox, workRoot, logger, name: `bench-${index}` }),
@@ -127,9 +107,7 @@ async function main(): Promise<void> {
     console.log(`worker utilisation during the drain: ${((busy / (workerCount * total)) * 100).toFixed(1)} % (the rest is claim/report gaps between builds)`);
   } finally {
     await Promise.all(workers.map((worker) => worker.stop()));
-    await kiln.close();
-    await rm(dataDir, { recursive: true, force: true });
-    await rm(workRoot, { recursive: true, force: true });
+    await bench.dispose();
   }
 }
 
