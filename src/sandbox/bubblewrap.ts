@@ -10,6 +10,7 @@ import type { Backend, LaunchPlan, RunContext } from './job.ts';
 import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
 import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
 import type { Supervised } from './supervise.ts';
+import { WarmPool } from './warm-pool.ts';
 
 /**
  * The default sandbox: bubblewrap, launched as a per-run unprivileged host
@@ -26,6 +27,11 @@ import type { Supervised } from './supervise.ts';
 export interface BubblewrapOptions extends SandboxHostOptions {
   /** Default /usr/bin/bwrap. */
   bwrapPath?: string;
+  /**
+   * Prepared sandboxes kept ready (warm-pool.ts; needs cgroups). 0, the
+   * default here, starts every run fresh; `createSandbox` uses DEFAULT_WARM_POOL.
+   */
+  warmPool?: number;
 }
 
 const HOME_TMPFS_MAX = 256 * 1024 ** 2;
@@ -43,10 +49,13 @@ export class BubblewrapSandbox implements Sandbox {
   private readonly host: SandboxHost;
   private readonly bwrap: string;
   private layout?: Promise<RootEntry[]>;
+  private readonly pool?: WarmPool;
 
   constructor(options: BubblewrapOptions = {}) {
     this.host = new SandboxHost(options);
     this.bwrap = options.bwrapPath ?? '/usr/bin/bwrap';
+    const size = options.warmPool ?? 0;
+    if (size > 0) this.pool = new WarmPool({ host: this.host, size, seccompProgram: () => this.seccomp() });
   }
 
   async check(): Promise<void> {
@@ -57,17 +66,43 @@ export class BubblewrapSandbox implements Sandbox {
   }
 
   run(options: SandboxRunOptions): Promise<SandboxResult> {
-    return runJob(this.host, this.backend, options);
+    return runJob(this.host, this.backend, options, this.pool);
   }
 
-  private readonly backend: Backend = { plan: (context) => this.plan(context) };
+  /** Resolves once the warm pool holds its prepared sandboxes (at once without a pool). */
+  async warmUp(): Promise<void> {
+    await this.host.prepare();
+    await this.pool?.fill();
+  }
+
+  /** How many prepared sandboxes are ready, and why the last preparation failed (if it did). */
+  get warmState(): { ready: number; lastError?: unknown } {
+    return { ready: this.pool?.ready ?? 0, lastError: this.pool?.lastError };
+  }
+
+  /** Destroys the prepared sandboxes; runs in progress finish normally. */
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+
+  private readonly backend: Backend = { plan: (context) => this.plan(context), warmPlan: (context) => this.warmPlan(context) };
+
+  private seccomp(): Promise<string> {
+    return seccompProgram(this.host.cacheDir).catch((cause: unknown) => {
+      throw new PlatformError('sandbox_unavailable', `no seccomp filter (install ${SECCOMP_PACKAGES}): ${(cause as Error).message}`, { cause });
+    });
+  }
+
+  /** A prepared slot's launcher holds the seccomp program at SECCOMP_FD, the status pipe at STATUS_FD, and opens the work dir at WORK_FD. */
+  private async warmPlan(context: RunContext): Promise<LaunchPlan> {
+    const [layout, etcDir] = await Promise.all([this.rootLayout(), this.host.etcDir(context.lease.uid, context.lease.gid)]);
+    return this.launchPlan(context, layout, etcDir, [], async () => undefined);
+  }
 
   private async plan(context: RunContext): Promise<LaunchPlan> {
     const { lease } = context;
     const [program, layout, etcDir] = await Promise.all([
-      seccompProgram(this.host.cacheDir).catch((cause: unknown) => {
-        throw new PlatformError('sandbox_unavailable', `no seccomp filter (install ${SECCOMP_PACKAGES}): ${(cause as Error).message}`, { cause });
-      }),
+      this.seccomp(),
       this.rootLayout(),
       this.host.etcDir(lease.uid, lease.gid),
     ]);
@@ -84,10 +119,14 @@ export class BubblewrapSandbox implements Sandbox {
       throw error;
     }
     const [seccomp, work] = handles as [FileHandle, FileHandle];
+    return this.launchPlan(context, layout, etcDir, [seccomp.fd, 'collect', work.fd], cleanup);
+  }
+
+  private launchPlan(context: RunContext, layout: RootEntry[], etcDir: string, extraFds: LaunchPlan['extraFds'], cleanup: () => Promise<void>): LaunchPlan {
     return {
       argv: [this.bwrap, ...bwrapArgs({ layout, etcDir, options: context.options, limits: context.limits }), '--', ...context.options.command],
       asRunUid: true,
-      extraFds: [seccomp.fd, 'collect', work.fd],
+      extraFds,
       // The launcher becomes bwrap, which forks the namespace's init, which forks the command.
       hostPids: (limit) => limit + 2,
       verify: async (result) => (startedCommand(result) ? undefined : 'bubblewrap could not set up the sandbox'),

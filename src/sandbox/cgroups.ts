@@ -142,11 +142,15 @@ export class RunCgroup {
     return group;
   }
 
-  private async setLimits(limits: CgroupLimits): Promise<void> {
+  /** Sets every limit; also used to raise or lower the limits of a group made ahead of its run (warm-pool.ts). */
+  async setLimits(limits: CgroupLimits): Promise<void> {
     const memory = String(Math.floor(limits.memoryBytes));
+    const memsw = join(this.dirs.memory, 'memory.memsw.limit_in_bytes');
+    // memsw ≥ limit must hold at every moment: raising needs memsw first,
+    // lowering needs it after limit_in_bytes. It is absent without swap accounting.
+    await writeFile(memsw, memory).catch(() => undefined);
     await writeFile(join(this.dirs.memory, 'memory.limit_in_bytes'), memory);
-    // memsw ≥ limit must hold, hence after limit_in_bytes; absent without swap accounting.
-    await writeFile(join(this.dirs.memory, 'memory.memsw.limit_in_bytes'), memory).catch(() => undefined);
+    await writeFile(memsw, memory).catch(() => undefined);
     await writeFile(join(this.dirs.pids, 'pids.max'), String(Math.max(1, Math.floor(limits.pids))));
     await writeFile(join(this.dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
     await writeFile(join(this.dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))));

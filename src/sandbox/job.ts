@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat } from 'node:fs/promises';
+import { lstat, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { RunCgroup, runCgroupName } from './cgroups.ts';
@@ -9,9 +9,10 @@ import { handOver } from './ownership.ts';
 import { killUid } from './procs.ts';
 import { DEFAULT_LIMITS } from './sandbox.ts';
 import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
-import { supervise } from './supervise.ts';
+import { supervise, superviseWarm } from './supervise.ts';
 import type { LaunchSpec, Supervised } from './supervise.ts';
 import type { UidLease } from './uids.ts';
+import type { WarmPool, WarmSlot } from './warm-pool.ts';
 import { createWorkDir, isCapped, looksFull, privateVolumePrefix, StagedVolume } from './volume.ts';
 
 /**
@@ -49,22 +50,38 @@ export interface LaunchPlan {
 
 export interface Backend {
   plan(context: RunContext): Promise<LaunchPlan>;
+  /**
+   * The plan for a prepared slot (warm-pool.ts): the same argv, with the
+   * extra fds the slot's launcher already holds (the work dir at the fd
+   * after them). Backends without it always start fresh.
+   */
+  warmPlan?(context: RunContext): Promise<LaunchPlan>;
 }
 
-export async function runJob(host: SandboxHost, backend: Backend, options: SandboxRunOptions): Promise<SandboxResult> {
+type Launch = (context: RunContext, notes: string[]) => Promise<SandboxResult>;
+
+export async function runJob(host: SandboxHost, backend: Backend, options: SandboxRunOptions, pool?: WarmPool): Promise<SandboxResult> {
   await validate(options);
   await host.prepare();
-  const lease = await host.uids.acquire();
+  const slot = backend.warmPlan ? pool?.take() : undefined;
   try {
-    // A reclaimed uid's previous holder died; its processes must not meet ours.
-    if (lease.reclaimed) await killUid(lease.uid);
-    return await runLeased(host, backend, options, lease);
+    if (slot) return await runLeased(host, options, slot.lease, (context, notes) => launchWarm(backend, slot, context, notes));
+    const lease = await host.uids.acquire();
+    try {
+      // A reclaimed uid's previous holder died; its processes must not meet ours.
+      if (lease.reclaimed) await killUid(lease.uid);
+      return await runLeased(host, options, lease, (context, notes) => launch(host, backend, context, notes));
+    } finally {
+      await lease.release();
+    }
   } finally {
-    await lease.release();
+    if (slot) await slot.lease.release();
+    // Prepared after the run, so that preparing never competes with the run it would serve.
+    void pool?.fill();
   }
 }
 
-async function runLeased(host: SandboxHost, backend: Backend, options: SandboxRunOptions, lease: UidLease): Promise<SandboxResult> {
+async function runLeased(host: SandboxHost, options: SandboxRunOptions, lease: UidLease, start: Launch): Promise<SandboxResult> {
   const notes: string[] = [];
   const limits = options.limits;
   let staged: StagedVolume | undefined;
@@ -84,7 +101,7 @@ async function runLeased(host: SandboxHost, backend: Backend, options: SandboxRu
   try {
     await handOver(volume, lease.uid, lease.gid);
     const context: RunContext = { id: randomBytes(6).toString('hex'), options, limits, lease, volume };
-    const result = await launch(host, backend, context, notes);
+    const result = await start(context, notes);
     succeeded = true;
     return result;
   } finally {
@@ -122,22 +139,58 @@ async function launch(host: SandboxHost, backend: Backend, context: RunContext, 
       onOutput: context.options.onOutput,
       sweep: () => sweep(active, lease.uid),
     });
-    if (!supervised.launched && supervised.stopped === undefined) {
-      throw new PlatformError('sandbox_start_failed', `the sandbox launcher failed: ${supervised.tail.trim().slice(-1500) || 'no output'}`);
-    }
-    if (supervised.consumerError !== undefined) {
-      throw new PlatformError('sandbox_output_failed', `the output consumer failed: ${String(supervised.consumerError)}`, { cause: supervised.consumerError });
-    }
-    const report = await cgroup?.report();
-    const explained = supervised.stopped !== undefined || (report !== undefined && (report.oomKills > 0 || report.pidsRefused > 0));
-    const failure = explained ? undefined : await plan.verify(supervised);
-    if (failure) throw new PlatformError('sandbox_start_failed', `${failure}: ${supervised.tail.trim().slice(-1500)}`);
-    return await classify(context, plan, supervised, report, notes);
+    return await conclude(context, plan, supervised, cgroup, notes);
   } finally {
     await sweep(cgroup, lease.uid);
     await cgroup?.remove();
     await plan.cleanup();
   }
+}
+
+/**
+ * The same run in a prepared slot: the groups get this run's limits, the
+ * request goes to the waiting launcher, and from there everything is as in
+ * launch(): same watch, same verdict, same sweep and removal of the groups.
+ */
+async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext, notes: string[]): Promise<SandboxResult> {
+  const { limits } = context;
+  const plan = await (backend.warmPlan as NonNullable<Backend['warmPlan']>)(context);
+  try {
+    const request = [context.volume, ...plan.argv];
+    if (request.some((arg) => arg.includes('\0'))) throw new PlatformError('sandbox_bad_options', 'a sandbox argument contains a NUL byte');
+    await slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) });
+    await writeFile(slot.requestFile, request.map((arg) => `${arg}\0`).join(''), { mode: 0o600 });
+    const supervised = await superviseWarm(slot.launcher, {
+      wallMs: limits.wallMs,
+      logBytes: limits.logBytes,
+      signal: context.options.signal,
+      onOutput: context.options.onOutput,
+      sweep: () => sweep(slot.cgroup, slot.lease.uid),
+    });
+    return await conclude(context, plan, supervised, slot.cgroup, notes);
+  } finally {
+    try {
+      await sweep(slot.cgroup, slot.lease.uid);
+      await slot.cgroup.remove();
+    } finally {
+      await rm(slot.requestFile, { force: true });
+      await plan.cleanup();
+    }
+  }
+}
+
+async function conclude(context: RunContext, plan: LaunchPlan, supervised: Supervised, cgroup: RunCgroup | undefined, notes: string[]): Promise<SandboxResult> {
+  if (!supervised.launched && supervised.stopped === undefined) {
+    throw new PlatformError('sandbox_start_failed', `the sandbox launcher failed: ${supervised.tail.trim().slice(-1500) || 'no output'}`);
+  }
+  if (supervised.consumerError !== undefined) {
+    throw new PlatformError('sandbox_output_failed', `the output consumer failed: ${String(supervised.consumerError)}`, { cause: supervised.consumerError });
+  }
+  const report = await cgroup?.report();
+  const explained = supervised.stopped !== undefined || (report !== undefined && (report.oomKills > 0 || report.pidsRefused > 0));
+  const failure = explained ? undefined : await plan.verify(supervised);
+  if (failure) throw new PlatformError('sandbox_start_failed', `${failure}: ${supervised.tail.trim().slice(-1500)}`);
+  return await classify(context, plan, supervised, report, notes);
 }
 
 /**

@@ -70,4 +70,6 @@ export interface Sandbox {
   /** Throws a PlatformError when the sandbox cannot work on this host. */
   check(): Promise<void>;
   run(options: SandboxRunOptions): Promise<SandboxResult>;
+  /** Releases what the sandbox keeps between runs (prepared sandboxes); runs in progress are not affected. */
+  close?(): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 
 /**
@@ -87,7 +88,110 @@ export function launcherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' 
 }
 
 export function supervise(spec: LaunchSpec, watch: WatchOptions): Promise<Supervised> {
-  return new Promise((resolve) => new Watcher(spec, watch, resolve).start());
+  return new Promise((resolve) => new Watcher(watch, resolve).start(() => spawnLauncher(launcherScript(spec), spec, 'ignore', spec.uid, spec.gid), spec.extraFds));
+}
+
+/**
+ * A launcher started ahead of its run (warm-pool.ts): already inside its
+ * cgroups with its rlimits lowered and every foreign descriptor closed, it
+ * blocks reading its stdin until the run's request arrives.
+ *
+ * It stays root until the last exec, because the request names the work dir
+ * and the run's uid may have no search permission on its parents: root opens
+ * it as WARM_WORK_FD, then `setpriv` drops to the run's uid (and no
+ * supplementary groups, as spawn() with a uid does) and execs the sandbox
+ * program. From there on the process is what `supervise` would have started.
+ */
+export interface WarmLaunchSpec {
+  /** Host credentials of the sandbox program. */
+  uid: number;
+  gid: number;
+  cgroupProcs: string[];
+  ulimits: Array<[string, number]>;
+  extraFds: Array<number | 'collect'>;
+  /** Root-only file the request is written to: the work dir, then the argv, NUL-separated. */
+  requestFile: string;
+}
+
+/** Where the warm launcher opens the request's work dir (right after the extra fds). */
+export function warmWorkFd(spec: Pick<WarmLaunchSpec, 'extraFds'>): number {
+  return FIRST_EXTRA_FD + spec.extraFds.length;
+}
+
+export function warmLauncherScript(spec: Pick<WarmLaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds' | 'uid' | 'gid'>): string {
+  const lastFd = FIRST_EXTRA_FD + spec.extraFds.length - 1;
+  const lines = [
+    'set -e',
+    `for fd in /proc/$$/fd/*; do fd=\${fd##*/}; if [ "$fd" -gt ${lastFd} ]; then eval "exec $fd>&-"; fi; done`,
+  ];
+  spec.cgroupProcs.forEach((_, index) => lines.push(`echo $$ > "$${index + 1}"`));
+  lines.push(`request_file=$${spec.cgroupProcs.length + 1}`);
+  for (const [flag, value] of spec.ulimits) lines.push(`ulimit ${flag} ${Math.floor(value)}`);
+  // EOF (the pool closed, or the service died) ends the launcher without running anything.
+  lines.push(`printf W >&${LAUNCH_STATUS_FD}`, 'IFS= read -r go || exit 0', '[ "$go" = run ] || exit 0');
+  lines.push('mapfile -d "" -t request < "$request_file"');
+  lines.push(`exec ${warmWorkFd(spec)}<"\${request[0]}" 0</dev/null`);
+  lines.push(`printf L >&${LAUNCH_STATUS_FD}`, `exec ${LAUNCH_STATUS_FD}>&-`);
+  lines.push(`exec /usr/bin/setpriv --reuid=${Math.floor(spec.uid)} --regid=${Math.floor(spec.gid)} --clear-groups -- "\${request[@]:1}" 2>&1`);
+  return lines.join('\n');
+}
+
+/** A started warm launcher; `exit` is set if it died while waiting. */
+export interface WarmLauncher {
+  readonly child: ChildProcess;
+  readonly extraFds: Array<number | 'collect'>;
+  readonly exit?: { code: number | null; signal: string | null };
+}
+
+/** Starts a warm launcher that does not keep the event loop alive while it waits. */
+export function startWarmLauncher(spec: WarmLaunchSpec): WarmLauncher {
+  const child = spawnLauncher(warmLauncherScript(spec), { ...spec, argv: [spec.requestFile] }, 'pipe', undefined, undefined);
+  const launcher: { child: ChildProcess; extraFds: Array<number | 'collect'>; exit?: { code: number | null; signal: string | null } } = { child, extraFds: spec.extraFds };
+  child.on('exit', (code, signal) => (launcher.exit = { code, signal }));
+  child.on('error', () => (launcher.exit ??= { code: null, signal: null }));
+  setHeld(child, false);
+  return launcher;
+}
+
+/**
+ * Runs the request in a warm launcher and watches it exactly like `supervise`
+ * (same wall clock, log cap, cancel and sweep). The caller wrote the request
+ * file; the launcher reads it once told to go.
+ */
+export function superviseWarm(launcher: WarmLauncher, watch: WatchOptions): Promise<Supervised> {
+  return new Promise((resolve) =>
+    new Watcher(watch, resolve).start(() => {
+      setHeld(launcher.child, true);
+      launcher.child.stdin?.on('error', () => undefined);
+      launcher.child.stdin?.end('run\n');
+      return launcher.child;
+    }, launcher.extraFds),
+  );
+}
+
+function spawnLauncher(script: string, spec: Pick<LaunchSpec, 'cgroupProcs' | 'argv' | 'extraFds'>, stdin: 'ignore' | 'pipe', uid: number | undefined, gid: number | undefined): ChildProcess {
+  return spawn('/bin/bash', ['--norc', '--noprofile', '-c', script, 'kiln-launch', ...spec.cgroupProcs, ...spec.argv], {
+    detached: true,
+    uid,
+    gid,
+    // Nothing of the service's environment (tokens, secrets) reaches the
+    // launcher, not even the service's working directory (bash would
+    // export it as PWD, visible to the sandbox in /proc/1/environ).
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    cwd: '/',
+    stdio: [stdin, 'pipe', 'pipe', 'pipe', ...spec.extraFds.map((fd) => (fd === 'collect' ? 'pipe' : fd))],
+  });
+}
+
+/** An idle warm launcher must not keep the service (or a test) from exiting. */
+function setHeld(child: ChildProcess, held: boolean): void {
+  if (held) child.ref();
+  else child.unref();
+  for (const stream of child.stdio) {
+    const socket = stream as Partial<Socket> | null;
+    if (held) socket?.ref?.();
+    else socket?.unref?.();
+  }
 }
 
 class Watcher {
@@ -105,33 +209,22 @@ class Watcher {
   private consumerError?: unknown;
 
   constructor(
-    private readonly spec: LaunchSpec,
     private readonly watch: WatchOptions,
     private readonly done: (result: Supervised) => void,
   ) {}
 
-  start(): void {
+  start(launch: () => ChildProcess, extraFds: Array<number | 'collect'>): void {
     if (this.watch.signal?.aborted) {
       this.stopped = 'cancel';
       this.finish();
       return;
     }
-    const child = spawn('/bin/bash', ['--norc', '--noprofile', '-c', launcherScript(this.spec), 'kiln-launch', ...this.spec.cgroupProcs, ...this.spec.argv], {
-      detached: true,
-      uid: this.spec.uid,
-      gid: this.spec.gid,
-      // Nothing of the service's environment (tokens, secrets) reaches the
-      // launcher, not even the service's working directory (bash would
-      // export it as PWD, visible to the sandbox in /proc/1/environ).
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...this.spec.extraFds.map((fd) => (fd === 'collect' ? 'pipe' : fd))],
-    });
+    const child = launch();
     this.child = child;
     child.stdout?.on('data', (chunk: Buffer) => this.output(chunk));
     child.stderr?.on('data', (chunk: Buffer) => this.output(chunk));
     this.readAll(child.stdio[LAUNCH_STATUS_FD], (text) => (this.launched = text.includes('L')));
-    this.spec.extraFds.forEach((fd, index) => {
+    extraFds.forEach((fd, index) => {
       if (fd === 'collect') this.readAll(child.stdio[FIRST_EXTRA_FD + index], (text) => this.collected.set(index, text));
     });
     child.on('error', () => this.finish());
