@@ -148,12 +148,17 @@ export class RunCgroup {
     const memsw = join(this.dirs.memory, 'memory.memsw.limit_in_bytes');
     // memsw ≥ limit must hold at every moment: raising needs memsw first,
     // lowering needs it after limit_in_bytes. It is absent without swap accounting.
-    await writeFile(memsw, memory).catch(() => undefined);
-    await writeFile(join(this.dirs.memory, 'memory.limit_in_bytes'), memory);
-    await writeFile(memsw, memory).catch(() => undefined);
-    await writeFile(join(this.dirs.pids, 'pids.max'), String(Math.max(1, Math.floor(limits.pids))));
-    await writeFile(join(this.dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
-    await writeFile(join(this.dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))));
+    // The controllers are independent: their writes run side by side (each is a thread-pool round trip).
+    const setMemory = async (): Promise<void> => {
+      await writeFile(memsw, memory).catch(() => undefined);
+      await writeFile(join(this.dirs.memory, 'memory.limit_in_bytes'), memory);
+      await writeFile(memsw, memory).catch(() => undefined);
+    };
+    const setCpu = async (): Promise<void> => {
+      await writeFile(join(this.dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      await writeFile(join(this.dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))));
+    };
+    await Promise.all([setMemory(), writeFile(join(this.dirs.pids, 'pids.max'), String(Math.max(1, Math.floor(limits.pids)))), setCpu()]);
   }
 
   /** The files the launcher writes its own pid into, one per hierarchy. */
@@ -189,10 +194,8 @@ export class RunCgroup {
   /** Pids currently in any of the groups. */
   async members(): Promise<number[]> {
     const pids = new Set<number>();
-    for (const file of this.procsFiles) {
-      const text = await readFile(file, 'utf8').catch(() => '');
-      for (const line of text.split('\n')) if (line) pids.add(Number(line));
-    }
+    const texts = await Promise.all(this.procsFiles.map((file) => readFile(file, 'utf8').catch(() => '')));
+    for (const text of texts) for (const line of text.split('\n')) if (line) pids.add(Number(line));
     return [...pids];
   }
 

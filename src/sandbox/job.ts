@@ -158,8 +158,10 @@ async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext,
   try {
     const request = [context.volume, ...plan.argv];
     if (request.some((arg) => arg.includes('\0'))) throw new PlatformError('sandbox_bad_options', 'a sandbox argument contains a NUL byte');
-    await slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) });
-    await writeFile(slot.requestFile, request.map((arg) => `${arg}\0`).join(''), { mode: 0o600 });
+    await Promise.all([
+      slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) }),
+      writeFile(slot.requestFile, request.map((arg) => `${arg}\0`).join(''), { mode: 0o600 }),
+    ]);
     const supervised = await superviseWarm(slot.launcher, {
       wallMs: limits.wallMs,
       logBytes: limits.logBytes,

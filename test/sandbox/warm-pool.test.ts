@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BubblewrapSandbox } from '../../src/sandbox/bubblewrap.ts';
+import { probeCgroups } from '../../src/sandbox/cgroups.ts';
+import { createWorkDir } from '../../src/sandbox/volume.ts';
+import { compilePrograms, sh, survivors } from './helpers.ts';
+import type { Captured, Programs, ShOptions } from './helpers.ts';
+
+/**
+ * A sandbox from the warm pool must be exactly as isolated as a fresh one.
+ * Each case runs in a pooled slot (checked: the pool shrinks by one) right
+ * after another run that tried to leave something behind.
+ */
+const UID_BASE = 216_000;
+const UID_POOL = 6;
+
+let root: string;
+let warm: BubblewrapSandbox;
+let fresh: BubblewrapSandbox;
+let programs: Programs;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'kiln-warm-test-'));
+  await chmod(root, 0o755);
+  const options = { stateDir: join(root, 'state'), uidBase: UID_BASE, uidPoolSize: UID_POOL };
+  warm = new BubblewrapSandbox({ ...options, warmPool: 2 });
+  fresh = new BubblewrapSandbox(options);
+  await warm.check();
+  programs = await compilePrograms();
+});
+
+after(async () => {
+  await warm?.close();
+  await programs?.dispose();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Runs `script` in a fresh capped work dir through a slot of the warm pool (asserting that it was one). */
+async function pooled(script: string, extra: ShOptions = {}): Promise<Captured> {
+  await warm.warmUp();
+  const before = warm.warmState.ready;
+  assert.equal(before, 2, `the pool is not ready: ${String(warm.warmState.lastError)}`);
+  const work = await createWorkDir(root, 64 * 1024 ** 2);
+  try {
+    const captured = await sh(warm, work.path, script, extra);
+    assert.equal(warm.warmState.ready, before - 1, 'the run did not take a prepared slot');
+    return captured;
+  } finally {
+    await work.dispose();
+  }
+}
+
+async function ourCgroups(): Promise<string[]> {
+  const probe = await probeCgroups();
+  if (!probe.ok) return [];
+  return (await readdir(probe.parents.pids)).filter((name) => name.startsWith(`kiln-${process.pid}-`));
+}
+
+describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
+  test('runs as an unprivileged pool uid with no supplementary groups, a different uid than the run before', async () => {
+    const first = await pooled('id -u; id -G');
+    const second = await pooled('id -u; id -G');
+    for (const run of [first, second]) {
+      assert.equal(run.result.exitCode, 0, run.output);
+      const [uid, groups] = run.output.trim().split('\n');
+      assert.ok(Number(uid) >= UID_BASE && Number(uid) < UID_BASE + UID_POOL, `uid ${uid} is not a pool uid`);
+      assert.equal(groups, uid, 'only the primary group');
+    }
+    assert.notEqual(first.output.split('\n')[0], second.output.split('\n')[0]);
+  });
+
+  test('nothing of the previous run is left: files in /build, /tmp, $HOME, /dev/shm, or processes', async () => {
+    const planted = await pooled('echo x > /build/left; echo x > /tmp/left; echo x > "$HOME/left"; echo x > /dev/shm/left; setsid nohup sleep 1000 >/dev/null 2>&1 & sleep 0.2; echo planted');
+    assert.equal(planted.result.exitCode, 0, planted.output);
+    const next = await pooled('ls -A /build /tmp "$HOME" /dev/shm; ps -e -o comm= 2>/dev/null || ls /proc | grep -c "^[0-9]"');
+    assert.equal(next.result.exitCode, 0, next.output);
+    assert.doesNotMatch(next.output, /left/);
+    assert.doesNotMatch(next.output, /sleep/);
+    assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
+  });
+
+  test('limits are this run\'s own: a tight pids limit binds, and the next run with a loose one is not refused', async () => {
+    const bomb = await pooled('while :; do sleep 100 & done', { limits: { pids: 16 } });
+    assert.equal(bomb.result.limitHit, 'pids', JSON.stringify(bomb.result));
+    const next = await pooled('for i in $(seq 40); do sleep 1 & done; wait; echo done', { limits: { pids: 64 } });
+    assert.equal(next.result.exitCode, 0, next.output);
+    assert.equal(next.result.limitHit, undefined);
+    assert.deepEqual(next.result.notes, [], 'counters of the previous run leaked into this one');
+  });
+
+  test('a memory limit binds, and the next run can use more than that limit', async () => {
+    const eat = await pooled('/opt/attack/eatmem', { mounts: [{ host: programs.dir, sandbox: '/opt/attack' }], limits: { memoryBytes: 96 * 1024 ** 2 } });
+    assert.equal(eat.result.limitHit, 'memory', `${JSON.stringify(eat.result)} ${eat.output}`);
+    // 160 MiB in /tmp is charged to the memory cgroup: above the previous run's limit, below this one's.
+    const next = await pooled('head -c 167772160 /dev/zero > /tmp/fill && echo filled', { limits: { memoryBytes: 512 * 1024 ** 2, diskBytes: 256 * 1024 ** 2 } });
+    assert.equal(next.result.exitCode, 0, `${JSON.stringify(next.result)} ${next.output}`);
+    assert.match(next.output, /filled/);
+    assert.deepEqual(next.result.notes, []);
+  });
+
+  test('the seccomp filter refuses exactly what it refuses in a fresh sandbox', async () => {
+    const mounts = [{ host: programs.dir, sandbox: '/opt/attack' }];
+    const pooledRun = await pooled('/opt/attack/probe', { mounts });
+    const work = await createWorkDir(root, 64 * 1024 ** 2);
+    try {
+      const freshRun = await sh(fresh, work.path, '/opt/attack/probe', { mounts });
+      assert.equal(pooledRun.result.exitCode, 0, pooledRun.output);
+      assert.equal(freshRun.result.exitCode, 0, freshRun.output);
+      assert.match(pooledRun.output, /ptrace=EPERM/);
+      assert.equal(pooledRun.output, freshRun.output);
+    } finally {
+      await work.dispose();
+    }
+  });
+
+  test('a launcher that died while waiting is not used: the run starts fresh and succeeds', async () => {
+    await warm.warmUp();
+    const groups = await ourCgroups();
+    assert.ok(groups.length >= 2, 'the prepared slots have their groups');
+    // Kill every idle launcher: each is the only member of its slot's groups.
+    const probe = await probeCgroups();
+    assert.ok(probe.ok);
+    for (const name of groups) {
+      for (const pid of (await readFile(join(probe.parents.pids, name, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const work = await createWorkDir(root, 64 * 1024 ** 2);
+    try {
+      const run = await sh(warm, work.path, 'echo alive');
+      assert.equal(run.result.exitCode, 0, run.output);
+      assert.match(run.output, /alive/);
+    } finally {
+      await work.dispose();
+    }
+  });
+
+  test('close() leaves no launcher, group or lease behind', async () => {
+    await warm.warmUp();
+    await warm.close();
+    assert.equal(warm.warmState.ready, 0);
+    assert.deepEqual(await ourCgroups(), []);
+    assert.deepEqual(await readdir(join(root, 'state', 'uids')).then((names) => names.filter((name) => name.startsWith('uid-'))), []);
+  });
+});
