@@ -29,11 +29,13 @@ export async function startBenchKiln(name: string): Promise<BenchKiln> {
   const logger = pino({ level: 'warn' });
   const kiln = await startKiln(config, { logger, logRequests: false });
   const ownerToken = (await readFile(path.join(dataDir, 'local-token'), 'utf8')).trim();
+  // The workers' sandbox as `kiln serve` makes it: with its warm pool.
+  const sandbox = createSandbox(config.sandbox, { warmPool: config.sandboxWarmPool });
   return {
     kiln,
     config,
     logger,
-    sandbox: createSandbox(config.sandbox),
+    sandbox,
     workRoot,
     async api(method, route, body, json) {
       const headers: Record<string, string> = { authorization: `Bearer ${ownerToken}` };
@@ -44,6 +46,7 @@ export async function startBenchKiln(name: string): Promise<BenchKiln> {
       return answer;
     },
     async dispose() {
+      await sandbox.close?.();
       await kiln.close();
       await rm(dataDir, { recursive: true, force: true });
       await rm(workRoot, { recursive: true, force: true });

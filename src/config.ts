@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { DEFAULT_LIMITS, type SandboxLimits } from './sandbox/sandbox.ts';
+import { DEFAULT_WARM_POOL } from './sandbox/warm-pool.ts';
 import { DEFAULT_QUEUE_SETTINGS, type QueueSettings } from './queue/jobs.ts';
 import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from './archive/limits.ts';
 import type { ObjectStoreConfig } from './store/objects/index.ts';
@@ -16,6 +17,8 @@ export interface KilnConfig {
   /** Local workers `kiln serve` starts (they use the HTTP worker protocol). */
   localWorkers: number;
   sandbox: 'bubblewrap' | 'gvisor';
+  /** Prepared bubblewrap sandboxes each worker process keeps ready (KILN_SANDBOX_WARM_POOL; 0: start each run fresh). */
+  sandboxWarmPool: number;
   buildLimits: SandboxLimits;
   archiveLimits: ArchiveLimits;
   queue: QueueSettings;
@@ -89,6 +92,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     objects: objectStoreConfig(env, dataDir),
     localWorkers: overrides.workers ?? integer(env, 'KILN_WORKERS', 2),
     sandbox,
+    sandboxWarmPool: integer(env, 'KILN_SANDBOX_WARM_POOL', DEFAULT_WARM_POOL),
     buildLimits: {
       wallMs: integer(env, 'KILN_BUILD_TIMEOUT_MS', DEFAULT_LIMITS.wallMs, 1000),
       memoryBytes: integer(env, 'KILN_BUILD_MEMORY_BYTES', DEFAULT_LIMITS.memoryBytes, 64 * 1024 ** 2),

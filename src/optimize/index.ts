@@ -9,6 +9,7 @@ export { DependencyCacheStore } from './cache/store.ts';
 export type { DependencyCacheOptions } from './cache/store.ts';
 export type { CacheReport } from './cache/build-cache.ts';
 export { OptimizeCancelled } from './tool-run.ts';
+export { OPTIMIZE_CACHE_MAX_BYTES, OptimizeResultCache } from './result-cache.ts';
 export { measureStartup, isStartupTimes } from './startup.ts';
 export type { StartupMeasurement, StartupTimes } from './startup.ts';
 export { stripCustomSections } from './strip.ts';

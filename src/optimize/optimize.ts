@@ -23,6 +23,7 @@ import type { OptimizeOptions } from '../store/metadata/schema.ts';
 import { inspectModule, type ModuleInfo } from '../wasm/inspect.ts';
 import { checkKind, type AppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
+import { OptimizeResultCache } from './result-cache.ts';
 import { isStartupTimes, measureStartup, type StartupMeasurement } from './startup.ts';
 import { stripCustomSections } from './strip.ts';
 import { OptimizeCancelled, putFile, takeFile, type ToolContext, type ToolOutcome } from './tool-run.ts';
@@ -57,6 +58,8 @@ export interface OptimizeReport {
   startupSpeedup?: number;
   /** optimized bytes / original bytes. */
   sizeRatio?: number;
+  /** True when this is the earlier result for the same module, options and tools (result-cache.ts). */
+  reused?: boolean;
 }
 
 /** What goes into `build.details` (see docs/decisions/0005). */
@@ -93,6 +96,8 @@ export interface OptimizeInput {
    * stage then costs nothing (no volume, no sandbox run).
    */
   measure?: boolean;
+  /** Results reused by input hash, per owner namespace; absent: always optimize. */
+  cache?: { store: OptimizeResultCache<OptimizeDetails>; namespace: string };
 }
 
 /** Tool output beyond this is cut (a chatty Wizer init must not flood the log). */
@@ -110,13 +115,28 @@ export async function optimizeArtifact(input: OptimizeInput): Promise<OptimizeRe
   if (!wantsWork(input)) {
     return { details: { variants: { original: { bytes: input.original.length, startup: null } }, optimize: { steps: [], served: 'original' } } };
   }
+  const key = input.cache && OptimizeResultCache.key({ ...input, measure: input.measure ?? anyRequested(input.options), namespace: input.cache.namespace });
+  const reused = key === undefined ? undefined : input.cache?.store.get(key);
+  if (reused) {
+    reused.details.optimize.reused = true;
+    input.log(`\n==> optimize: ${describeOptions(input.options)}\nkiln: optimize: same module, options and tools as an earlier build: reusing its result`);
+    return reused;
+  }
   const volume = await createWorkDir(input.workRoot, input.limits.diskBytes, 'optimize');
   try {
     const context: ToolContext = { sandbox: input.sandbox, volume: volume.path, limits: { ...input.limits, logBytes: Math.min(input.limits.logBytes, TOOL_LOG_BYTES) }, onOutput: input.onOutput, signal: input.signal };
-    return await optimizeIn(context, input);
+    const result = await optimizeIn(context, input);
+    if (key !== undefined && isClean(result.details)) input.cache?.store.set(key, result);
+    return result;
   } finally {
     await volume.dispose().catch(() => undefined);
   }
+}
+
+/** Worth reusing: no step failed and every requested start-up was measured. */
+function isClean(details: OptimizeDetails): boolean {
+  const variants = [details.variants.original, details.variants.optimized].filter((variant) => variant !== undefined);
+  return details.optimize.steps.every((step) => step.status !== 'failed') && variants.every((variant) => variant.startup === null || isStartupTimes(variant.startup));
 }
 
 async function optimizeIn(context: ToolContext, input: OptimizeInput): Promise<OptimizeResult> {

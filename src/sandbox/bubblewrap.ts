@@ -29,7 +29,7 @@ export interface BubblewrapOptions extends SandboxHostOptions {
   bwrapPath?: string;
   /**
    * Prepared sandboxes kept ready (warm-pool.ts; needs cgroups). 0, the
-   * default here, starts every run fresh; `createSandbox` uses DEFAULT_WARM_POOL.
+   * default here, starts every run fresh; the services use KILN_SANDBOX_WARM_POOL.
    */
   warmPool?: number;
 }

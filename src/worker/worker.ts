@@ -10,7 +10,7 @@ import { extractArchive } from '../archive/extract.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from '../archive/limits.ts';
 import { errorMessage, UserError } from '../errors.ts';
 import type { AppKind, LanguageId } from '../languages/language.ts';
-import { DependencyCacheStore, optimizeSafely, type DependencyCacheOptions } from '../optimize/index.ts';
+import { DependencyCacheStore, OptimizeResultCache, optimizeSafely, type DependencyCacheOptions, type OptimizeDetails } from '../optimize/index.ts';
 import { createWorkDir, type WorkDir } from '../sandbox/index.ts';
 import type { Sandbox } from '../sandbox/sandbox.ts';
 import { runBuild, type BuildStage } from './build-job.ts';
@@ -40,9 +40,14 @@ export interface WorkerOptions {
   dependencyCache?: Partial<DependencyCacheOptions> | false;
   /** Host directory of the `wizer` binary (default: the npm package's); null disables Wizer. */
   wizerDirectory?: string | null;
+  /**
+   * Optimize results reused by input hash (src/optimize/result-cache.ts);
+   * default: one in-memory cache per worker with its default bound. false turns it off.
+   */
+  optimizeCache?: OptimizeResultCache<OptimizeDetails> | false;
 }
 
-type SlotOptions = WorkerOptions & { name: string; cacheStore?: DependencyCacheStore };
+type SlotOptions = WorkerOptions & { name: string; cacheStore?: DependencyCacheStore; optimizeResults?: OptimizeResultCache<OptimizeDetails> };
 
 export interface RunningWorker {
   /** Stops claiming; running jobs are cancelled and reported as crashed (they will be retried). */
@@ -59,7 +64,8 @@ export function startWorker(options: WorkerOptions): RunningWorker {
   const stopping = new AbortController();
   // One store per worker process: its slots share entries and the eviction bound.
   const cacheStore = options.dependencyCache === false ? undefined : new DependencyCacheStore({ root: path.join(options.workRoot, 'dependency-cache'), ...options.dependencyCache });
-  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}.${index}`, cacheStore }, client, stopping.signal));
+  const optimizeResults = options.optimizeCache === false ? undefined : (options.optimizeCache ?? new OptimizeResultCache<OptimizeDetails>());
+  const slots = Array.from({ length: options.concurrency }, (_, index) => slotLoop({ ...options, name: `${name}.${index}`, cacheStore, optimizeResults }, client, stopping.signal));
   return {
     async stop() {
       stopping.abort();
@@ -208,6 +214,7 @@ async function optimizeStage(
       onOutput: (chunk) => built.log.write(chunk),
       signal: built.signal,
       wizerDirectory: options.wizerDirectory,
+      cache: options.optimizeResults && DependencyCacheStore.isNamespace(job.cacheNamespace) ? { store: options.optimizeResults, namespace: job.cacheNamespace } : undefined,
     }),
   );
   if (optimized.cancelled) return { outcome: 'cancelled', reason: 'the build was cancelled', stages: result.stages };

@@ -8,10 +8,10 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { optimizeArtifact, type OptimizeInput } from '../../src/optimize/index.ts';
+import { optimizeArtifact, OptimizeResultCache, type OptimizeDetails, type OptimizeInput } from '../../src/optimize/index.ts';
 import { isStartupTimes } from '../../src/optimize/startup.ts';
 import { createSandbox } from '../../src/sandbox/index.ts';
-import type { SandboxLimits } from '../../src/sandbox/sandbox.ts';
+import type { Sandbox, SandboxLimits } from '../../src/sandbox/sandbox.ts';
 import { inspectModule } from '../../src/wasm/inspect.ts';
 import { commandModule, trappingInitModule } from './modules.ts';
 
@@ -91,6 +91,41 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
       assert.equal(startup.exitCode, 0);
     }
     assert.equal(typeof details.optimize.startupSpeedup, 'number');
+  });
+
+  it('reuses a clean result for the same module and options of the same owner, and runs again otherwise', async () => {
+    const real = createSandbox('bubblewrap');
+    let runs = 0;
+    const counting: Sandbox = { name: real.name, check: () => real.check(), run: (options) => (runs++, real.run(options)) };
+    const store = new OptimizeResultCache<OptimizeDetails>();
+    const module = commandModule({ custom: { '.debug_line': [1, 2, 3] } });
+    const once = (namespace: string, wasmOpt: 'O1' | 'O2' = 'O1') =>
+      optimizeArtifact({
+        original: module,
+        kind: 'wasi-command',
+        options: { strip: true, wasmOpt, wizer: false, memoryCapPages: null },
+        sandbox: counting,
+        workRoot,
+        limits: LIMITS,
+        log: () => undefined,
+        onOutput: () => undefined,
+        measure: true,
+        cache: { store, namespace },
+      });
+    const first = await once('a'.repeat(32));
+    const runsFirst = runs;
+    assert.ok(runsFirst >= 3, 'wasm-opt and two start-up measurements ran');
+    assert.equal(first.details.optimize.reused, undefined);
+    const second = await once('a'.repeat(32));
+    assert.equal(runs, runsFirst, 'nothing ran for the reused result');
+    assert.equal(second.details.optimize.reused, true);
+    assert.deepEqual(second.optimized, first.optimized);
+    assert.deepEqual({ ...second.details.optimize, reused: undefined }, { ...first.details.optimize, reused: undefined });
+    await once('b'.repeat(32));
+    assert.ok(runs > runsFirst, 'another owner gets its own run');
+    const before = runs;
+    await once('a'.repeat(32), 'O2');
+    assert.ok(runs > before, 'other options run again');
   });
 
   it('reports a module that traps on start as not started, without failing', async () => {

@@ -49,7 +49,7 @@ Examples:
       let workerNote = `${config.localWorkers} local (${config.sandbox} sandbox)`;
       if (config.localWorkers > 0) {
         try {
-          const sandbox = createSandbox(config.sandbox);
+          const sandbox = createSandbox(config.sandbox, { warmPool: config.sandboxWarmPool });
           await sandbox.check();
           workers.push(
             startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: config.localWorkers, sandbox, workRoot: path.join(os.tmpdir(), 'kiln-jobs'), logger: logger.child({ service: 'kiln-worker' }) }),

@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { pino } from 'pino';
+import { loadConfig } from '../../config.ts';
 import { createSandbox } from '../../sandbox/index.ts';
 import { startWorker } from '../../worker/worker.ts';
 import { parseCount } from './serve.ts';
@@ -19,12 +20,13 @@ export function workerCommand(): Command {
       if (flags.sandbox !== 'bubblewrap' && flags.sandbox !== 'gvisor') throw new Error(`--sandbox must be bubblewrap or gvisor, not ${flags.sandbox}`);
       new URL(flags.api); // throws a clear "Invalid URL" before any work
       const logger = pino({ level: process.env.KILN_LOG_LEVEL ?? 'info', base: { service: 'kiln-worker' } });
-      const sandbox = createSandbox(flags.sandbox);
+      const sandbox = createSandbox(flags.sandbox, { warmPool: loadConfig({}, { KILN_SANDBOX_WARM_POOL: process.env.KILN_SANDBOX_WARM_POOL }).sandboxWarmPool });
       await sandbox.check();
       const worker = startWorker({ apiUrl: flags.api, token: flags.token, concurrency: Math.max(1, flags.concurrency), sandbox, workRoot: path.join(flags.workDir, 'jobs'), logger });
       logger.info({ api: flags.api, concurrency: flags.concurrency, sandbox: flags.sandbox }, 'worker started');
       const stop = async () => {
         await worker.stop();
+        await sandbox.close?.();
         process.exit(0);
       };
       process.once('SIGINT', () => void stop());
