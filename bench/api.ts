@@ -1,7 +1,17 @@
 /**
- * API read path (BRIEF §9: ≥ 5,000 req/s, p99 < 20 ms on loopback):
- * `GET /v1/builds/:id` against startKiln with the embedded defaults (PGlite,
- * filesystem objects) and request logging off.
+ * API figures (BRIEF §9: GET /v1/builds/:id ≥ 5,000 req/s with p99 < 20 ms;
+ * creating a queued build ≥ 1,000 req/s) against startKiln with request
+ * logging off, on PGlite (the embedded default) or a real PostgreSQL server
+ * (DATABASE_URL of the run, see bench/report.ts), filesystem objects.
+ *
+ *   - GET of a finished build: what clients poll for a result; ended builds
+ *     never change, so they are served from the API's short-lived cache;
+ *   - GET of a queued build: a database query every time;
+ *   - POST …/versions: a multipart upload of a small C app with a new
+ *     version number each time: the upload stored, the version, the build
+ *     and the job rows committed, 202 answered (no worker takes the builds);
+ *   - GET /healthz: the same server and generator with no auth or database,
+ *     the HTTP-only reference.
  *
  * The load generator is in-process but on its own thread (worker_threads),
  * so it does not share the API's event loop: closed-loop virtual users over
@@ -10,11 +20,13 @@
  * the API — and with whatever else runs there — so the figures are a lower
  * bound of what the API does with the cores to itself.
  *
- * Usage: node --import tsx bench/api.ts [seconds] [connections...]   (default 5 s at 16 and 64 connections)
+ * Usage: node --import tsx bench/api.ts [seconds] [connections...]   (default 5 s at 16 and 64 connections;
+ *        DATABASE_URL=postgres://… to run against PostgreSQL)
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { packDirectory } from '../src/archive/pack.ts';
@@ -26,9 +38,8 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 const TARGET_RPS = 5_000;
 const TARGET_P99_MS = 20;
+const TARGET_CREATE_RPS = 1_000;
 const WARMUP_MS = 1_500;
-const seconds = Math.max(1, Number(process.argv[2] ?? 5));
-const levels = process.argv.length > 3 ? process.argv.slice(3).map(Number) : [16, 64];
 
 interface LoadResult {
   requests: number;
@@ -45,10 +56,22 @@ interface LoadResult {
 const LOAD_GENERATOR = `
 const http = require('node:http');
 const { parentPort, workerData } = require('node:worker_threads');
-const { url, token, connections, warmupMs, durationMs } = workerData;
+const { url, token, connections, warmupMs, durationMs, upload } = workerData;
 const target = new URL(url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
 const options = { host: target.hostname, port: target.port, path: target.pathname, agent, headers: { authorization: 'Bearer ' + token } };
+const boundary = 'kilnbench' + Math.random().toString(16).slice(2);
+let uploads = 0;
+/** A multipart version upload with a version number never used before. */
+function uploadBody() {
+  const version = upload.versionPrefix + (++uploads);
+  return Buffer.concat([
+    Buffer.from('--' + boundary + '\\r\\ncontent-disposition: form-data; name="metadata"\\r\\n\\r\\n' + JSON.stringify({ version }) + '\\r\\n'),
+    Buffer.from('--' + boundary + '\\r\\ncontent-disposition: form-data; name="source"; filename="source.tar.gz"\\r\\ncontent-type: application/gzip\\r\\n\\r\\n'),
+    Buffer.from(upload.archiveBase64, 'base64'),
+    Buffer.from('\\r\\n--' + boundary + '--\\r\\n'),
+  ]);
+}
 const latencies = [];
 let errors = 0;
 let measuring = false;
@@ -56,11 +79,13 @@ let running = true;
 function once() {
   return new Promise((resolve) => {
     const started = process.hrtime.bigint();
-    const request = http.get(options, (response) => {
+    const body = upload ? uploadBody() : undefined;
+    const headers = body ? { ...options.headers, 'content-type': 'multipart/form-data; boundary=' + boundary, 'content-length': body.length } : options.headers;
+    const request = http.request({ ...options, method: body ? 'POST' : 'GET', headers }, (response) => {
       response.on('data', () => {});
       response.on('end', () => {
         if (measuring) {
-          if (response.statusCode === 200) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+          if (response.statusCode === 200 || response.statusCode === 202) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
           else errors++;
         }
         resolve();
@@ -70,6 +95,7 @@ function once() {
       if (measuring) errors++;
       resolve();
     });
+    request.end(body);
   });
 }
 async function user() {
@@ -93,9 +119,14 @@ setTimeout(() => {
 }, warmupMs);
 `;
 
-function load(url: string, token: string, connections: number): Promise<LoadResult> {
+interface Upload {
+  archiveBase64: string;
+  versionPrefix: string;
+}
+
+function load(url: string, token: string, connections: number, seconds: number, upload?: Upload): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(LOAD_GENERATOR, { eval: true, workerData: { url, token, connections, warmupMs: WARMUP_MS, durationMs: seconds * 1000 } });
+    const worker = new Worker(LOAD_GENERATOR, { eval: true, workerData: { url, token, connections, warmupMs: WARMUP_MS, durationMs: seconds * 1000, upload } });
     worker.once('message', (result: LoadResult) => {
       void worker.terminate();
       resolve(result);
@@ -124,50 +155,93 @@ async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: 
   return String(upload.build.id);
 }
 
-async function main(): Promise<void> {
+export interface ApiFigures {
+  /** GET of a finished build, best of the connection levels. */
+  getBuildPerSecond: number;
+  /** p99 at the level that gave getBuildPerSecond. */
+  getBuildP99Ms: number;
+  /** GET of a queued build (a database query per request), best level. */
+  getQueuedBuildPerSecond: number;
+  getQueuedBuildP99Ms: number;
+  /** Queued builds created per second (upload stored, rows committed), best level. */
+  createBuildPerSecond: number;
+  /** GET /healthz at the highest level: HTTP alone on this machine. */
+  healthzPerSecond: number;
+}
+
+export interface ApiBenchOptions {
+  /** A real PostgreSQL database (empty, ours alone); absent: PGlite. */
+  databaseUrl?: string;
+  seconds: number;
+  levels: number[];
+  label: string;
+}
+
+export async function measureApi(options: ApiBenchOptions): Promise<ApiFigures> {
+  const { seconds, levels } = options;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-api-'));
-  // Embedded defaults, but no local workers: the build stays queued, which is all a read needs.
-  const config = loadConfig({ port: 0, dataDir, workers: 0 }, { KILN_LOG_LEVEL: 'warn' });
+  // No local workers: the builds stay queued, which is all reads and creates need.
+  const env: Record<string, string> = { KILN_LOG_LEVEL: 'warn', ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}) };
+  const config = loadConfig({ port: 0, dataDir, workers: 0 }, env);
   const kiln = await startKiln(config, { logger: pino({ level: 'warn' }), logRequests: false });
   try {
     const token = (await readFile(path.join(dataDir, 'local-token'), 'utf8')).trim();
     const headers = { authorization: `Bearer ${token}` };
     const app = (await (await fetch(new URL('/v1/applications', kiln.url), { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench-api' }) })).json()) as Json;
     const finishedUrl = new URL(`/v1/builds/${await finishedBuild(kiln.url, kiln.credentials.workerToken, headers, app.id)}`, kiln.url).toString();
+    const archive = (await packDirectory(path.resolve(import.meta.dirname, '../examples/c-function'))).archive;
     // Uploaded after the others were finished: this one stays queued, so every read of it is a database query.
     const queuedForm = new FormData();
     queuedForm.append('metadata', JSON.stringify({ version: '3.0.0' }));
-    queuedForm.append('source', new Blob([new Uint8Array((await packDirectory(path.resolve(import.meta.dirname, '../examples/c-function'))).archive)]), 'source.tar.gz');
+    queuedForm.append('source', new Blob([new Uint8Array(archive)]), 'source.tar.gz');
     const queued = (await (await fetch(new URL(`/v1/applications/${app.id}/versions`, kiln.url), { method: 'POST', headers, body: queuedForm })).json()) as Json;
     const queuedUrl = new URL(`/v1/builds/${queued.build.id}`, kiln.url).toString();
     const check = (await (await fetch(queuedUrl, { headers })).json()) as Json;
     if (check.state !== 'queued') throw new Error(`GET ${queuedUrl}: expected a queued build, got ${JSON.stringify(check).slice(0, 200)}`);
 
-    console.log(`API: GET /v1/builds/:id on loopback, embedded defaults (PGlite), request logging off`);
-    console.log(`load generator: closed-loop keep-alive connections on a worker thread of this process, ${WARMUP_MS} ms warm-up, ${seconds} s measured`);
+    console.log(`API on ${options.label}: loopback, request logging off, ${WARMUP_MS} ms warm-up, ${seconds} s measured per level`);
     console.log(`note: generator and API share this machine's ${os.cpus().length} cores (load average ${os.loadavg().map((value) => value.toFixed(2)).join(' ')}, other people's work included)`);
-    const report = (label: string, result: LoadResult): number => {
+    const report = (label: string, result: LoadResult, target: number, p99Target?: number): { rps: number; p99: number } => {
       const rps = result.requests / (result.durationMs / 1000);
       const p50 = percentile(result.latencies, 50);
       const p99 = percentile(result.latencies, 99);
       console.log(
-        `${label}: ${rps.toFixed(0).padStart(6)} req/s (${(rps / TARGET_RPS).toFixed(2)}× the ${TARGET_RPS}), ` +
-          `p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms (${(p99 / TARGET_P99_MS).toFixed(2)}× the ${TARGET_P99_MS} ms), ${result.errors} errors`,
+        `  ${label.padEnd(44)} ${rps.toFixed(0).padStart(6)} req/s (${(rps / target).toFixed(2)}× the ${target}), ` +
+          `p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms${p99Target ? ` (${(p99 / p99Target).toFixed(2)}× the ${p99Target} ms)` : ''}, ${result.errors} errors`,
       );
-      return rps;
+      return { rps, p99 };
     };
-    let best = 0;
-    // A finished build (what clients poll for a result) is served from the
-    // in-memory cache of ended builds; a queued one costs a database query.
-    for (const connections of levels) best = Math.max(best, report(`GET /v1/builds/:id (finished), ${String(connections).padStart(3)} connections`, await load(finishedUrl, token, connections)));
-    for (const connections of levels) report(`GET /v1/builds/:id (queued, database), ${String(connections).padStart(3)} connections`, await load(queuedUrl, token, connections));
-    // Same server, same generator, no auth and no database: what HTTP alone costs here.
-    const baseline = report(`GET /healthz (baseline), ${String(levels.at(-1)).padStart(3)} connections`, await load(new URL('/healthz', kiln.url).toString(), token, levels.at(-1) ?? 64));
-    console.log(`builds read / HTTP-only baseline: ${(best / baseline).toFixed(2)}× (the rest of a build read is auth, the database query and serialisation)`);
+    const best = async (label: string, url: string, target: number, p99Target?: number, upload?: (level: number) => Upload) => {
+      let top = { rps: 0, p99: NaN };
+      for (const connections of levels) {
+        const figures = report(`${label}, ${String(connections).padStart(3)} connections`, await load(url, token, connections, seconds, upload?.(connections)), target, p99Target);
+        if (figures.rps > top.rps) top = figures;
+      }
+      return top;
+    };
+    const finished = await best('GET /v1/builds/:id (finished)', finishedUrl, TARGET_RPS, TARGET_P99_MS);
+    const queuedFigures = await best('GET /v1/builds/:id (queued, database)', queuedUrl, TARGET_RPS, TARGET_P99_MS);
+    const uploads = new URL(`/v1/applications/${app.id}/versions`, kiln.url).toString();
+    const archiveBase64 = archive.toString('base64');
+    const create = await best('POST …/versions (queued build created)', uploads, TARGET_CREATE_RPS, undefined, (level) => ({ archiveBase64, versionPrefix: `9.${level}.` }));
+    const baseline = report(`GET /healthz (HTTP-only reference), ${String(levels.at(-1)).padStart(3)} connections`, await load(new URL('/healthz', kiln.url).toString(), token, levels.at(-1) ?? 64, seconds), TARGET_RPS);
+    return {
+      getBuildPerSecond: finished.rps,
+      getBuildP99Ms: finished.p99,
+      getQueuedBuildPerSecond: queuedFigures.rps,
+      getQueuedBuildP99Ms: queuedFigures.p99,
+      createBuildPerSecond: create.rps,
+      healthzPerSecond: baseline.rps,
+    };
   } finally {
     await kiln.close();
     await rm(dataDir, { recursive: true, force: true });
   }
 }
 
-await main();
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const seconds = Math.max(1, Number(process.argv[2] ?? 5));
+  const levels = process.argv.length > 3 ? process.argv.slice(3).map(Number) : [16, 64];
+  const databaseUrl = process.env.DATABASE_URL || undefined;
+  await measureApi({ databaseUrl, seconds, levels, label: databaseUrl ? 'PostgreSQL' : 'PGlite' });
+}

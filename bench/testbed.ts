@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
 import { loadTestbedConfig } from '../src/testbed/config.ts';
 import { Testbed } from '../src/testbed/testbed.ts';
 import { call, startTestKiln } from '../test/support/kiln.ts';
@@ -35,7 +36,6 @@ import { percentile } from './stats.ts';
 
 const WARM_TARGET_MS = 0.3;
 const FIRST_TARGET_MS = 30;
-const warmRuns = Math.max(100, Number(process.argv[2] ?? 2000));
 
 const ADD_HEADERS = `${'(import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))'}`;
 const SMALL_FILTER = filterWat(
@@ -129,7 +129,8 @@ async function drain(response: Response): Promise<void> {
   await response.arrayBuffer();
 }
 
-async function warmRequests(t: TestKiln, upstream: string, testbed: Testbed): Promise<void> {
+/** Returns p50 added by Kiln + filter over the upstream alone, and the upstream alone. */
+async function warmRequests(t: TestKiln, upstream: string, testbed: Testbed, warmRuns: number): Promise<{ addedMsP50: number; upstreamMsP50: number }> {
   const id = await publish(t, wat(SMALL_FILTER), { kind: 'proxy-wasm', config: JSON.stringify({ preview: { upstream: 'backend' } }) });
   const auth = { authorization: `Bearer ${t.ownerToken}` };
   const direct = await latencies(warmRuns, async () => drain(await fetch(`${upstream}/x`)));
@@ -151,9 +152,11 @@ async function warmRequests(t: TestKiln, upstream: string, testbed: Testbed): Pr
   console.log(`  added by Kiln + filter  p50 ${added.toFixed(3)} ms   ${(added / WARM_TARGET_MS).toFixed(2)}x the ${WARM_TARGET_MS} ms target (ratio through/alone ${(percentile(through, 50) / percentile(direct, 50)).toFixed(2)})`);
   console.log(`  Kiln /healthz (a plain API hop, no filter)  p50 ${percentile(plainHop, 50).toFixed(3)} ms`);
   console.log(`  filter exchange alone   p50 ${percentile(filterOnly, 50).toFixed(3)} ms   ${(percentile(filterOnly, 50) / WARM_TARGET_MS).toFixed(2)}x the target (no HTTP: worker round trips + callbacks)`);
+  return { addedMsP50: added, upstreamMsP50: percentile(direct, 50) };
 }
 
-async function firstRequests(t: TestKiln): Promise<void> {
+/** Returns the median first request after upload, in ms. */
+async function firstRequests(t: TestKiln): Promise<number> {
   const big = wat(bigFilterWat());
   const times: number[] = [];
   let compileMs: number[] = [];
@@ -174,9 +177,11 @@ async function firstRequests(t: TestKiln): Promise<void> {
   console.log(`first request after upload of a ${(big.length / 1024 / 1024).toFixed(2)} MB module (${times.length} fresh copies)`);
   console.log(`  median ${median.toFixed(1)} ms   min ${(times[0] ?? NaN).toFixed(1)} ms   max ${(times.at(-1) ?? NaN).toFixed(1)} ms   ${(median / FIRST_TARGET_MS).toFixed(2)}x the ${FIRST_TARGET_MS} ms target`);
   console.log(`  of which WebAssembly.compile: median ${percentile(compileMs, 50).toFixed(1)} ms`);
+  return median;
 }
 
-async function invocations(t: TestKiln, testbed: Testbed): Promise<void> {
+/** Returns HTTP invokes per second, the better of 1 and 4 at once. */
+async function invocations(t: TestKiln, testbed: Testbed): Promise<number> {
   const module = wat(CAT);
   const id = await publish(t, module, { kind: 'wasi-command' });
   const artifact = { sha256: createHash('sha256').update(module).digest('hex'), load: async () => module };
@@ -191,11 +196,22 @@ async function invocations(t: TestKiln, testbed: Testbed): Promise<void> {
   console.log('invocations of a small function (stdin → stdout), per second over 3 s');
   console.log(`  test bed, 1 at a time   ${(await rate(3_000, 1, direct)).toFixed(0)}/s`);
   console.log(`  test bed, 4 at once     ${(await rate(3_000, 4, direct)).toFixed(0)}/s`);
-  console.log(`  HTTP invoke, 1 at a time ${(await rate(3_000, 1, overHttp)).toFixed(0)}/s`);
-  console.log(`  HTTP invoke, 4 at once  ${(await rate(3_000, 4, overHttp)).toFixed(0)}/s`);
+  const one = await rate(3_000, 1, overHttp);
+  console.log(`  HTTP invoke, 1 at a time ${one.toFixed(0)}/s`);
+  const four = await rate(3_000, 4, overHttp);
+  console.log(`  HTTP invoke, 4 at once  ${four.toFixed(0)}/s`);
+  return Math.max(one, four);
 }
 
-async function main(): Promise<void> {
+export interface TestbedRun {
+  previewAddedMsP50: number;
+  /** The reference: the upstream alone, same client, same run. */
+  upstreamMsP50: number;
+  firstRequestAfterUploadMs: number;
+  invokePerSecond: number;
+}
+
+export async function measureTestbed(warmRuns = 2000): Promise<TestbedRun> {
   const upstream = await startUpstream();
   process.env.KILN_TESTBED_UPSTREAMS = `backend=${upstream.url}`;
   process.env.KILN_TESTBED_PREWARM = '1';
@@ -203,9 +219,10 @@ async function main(): Promise<void> {
   const testbed = new Testbed({ ...loadTestbedConfig(), prewarm: true });
   try {
     console.log(`test bed: ${loadTestbedConfig().workers} worker(s) + spare, ${(await import('node:os')).availableParallelism()} cores shared by API, workers, upstream and client`);
-    await warmRequests(t, upstream.url, testbed);
-    await firstRequests(t);
-    await invocations(t, testbed);
+    const warm = await warmRequests(t, upstream.url, testbed, warmRuns);
+    const firstRequestAfterUploadMs = await firstRequests(t);
+    const invokePerSecond = await invocations(t, testbed);
+    return { previewAddedMsP50: warm.addedMsP50, upstreamMsP50: warm.upstreamMsP50, firstRequestAfterUploadMs, invokePerSecond };
   } finally {
     await testbed.close();
     await t.close();
@@ -213,4 +230,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await measureTestbed(Math.max(100, Number(process.argv[2] ?? 2000)));

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# `npm run bench`: every benchmark under bench/, one after another (they
-# compete for the same 2 cores, so never in parallel). Each prints absolute
-# figures and the ratio to its target measured in the same run.
+# `npm run bench [-- --json] [-- --quick] [-- --only=sandbox,pipeline,api,testbed]`:
+# every benchmark behind the report (bench/report.ts), one after another
+# (they compete for the same cores, so never in parallel), printed as one
+# table with each target and ✓/✗; --json also writes bench/results.json.
+# The other benchmarks (bench/optimize.ts, bench/throughput.ts) run on their
+# own: node --import tsx bench/<name>.ts. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-for bench in bench/*.ts; do
-  [[ -n ${1:-} && $bench != *"$1"* ]] && continue
-  echo "== $bench"
-  node --import tsx "$bench"
-done
+exec node --import tsx bench/report.ts "$@"
