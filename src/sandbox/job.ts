@@ -12,6 +12,7 @@ import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from 
 import { supervise, superviseWarm } from './supervise.ts';
 import type { LaunchSpec, Supervised } from './supervise.ts';
 import type { UidLease } from './uids.ts';
+import { discardSlot } from './warm-pool.ts';
 import type { WarmPool, WarmSlot } from './warm-pool.ts';
 import { createWorkDir, isCapped, looksFull, privateVolumePrefix, StagedVolume } from './volume.ts';
 
@@ -75,7 +76,8 @@ export async function runJob(host: SandboxHost, backend: Backend, options: Sandb
       await lease.release();
     }
   } finally {
-    if (slot) await slot.lease.release();
+    // Also when the run ended before reaching the launcher (a work dir too large for the disk limit).
+    if (slot) await discardSlot(slot);
     // Prepared after the run, so that preparing never competes with the run it would serve.
     void pool?.fill();
   }

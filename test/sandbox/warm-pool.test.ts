@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -135,6 +135,17 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     } finally {
       await work.dispose();
     }
+  });
+
+  test('a run that ends before its launcher starts (work dir over the disk limit) leaves no slot behind', async () => {
+    await warm.warmUp();
+    const uncapped = await mkdtemp(join(root, 'uncapped-'));
+    await writeFile(join(uncapped, 'big'), Buffer.alloc(2 * 1024 ** 2));
+    const { result } = await sh(warm, uncapped, 'true', { limits: { diskBytes: 1024 ** 2 } });
+    assert.equal(result.limitHit, 'disk');
+    await warm.warmUp();
+    assert.equal((await ourCgroups()).length, warm.warmState.ready, 'only the ready slots have groups');
+    assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
   });
 
   test('close() leaves no launcher, group or lease behind', async () => {
