@@ -144,12 +144,15 @@ function format(value: number | null | undefined): string {
 }
 
 function table(figures: Figures): string {
-  const lines = [`${'figure'.padEnd(42)} ${'measured'.padStart(14)}   ${'target'.padEnd(10)} ok`];
+  const lines = [`${'figure'.padEnd(42)} ${'measured'.padStart(14)}   ${'target'.padEnd(10)} ok  vs reference`];
   for (const row of ROWS) {
     const value = figures[row.field] ?? null;
     const target = row.target ? `${row.target.kind === 'min' ? '≥' : row.target.kind === 'max' ? '≤' : '<'} ${row.target.value} ${row.unit}` : '';
     const shown = value === null ? 'not measured' : `${format(value)} ${row.unit}`;
-    lines.push(`${row.label.padEnd(42)} ${shown.padStart(14)}   ${target.padEnd(10)} ${verdict(row, value)}`);
+    const reference = row.reference ? (figures[row.reference] ?? null) : null;
+    // A ratio only where both are the same quantity (the build ratio is already one).
+    const versus = value !== null && reference !== null && row.unit !== '×' && reference !== 0 ? `${(value / reference).toFixed(2)}× ${row.reference}` : '';
+    lines.push(`${row.label.padEnd(42)} ${shown.padStart(14)}   ${target.padEnd(10)} ${verdict(row, value).padEnd(3)} ${versus}`.trimEnd());
   }
   return lines.join('\n');
 }
