@@ -221,6 +221,7 @@ async function validate(options: SandboxRunOptions): Promise<void> {
   for (const [name, value] of Object.entries(options.limits)) {
     if (!Number.isFinite(value) || value <= 0) problems.push(`limit ${name} must be a positive number`);
   }
+  if (options.egress !== undefined && !isAbsolute(options.egress.socket)) problems.push('egress.socket must be an absolute host path');
   for (const mount of options.mounts ?? []) {
     const target = normalize(mount.sandbox);
     if (!isAbsolute(mount.host) || !isAbsolute(target) || target === '/' || /^\/(proc|dev)(\/|$)/.test(target)) {
