@@ -14,7 +14,7 @@ class AddHeader extends Context {
     super(context_id, root_context);
   }
 
-  onRequestHeaders(a: u32, end_of_stream: bool): FilterHeadersStatusValues {
+  onRequestHeaders(_headers: u32, _endOfStream: bool): FilterHeadersStatusValues {
     const path = stream_context.headers.request.get(":path");
     if (path == "/blocked") {
       log(LogLevelValues.info, "proxy-runtime filter: blocked " + path);
@@ -24,7 +24,7 @@ class AddHeader extends Context {
     return FilterHeadersStatusValues.Continue;
   }
 
-  onResponseHeaders(a: u32, end_of_stream: bool): FilterHeadersStatusValues {
+  onResponseHeaders(_headers: u32, _endOfStream: bool): FilterHeadersStatusValues {
     const root_context = this.root_context;
     const value = root_context.getConfiguration() == "" ? "world!" : root_context.getConfiguration();
     stream_context.headers.response.add("hello", value);
