@@ -33,4 +33,7 @@ class AddHeader extends Context {
   }
 }
 
+// Envoy picks the root context by the plugin's configured root_id ("add_header" here);
+// Kiln's test bed configures none (an empty root_id), so register under both.
 registerRootContext((context_id: u32) => { return new AddHeaderRoot(context_id); }, "add_header");
+registerRootContext((context_id: u32) => { return new AddHeaderRoot(context_id); }, "");
