@@ -44,6 +44,8 @@ export interface BuildOutcome {
   stages: BuildStage[];
   /** Set when the language supports the dependency cache and the build used one. */
   cache?: CacheReport;
+  /** Facts the language recorded (e.g. `toolchain`: which compiler and target), for the build record. */
+  facts?: Record<string, unknown>;
 }
 
 export interface RunBuildOptions {
@@ -90,7 +92,8 @@ export async function runBuild(options: RunBuildOptions): Promise<BuildOutcome> 
   try {
     const { language, kind } = await stage(stages, 'detect', () => resolveLanguage(options, languages, log));
     Object.assign(result, { language: language.id, kind });
-    const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log };
+    const record = (facts: Record<string, unknown>): void => void (result.facts = { ...result.facts, ...facts });
+    const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log, record };
     await stage(stages, 'prepare', () => prepare(language, context, options.signal));
     const cache = await openCache(language, context, limits, options, stages);
     if (cache) result.cache = cache.report;
