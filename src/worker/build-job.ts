@@ -46,8 +46,13 @@ export interface BuildOutcome {
   stages: BuildStage[];
   /** Set when the language supports the dependency cache and the build used one. */
   cache?: CacheReport;
+<<<<<<< HEAD
   /** Set when the build fetched (or restored) dependencies before building. */
   fetch?: FetchReport;
+=======
+  /** Facts the language recorded (e.g. `toolchain`: which compiler and target), for the build record. */
+  facts?: Record<string, unknown>;
+>>>>>>> wave2-rust
 }
 
 export interface RunBuildOptions {
@@ -96,7 +101,8 @@ export async function runBuild(options: RunBuildOptions): Promise<BuildOutcome> 
   try {
     const { language, kind } = await stage(stages, 'detect', () => resolveLanguage(options, languages, log));
     Object.assign(result, { language: language.id, kind });
-    const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log };
+    const record = (facts: Record<string, unknown>): void => void (result.facts = { ...result.facts, ...facts });
+    const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log, record };
     await stage(stages, 'prepare', () => prepare(language, context, options.signal));
     const fetchStarted = Date.now();
     const fetched = await fetchDependencies(language, context, limits, options, stages);
