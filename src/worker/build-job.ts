@@ -46,13 +46,10 @@ export interface BuildOutcome {
   stages: BuildStage[];
   /** Set when the language supports the dependency cache and the build used one. */
   cache?: CacheReport;
-<<<<<<< HEAD
   /** Set when the build fetched (or restored) dependencies before building. */
   fetch?: FetchReport;
-=======
   /** Facts the language recorded (e.g. `toolchain`: which compiler and target), for the build record. */
   facts?: Record<string, unknown>;
->>>>>>> wave2-rust
 }
 
 export interface RunBuildOptions {
