@@ -98,6 +98,8 @@ export async function runFetchPhase(plan: FetchPlan, run: FetchRunContext): Prom
   const registry = plan.allowed.map(describeTarget).join(', ');
   const report: FetchReport = { tool: plan.tool, registry, key: plan.cacheKey, cached: false, durationMs: 0 };
   run.log(`kiln: fetching dependencies with ${plan.tool} from ${registry} (cache key ${plan.cacheKey})`);
+  // Only the fetch (or its cache entry) may fill these: an uploaded copy must not mix in.
+  for (const output of plan.outputs) await rm(join(run.jobDir, 'src', output), { recursive: true, force: true });
   if (await restoreFromCache(plan, run)) {
     report.cached = true;
   } else {

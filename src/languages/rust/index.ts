@@ -16,6 +16,9 @@ import { expectedModuleNames, kindOf, readCargoManifest } from './manifest.ts';
 import { CARGO_HOME_DIR, writeOfflineSetup, type RegistryLocation } from './offline-registry.ts';
 import type { DependencyCaching } from '../../optimize/cache/plan.ts';
 import { rustCachePlan } from './dependency-cache.ts';
+import type { DependencyFetching } from '../../fetch/fetch-phase.ts';
+import { cargoFetchPlan } from '../../fetch/cargo.ts';
+import { linkFetchedCrates } from './fetched-crates.ts';
 import { DEFAULT_RUST_SDK_DIR, SANDBOX_RUST_SDK_DIR, listSdkCrates, type SdkLocation } from './sdk.ts';
 import { installedToolchains, sandboxRootOf, type RustToolchain } from './toolchains.ts';
 import { chooseToolchain, readAppRustFacts, type ToolchainChoice } from './toolchain-choice.ts';
@@ -35,7 +38,7 @@ export interface RustOptions {
 }
 
 /** Rust also supports the dependency cache: `target/` is reused across builds (./dependency-cache.ts). */
-export function createRust(options: RustOptions = {}): Language & DependencyCaching {
+export function createRust(options: RustOptions = {}): Language & DependencyCaching & DependencyFetching {
   const registry = registryLocation(options.registryDir ?? DEFAULT_CARGO_REGISTRY);
   const sdk: SdkLocation = { host: options.sdkDir ?? DEFAULT_RUST_SDK_DIR, sandbox: SANDBOX_RUST_SDK_DIR };
   const toolchains = options.toolchainsDir ?? toolchainsDir();
@@ -53,7 +56,12 @@ export function createRust(options: RustOptions = {}): Language & DependencyCach
       choices.set(context, await prepare(context, registry, sdk, toolchains));
     },
     mounts: (context) => [...registryMounts(registry), { host: sdk.host, sandbox: sdk.sandbox }, ...toolchainMounts(chosen(context))],
-    steps: (context) => steps(context, chosen(context)),
+    steps: async (context) => {
+      await linkFetchedCrates(context);
+      return steps(context, chosen(context));
+    },
+    // Locked crates from the operator's registry mirror, when one is configured (src/fetch/cargo.ts).
+    fetchPlan: (context, config) => cargoFetchPlan(context, config),
     locateOutput: (context) => locateOutput(context, chosen(context)),
     cachePlan: (context) => {
       const toolchain = chosen(context);
