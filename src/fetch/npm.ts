@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { PlatformError } from '../errors.ts';
 import { buildFailure } from '../languages/failure.ts';
 import { isRegularFile, readSmallText } from '../languages/files.ts';
 import type { FetchConfig } from './config.ts';
@@ -50,11 +51,14 @@ export async function npmFetchPlan(sourceDir: string, config: FetchConfig, optio
   const lock = parseObject(lockText, lockName);
   checkLockMatches(declared, lock ?? {}, lockName);
   const nodePath = options.nodePath ?? process.execPath;
+  const cli = npmCli(nodePath);
+  // Without npm the fetch could only fail, and the user would be blamed for it.
+  if (!(await isRegularFile(cli))) throw new PlatformError('toolchain_missing', `npm is not installed at ${cli} (it comes with node)`);
   const registry = config.npmRegistry;
   return {
     tool: 'npm',
     allowed: [egressTargetOf(registry)],
-    command: [nodePath, npmCli(nodePath), 'ci', '--ignore-scripts', '--no-audit', '--no-fund', '--no-update-notifier', '--foreground-scripts=false', `--registry=${registry.href}`, `--cache=${NPM_CACHE}`],
+    command: [nodePath, cli, 'ci', '--ignore-scripts', '--no-audit', '--no-fund', '--no-update-notifier', '--foreground-scripts=false', `--registry=${registry.href}`, `--cache=${NPM_CACHE}`],
     env: { PATH: '/usr/bin:/bin', HOME: '/build/home', TMPDIR: '/build/tmp', LANG: 'C.UTF-8' },
     mounts: nodePrefixMounts(nodePath),
     outputs: ['node_modules'],
