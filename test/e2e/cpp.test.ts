@@ -14,11 +14,11 @@ import { s3Skip } from '../support/backends.ts';
 import { call, startTestKiln, type StorageFlavour, type TestKiln } from '../support/kiln.ts';
 import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
 import type { RunningWorker } from '../../src/worker/worker.ts';
-import { isDirectory } from '../../src/languages/files.ts';
+import { isRegularFile } from '../../src/languages/files.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
 
-const libcxxSkip = (await isDirectory('/usr/lib/wasm32-wasi/c++/v1')) || (await isDirectory('/usr/include/wasm32-wasi/c++/v1')) ? false : 'libc++-14-dev-wasm32 is not installed (scripts/setup.sh)';
+const libcxxSkip = (await isRegularFile('/usr/lib/wasm32-wasi/libc++.a')) ? false : 'libc++-14-dev-wasm32 is not installed (scripts/setup.sh)';
 const rootSkip = process.getuid?.() === 0 ? false : 'the build sandbox needs root';
 
 async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
