@@ -158,3 +158,13 @@ describe('locked crates for the cargo mirror', () => {
     }
   });
 });
+
+describe('what the fetch left is read without following links', () => {
+  it('a locked assemblyscript installed as a link to a host directory is refused, not read', async () => {
+    const { symlink } = await import('node:fs/promises');
+    const dir = await project({ 'src/package-lock.json': lock({}), 'outside/package.json': JSON.stringify({ version: 'host-secret', bin: 'bin/asc' }), 'outside/bin/asc': '' });
+    await mkdir(join(dir, 'src/node_modules'), { recursive: true });
+    await symlink(join(dir, 'outside'), join(dir, 'src/node_modules/assemblyscript'));
+    await assert.rejects(pinnedCompiler(join(dir, 'src')), /node_modules\/assemblyscript is a link, not an installed package/);
+  });
+});

@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { buildFailure } from '../failure.ts';
-import { isRegularFile, readSmallText } from '../files.ts';
+import { isRegularFile, lstatOrUndefined, readSmallText } from '../files.ts';
 import { readKilnToml } from '../kiln-toml.ts';
 import type { BuildContext } from '../language.ts';
 import { KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
@@ -42,13 +42,18 @@ export async function hasLockFile(sourceDir: string): Promise<boolean> {
 export async function pinnedCompiler(sourceDir: string): Promise<PinnedCompiler | undefined> {
   if (!(await hasLockFile(sourceDir))) return undefined;
   const packageDir = join(sourceDir, 'node_modules', 'assemblyscript');
+  // npm writes `link: true` packages as symlinks, which would lead the host's reads out of the job dir.
+  if (!(await withoutSymlinks(sourceDir, 'node_modules/assemblyscript/package.json'))) {
+    if ((await lstatOrUndefined(packageDir)) === undefined) return undefined;
+    throw buildFailure('node_modules/assemblyscript is a link, not an installed package: lock a registry release of assemblyscript');
+  }
   const text = await readSmallText(join(packageDir, 'package.json'));
   if (text === undefined) return undefined;
   const manifest = parse(text);
   const bin = manifest['bin'];
   const cli = typeof bin === 'string' ? bin : typeof bin === 'object' && bin !== null ? (bin as Record<string, unknown>)['asc'] : undefined;
   const relative = typeof cli === 'string' ? cli.replace(/^\.\//, '') : undefined;
-  if (relative === undefined || !SAFE_RELATIVE.test(relative) || !(await isRegularFile(join(packageDir, relative)))) {
+  if (relative === undefined || !SAFE_RELATIVE.test(relative) || !(await withoutSymlinks(packageDir, relative)) || !(await isRegularFile(join(packageDir, relative)))) {
     throw buildFailure('the locked assemblyscript package has no usable asc command (package.json "bin")');
   }
   return { version: typeof manifest['version'] === 'string' ? manifest['version'] : 'unknown', cli: `${SANDBOX_SOURCE_DIR}/node_modules/assemblyscript/${relative}` };
@@ -86,6 +91,17 @@ async function abortHandler(sourceDir: string): Promise<string | undefined> {
     if (match?.[1] !== undefined && ABORT_NAME.test(match[1])) return match[1];
   }
   return undefined;
+}
+
+/** Every component of root/relative exists and none is a symlink (the host never follows one out). */
+async function withoutSymlinks(root: string, relative: string): Promise<boolean> {
+  let current = root;
+  for (const part of relative.split('/')) {
+    current = join(current, part);
+    const stats = await lstatOrUndefined(current);
+    if (stats === undefined || stats.isSymbolicLink()) return false;
+  }
+  return true;
 }
 
 function parse(text: string): Record<string, unknown> {
