@@ -23,6 +23,7 @@ import { runBuild, type BuildOutcome } from '../../src/worker/build-job.ts';
 import { sandboxSkip } from '../testbed/support.ts';
 
 const skip = await sandboxSkip();
+const gvisorSkip = await access('/usr/bin/runsc').then(() => false, () => 'runsc is not installed');
 const NAMESPACE = 'f00dfeedf00dfeed';
 const MISSING = 'kiln-test-no-such-package-7c41e0d2';
 
@@ -61,7 +62,7 @@ describe('fetch failures through runBuild in the sandbox', { skip, timeout: 600_
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
-  async function build(files: Record<string, string>): Promise<BuildOutcome & { log: string }> {
+  async function build(files: Record<string, string>, backend: Sandbox = sandbox): Promise<BuildOutcome & { log: string }> {
     const workDir = await createWorkDir(scratch, DEFAULT_LIMITS.diskBytes);
     try {
       for (const [name, content] of Object.entries(files)) {
@@ -71,7 +72,7 @@ describe('fetch failures through runBuild in the sandbox', { skip, timeout: 600_
       const log: Buffer[] = [];
       const outcome = await runBuild({
         jobDir: workDir.path,
-        sandbox,
+        sandbox: backend,
         language: 'assemblyscript',
         kind: 'proxy-wasm',
         onLog: (chunk) => log.push(chunk),
@@ -97,18 +98,20 @@ describe('fetch failures through runBuild in the sandbox', { skip, timeout: 600_
     assert.equal((await store.usage()).entries, 0, 'a failed fetch caches nothing');
   });
 
-  it('a lock file whose resolved URL points at another host: refused by the egress proxy, that host never hit', async () => {
-    const outcome = await build({
-      'package.json': JSON.stringify({ name: 'app', version: '1.0.0', dependencies: { 'left-pad': '1.3.0' } }),
-      'package-lock.json': lockFor({ 'left-pad': '1.3.0' }, { 'node_modules/left-pad': { version: '1.3.0', resolved: `http://127.0.0.1:${forbidden.port}/left-pad-1.3.0.tgz`, integrity: 'sha512-XI5MPzVNApjAyhQzphX8BkmKsKUxD4LdyK24iZeQEmuaB3+6hRVFWK7Wm8+WHrE/BNc1mGRFkPVY9e6wswf7EQ==' } }),
-      'assembly/index.ts': ENTRY,
+  for (const backend of ['bubblewrap', 'gvisor'] as const) {
+    it(`a lock file whose resolved URL points at another host: refused by the egress proxy, that host never hit (${backend})`, { skip: backend === 'gvisor' && gvisorSkip }, async () => {
+      const outcome = await build({
+        'package.json': JSON.stringify({ name: 'app', version: '1.0.0', dependencies: { 'left-pad': '1.3.0' } }),
+        'package-lock.json': lockFor({ 'left-pad': '1.3.0' }, { 'node_modules/left-pad': { version: '1.3.0', resolved: `http://127.0.0.1:${forbidden.port}/left-pad-1.3.0.tgz`, integrity: 'sha512-XI5MPzVNApjAyhQzphX8BkmKsKUxD4LdyK24iZeQEmuaB3+6hRVFWK7Wm8+WHrE/BNc1mGRFkPVY9e6wswf7EQ==' } }),
+        'assembly/index.ts': ENTRY,
+      }, backend === 'gvisor' ? createSandbox('gvisor') : sandbox);
+      assert.equal(outcome.outcome, 'failed', outcome.log);
+      assert.match(outcome.reason ?? '', new RegExp(`tried to reach 127\\.0\\.0\\.1:${forbidden.port}, which is not the configured registry .*refused`));
+      assert.match(outcome.log, /kiln: fetch: refused a connection to 127\.0\.0\.1:\d+/);
+      assert.deepEqual(forbidden.hits, []);
+      assert.equal((await store.usage()).entries, 0);
     });
-    assert.equal(outcome.outcome, 'failed', outcome.log);
-    assert.match(outcome.reason ?? '', new RegExp(`tried to reach 127\\.0\\.0\\.1:${forbidden.port}, which is not the configured registry .*refused`));
-    assert.match(outcome.log, /kiln: fetch: refused a connection to 127\.0\.0\.1:\d+/);
-    assert.deepEqual(forbidden.hits, []);
-    assert.equal((await store.usage()).entries, 0);
-  });
+  }
 
   it('a registry configured elsewhere is the only host reached: the public one is refused', async () => {
     const config = { ...loadFetchConfig(process.env), npmRegistry: new URL(`http://127.0.0.1:${forbidden.port}/`) };
@@ -160,7 +163,7 @@ function attempt(name, work) { return new Promise((resolve) => { work((value) =>
 `;
 
 for (const backend of ['bubblewrap', 'gvisor'] as const) {
-  const backendSkip = backend === 'gvisor' ? await access('/usr/bin/runsc').then(() => false, () => 'runsc is not installed') : false;
+  const backendSkip = backend === 'gvisor' ? gvisorSkip : false;
   describe(`the fetch sandbox from inside (${backend})`, { skip: skip || backendSkip, timeout: 300_000 }, () => {
     it('reaches other hosts neither directly nor through the proxy or its socket', async () => {
       const forbidden = await forbiddenServer();
