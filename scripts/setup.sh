@@ -12,6 +12,7 @@ RUNTIME_PACKAGES=(
   rustc cargo libstd-rust-dev-wasm32
   librust-serde-dev librust-serde-derive-dev librust-serde-json-dev
   binaryen wabt
+  xz-utils libc++-14-dev-wasm32 libc++abi-14-dev-wasm32
 )
 TEST_PACKAGES=(postgresql-15 radosgw ceph-mon ceph-osd ceph-common)
 
@@ -46,6 +47,9 @@ if ((${#missing[@]} > 0)); then
     exit 1
   fi
 fi
+
+# Modern Rust next to Debian's 1.63 (idempotent; quick when already set up).
+scripts/toolchains/rust-modern.sh
 
 # npm packages: install when node_modules is absent or older than the lock file.
 # `npm install`, not `npm ci`: the registry this machine kind reaches lacks the

@@ -29,6 +29,8 @@ export interface KilnConfig {
   logLevel: string;
   /** Deployment environments: staging and production, plus KILN_ENVIRONMENTS (comma-separated). */
   environments: string[];
+  /** Machine-wide toolchains set up by scripts/toolchains/*.sh (KILN_TOOLCHAINS_DIR). */
+  toolchainsDir: string;
 }
 
 export interface ConfigOverrides {
@@ -40,6 +42,17 @@ export interface ConfigOverrides {
 }
 
 type Env = Record<string, string | undefined>;
+
+/**
+ * Machine-wide so every checkout and CI job on a machine reuses the one
+ * set-up (docs/decisions/0008). scripts/toolchains/rust-modern.sh reads the
+ * same variable with the same default.
+ */
+export const DEFAULT_TOOLCHAINS_DIR = '/var/cache/kiln/toolchains';
+
+export function toolchainsDir(env: Env = process.env): string {
+  return path.resolve(env.KILN_TOOLCHAINS_DIR || DEFAULT_TOOLCHAINS_DIR);
+}
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -113,5 +126,6 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     maxArtifactBytes: integer(env, 'KILN_MAX_ARTIFACT_BYTES', 64 * 1024 ** 2, 1024),
     logLevel: env.KILN_LOG_LEVEL ?? 'info',
     environments: environments(env),
+    toolchainsDir: toolchainsDir(env),
   };
 }

@@ -30,6 +30,8 @@ export interface BuildContext {
   kind: AppKind;
   /** Appends a line to the build log (host-side facts, e.g. "Cargo.lock regenerated"). */
   log: (line: string) => void;
+  /** Adds facts to the build record's details (e.g. which toolchain built it); merged shallowly. */
+  record?: (facts: Record<string, unknown>) => void;
 }
 
 /**

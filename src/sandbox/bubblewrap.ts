@@ -7,6 +7,7 @@ import { ETC_FROM_HOST, ROOT_ENTRIES, SANDBOX_HOME, SandboxHost, sandboxEnv } fr
 import type { SandboxHostOptions } from './host.ts';
 import { runJob, selfTest } from './job.ts';
 import type { Backend, LaunchPlan, RunContext } from './job.ts';
+import { EGRESS_SOCKET } from './sandbox.ts';
 import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
 import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
 import type { Supervised } from './supervise.ts';
@@ -87,8 +88,8 @@ export class BubblewrapSandbox implements Sandbox {
 
   private readonly backend: Backend = { plan: (context) => this.plan(context), warmPlan: (context) => this.warmPlan(context) };
 
-  private seccomp(): Promise<string> {
-    return seccompProgram(this.host.cacheDir).catch((cause: unknown) => {
+  private seccomp(profile: 'build' | 'fetch' = 'build'): Promise<string> {
+    return seccompProgram(this.host.cacheDir, profile).catch((cause: unknown) => {
       throw new PlatformError('sandbox_unavailable', `no seccomp filter (install ${SECCOMP_PACKAGES}): ${(cause as Error).message}`, { cause });
     });
   }
@@ -102,7 +103,7 @@ export class BubblewrapSandbox implements Sandbox {
   private async plan(context: RunContext): Promise<LaunchPlan> {
     const { lease } = context;
     const [program, layout, etcDir] = await Promise.all([
-      this.seccomp(),
+      this.seccomp(context.options.egress ? 'fetch' : 'build'),
       this.rootLayout(),
       this.host.etcDir(lease.uid, lease.gid),
     ]);
@@ -154,7 +155,7 @@ async function probeRootLayout(): Promise<RootEntry[]> {
 export interface BwrapArgsInput {
   layout: RootEntry[];
   etcDir: string;
-  options: Pick<SandboxRunOptions, 'env' | 'cwd' | 'mounts'>;
+  options: Pick<SandboxRunOptions, 'env' | 'cwd' | 'mounts' | 'egress'>;
   limits: Pick<SandboxLimits, 'diskBytes'>;
 }
 
@@ -181,6 +182,7 @@ export function bwrapArgs(input: BwrapArgsInput): string[] {
   args.push('--size', String(Math.min(limits.diskBytes, HOME_TMPFS_MAX)), '--tmpfs', SANDBOX_HOME);
   args.push('--bind-fd', String(WORK_FD), '/build');
   for (const mount of options.mounts ?? []) args.push(mount.writable ? '--bind' : '--ro-bind', mount.host, mount.sandbox);
+  if (options.egress) args.push('--bind', options.egress.socket, EGRESS_SOCKET);
   args.push('--remount-ro', '/', '--chdir', options.cwd, '--clearenv');
   for (const [key, value] of Object.entries(sandboxEnv(options.env))) args.push('--setenv', key, value);
   return args;

@@ -7,6 +7,7 @@ import type { SandboxHostOptions } from './host.ts';
 import { runJob, selfTest } from './job.ts';
 import type { Backend, LaunchPlan, RunContext } from './job.ts';
 import { compileNative } from './native.ts';
+import { EGRESS_SOCKET } from './sandbox.ts';
 import type { Mount, Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
 
 /**
@@ -88,6 +89,8 @@ export class GvisorSandbox implements Sandbox {
     return {
       argv: [
         this.runsc, '--root', stateRoot, '--platform=ptrace', '--network=none', '--ignore-cgroups',
+        // The fetch step's only way out: connecting to the bound egress proxy socket.
+        ...(options.egress ? ['--host-uds=open'] : []),
         // runsc's own errors go to files, so the user's output cannot imitate them.
         `--log=${join(bundle, 'runsc.log')}`, `--panic-log=${panicLog}`,
         'run', '--bundle', bundle, name,
@@ -174,7 +177,7 @@ async function ensureMountPoint(source: string, path: string): Promise<void> {
  * they land under /build.
  */
 async function createMountPoints(rootfs: string, context: RunContext): Promise<void> {
-  for (const mount of context.options.mounts ?? []) {
+  for (const mount of withEgress(context.options)) {
     const target = normalize(mount.sandbox);
     const underBuild = relative('/build', target);
     const inVolume = !underBuild.startsWith('..') && underBuild !== '';
@@ -197,8 +200,14 @@ export interface OciConfigInput {
   volume: string;
   uid: number;
   gid: number;
-  options: Pick<SandboxRunOptions, 'command' | 'env' | 'cwd' | 'mounts'>;
+  options: Pick<SandboxRunOptions, 'command' | 'env' | 'cwd' | 'mounts' | 'egress'>;
   limits: SandboxLimits;
+}
+
+/** The run's mounts, plus the egress proxy's socket for a fetch step. */
+function withEgress(options: Pick<SandboxRunOptions, 'mounts' | 'egress'>): Mount[] {
+  const mounts = options.mounts ?? [];
+  return options.egress ? [...mounts, { host: options.egress.socket, sandbox: EGRESS_SOCKET, writable: true }] : mounts;
 }
 
 type OciMount = { destination: string; type: string; source: string; options?: string[] };
@@ -220,7 +229,7 @@ export function ociConfig(input: OciConfigInput): Record<string, unknown> {
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${limits.diskBytes}`] },
     { destination: SANDBOX_HOME, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=0755', `uid=${input.uid}`, `gid=${input.gid}`] },
     bind(input.volume, '/build', true),
-    ...(options.mounts ?? []).map((mount: Mount) => bind(mount.host, mount.sandbox, mount.writable)),
+    ...withEgress(options).map((mount: Mount) => bind(mount.host, mount.sandbox, mount.writable)),
   ];
   return {
     ociVersion: '1.0.0',

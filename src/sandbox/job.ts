@@ -64,7 +64,8 @@ type Launch = (context: RunContext, notes: string[]) => Promise<SandboxResult>;
 export async function runJob(host: SandboxHost, backend: Backend, options: SandboxRunOptions, pool?: WarmPool): Promise<SandboxResult> {
   await validate(options);
   await host.prepare();
-  const slot = backend.warmPlan ? pool?.take() : undefined;
+  // Prepared slots hold the build profile's seccomp program: a fetch step (egress) always starts fresh.
+  const slot = backend.warmPlan && !options.egress ? pool?.take() : undefined;
   try {
     if (slot) return await runLeased(host, options, slot.lease, (context, notes) => launchWarm(backend, slot, context, notes));
     const lease = await host.uids.acquire();
@@ -278,6 +279,7 @@ async function validate(options: SandboxRunOptions): Promise<void> {
   for (const [name, value] of Object.entries(options.limits)) {
     if (!Number.isFinite(value) || value <= 0) problems.push(`limit ${name} must be a positive number`);
   }
+  if (options.egress !== undefined && !isAbsolute(options.egress.socket)) problems.push('egress.socket must be an absolute host path');
   for (const mount of options.mounts ?? []) {
     const target = normalize(mount.sandbox);
     if (!isAbsolute(mount.host) || !isAbsolute(target) || target === '/' || /^\/(proc|dev)(\/|$)/.test(target)) {

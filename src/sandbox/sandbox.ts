@@ -50,7 +50,18 @@ export interface SandboxRunOptions {
   onOutput?: (chunk: Buffer) => void;
   /** Aborting kills the whole process tree (used for cancel). */
   signal?: AbortSignal;
+  /**
+   * Only for the dependency fetch step (src/fetch): the host path of a unix
+   * socket (Kiln's filtering egress proxy), bound at EGRESS_SOCKET inside.
+   * The run then may also open AF_INET/AF_INET6 sockets, which still reach
+   * nothing but its own empty network namespace's loopback. Build steps
+   * never set it.
+   */
+  egress?: { socket: string };
 }
+
+/** Where the egress proxy's socket appears inside a fetch sandbox. */
+export const EGRESS_SOCKET = '/run/kiln/egress.sock';
 
 export interface SandboxResult {
   exitCode: number | null;

@@ -15,6 +15,12 @@
  * "bad arch" action of libseccomp, which kills the process: nothing a
  * toolchain here needs, and the classic way around a native-only filter.
  *
+ * `kiln-seccomp fetch` writes the profile of the dependency fetch step
+ * (src/fetch): the same rules, except that AF_INET and AF_INET6 sockets are
+ * allowed too. That step runs in its own empty network namespace whose only
+ * interface is loopback, where Kiln's forwarder bridges 127.0.0.1 to the
+ * filtering proxy's unix socket (docs/decisions/0010-fetch-phase.md).
+ *
  * Build: cc -O2 -o kiln-seccomp seccomp-filter.c -lseccomp
  */
 #define _GNU_SOURCE
@@ -66,7 +72,22 @@ static int add(scmp_filter_ctx ctx, uint32_t action, const char *name,
     return rc;
 }
 
-static int add_rules(scmp_filter_ctx ctx) {
+/* Fetch profile: deny every family but AF_UNIX, AF_INET and AF_INET6. A rule
+ * compares an argument once, so the gaps are denied one range at a time. */
+static int deny_sockets_but_inet(scmp_filter_ctx ctx, const char *name) {
+    int rc = 0;
+    struct scmp_arg_cmp unspec = SCMP_A0(SCMP_CMP_EQ, AF_UNSPEC);
+    struct scmp_arg_cmp above = SCMP_A0(SCMP_CMP_GT, AF_INET6);
+    rc |= add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &unspec);
+    rc |= add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &above);
+    for (unsigned long family = AF_INET + 1; family < AF_INET6; family++) {
+        struct scmp_arg_cmp gap = SCMP_A0(SCMP_CMP_EQ, family);
+        rc |= add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &gap);
+    }
+    return rc;
+}
+
+static int add_rules(scmp_filter_ctx ctx, int fetch) {
     int rc = 0;
     for (size_t i = 0; i < sizeof denied / sizeof *denied; i++)
         rc |= add(ctx, SCMP_ACT_ERRNO(EPERM), denied[i], 0, NULL);
@@ -96,18 +117,24 @@ static int add_rules(scmp_filter_ctx ctx) {
      * alternatives and node's internals). Everything else, including netlink
      * and packet sockets, fails like on a kernel built without it. */
     struct scmp_arg_cmp not_unix = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
-    rc |= add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &not_unix);
+    if (fetch) rc |= deny_sockets_but_inet(ctx, "socket");
+    else rc |= add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &not_unix);
     rc |= add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socketpair", 1, &not_unix);
     return rc;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    int fetch = argc > 1 && strcmp(argv[1], "fetch") == 0;
+    if (argc > 1 && !fetch) {
+        fprintf(stderr, "kiln-seccomp: unknown profile %s\n", argv[1]);
+        return 2;
+    }
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (ctx == NULL) {
         fprintf(stderr, "kiln-seccomp: seccomp_init failed\n");
         return 1;
     }
-    int ok = add_rules(ctx) == 0; /* add() already printed what failed */
+    int ok = add_rules(ctx, fetch) == 0; /* add() already printed what failed */
     if (ok) {
         int rc = seccomp_export_bpf(ctx, 1);
         if (rc < 0) fprintf(stderr, "kiln-seccomp: export: %s\n", strerror(-rc));

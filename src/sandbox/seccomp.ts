@@ -11,20 +11,28 @@ import { compileNative } from './native.ts';
  */
 export const SECCOMP_PACKAGES = 'gcc (or clang) and libseccomp-dev';
 
+/**
+ * `build`: sockets of family AF_UNIX only. `fetch`: AF_INET/AF_INET6 too, for
+ * the dependency fetch step's loopback forwarder (src/fetch); the build
+ * steps never get it.
+ */
+export type SeccompProfile = 'build' | 'fetch';
+
 const programs = new Map<string, Promise<string>>();
 
 /** Path of the compiled BPF program (open it and hand bwrap the fd). */
-export function seccompProgram(cacheDir: string): Promise<string> {
-  let pending = programs.get(cacheDir);
+export function seccompProgram(cacheDir: string, profile: SeccompProfile = 'build'): Promise<string> {
+  const id = `${profile}:${cacheDir}`;
+  let pending = programs.get(id);
   if (!pending) {
-    pending = generate(cacheDir);
-    pending.catch(() => programs.delete(cacheDir));
-    programs.set(cacheDir, pending);
+    pending = generate(cacheDir, profile);
+    pending.catch(() => programs.delete(id));
+    programs.set(id, pending);
   }
   return pending;
 }
 
-async function generate(cacheDir: string): Promise<string> {
+async function generate(cacheDir: string, profile: SeccompProfile): Promise<string> {
   const generator = await compileNative({
     source: new URL('./seccomp-filter.c', import.meta.url),
     name: 'kiln-seccomp',
@@ -32,12 +40,13 @@ async function generate(cacheDir: string): Promise<string> {
     needs: SECCOMP_PACKAGES,
     cacheDir,
   });
-  const cached = `${generator}.bpf`;
+  const cached = profile === 'build' ? `${generator}.bpf` : `${generator}.${profile}.bpf`;
   const existing = await readFile(cached).catch(() => undefined);
   if (existing && isBpf(existing)) return cached;
   // The program is binary on stdout; read it through a file, not a string.
   const partial = `${cached}.${process.pid}.tmp`;
-  const result = await runHost('/bin/sh', ['-c', 'exec "$1" > "$2"', 'kiln-seccomp', generator, partial]);
+  const args = profile === 'build' ? [] : [profile];
+  const result = await runHost('/bin/sh', ['-c', 'out=$1; shift; exec "$@" > "$out"', 'kiln-seccomp', partial, generator, ...args]);
   const program = await readFile(partial).catch(() => Buffer.alloc(0));
   if (result.code !== 0 || !isBpf(program)) {
     throw new PlatformError('sandbox_seccomp_failed', `generating the seccomp filter failed: ${result.stderr.trim() || 'empty program'}`);

@@ -13,6 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { UserError, errorMessage } from '../errors.ts';
+import { loadFetchConfig, type FetchConfig } from '../fetch/config.ts';
+import { FetchCancelled, runFetchPhase, supportsDependencyFetch, type FetchReport } from '../fetch/fetch-phase.ts';
 import { UNDETECTED_REASON, createLanguages, detectLanguage, type LanguageRegistry } from '../languages/index.ts';
 import type { AppKind, BuildContext, BuildStep, Language, LanguageId } from '../languages/language.ts';
 import { APP_KINDS } from '../languages/language.ts';
@@ -44,6 +46,10 @@ export interface BuildOutcome {
   stages: BuildStage[];
   /** Set when the language supports the dependency cache and the build used one. */
   cache?: CacheReport;
+  /** Set when the build fetched (or restored) dependencies before building. */
+  fetch?: FetchReport;
+  /** Facts the language recorded (e.g. `toolchain`: which compiler and target), for the build record. */
+  facts?: Record<string, unknown>;
 }
 
 export interface RunBuildOptions {
@@ -68,6 +74,8 @@ export interface RunBuildOptions {
    * owner, from the job). Only languages that support it use it.
    */
   dependencyCache?: { store: DependencyCacheStore; namespace: string };
+  /** Registries and bounds of the dependency fetch phase (default: loadFetchConfig() of the environment). */
+  fetch?: FetchConfig;
 }
 
 export const DEFAULT_MAX_ARTIFACT_BYTES = 64 * 1024 ** 2;
@@ -90,11 +98,18 @@ export async function runBuild(options: RunBuildOptions): Promise<BuildOutcome> 
   try {
     const { language, kind } = await stage(stages, 'detect', () => resolveLanguage(options, languages, log));
     Object.assign(result, { language: language.id, kind });
-    const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log };
+    const record = (facts: Record<string, unknown>): void => void (result.facts = { ...result.facts, ...facts });
+    const context: BuildContext = { jobDir: options.jobDir, sourceDir: join(options.jobDir, 'src'), kind, log, record };
     await stage(stages, 'prepare', () => prepare(language, context, options.signal));
-    const cache = await openCache(language, context, limits, options, stages);
+    const fetchStarted = Date.now();
+    const fetched = await fetchDependencies(language, context, limits, options, stages);
+    if (fetched) result.fetch = fetched;
+    // The wall limit covers the whole build: the fetch's time is taken from the steps'.
+    const stepLimits = { ...limits, wallMs: limits.wallMs - (Date.now() - fetchStarted) };
+    if (stepLimits.wallMs <= 0) throw new BuildStop('failed', limitReason('wall', limits));
+    const cache = await openCache(language, context, stepLimits, options, stages);
     if (cache) result.cache = cache.report;
-    await runSteps(language, context, limits, options, stages);
+    await runSteps(language, context, stepLimits, options, stages);
     const bytes = await stage(stages, 'collect', () => collect(language, context, options));
     // Only after a miss: entries are written once, by a build that started from nothing.
     if (cache?.plan && !cache.report.hit) await stage(stages, 'cache save', () => saveDependencyCache(cache, cacheRunContext(language, context, limits, options)));
@@ -160,6 +175,28 @@ async function prepare(language: Language, context: BuildContext, signal: AbortS
   throwIfCancelled(signal);
   for (const directory of BASE_DIRECTORIES) await mkdir(join(context.jobDir, directory), { recursive: true });
   await language.prepare(context);
+}
+
+/** Runs the fetch phase when the language declares dependencies to fetch (src/fetch). */
+async function fetchDependencies(language: Language, context: BuildContext, limits: SandboxLimits, options: RunBuildOptions, stages: BuildStage[]): Promise<FetchReport | undefined> {
+  if (!supportsDependencyFetch(language)) return undefined;
+  throwIfCancelled(options.signal);
+  const config = options.fetch ?? defaultFetchConfig();
+  const plan = await language.fetchPlan(context, config);
+  if (plan === undefined) return undefined;
+  try {
+    return await stage(stages, 'fetch', () =>
+      runFetchPhase(plan, { sandbox: options.sandbox, jobDir: context.jobDir, config, limits, log: context.log, onOutput: options.onLog, signal: options.signal, cache: options.dependencyCache }),
+    );
+  } catch (error) {
+    if (error instanceof FetchCancelled) throw new BuildStop('cancelled', 'the build was cancelled');
+    throw error;
+  }
+}
+
+let sharedFetchConfig: FetchConfig | undefined;
+function defaultFetchConfig(): FetchConfig {
+  return (sharedFetchConfig ??= loadFetchConfig());
 }
 
 /** Restores the dependency cache when the language supports it and the job has a namespace. */

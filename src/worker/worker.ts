@@ -158,7 +158,7 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
         dependencyCache: cacheFor(options, job),
       });
       stages.push(...outcome.stages);
-      result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages, details: outcome.cache ? { cache: outcome.cache } : {} };
+      result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages, details: { ...outcome.facts, ...(outcome.cache ? { cache: outcome.cache } : {}), ...(outcome.fetch ? { fetch: outcome.fetch } : {}) } };
       if (outcome.outcome === 'succeeded' && outcome.artifactPath && outcome.kind) {
         const original = await readFile(outcome.artifactPath);
         await timed(stages, 'upload', () => client.uploadArtifact(job, 'original', original));

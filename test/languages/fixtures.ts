@@ -32,8 +32,9 @@ fn main() {
 
 /**
  * An upload whose .cargo/config.toml points crates.io at a network mirror
- * and a rustc wrapper, plus a nightly rust-toolchain.toml. Were any of it
- * honoured, the offline build would fail.
+ * and a rustc wrapper, plus a rust-toolchain.toml whose channel (`stable`)
+ * is the only part Kiln reads: its `path` to a custom toolchain and its
+ * components are ignored. Were any of the rest honoured, the build would fail.
  */
 export async function writeHostileConfigProject(root: string): Promise<void> {
   await writeFiles(root, {
@@ -50,7 +51,7 @@ export async function writeHostileConfigProject(root: string): Promise<void> {
       'rustc-wrapper = "/build/src/wrapper.sh"',
       '',
     ].join('\n'),
-    'rust-toolchain.toml': '[toolchain]\nchannel = "nightly-2099-01-01"\n',
+    'rust-toolchain.toml': '[toolchain]\nchannel = "stable"\npath = "/build/src/evil-toolchain"\ncomponents = ["rust-src"]\n',
   });
 }
 

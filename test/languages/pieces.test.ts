@@ -120,7 +120,8 @@ describe('Rust offline set-up', () => {
     await mkdir(join(jobDir, 'src', '.cargo'));
     await writeFile(join(jobDir, 'src', '.cargo', 'config'), '[net]\noffline = false\n');
     await writeFile(join(jobDir, 'src', '.cargo', 'config.toml'), '[net]\noffline = false\n');
-    await writeFile(join(jobDir, 'src', 'rust-toolchain'), 'nightly\n');
+    // Read only to pick among installed toolchains ("stable": the newest), then removed.
+    await writeFile(join(jobDir, 'src', 'rust-toolchain'), 'stable\n');
     const context = contextFor(jobDir, 'proxy-wasm');
     await createLanguages().rust.prepare(context);
     for (const gone of ['.cargo/config', '.cargo/config.toml', 'rust-toolchain']) {

@@ -12,9 +12,11 @@ import { asAppKind, readKilnToml } from '../kiln-toml.ts';
 import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
 import { tomlString } from '../toml.ts';
 import { ABORT_FUNCTIONS, ABORT_LIBRARY_FILE, ABORT_LIBRARY_SOURCE } from './abort-library.ts';
-import { AS_SDK_PACKAGE, DEFAULT_AS_SDK_DIR, SANDBOX_AS_PACKAGES, SANDBOX_NODE_MODULES, compilerMounts, defaultCompilerDir, nodeMounts, sdkMounts } from './toolchain.ts';
+import type { DependencyFetching } from '../../fetch/fetch-phase.ts';
+import { npmFetchPlan } from '../../fetch/npm.ts';
+import { ENTRY, hasLockFile, pinnedCommand, pinnedCompiler } from './pinned-compiler.ts';
+import { AS_SDK_PACKAGE, compilerVersion, DEFAULT_AS_SDK_DIR, SANDBOX_AS_PACKAGES, SANDBOX_NODE_MODULES, compilerMounts, defaultCompilerDir, nodeMounts, sdkMounts } from './toolchain.ts';
 
-const ENTRY = 'assembly/index.ts';
 const RUNTIMES = ['stub', 'minimal', 'incremental'] as const;
 type Runtime = (typeof RUNTIMES)[number];
 /**
@@ -33,7 +35,7 @@ export interface AssemblyScriptOptions {
   sdkDir?: string;
 }
 
-export function createAssemblyScript(options: AssemblyScriptOptions = {}): Language {
+export function createAssemblyScript(options: AssemblyScriptOptions = {}): Language & DependencyFetching {
   const nodePath = options.nodePath ?? process.execPath;
   let mounts: Mount[] | undefined;
   return {
@@ -43,8 +45,10 @@ export function createAssemblyScript(options: AssemblyScriptOptions = {}): Langu
     // Resolved once, on first use: the compiler's location does not change while Kiln runs.
     mounts: () =>
       (mounts ??= [...compilerMounts(options.compilerDir ?? defaultCompilerDir()), ...nodeMounts(nodePath), ...sdkMounts(options.sdkDir ?? DEFAULT_AS_SDK_DIR)]),
-    steps: (context) => steps(context, nodePath),
+    steps: (context) => steps(context, nodePath, options.compilerDir ?? defaultCompilerDir()),
     locateOutput,
+    // npm dependencies from the app's lock file, installed before the offline build (src/fetch).
+    fetchPlan: (context, config) => npmFetchPlan(context.sourceDir, config, { nodePath, providedByPlatform: ['assemblyscript'] }),
   };
 }
 
@@ -88,10 +92,17 @@ async function prepare(context: BuildContext): Promise<void> {
   if (!(await isRegularFile(join(context.sourceDir, ENTRY)))) {
     throw buildFailure(`no ${ENTRY}: it is the entry file of an AssemblyScript app`);
   }
-  // Library packages (AssemblyScript sources) may stay; nothing there is ever executed.
-  const why = 'Kiln compiles with its own AssemblyScript compiler';
-  await removeWithLog(context.sourceDir, 'node_modules/assemblyscript', why, context.log);
-  await removeWithLog(context.sourceDir, 'node_modules/.bin', why, context.log);
+  if (await hasLockFile(context.sourceDir)) {
+    // The fetch phase installs exactly what the lock names; an uploaded tree must not mix in.
+    await removeWithLog(context.sourceDir, 'node_modules', 'Kiln installs the locked dependencies itself', context.log);
+    // A project .npmrc could name another registry, a git binary or a script shell for npm.
+    await removeWithLog(context.sourceDir, '.npmrc', 'Kiln configures npm itself', context.log);
+  } else {
+    // Library packages (AssemblyScript sources) may stay; nothing there is ever executed.
+    const why = 'Kiln compiles with its own AssemblyScript compiler';
+    await removeWithLog(context.sourceDir, 'node_modules/assemblyscript', why, context.log);
+    await removeWithLog(context.sourceDir, 'node_modules/.bin', why, context.log);
+  }
   const kilnDir = join(context.jobDir, KILN_DIR);
   await mkdir(join(kilnDir, 'aslib'), { recursive: true });
   await writeFile(join(kilnDir, 'aslib', ABORT_LIBRARY_FILE), ABORT_LIBRARY_SOURCE);
@@ -103,7 +114,13 @@ async function prepare(context: BuildContext): Promise<void> {
   }
 }
 
-async function steps(context: BuildContext, nodePath: string): Promise<BuildStep[]> {
+async function steps(context: BuildContext, nodePath: string, compilerDir: string): Promise<BuildStep[]> {
+  const pinned = await pinnedCompiler(context.sourceDir);
+  if (pinned !== undefined) {
+    context.log(`kiln: compiling with the app's own assemblyscript ${pinned.version} (from its lock file)`);
+    return [{ name: 'asc', command: await pinnedCommand(context, nodePath, pinned), env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
+  }
+  context.log(`kiln: compiling with Kiln's assemblyscript ${compilerVersion(compilerDir)}`);
   const runtime = await runtimeFor(context);
   const command = [
     nodePath,

@@ -31,6 +31,12 @@ export function sdkMounts(sdkDir: string): Mount[] {
   return [{ host: sdkDir, sandbox: `${SANDBOX_AS_PACKAGES}/${AS_SDK_PACKAGE}` }];
 }
 
+/** Version of a compiler package (for the build log). */
+export function compilerVersion(compilerDir: string): string {
+  const manifest: unknown = JSON.parse(readFileSync(join(compilerDir, 'package.json'), 'utf8'));
+  return typeof manifest === 'object' && manifest !== null && 'version' in manifest ? String(manifest.version) : 'unknown';
+}
+
 /** Host directory of Kiln's own `assemblyscript` package. */
 export function defaultCompilerDir(): string {
   const require = createRequire(import.meta.url);

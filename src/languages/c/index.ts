@@ -1,8 +1,9 @@
 /**
- * C/C++ through Debian's clang 14 + wasi-libc. The convention authors follow
- * is written in ./README.md; keep the two in step.
+ * C/C++ through Debian's clang 14 + wasi-libc, and libc++/libc++abi for
+ * wasm32 when there are C++ sources. The convention authors follow is
+ * written in ./README.md; keep the two in step.
  */
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppKind, BuildContext, BuildStep, Detection, Language } from '../language.ts';
 import { buildFailure } from '../failure.ts';
@@ -12,7 +13,17 @@ import { PROXY_WASM_CALLBACKS, PROXY_WASM_HOST_FUNCTIONS } from '../proxy-wasm-a
 import { asAppKind, readKilnToml } from '../kiln-toml.ts';
 
 const CLANG = '/usr/bin/clang';
-const SOURCE_EXTENSIONS = ['.c', '.cc', '.cpp', '.cxx'];
+const CLANGXX = '/usr/bin/clang++';
+const C_EXTENSIONS = ['.c'];
+const CXX_EXTENSIONS = ['.cc', '.cpp', '.cxx'];
+const SOURCE_EXTENSIONS = [...C_EXTENSIONS, ...CXX_EXTENSIONS];
+/** Clang 14 defaults to C++14; C++17 is what today's code expects. */
+export const DEFAULT_CXX_STANDARD = 'c++17';
+const CXX_STANDARDS = /^(c|gnu)\+\+(11|14|17|20|2a|2b)$/;
+/** Debian's wasm32 libc++abi is built without exception support: a throw could not link. */
+const CXX_FLAGS = ['-fno-exceptions'];
+/** C objects of a mixed C/C++ upload, compiled apart so C keeps C's rules. */
+const OBJECTS_DIR = 'objects';
 /** Beyond this an upload is not a small edge app, and argv would get huge. */
 const MAX_SOURCES = 1000;
 const IMPORTS_FILE = 'proxy-wasm-imports.txt';
@@ -64,24 +75,49 @@ async function prepare(context: BuildContext): Promise<void> {
   if (sources.length === 0) throw buildFailure('no C/C++ sources: put *.c, *.cc or *.cpp files under src/ (or at the root)');
   if (sources.length > MAX_SOURCES) throw buildFailure(`too many C/C++ sources (more than ${MAX_SOURCES})`);
   if (context.kind === 'proxy-wasm') await writeFilterLinkFlags(context.jobDir);
+  const cxx = sources.filter((source) => !isC(source)).length;
+  if (cxx > 0) {
+    await mkdir(join(context.jobDir, KILN_DIR, OBJECTS_DIR), { recursive: true });
+    context.log(`kiln: C++ (${await cxxStandard(context.sourceDir)}, -fno-exceptions, libc++): ${cxx} C++ and ${sources.length - cxx} C source file(s), linked as C++`);
+  }
   context.log(`kiln: compiling ${sources.length} source file(s) as a ${context.kind}`);
 }
 
 async function steps(context: BuildContext): Promise<BuildStep[]> {
   const sources = await findSources(context.sourceDir);
   const includes = (await isDirectory(join(context.sourceDir, 'include'))) ? ['-Iinclude'] : [];
-  const command = [
-    CLANG,
-    '--target=wasm32-wasi',
-    '-O2',
-    ...includes,
-    ...kindFlags(context.kind),
-    '-o',
-    SANDBOX_OUTPUT_PATH,
-    // Relative paths from the upload, prefixed so none can read as an option.
-    ...sources.map((source) => `./${source}`),
-  ];
-  return [{ name: 'clang', command, env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
+  const common = ['--target=wasm32-wasi', '-O2', ...includes];
+  // Relative paths from the upload, prefixed so none can read as an option.
+  const cSources = sources.filter(isC).map((source) => `./${source}`);
+  const cxxSources = sources.filter((source) => !isC(source)).map((source) => `./${source}`);
+  if (cxxSources.length === 0) {
+    return [{ name: 'clang', command: [CLANG, ...common, ...kindFlags(context.kind), '-o', SANDBOX_OUTPUT_PATH, ...cSources], env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
+  }
+  // C++: linked by clang++ (libc++, libc++abi); C sources beside it are compiled as C first.
+  const standard = await cxxStandard(context.sourceDir);
+  const objects = cSources.map((_, index) => `${SANDBOX_KILN_DIR}/${OBJECTS_DIR}/c${index}.o`);
+  const cSteps: BuildStep[] = cSources.map((source, index) => ({
+    name: `clang ${source}`,
+    command: [CLANG, ...common, '-c', '-o', objects[index] ?? '', source],
+    env: { ...BASE_ENV },
+    cwd: SANDBOX_SOURCE_DIR,
+  }));
+  const link = [CLANGXX, ...common, `-std=${standard}`, ...CXX_FLAGS, ...kindFlags(context.kind), '-o', SANDBOX_OUTPUT_PATH, ...cxxSources, ...objects];
+  return [...cSteps, { name: 'clang++', command: link, env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
+}
+
+function isC(source: string): boolean {
+  return C_EXTENSIONS.some((extension) => source.endsWith(extension));
+}
+
+/** `cxx-standard = "c++20"` in kiln.toml, else C++17; anything but a known standard is the user's error. */
+async function cxxStandard(sourceDir: string): Promise<string> {
+  const declared = (await readKilnToml(sourceDir))?.['cxx-standard'];
+  if (declared === undefined) return DEFAULT_CXX_STANDARD;
+  if (typeof declared !== 'string' || !CXX_STANDARDS.test(declared)) {
+    throw buildFailure(`kiln.toml: cxx-standard must be one of c++11, c++14, c++17, c++20, c++2b (or gnu++…), got ${JSON.stringify(declared)}`);
+  }
+  return declared;
 }
 
 /**

@@ -5,7 +5,7 @@
  *
  * Key inputs (all read on the host without running anything from the upload):
  *   - toolchain: `rustc -V` and `cargo -V` of Kiln's own toolchain;
- *   - target (wasm32-wasi), profile name (release) and the root manifest's
+ *   - target (wasm32-wasip1 or wasm32-wasi), profile name (release) and the root manifest's
  *     `[profile.*]` settings, and the kind (`--lib` or `--bins`);
  *   - the lock file: Cargo.lock's bytes, or, without one, every Cargo.toml
  *     (cargo resolves the same way from the same manifests and registry);
@@ -38,8 +38,10 @@ const run = promisify(execFile);
 export interface RustCacheInputs {
   target: string;
   profile: string;
+  /** Host paths of the toolchain's binaries, and the environment they need. */
   rustc: string;
   cargo: string;
+  env?: Record<string, string>;
 }
 
 /** Bumped when the layout of entries or the restore logic changes. */
@@ -49,13 +51,19 @@ const MAX_VENDOR_FILES = 50_000;
 const MAX_HASHED_BYTES = 512 * 1024 ** 2;
 const REGISTRY_FINGERPRINT_TTL_MS = 60_000;
 
-let toolchain: Promise<string> | undefined;
+const toolchains = new Map<string, Promise<string>>();
 
-/** `rustc -V` / `cargo -V` of the platform's toolchain (trusted binaries, no upload input), once per process. */
+/** `rustc -V` / `cargo -V` of a platform toolchain (trusted binaries, no upload input), once per toolchain and process. */
 function toolchainVersion(inputs: RustCacheInputs): Promise<string> {
-  toolchain ??= Promise.all([run(inputs.rustc, ['-V']), run(inputs.cargo, ['-V'])]).then(([rustc, cargo]) => `${rustc.stdout.trim()} / ${cargo.stdout.trim()}`);
-  toolchain.catch(() => (toolchain = undefined));
-  return toolchain;
+  const key = `${inputs.rustc}\0${inputs.cargo}`;
+  let version = toolchains.get(key);
+  if (version === undefined) {
+    const options = { env: { ...process.env, ...inputs.env } };
+    version = Promise.all([run(inputs.rustc, ['-V'], options), run(inputs.cargo, ['-V'], options)]).then(([rustc, cargo]) => `${rustc.stdout.trim()} / ${cargo.stdout.trim()}`);
+    version.catch(() => toolchains.delete(key));
+    toolchains.set(key, version);
+  }
+  return version;
 }
 
 export async function rustCachePlan(context: BuildContext, registry: RegistryLocation, inputs: RustCacheInputs, kind: AppKind, sdk?: SdkLocation): Promise<CachePlan | { unavailable: string }> {

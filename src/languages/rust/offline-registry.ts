@@ -39,7 +39,7 @@ export interface OfflineSetup {
 }
 
 export const CARGO_HOME_DIR = 'cargo-home';
-const MERGED_REGISTRY_DIR = 'cargo-registry';
+export const MERGED_REGISTRY_DIR = 'cargo-registry';
 
 /**
  * Writes CARGO_HOME/config.toml and the merged registry. The only config
