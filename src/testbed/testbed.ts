@@ -82,7 +82,7 @@ export class Testbed {
 
   constructor(readonly config: TestbedConfig) {
     this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes });
-    this.modules = new ModuleCache(config.moduleCacheEntries);
+    this.modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
 
