@@ -1,6 +1,6 @@
 /**
- * The hostile-module corpus: filters built through the real pipeline (C in
- * the bubblewrap sandbox, then uploaded as a version's build and run by the
+ * The hostile-module corpus: filters built through the real pipeline (C and
+ * Rust — Debian's 1.63, raw ABI, no crates — in the bubblewrap sandbox, then uploaded as a version's build and run by the
  * API's test bed) try to grow the host without bound while a second owner
  * keeps invoking a normal filter. Each case asserts that the API is the same
  * process and still answers, that every victim call succeeded, that the
@@ -52,12 +52,14 @@ const FLAVOURS: Flavour[] = [
 
 let builder: SandboxBuilder;
 let hostileModule: Uint8Array;
+let rustModule: Uint8Array;
 let victimModule: Uint8Array;
 
 describe('hostile modules', { skip, timeout: 600_000 }, () => {
   before(async () => {
     builder = new SandboxBuilder();
     hostileModule = await builder.build(`${FIXTURES}hostile-filter`);
+    rustModule = await builder.build(`${FIXTURES}hostile-rust`);
     victimModule = await builder.build(`${FIXTURES}abi-filter`);
   });
   after(() => builder?.dispose());
@@ -66,6 +68,7 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
     describe(flavour.name, { skip: flavour.skip }, () => {
       let t: TestKiln;
       let attacker: string;
+      let rustAttacker: string;
       let tableAttacker: string;
       let victim: string;
       let victimToken: string;
@@ -74,11 +77,14 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
         t = await startTestKiln({ flavour: flavour.flavour, env: { KILN_TESTBED_WORKERS: '1', KILN_TESTBED_MAX_HTTP_CALL_ROUNDS: '8' } });
         process.env.KILN_TESTBED_WORKERS = '1';
         attacker = await publish(t, hostileModule, { kind: 'proxy-wasm', name: 'attacker' });
+        rustAttacker = await publish(t, rustModule, { kind: 'proxy-wasm', name: 'rust-attacker' });
         // clang 14 with Kiln's link flags cannot emit a growable table: this one module is our own WAT, uploaded as the build.
         tableAttacker = await publish(t, wat(TABLE_GROWER), { kind: 'proxy-wasm', name: 'table-attacker' });
         const bob = await call<Json>(t.url, 'POST', '/v1/owners', { token: t.adminToken, json: { name: `victim-${flavour.flavour}` } });
         victimToken = bob.body.token as string;
         victim = await publish({ ...t, ownerToken: victimToken }, victimModule, { kind: 'proxy-wasm', name: 'victim' });
+        // Prepared (compiled) before the first attack, so the first case does not time the compile.
+        assert.equal((await invoke(victimToken, victim, '/anything', 10_000)).status, 200);
       });
       after(async () => {
         await t?.close();
@@ -100,7 +106,8 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
         let attacking = true;
         const victimCalls: Array<Awaited<ReturnType<typeof invoke>>> = [];
         const victimLoop = (async () => {
-          while (attacking || victimCalls.length === 0) victimCalls.push(await invoke(victimToken, victim, '/anything'));
+          // A long deadline: time fairness under load is the runner suite's subject; this one is about host resources.
+          while (attacking || victimCalls.length === 0) victimCalls.push(await invoke(victimToken, victim, '/anything', 10_000));
         })();
         let results: Array<Awaited<ReturnType<typeof invoke>>>;
         try {
@@ -174,6 +181,21 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
         const [answer] = await underAttack(() => repeat(2, '/logs'));
         assert.equal(answer?.body.logs.length, 1000);
         assert.ok(answer?.body.limitsHit.includes('maxLogLines'));
+      });
+
+      it('Rust: a VM chaining HTTP calls is dropped every time, header floods and shared data floods stop at their limits, smuggling is refused', async () => {
+        const answers = await underAttack(async () => [...(await repeat(24, '/chain', rustAttacker)), ...(await repeat(1, '/headers', rustAttacker)), ...(await repeat(1, '/shared', rustAttacker)), ...(await repeat(1, '/smuggle', rustAttacker))]);
+        const [headers, shared, smuggle] = answers.slice(24);
+        for (const answer of answers.slice(0, 24)) {
+          assert.equal(answer.body.outcome, 'limit_exceeded', answer.body.message);
+          assert.equal(answer.body.limit, 'maxHttpCallRounds');
+        }
+        assert.ok(headers?.body.limitsHit.includes('maxHeaderBytes'), JSON.stringify(headers?.body.limitsHit));
+        const header = (answer: Json | undefined, key: string) => (answer?.body.request.headers as Array<[string, string]>).find(([k]) => k === key)?.[1];
+        assert.equal(header(shared, 'x-shared-status'), '10');
+        assert.equal(header(smuggle, 'x-te-status'), '2');
+        assert.equal(header(smuggle, 'x-crlf-status'), '2');
+        assert.deepEqual(smuggle?.body.httpCalls, []);
       });
 
       it('shared data and queue floods stop at the owner limits', async () => {
