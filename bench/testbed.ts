@@ -139,7 +139,7 @@ async function warmRequests(t: TestKiln, upstream: string, testbed: Testbed, war
   const plainHop = await latencies(warmRuns, async () => drain(await fetch(`${t.url}/healthz`)));
   const small = wat(SMALL_FILTER);
   const artifact = { sha256: createHash('sha256').update(small).digest('hex'), load: async () => small };
-  const plugin = { info: { name: 'bench', rootId: '', vmId: 'bench', versionId: 'bench', version: '1.0.0', applicationId: 'bench' }, config: '' };
+  const plugin = { info: { ownerId: 'bench', name: 'bench', rootId: '', vmId: 'bench', versionId: 'bench', version: '1.0.0', applicationId: 'bench' }, config: '' };
   const request = { method: 'GET', path: '/x', authority: 'bench', scheme: 'http', headers: [], body: new Uint8Array(0), trailers: [] };
   const filterOnly = await latencies(warmRuns, async () => {
     const result = await testbed.serveFilter(artifact, plugin, request, {}, 'echo');

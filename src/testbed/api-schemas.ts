@@ -91,7 +91,7 @@ const Pairs = Type.Array(Type.Tuple([Type.String(), Type.String()]));
 const Body = Type.Object({ text: Type.String(), base64: Type.Optional(Type.String()), size: Type.Integer(), truncated: Type.Optional(Type.Boolean()) });
 const Changes = Type.Object({ added: Pairs, removed: Pairs });
 const ModuleSummary = Type.Object({ sha256: Type.String(), size: Type.Integer(), memoryCapBytes: Type.Integer(), compileMs: Type.Number() });
-const Outcome = Type.String({ description: 'ok | trap | timeout | memory_limit | paused | closed | vm_start_failed | configure_failed | exited | vm_lost | aborted' });
+const Outcome = Type.String({ description: 'ok | trap | timeout | memory_limit | limit_exceeded | paused | closed | vm_start_failed | configure_failed | exited | vm_lost | aborted' });
 
 export const FunctionResultSchema = Type.Object(
   {
@@ -115,6 +115,7 @@ export const FilterResultSchema = Type.Object(
     kind: Type.Literal('proxy-wasm'),
     outcome: Outcome,
     message: Type.Optional(Type.String()),
+    limit: Type.Optional(Type.String({ description: 'with limit_exceeded: the test bed limit (a TestbedConfig field) that ended the call' })),
     stack: Type.Optional(Type.Array(Type.String())),
     request: Type.Object({
       forwarded: Type.Boolean({ description: 'false: the filter answered (or failed) before the request went upstream' }),
@@ -154,6 +155,7 @@ export const FilterResultSchema = Type.Object(
     sharedData: Type.Array(Type.Object({ key: Type.String(), size: Type.Integer(), cas: Type.Integer() })),
     unimplemented: Type.Array(Type.String()),
     notes: Type.Array(Type.String()),
+    limitsHit: Type.Array(Type.String(), { description: 'test bed limits (TestbedConfig fields) that refused something the filter asked for' }),
     module: ModuleSummary,
     timings: Type.Object({ totalMs: Type.Number(), guestMs: Type.Number(), vmStarted: Type.Boolean() }),
   },

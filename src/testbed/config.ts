@@ -4,6 +4,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config.ts';
+import type { ModuleShapeLimits } from '../wasm/module-limits.ts';
+import { DEFAULT_MODULE_SHAPE_LIMITS } from '../wasm/module-limits.ts';
 import { parseUpstreamList } from './upstream.ts';
 
 export interface TestbedConfig {
@@ -32,6 +34,28 @@ export interface TestbedConfig {
   upstreamTimeoutMs: number;
   /** How long the preview URL may reuse what it looked up for a version (version, build, artifact). */
   previewCacheMs: number;
+  /** Tables (each table's maximum is capped), functions, globals, segments a module may declare. */
+  moduleShape: ModuleShapeLimits;
+  /** Per header or trailer map a filter builds (Envoy: 100 headers, 60 KiB). */
+  maxHeaderCount: number;
+  maxHeaderBytes: number;
+  /** proxy_http_call: calls per step, rounds of calls made from call responses, and each response body. */
+  maxHttpCalls: number;
+  maxHttpCallRounds: number;
+  maxHttpCallResponseBytes: number;
+  /** Upstream sockets of one owner (each owner has its own connection pool). */
+  upstreamSocketsPerOwner: number;
+  /** Shared data and queues, per owner (summed over the owner's VMs in one test bed process). */
+  maxSharedKeys: number;
+  maxSharedBytes: number;
+  maxQueues: number;
+  maxQueueDepth: number;
+  maxQueueBytes: number;
+  /** Log lines and their bytes kept per invocation (or preview request). */
+  maxLogLines: number;
+  maxLogBytes: number;
+  /** Bytes of each body shown in an invocation's result (the rest is counted, not shown). */
+  maxResultBodyBytes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -70,5 +94,39 @@ export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
     upstreams,
     upstreamTimeoutMs: integer(env, 'KILN_TESTBED_UPSTREAM_TIMEOUT_MS', 10_000, 100),
     previewCacheMs: integer(env, 'KILN_TESTBED_PREVIEW_CACHE_MS', 1_000, 0),
+    moduleShape: loadModuleShape(env),
+    maxHeaderCount: integer(env, 'KILN_TESTBED_MAX_HEADERS', 100, 8, 10_000),
+    maxHeaderBytes: integer(env, 'KILN_TESTBED_MAX_HEADER_BYTES', 60 * 1024, 1024, 16 * 1024 * 1024),
+    maxHttpCalls: integer(env, 'KILN_TESTBED_MAX_HTTP_CALLS', 16, 1, 1024),
+    maxHttpCallRounds: integer(env, 'KILN_TESTBED_MAX_HTTP_CALL_ROUNDS', 16, 1, 1024),
+    maxHttpCallResponseBytes: integer(env, 'KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES', 1024 * 1024, 1024),
+    upstreamSocketsPerOwner: integer(env, 'KILN_TESTBED_UPSTREAM_SOCKETS_PER_OWNER', 8, 1, 1024),
+    maxSharedKeys: integer(env, 'KILN_TESTBED_MAX_SHARED_KEYS', 1_000, 1),
+    maxSharedBytes: integer(env, 'KILN_TESTBED_MAX_SHARED_BYTES', 4 * 1024 * 1024, 1024),
+    maxQueues: integer(env, 'KILN_TESTBED_MAX_QUEUES', 64, 1),
+    maxQueueDepth: integer(env, 'KILN_TESTBED_MAX_QUEUE_DEPTH', 1_000, 1),
+    maxQueueBytes: integer(env, 'KILN_TESTBED_MAX_QUEUE_BYTES', 4 * 1024 * 1024, 1024),
+    maxLogLines: integer(env, 'KILN_TESTBED_MAX_LOG_LINES', 1_000, 10),
+    maxLogBytes: integer(env, 'KILN_TESTBED_MAX_LOG_BYTES', 256 * 1024, 1024),
+    maxResultBodyBytes: integer(env, 'KILN_TESTBED_MAX_RESULT_BODY_BYTES', 256 * 1024, 1024),
   };
+}
+
+const SHAPE_VARIABLES: Readonly<Record<keyof ModuleShapeLimits, string>> = {
+  maxTables: 'KILN_TESTBED_MAX_TABLES',
+  maxTableEntries: 'KILN_TESTBED_MAX_TABLE_ENTRIES',
+  maxTypes: 'KILN_TESTBED_MAX_TYPES',
+  maxFunctions: 'KILN_TESTBED_MAX_FUNCTIONS',
+  maxGlobals: 'KILN_TESTBED_MAX_GLOBALS',
+  maxElementSegments: 'KILN_TESTBED_MAX_ELEMENT_SEGMENTS',
+  maxDataSegments: 'KILN_TESTBED_MAX_DATA_SEGMENTS',
+};
+
+function loadModuleShape(env: Env): ModuleShapeLimits {
+  const shape = { ...DEFAULT_MODULE_SHAPE_LIMITS };
+  for (const [field, variable] of Object.entries(SHAPE_VARIABLES) as Array<[keyof ModuleShapeLimits, string]>) {
+    // V8 has hard limits of its own (1M functions and globals, 10M table entries); stay under them.
+    shape[field] = integer(env, variable, shape[field], 1, 1_000_000);
+  }
+  return shape;
 }

@@ -12,10 +12,11 @@ import { WorkerLostError, WorkerTimeoutError } from './pool.ts';
 import type { FailureOutcome, FilterEnd, FilterStep, GuestFailure, OutgoingCall, VmSpec, WorkerRequest } from './protocol.ts';
 import type { MetricSnapshot } from './proxy-wasm/shared-state.ts';
 import type { LocalResponse } from './proxy-wasm/stream.ts';
-import type { Recording } from './recorder.ts';
+import type { Recording, RecorderLimits } from './recorder.ts';
 import { emptyRecording, mergeRecordings } from './recorder.ts';
 
-export type ExchangeOutcome = 'ok' | 'paused' | 'closed' | 'timeout' | 'aborted' | FailureOutcome;
+/** 'limit_exceeded': the filter ran into a test bed limit that ends the exchange (named in `limit`). */
+export type ExchangeOutcome = 'ok' | 'paused' | 'closed' | 'timeout' | 'aborted' | 'limit_exceeded' | FailureOutcome;
 
 export interface CallRecord {
   token: number;
@@ -48,11 +49,17 @@ export interface ExchangeSetup {
   httpCall(call: OutgoingCall): Promise<HttpResponseData>;
   /** Preview answers the client first and lets on_done/on_log run after. */
   endInBackground: boolean;
+  /** Rounds of HTTP calls made from HTTP call responses before the exchange is ended. */
+  maxCallRounds: number;
+  /** Log lines and bytes kept for the whole exchange. */
+  recordingLimits: RecorderLimits;
 }
 
 export interface ExchangeReport {
   outcome: ExchangeOutcome;
   message?: string;
+  /** With 'limit_exceeded': the TestbedConfig field that ended the exchange. */
+  limit?: string;
   stack?: string[];
   /** The request as the filter sent it upstream (absent when it never was). */
   forwarded?: HttpRequestData;
@@ -80,7 +87,18 @@ class StepFailure extends Error {
   }
 }
 
-const MAX_CALL_ROUNDS = 16;
+/** The filter went past a limit the exchange enforces (outside the worker). */
+class ExchangeLimitError extends Error {
+  constructor(
+    readonly limit: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Dropping a VM runs no guest code; this only bounds a wedged worker. */
+const DROP_DEADLINE_MS = 1_000;
 
 export async function runExchange(setup: ExchangeSetup): Promise<ExchangeReport> {
   return new ExchangeRun(setup).execute();
@@ -99,10 +117,22 @@ class ExchangeRun {
     try {
       await this.drive();
     } catch (error) {
+      // Whatever ended the exchange, the VM must not outlive it with a stream half done (fresh or warm).
+      await this.dropVm();
       this.fail(error);
     }
     this.report.durationMs = performance.now() - started;
     return this.report;
+  }
+
+  /**
+   * Forgets the exchange's VM in its worker without running guest code. A
+   * worker that failed the VM already discarded it, and a replaced worker
+   * took its VMs with it; either way the answer does not matter.
+   */
+  private async dropVm(): Promise<void> {
+    if (this.vmKey === '' || !this.ref) return;
+    await this.setup.pool.send({ op: 'filter.drop', vmKey: this.vmKey }, { affinity: this.setup.affinity, deadlineMs: DROP_DEADLINE_MS, pin: this.ref }).catch(() => undefined);
   }
 
   private async drive(): Promise<void> {
@@ -121,7 +151,7 @@ class ExchangeRun {
     }
     this.conclude(step);
     const end = this.end();
-    if (setup.endInBackground) end.catch(() => undefined);
+    if (setup.endInBackground) end.catch(() => this.dropVm());
     else await end;
   }
 
@@ -152,7 +182,8 @@ class ExchangeRun {
     let step = initial;
     let calls = initial.calls;
     for (let round = 0; calls.length > 0; round++) {
-      if (round >= MAX_CALL_ROUNDS) throw new StepFailure({ outcome: 'trap', message: `the filter kept making HTTP calls from their responses (more than ${MAX_CALL_ROUNDS} rounds)` });
+      const max = this.setup.maxCallRounds;
+      if (round >= max) throw new ExchangeLimitError('maxHttpCallRounds', `the filter kept making HTTP calls from their responses: more than ${max} rounds (limit maxHttpCallRounds); its VM was dropped`);
       const responses = await Promise.all(calls.map((call) => this.perform(call)));
       const next: OutgoingCall[] = [];
       for (const [index, call] of calls.entries()) {
@@ -184,14 +215,14 @@ class ExchangeRun {
   private async end(): Promise<void> {
     const value = await this.send({ op: 'filter.end', vmKey: this.vmKey, contextId: this.contextId, dispose: this.setup.fresh });
     const end = value as FilterEnd;
-    mergeRecordings(this.report.recording, end.recording);
+    mergeRecordings(this.report.recording, end.recording, this.setup.recordingLimits);
     this.report.metrics = end.metrics;
     this.report.sharedData = end.sharedData;
   }
 
   private async step(message: WorkerRequest): Promise<FilterStep> {
     const step = (await this.send(message)) as FilterStep;
-    mergeRecordings(this.report.recording, step.recording);
+    mergeRecordings(this.report.recording, step.recording, this.setup.recordingLimits);
     return step;
   }
 
@@ -214,7 +245,12 @@ class ExchangeRun {
       report.outcome = error.failure.outcome;
       report.message = error.failure.message;
       if (error.failure.stack?.length) report.stack = error.failure.stack;
-      if (error.failure.recording) mergeRecordings(report.recording, error.failure.recording);
+      if (error.failure.recording) mergeRecordings(report.recording, error.failure.recording, this.setup.recordingLimits);
+    } else if (error instanceof ExchangeLimitError) {
+      report.outcome = 'limit_exceeded';
+      report.limit = error.limit;
+      report.message = error.message;
+      if (!report.recording.limits.includes(error.limit)) report.recording.limits.push(error.limit);
     } else if (error instanceof WorkerTimeoutError) {
       report.outcome = 'timeout';
       report.message = `the filter ran longer than its ${this.setup.budgetMs} ms deadline and was stopped (an infinite loop?); the test bed worker was replaced`;

@@ -2,7 +2,11 @@
 export class Lru<K, V> {
   private readonly entries = new Map<K, V>();
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    /** Hears each entry forgotten for lack of room (not deleted ones). */
+    private readonly onEvict?: (value: V, key: K) => void,
+  ) {}
 
   get(key: K): V | undefined {
     const value = this.entries.get(key);
@@ -19,7 +23,9 @@ export class Lru<K, V> {
     while (this.entries.size > this.capacity) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
+      const evicted = this.entries.get(oldest.value);
       this.entries.delete(oldest.value);
+      if (evicted !== undefined) this.onEvict?.(evicted, oldest.value);
     }
   }
 

@@ -3,7 +3,8 @@
  * LRU, in the main thread):
  *
  *   bytes → memory maximum set to the cap (setMemoryMaximum; added when the
- *   module declares none) → kind and callback-type checks → import plan →
+ *   module declares none) → table maximums capped and counts checked
+ *   (limitModuleShape) → kind and callback-type checks → import plan →
  *   WebAssembly.compile (async: V8 compiles off the event loop).
  *
  * The compiled WebAssembly.Module is posted to the workers with each
@@ -19,6 +20,8 @@ import { inspectModule } from '../wasm/inspect.ts';
 import { checkKind } from '../wasm/kind.ts';
 import type { AppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
+import { limitModuleShape } from '../wasm/module-limits.ts';
+import type { ModuleShapeLimits } from '../wasm/module-limits.ts';
 import { exportProblems, planImports } from './link.ts';
 import type { HostSignatures, PlannedImport, StubPolicy } from './link.ts';
 import { Lru } from './lru.ts';
@@ -68,7 +71,10 @@ const RULES: Readonly<Record<AppKind, KindRules>> = {
 export class ModuleCache {
   private readonly cache: Lru<string, Promise<PreparedModule>>;
 
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    private readonly shape: ModuleShapeLimits,
+  ) {
     this.cache = new Lru(capacity);
   }
 
@@ -77,15 +83,15 @@ export class ModuleCache {
     const key = `${kind}:${artifact.sha256}:${capPages}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
-    const prepared = prepare(key, artifact, kind, capPages);
+    const prepared = prepare(key, artifact, kind, capPages, this.shape);
     this.cache.set(key, prepared);
     prepared.catch(() => this.cache.delete(key));
     return prepared;
   }
 }
 
-async function prepare(key: string, artifact: ArtifactRef, kind: AppKind, capPages: number): Promise<PreparedModule> {
-  const bytes = setMemoryMaximum(await artifact.load(), capPages);
+async function prepare(key: string, artifact: ArtifactRef, kind: AppKind, capPages: number, shape: ModuleShapeLimits): Promise<PreparedModule> {
+  const bytes = limitModuleShape(setMemoryMaximum(await artifact.load(), capPages), shape);
   const info = inspectModule(bytes, { validate: false });
   const fits = checkKind(info, kind);
   if (!fits.ok) throw unprocessable('module_not_runnable', `the module cannot run as a ${kind}: ${fits.problems.join(' ')}`);

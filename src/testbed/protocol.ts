@@ -12,6 +12,8 @@ import type { Recording } from './recorder.ts';
 
 /** What a filter can learn about the plugin it runs as (properties plugin_name, …). */
 export interface PluginInfo {
+  /** The tenant: shared data, queues and upstream connections are bounded and kept per owner. */
+  ownerId: string;
   name: string;
   rootId: string;
   vmId: string;
@@ -25,10 +27,27 @@ export interface HostLimits {
   maxBodyBytes: number;
   /** proxy_http_call calls per VM between two answers of the worker. */
   maxHttpCalls: number;
+  /** Per header or trailer map the filter builds: pairs, and key + value bytes in total. */
+  maxHeaderCount: number;
+  maxHeaderBytes: number;
+  /** Log lines and their bytes recorded per message (the exchange also bounds them per call). */
+  maxLogLines: number;
+  maxLogBytes: number;
+  /** Per owner, over all its VMs in one worker: shared data and queues. */
+  shared: OwnerSharedLimits;
   /** proxy_on_queue_ready deliveries per message (a filter re-enqueueing from it must not loop forever). */
   maxQueueDeliveries: number;
   /** Shortest tick period honoured for warm VMs (shorter ones are raised to it). */
   minTickPeriodMs: number;
+}
+
+export interface OwnerSharedLimits {
+  maxSharedKeys: number;
+  maxSharedBytes: number;
+  maxQueues: number;
+  maxQueueDepth: number;
+  maxQueueBytes: number;
+  maxMetrics: number;
 }
 
 export interface VmSpec {
@@ -50,6 +69,8 @@ export interface VmSpec {
 /** A proxy_http_call the main thread must perform and answer with filter.deliver. */
 export interface OutgoingCall {
   token: number;
+  /** Whose connection pool performs it. */
+  ownerId: string;
   contextId: number;
   upstream: string;
   request: HttpRequestData;
@@ -111,7 +132,9 @@ export type WorkerRequest =
   | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number }
   | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number }
   | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData }
-  | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean };
+  | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean }
+  /** Forget a VM without running guest code: the exchange failed outside the worker (a limit, a lost deadline). */
+  | { op: 'filter.drop'; vmKey: string };
 
 export type WorkerMessage = WorkerRequest & { id: number };
 

@@ -19,15 +19,24 @@ export interface BodyJson {
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 const lossyUtf8 = new TextDecoder('utf-8');
 
-export function bodyJson(bytes: Uint8Array, truncated?: boolean): BodyJson {
-  const out: BodyJson = { text: '', size: bytes.length };
+/** How much of each body a result shows (maxResultBodyBytes): results are rendered on the API's event loop. */
+export interface RenderLimits {
+  maxBodyBytes: number;
+}
+
+const UNLIMITED: RenderLimits = { maxBodyBytes: Number.MAX_SAFE_INTEGER };
+
+/** `size` is always the whole body's; past `maxBytes` only the start is shown and `truncated` is set. */
+export function bodyJson(whole: Uint8Array, truncated?: boolean, maxBytes = Number.MAX_SAFE_INTEGER): BodyJson {
+  const bytes = whole.length > maxBytes ? whole.subarray(0, maxBytes) : whole;
+  const out: BodyJson = { text: '', size: whole.length };
   try {
     out.text = strictUtf8.decode(bytes);
   } catch {
     out.text = lossyUtf8.decode(bytes);
     out.base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
   }
-  if (truncated) out.truncated = true;
+  if (truncated || bytes !== whole) out.truncated = true;
   return out;
 }
 
@@ -52,22 +61,22 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-export function functionResultJson(result: FunctionResult) {
+export function functionResultJson(result: FunctionResult, limits: RenderLimits = UNLIMITED) {
   return {
     kind: 'wasi-command' as const,
     outcome: result.outcome,
     ...(result.message !== undefined ? { message: result.message } : {}),
     ...(result.stack ? { stack: result.stack } : {}),
     exitCode: result.exitCode,
-    stdout: bodyJson(result.stdout, result.stdoutTruncated),
-    stderr: bodyJson(result.stderr, result.stderrTruncated),
+    stdout: bodyJson(result.stdout, result.stdoutTruncated, limits.maxBodyBytes),
+    stderr: bodyJson(result.stderr, result.stderrTruncated, limits.maxBodyBytes),
     durationMs: round(result.durationMs),
     unimplemented: result.unimplemented,
     module: result.module,
   };
 }
 
-function requestJson(original: HttpRequestData, report: ExchangeReport) {
+function requestJson(original: HttpRequestData, report: ExchangeReport, limits: RenderLimits) {
   const forwarded = report.forwarded;
   const seen = forwarded ?? original;
   return {
@@ -77,7 +86,7 @@ function requestJson(original: HttpRequestData, report: ExchangeReport) {
     authority: seen.authority,
     scheme: seen.scheme,
     headers: seen.headers,
-    body: bodyJson(seen.body),
+    body: bodyJson(seen.body, false, limits.maxBodyBytes),
     trailers: seen.trailers,
     changes: forwarded
       ? {
@@ -91,35 +100,36 @@ function requestJson(original: HttpRequestData, report: ExchangeReport) {
   };
 }
 
-function messageJson(response: HttpResponseData) {
-  return { status: response.status, headers: response.headers, body: bodyJson(response.body), trailers: response.trailers };
+function messageJson(response: HttpResponseData, limits: RenderLimits) {
+  return { status: response.status, headers: response.headers, body: bodyJson(response.body, false, limits.maxBodyBytes), trailers: response.trailers };
 }
 
-function responseJson(report: ExchangeReport) {
+function responseJson(report: ExchangeReport, limits: RenderLimits) {
   const { response, upstreamResponse } = report;
   if (!response) return null;
   const before = report.responseSource === 'upstream' ? upstreamResponse : undefined;
   return {
     source: report.responseSource ?? 'upstream',
-    ...messageJson(response),
+    ...messageJson(response, limits),
     changes: before
       ? { headers: headerChanges(before.headers, response.headers), status: before.status !== response.status, body: !sameBytes(before.body, response.body) }
       : null,
   };
 }
 
-export function filterResultJson(result: FilterResult, original: HttpRequestData, upstream: { name: string; simulated: boolean }) {
+export function filterResultJson(result: FilterResult, original: HttpRequestData, upstream: { name: string; simulated: boolean }, limits: RenderLimits = UNLIMITED) {
   const { recording } = result;
   return {
     kind: 'proxy-wasm' as const,
     outcome: result.outcome,
     ...(result.message !== undefined ? { message: result.message } : {}),
+    ...(result.limit !== undefined ? { limit: result.limit } : {}),
     ...(result.stack ? { stack: result.stack } : {}),
-    request: requestJson(original, result),
+    request: requestJson(original, result, limits),
     upstream: result.upstreamResponse
-      ? { name: upstream.simulated ? 'simulated' : upstream.name, ...messageJson(result.upstreamResponse), ...(result.upstreamError ? { error: result.upstreamError } : {}) }
+      ? { name: upstream.simulated ? 'simulated' : upstream.name, ...messageJson(result.upstreamResponse, limits), ...(result.upstreamError ? { error: result.upstreamError } : {}) }
       : null,
-    response: responseJson(result),
+    response: responseJson(result, limits),
     localResponse: result.localResponse
       ? { status: result.localResponse.status, details: result.localResponse.details, sentFrom: result.localResponse.sentFrom, grpcStatus: result.localResponse.grpcStatus }
       : null,
@@ -130,6 +140,7 @@ export function filterResultJson(result: FilterResult, original: HttpRequestData
     sharedData: result.sharedData,
     unimplemented: recording.unimplemented,
     notes: recording.notes,
+    limitsHit: recording.limits,
     module: result.module,
     timings: { totalMs: round(result.durationMs), guestMs: round(result.guestMs), vmStarted: result.vmStarted },
   };

@@ -17,7 +17,9 @@ import type { ArtifactRef, PreparedModule } from './modules.ts';
 import { ModuleCache } from './modules.ts';
 import type { WorkerRef } from './pool.ts';
 import { WorkerLostError, WorkerPool, WorkerTimeoutError } from './pool.ts';
-import type { FailureOutcome, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
+import type { FailureOutcome, HostLimits, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
+import { DEFAULT_RECORDER_LIMITS } from './recorder.ts';
+import type { RecorderLimits } from './recorder.ts';
 import { UpstreamError, Upstreams, upstreamFailureResponse } from './upstream.ts';
 
 export interface Limits {
@@ -74,6 +76,8 @@ export interface FilterInvocation extends Limits {
 export type FilterResult = ExchangeReport & { module: ModuleSummary };
 
 const MB = 1024 * 1024;
+/** Owners whose upstream connection pools stay open at once (least recently used beyond are closed). */
+const MAX_OWNER_POOLS = 256;
 
 export class Testbed {
   readonly upstreams: Upstreams;
@@ -81,8 +85,8 @@ export class Testbed {
   private pool: WorkerPool | undefined;
 
   constructor(readonly config: TestbedConfig) {
-    this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes });
-    this.modules = new ModuleCache(config.moduleCacheEntries);
+    this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes, socketsPerOwner: config.upstreamSocketsPerOwner, maxOwnerPools: MAX_OWNER_POOLS });
+    this.modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
 
@@ -138,9 +142,11 @@ export class Testbed {
       request: invocation.request,
       connection: connectionInfo(invocation.connection),
       budgetMs: this.timeout(invocation),
-      upstream: (request) => (invocation.response ? Promise.resolve({ response: invocation.response }) : this.askUpstream(invocation.upstream ?? 'echo', request)),
+      upstream: (request) => (invocation.response ? Promise.resolve({ response: invocation.response }) : this.askUpstream(invocation.upstream ?? 'echo', request, plugin.info.ownerId)),
       httpCall: (call) => this.httpCall(call, invocation.httpCallResponses),
       endInBackground: false,
+      maxCallRounds: this.config.maxHttpCallRounds,
+      recordingLimits: this.recordingLimits(),
     });
     return { ...report, module: summary(prepared) };
   }
@@ -159,9 +165,11 @@ export class Testbed {
       request,
       connection: connectionInfo(connection),
       budgetMs: this.config.timeoutMs,
-      upstream: (forwarded) => this.askUpstream(upstream, forwarded),
+      upstream: (forwarded) => this.askUpstream(upstream, forwarded, plugin.info.ownerId),
       httpCall: (call) => this.httpCall(call, undefined),
       endInBackground: true,
+      maxCallRounds: this.config.maxHttpCallRounds,
+      recordingLimits: this.recordingLimits(),
     });
     return { ...report, module: summary(prepared) };
   }
@@ -182,13 +190,13 @@ export class Testbed {
       plugin: plugin.info,
       logLevel,
       upstreams: this.upstreams.names(),
-      limits: { maxBodyBytes: this.config.maxBodyBytes, maxHttpCalls: 16, maxQueueDeliveries: 100, minTickPeriodMs: this.config.minTickPeriodMs },
+      limits: hostLimits(this.config),
     };
   }
 
-  private async askUpstream(name: string, request: HttpRequestData): Promise<UpstreamAnswer> {
+  private async askUpstream(name: string, request: HttpRequestData, ownerId: string): Promise<UpstreamAnswer> {
     try {
-      return { response: await this.upstreams.send(name, request) };
+      return { response: await this.upstreams.send(name, request, { ownerId }) };
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       return { response: upstreamFailureResponse(error), error: error.message };
@@ -198,7 +206,7 @@ export class Testbed {
   private httpCall(call: OutgoingCall, simulated: Record<string, HttpResponseData> | undefined): Promise<HttpResponseData> {
     const canned = simulated?.[call.upstream];
     if (canned) return Promise.resolve(canned);
-    return this.upstreams.send(call.upstream, call.request, call.timeoutMs);
+    return this.upstreams.send(call.upstream, call.request, { ownerId: call.ownerId, timeoutMs: call.timeoutMs, maxResponseBytes: this.config.maxHttpCallResponseBytes });
   }
 
   /** HTTP calls a warm VM made from a timer: performed, then answered to the same worker. */
@@ -214,6 +222,10 @@ export class Testbed {
     }
   }
 
+  private recordingLimits(): RecorderLimits {
+    return { ...DEFAULT_RECORDER_LIMITS, maxLogLines: this.config.maxLogLines, maxLogBytes: this.config.maxLogBytes };
+  }
+
   private timeout(limits: Limits): number {
     return Math.min(limits.timeoutMs ?? this.config.timeoutMs, this.config.maxTimeoutMs);
   }
@@ -222,6 +234,27 @@ export class Testbed {
     const mb = Math.min(limits.memoryMb ?? this.config.memoryCapMb, this.config.memoryCapMb);
     return Math.max(1, Math.floor((mb * MB) / 65_536));
   }
+}
+
+function hostLimits(config: TestbedConfig): HostLimits {
+  return {
+    maxBodyBytes: config.maxBodyBytes,
+    maxHttpCalls: config.maxHttpCalls,
+    maxQueueDeliveries: 100,
+    minTickPeriodMs: config.minTickPeriodMs,
+    maxHeaderCount: config.maxHeaderCount,
+    maxHeaderBytes: config.maxHeaderBytes,
+    maxLogLines: config.maxLogLines,
+    maxLogBytes: config.maxLogBytes,
+    shared: {
+      maxSharedKeys: config.maxSharedKeys,
+      maxSharedBytes: config.maxSharedBytes,
+      maxQueues: config.maxQueues,
+      maxQueueDepth: config.maxQueueDepth,
+      maxQueueBytes: config.maxQueueBytes,
+      maxMetrics: 1000,
+    },
+  };
 }
 
 function summary(prepared: PreparedModule): ModuleSummary {

@@ -13,6 +13,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { HttpRequestData, HttpResponseData } from './http-message.ts';
+import { Lru } from './lru.ts';
+import { firstHeaderProblem, HOP_BY_HOP, KILN_OWNED, methodProblem, pathProblem } from './outgoing-headers.ts';
 import type { HeaderPairs } from './proxy-wasm/header-map.ts';
 
 export const ECHO_UPSTREAM = 'echo';
@@ -20,6 +22,24 @@ export const ECHO_UPSTREAM = 'echo';
 export interface UpstreamLimits {
   timeoutMs: number;
   maxResponseBytes: number;
+  /** Sockets per owner and origin protocol (each owner has its own keep-alive pool). */
+  socketsPerOwner: number;
+  /** Owners whose pools are kept; the least recently used beyond are closed. */
+  maxOwnerPools: number;
+}
+
+export interface SendOptions {
+  /** The tenant whose connection pool carries the request. */
+  ownerId: string;
+  timeoutMs?: number;
+  /** Bounds the response body below the general limit (HTTP calls). */
+  maxResponseBytes?: number;
+}
+
+/** One owner's keep-alive agents: no socket is ever shared between tenants. */
+interface OwnerPool {
+  http: http.Agent;
+  https: https.Agent;
 }
 
 export class UpstreamError extends Error {
@@ -32,8 +52,7 @@ export class UpstreamError extends Error {
   }
 }
 
-/** Connection-specific headers a proxy never forwards (RFC 9110 §7.6.1). */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authorization', 'proxy-authenticate']);
+export { HOP_BY_HOP };
 
 const UPSTREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
@@ -62,12 +81,39 @@ function parseUrl(text: string): URL | undefined {
 }
 
 export class Upstreams {
-  private readonly agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
+  private readonly pools: Lru<string, OwnerPool>;
+  private readonly open = new Set<OwnerPool>();
 
   constructor(
     private readonly allowed: ReadonlyMap<string, URL>,
     private readonly limits: UpstreamLimits,
-  ) {}
+  ) {
+    this.pools = new Lru(limits.maxOwnerPools, (pool) => this.closePool(pool));
+  }
+
+  /** The owner's pool, created on first use. */
+  private poolFor(ownerId: string): OwnerPool {
+    let pool = this.pools.get(ownerId);
+    if (!pool) {
+      const options = { keepAlive: true, maxSockets: this.limits.socketsPerOwner, maxFreeSockets: this.limits.socketsPerOwner };
+      pool = { http: new http.Agent(options), https: new https.Agent(options) };
+      this.open.add(pool);
+      this.pools.set(ownerId, pool);
+    }
+    return pool;
+  }
+
+  private closePool(pool: OwnerPool): void {
+    // Requests still running on an evicted pool finish; destroy() only closes its sockets.
+    pool.http.destroy();
+    pool.https.destroy();
+    this.open.delete(pool);
+  }
+
+  /** Owner pools currently open (for tests and metrics). */
+  get poolCount(): number {
+    return this.open.size;
+  }
 
   names(): string[] {
     return [ECHO_UPSTREAM, ...this.allowed.keys()];
@@ -77,21 +123,22 @@ export class Upstreams {
     return name === ECHO_UPSTREAM || this.allowed.has(name);
   }
 
-  async send(name: string, request: HttpRequestData, timeoutMs = this.limits.timeoutMs): Promise<HttpResponseData> {
+  async send(name: string, request: HttpRequestData, options: SendOptions): Promise<HttpResponseData> {
     if (name === ECHO_UPSTREAM) return echoResponse(request);
     const origin = this.allowed.get(name);
     if (!origin) throw new UpstreamError(name, `no upstream named ${JSON.stringify(name)}; allowed: ${this.names().join(', ')}`);
-    if (!request.path.startsWith('/')) throw new UpstreamError(name, `the request path ${JSON.stringify(request.path)} is not origin-form (it must start with "/")`);
-    return sendHttp(origin, request, Math.min(timeoutMs || this.limits.timeoutMs, this.limits.timeoutMs), this.limits.maxResponseBytes, origin.protocol === 'https:' ? this.agents.https : this.agents.http).catch(
-      (error: unknown) => {
-        throw error instanceof UpstreamError ? error : new UpstreamError(name, `upstream ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
-      },
-    );
+    const problem = requestProblem(request);
+    if (problem !== undefined) throw new UpstreamError(name, `the request to ${name} was not sent: ${problem}`);
+    const pool = this.poolFor(options.ownerId);
+    const timeoutMs = Math.min(options.timeoutMs || this.limits.timeoutMs, this.limits.timeoutMs);
+    const maxBytes = Math.min(options.maxResponseBytes ?? this.limits.maxResponseBytes, this.limits.maxResponseBytes);
+    return sendHttp(origin, request, timeoutMs, maxBytes, origin.protocol === 'https:' ? pool.https : pool.http).catch((error: unknown) => {
+      throw error instanceof UpstreamError ? error : new UpstreamError(name, `upstream ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+    });
   }
 
   close(): void {
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    for (const pool of [...this.open]) this.closePool(pool);
   }
 }
 
@@ -144,13 +191,29 @@ function sendHttp(origin: URL, request: HttpRequestData, timeoutMs: number, maxB
     const timer = setTimeout(() => outgoing.destroy(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
     outgoing.on('close', () => clearTimeout(timer));
     outgoing.on('error', reject);
-    if (request.trailers.length > 0) outgoing.addTrailers(Object.fromEntries(request.trailers.filter(([key]) => !HOP_BY_HOP.has(key))));
+    if (request.trailers.length > 0) outgoing.addTrailers(request.trailers.map(([key, value]): [string, string] => [key.toLowerCase(), value]).filter(([key]) => !KILN_OWNED.has(key)));
     outgoing.end(request.body);
   });
 }
 
+/**
+ * A request Kiln refuses to write: an invalid method, path, header name or
+ * value. Kiln-owned headers (Host, Content-Length, hop-by-hop) are not a
+ * problem here: outgoingHeaders drops them and sets its own.
+ */
+export function requestProblem(request: HttpRequestData): string | undefined {
+  const fields = (pairs: HeaderPairs): HeaderPairs => pairs.map(([key, value]): [string, string] => [key.toLowerCase(), value]).filter(([key]) => !KILN_OWNED.has(key));
+  return (
+    methodProblem(request.method) ??
+    pathProblem(request.path) ??
+    firstHeaderProblem(fields(request.headers)) ??
+    firstHeaderProblem(fields(request.trailers)) ??
+    firstHeaderProblem([['x-forwarded-host', request.authority]])
+  );
+}
+
 function outgoingHeaders(origin: URL, request: HttpRequestData): Array<[string, string]> {
-  const headers: Array<[string, string]> = request.headers.filter(([key]) => !HOP_BY_HOP.has(key) && key !== 'host' && key !== 'content-length');
+  const headers: Array<[string, string]> = request.headers.map(([key, value]): [string, string] => [key.toLowerCase(), value]).filter(([key]) => !KILN_OWNED.has(key));
   headers.push(['host', origin.host], ['x-forwarded-host', request.authority]);
   if (request.trailers.length > 0) headers.push(['trailer', request.trailers.map(([key]) => key).join(', ')]);
   else headers.push(['content-length', String(request.body.length)]);

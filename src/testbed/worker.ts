@@ -12,7 +12,7 @@ import { Activity, BusyMarker } from './busy.ts';
 import { classifyFailure } from './failure.ts';
 import type { FilterEnd, FilterStep, GuestFailure, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
 import { deliverCallResponse, finishStream, runRequestPhase, runResponsePhase, stepFor } from './proxy-wasm/session.ts';
-import { PluginVm } from './proxy-wasm/vm.ts';
+import { PluginVm, recorderLimits } from './proxy-wasm/vm.ts';
 import { Recorder } from './recorder.ts';
 import { runWasiCommand } from './wasi/run.ts';
 
@@ -83,6 +83,11 @@ function dispatch(message: WorkerMessage): unknown {
     }
     case 'filter.end':
       return end(need(message.vmKey), message.contextId, message.dispose);
+    case 'filter.drop': {
+      const entry = vms.get(message.vmKey);
+      if (entry) discard(entry);
+      return entry !== undefined;
+    }
   }
 }
 
@@ -152,6 +157,7 @@ function discard(entry: VmEntry): void {
   if (entry.ticker) clearInterval(entry.ticker);
   entry.ticker = undefined;
   vms.delete(entry.vm.spec.key);
+  entry.vm.dispose();
 }
 
 function afterMessage(entry: VmEntry): void {
@@ -185,7 +191,7 @@ function backgroundTick(entry: VmEntry): void {
   }
   busy.set(Activity.BACKGROUND);
   const saved = vm.recorder;
-  vm.recorder = new Recorder();
+  vm.recorder = new Recorder(recorderLimits(vm.spec));
   try {
     vm.tick();
     const calls = vm.takeOutgoingCalls();

@@ -63,9 +63,34 @@ export interface MemoryLocation {
   limits: Limits;
 }
 
+/** Where a table's type (element type, then limits) is encoded, for capping it. */
+export interface TableLocation {
+  section: SectionSpan;
+  /** Byte range of the table type (element type byte, flags, min, max). */
+  start: number;
+  end: number;
+  refType: number;
+  limits: Limits;
+  imported: boolean;
+}
+
+/**
+ * Entry counts of the sections whose size drives the cost of compiling and
+ * instantiating a module (what V8 allocates before any guest code runs).
+ */
+export interface SectionCounts {
+  types: number;
+  functions: number;
+  globals: number;
+  elementSegments: number;
+  dataSegments: number;
+}
+
 export interface ModuleScan {
   info: ModuleInfo;
   firstMemory?: MemoryLocation;
+  tables: TableLocation[];
+  counts: SectionCounts;
 }
 
 const EXTERN_KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag'];
@@ -91,12 +116,20 @@ export function inspectModule(bytes: Uint8Array, options: InspectOptions = {}): 
 export function scanModule(bytes: Uint8Array): ModuleScan {
   const scan: ModuleScan = {
     info: { imports: [], exports: [], memories: [], customSections: [], size: bytes.length },
+    tables: [],
+    counts: { types: 0, functions: 0, globals: 0, elementSegments: 0, dataSegments: 0 },
   };
   for (const section of readSections(bytes)) {
     const r = new Reader(bytes, section.contentStart, section.end, sectionName(section.id));
     if (section.id === 0) {
       // Only the name is structured; the payload after it is opaque.
       scan.info.customSections.push(r.name());
+      continue;
+    }
+    const counted = COUNTED_SECTIONS[section.id];
+    if (counted !== undefined) {
+      // Only the leading count is read; the engine validates the entries.
+      scan.counts[counted] = new Reader(bytes, section.contentStart, section.end, sectionName(section.id)).u32();
       continue;
     }
     const read = SECTION_READERS[section.id];
@@ -109,8 +142,17 @@ export function scanModule(bytes: Uint8Array): ModuleScan {
 
 type SectionReader = (r: Reader, section: SectionSpan, scan: ModuleScan) => void;
 
+const COUNTED_SECTIONS: Readonly<Record<number, keyof SectionCounts>> = {
+  1: 'types',
+  3: 'functions',
+  6: 'globals',
+  9: 'elementSegments',
+  11: 'dataSegments',
+};
+
 const SECTION_READERS: Readonly<Record<number, SectionReader>> = {
   2: readImports,
+  4: readTables,
   5: readMemories,
   7: (r, _section, scan) => readExports(r, scan.info),
 };
@@ -122,19 +164,16 @@ function readImports(r: Reader, section: SectionSpan, scan: ModuleScan): void {
     const name = r.name();
     const kind = readExternKind(r);
     if (kind === 'memory') addMemory(r, section, scan, true);
+    else if (kind === 'table') addTable(r, section, scan, true);
     else readImportDescriptor(r, kind);
     scan.info.imports.push({ module, name, kind });
   }
 }
 
-function readImportDescriptor(r: Reader, kind: Exclude<ExternKind, 'memory'>): void {
+function readImportDescriptor(r: Reader, kind: Exclude<ExternKind, 'memory' | 'table'>): void {
   switch (kind) {
     case 'function':
       r.u32(); // type index
-      return;
-    case 'table':
-      readRefType(r);
-      readLimits(r, 'table');
       return;
     case 'global':
       readGlobalType(r);
@@ -146,6 +185,21 @@ function readImportDescriptor(r: Reader, kind: Exclude<ExternKind, 'memory'>): v
       return;
     }
   }
+}
+
+// Element type byte + limits flags + min.
+const MIN_TABLE_SIZE = 3;
+
+function readTables(r: Reader, section: SectionSpan, scan: ModuleScan): void {
+  const n = r.count('table', MIN_TABLE_SIZE);
+  for (let i = 0; i < n; i++) addTable(r, section, scan, false);
+}
+
+function addTable(r: Reader, section: SectionSpan, scan: ModuleScan, imported: boolean): void {
+  const start = r.pos;
+  const refType = readRefType(r);
+  const limits = readLimits(r, 'table');
+  scan.tables.push({ section, start, end: r.pos, refType, limits, imported });
 }
 
 function readMemories(r: Reader, section: SectionSpan, scan: ModuleScan): void {
@@ -182,10 +236,11 @@ function readExternKind(r: Reader): ExternKind {
   return EXTERN_KINDS[code] ?? r.fail(`unknown external kind 0x${code.toString(16)}`, at);
 }
 
-function readRefType(r: Reader): void {
+function readRefType(r: Reader): number {
   const at = r.pos;
   const type = r.u8();
   if (type !== FUNCREF && type !== EXTERNREF) r.fail(`unsupported table element type 0x${type.toString(16)}`, at);
+  return type;
 }
 
 function readGlobalType(r: Reader): void {

@@ -20,7 +20,7 @@ import { parseUpstreamList } from '../../src/testbed/upstream.ts';
 import { filterWat, wat } from './wat.ts';
 
 const artifact = (bytes: Uint8Array) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), load: async () => bytes });
-const plugin: PluginSettings = { info: { name: 'host-test', rootId: '', vmId: 'vm', versionId: 'version-1', version: '1.0.0', applicationId: 'app' }, config: '' };
+const plugin: PluginSettings = { info: { ownerId: 'owner-1', name: 'host-test', rootId: '', vmId: 'vm', versionId: 'version-1', version: '1.0.0', applicationId: 'app' }, config: '' };
 const request = (path = '/'): HttpRequestData => ({ method: 'GET', path, authority: 'example.test', scheme: 'http', headers: [], body: new Uint8Array(0), trailers: [] });
 const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
 

@@ -106,7 +106,7 @@ async function invokeFunction(testbed: Testbed, target: Target, body: InvokeBody
   refuseFields(body, FILTER_FIELDS, target.kind);
   const stdin = bodyBytes(body.input, testbed.config.maxBodyBytes, 'input');
   const result = await testbed.invokeFunction(target.artifact, { stdin, args: [target.plugin.info.name, ...(body.args ?? [])], env: body.env ?? {}, ...body.limits });
-  return functionResultJson(result);
+  return functionResultJson(result, { maxBodyBytes: testbed.config.maxResultBodyBytes });
 }
 
 async function invokeFilter(testbed: Testbed, target: Target, body: InvokeBody, request: FastifyRequest) {
@@ -128,7 +128,7 @@ async function invokeFilter(testbed: Testbed, target: Target, body: InvokeBody, 
     logLevel: LOG_LEVELS.indexOf(body.logLevel ?? 'trace'),
     ...body.limits,
   });
-  return filterResultJson(result, httpRequest, { name: upstream, simulated: body.response !== undefined });
+  return filterResultJson(result, httpRequest, { name: upstream, simulated: body.response !== undefined }, { maxBodyBytes: testbed.config.maxResultBodyBytes });
 }
 
 function unknownUpstream(testbed: Testbed, name: string) {
@@ -166,7 +166,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
     kind,
     artifact: { sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) },
     plugin: {
-      info: { name: application?.name ?? version.id, rootId: '', vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
+      info: { ownerId, name: application?.name ?? version.id, rootId: '', vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
       config: version.config,
     },
   };

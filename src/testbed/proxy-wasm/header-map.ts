@@ -48,6 +48,17 @@ export class HeaderMap {
     this.entries = this.entries.filter(([k]) => k !== wanted);
   }
 
+  /** Pairs and key + value bytes, as the header limits count them. */
+  size(): MapSize {
+    return pairsSize(this.entries);
+  }
+
+  /** The size once every value of `key` is gone. */
+  sizeWithout(key: string): MapSize {
+    const wanted = key.toLowerCase();
+    return pairsSize(this.entries.filter(([k]) => k !== wanted));
+  }
+
   setAll(pairs: readonly (readonly [string, string])[]): void {
     this.entries = pairs.map(([key, value]) => [key.toLowerCase(), value]);
   }
@@ -59,6 +70,15 @@ export class HeaderMap {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8');
+
+export interface MapSize {
+  count: number;
+  bytes: number;
+}
+
+export function pairsSize(pairs: readonly (readonly [string, string])[]): MapSize {
+  return { count: pairs.length, bytes: pairs.reduce((n, [key, value]) => n + Buffer.byteLength(key) + Buffer.byteLength(value), 0) };
+}
 
 /**
  * count (u32 LE), then (key length, value length) per pair (u32 LE each),

@@ -1,19 +1,56 @@
 /**
  * State a plugin shares across its contexts: the key-value store with
  * compare-and-swap, the named queues and the metrics. It lives as long as
- * the plugin's VM (in a real proxy it outlives requests the same way), and is
- * bounded so a filter cannot grow the host without limit.
+ * the plugin's VM (in a real proxy it outlives requests the same way).
+ *
+ * It is bounded PER OWNER: every VM of one owner in this worker draws on the
+ * same OwnerUsage, so a tenant cannot multiply its share by starting more
+ * versions or VMs. A VM gives its share back when it is disposed.
  */
+import type { OwnerSharedLimits } from '../protocol.ts';
 import type { MetricTypeName } from './abi.ts';
 import { Status } from './abi.ts';
 
-export interface SharedLimits {
-  maxSharedBytes: number;
-  maxQueueItems: number;
-  maxMetrics: number;
+export type SharedLimits = OwnerSharedLimits;
+
+export const DEFAULT_SHARED_LIMITS: SharedLimits = { maxSharedKeys: 1_000, maxSharedBytes: 4 * 1024 * 1024, maxQueues: 64, maxQueueDepth: 1_000, maxQueueBytes: 4 * 1024 * 1024, maxMetrics: 1000 };
+
+/** What one owner's VMs hold in this worker, summed. */
+export class OwnerUsage {
+  sharedKeys = 0;
+  sharedBytes = 0;
+  queues = 0;
+  queueBytes = 0;
+  /** VMs drawing on it; the registry forgets an owner when none is left. */
+  holders = 0;
 }
 
-export const DEFAULT_SHARED_LIMITS: SharedLimits = { maxSharedBytes: 16 * 1024 * 1024, maxQueueItems: 10_000, maxMetrics: 1000 };
+/** One OwnerUsage per owner, per worker thread. */
+export class OwnerUsageRegistry {
+  private readonly byOwner = new Map<string, OwnerUsage>();
+
+  acquire(ownerId: string): OwnerUsage {
+    let usage = this.byOwner.get(ownerId);
+    if (!usage) {
+      usage = new OwnerUsage();
+      this.byOwner.set(ownerId, usage);
+    }
+    usage.holders++;
+    return usage;
+  }
+
+  release(ownerId: string): void {
+    const usage = this.byOwner.get(ownerId);
+    if (usage && --usage.holders <= 0) this.byOwner.delete(ownerId);
+  }
+
+  get(ownerId: string): OwnerUsage | undefined {
+    return this.byOwner.get(ownerId);
+  }
+}
+
+/** Tells the filter's recording which limit refused what. */
+export type LimitReporter = (limit: string, note: string) => void;
 
 interface SharedValue {
   value: Uint8Array;
@@ -22,11 +59,14 @@ interface SharedValue {
 
 export class SharedData {
   private readonly entries = new Map<string, SharedValue>();
-  private bytes = 0;
   // Never 0: a CAS of 0 means "no check" in proxy_set_shared_data.
   private nextCas = 1;
 
-  constructor(private readonly limits: SharedLimits) {}
+  constructor(
+    private readonly limits: SharedLimits,
+    private readonly usage: OwnerUsage,
+    private readonly refused: LimitReporter,
+  ) {}
 
   get(key: string): SharedValue | undefined {
     return this.entries.get(key);
@@ -36,12 +76,30 @@ export class SharedData {
   set(key: string, value: Uint8Array, cas: number): number {
     const existing = this.entries.get(key);
     if (cas !== 0 && existing !== undefined && existing.cas !== cas) return Status.CAS_MISMATCH;
-    const grown = this.bytes - (existing ? existing.value.length + key.length : 0) + value.length + key.length;
-    if (grown > this.limits.maxSharedBytes) return Status.INTERNAL_FAILURE;
-    this.bytes = grown;
+    const { usage, limits } = this;
+    if (!existing && usage.sharedKeys + 1 > limits.maxSharedKeys) {
+      this.refused('maxSharedKeys', `proxy_set_shared_data refused: the owner's filters already hold ${limits.maxSharedKeys} keys`);
+      return Status.INTERNAL_FAILURE;
+    }
+    const delta = value.length + key.length - (existing ? existing.value.length + key.length : 0);
+    if (delta > 0 && usage.sharedBytes + delta > limits.maxSharedBytes) {
+      this.refused('maxSharedBytes', `proxy_set_shared_data refused: the owner's shared data would exceed ${limits.maxSharedBytes} bytes`);
+      return Status.INTERNAL_FAILURE;
+    }
+    usage.sharedBytes += delta;
+    if (!existing) usage.sharedKeys++;
     this.entries.set(key, { value, cas: this.nextCas });
     this.nextCas = this.nextCas >= 0xffff_ffff ? 1 : this.nextCas + 1;
     return Status.OK;
+  }
+
+  /** Gives the owner's share back (the VM is going away). */
+  clear(): void {
+    for (const [key, entry] of this.entries) {
+      this.usage.sharedBytes -= key.length + entry.value.length;
+      this.usage.sharedKeys--;
+    }
+    this.entries.clear();
   }
 
   snapshot(): Array<{ key: string; size: number; cas: number }> {
@@ -60,14 +118,22 @@ export class SharedQueues {
   private readonly byId = new Map<number, Queue>();
   private readonly byName = new Map<string, number>();
   private nextId = 1;
-  /** Bytes queued over all queues, bounded like shared data. */
-  private bytes = 0;
 
-  constructor(private readonly limits: SharedLimits) {}
+  constructor(
+    private readonly limits: SharedLimits,
+    private readonly usage: OwnerUsage,
+    private readonly refused: LimitReporter,
+  ) {}
 
-  register(name: string, ownerContextId: number): number {
+  /** The queue's id, or undefined when the owner has as many queues as it may. */
+  register(name: string, ownerContextId: number): number | undefined {
     const existing = this.byName.get(name);
     if (existing !== undefined) return existing;
+    if (this.usage.queues + 1 > this.limits.maxQueues) {
+      this.refused('maxQueues', `proxy_register_shared_queue refused: the owner's filters already have ${this.limits.maxQueues} queues`);
+      return undefined;
+    }
+    this.usage.queues++;
     const id = this.nextId++;
     this.byId.set(id, { name, ownerContextId, items: [] });
     this.byName.set(name, id);
@@ -82,10 +148,27 @@ export class SharedQueues {
   enqueue(id: number, value: Uint8Array): { status: number; owner?: number } {
     const queue = this.byId.get(id);
     if (!queue) return { status: Status.NOT_FOUND };
-    if (queue.items.length >= this.limits.maxQueueItems || this.bytes + value.length > this.limits.maxSharedBytes) return { status: Status.INTERNAL_FAILURE };
+    if (queue.items.length >= this.limits.maxQueueDepth) {
+      this.refused('maxQueueDepth', `proxy_enqueue_shared_queue refused: queue ${JSON.stringify(queue.name)} already holds ${this.limits.maxQueueDepth} items`);
+      return { status: Status.INTERNAL_FAILURE };
+    }
+    if (this.usage.queueBytes + value.length > this.limits.maxQueueBytes) {
+      this.refused('maxQueueBytes', `proxy_enqueue_shared_queue refused: the owner's queues would exceed ${this.limits.maxQueueBytes} bytes`);
+      return { status: Status.INTERNAL_FAILURE };
+    }
     queue.items.push(value);
-    this.bytes += value.length;
+    this.usage.queueBytes += value.length;
     return { status: Status.OK, owner: queue.ownerContextId };
+  }
+
+  /** Gives the owner's share back (the VM is going away). */
+  clear(): void {
+    for (const queue of this.byId.values()) {
+      for (const item of queue.items) this.usage.queueBytes -= item.length;
+      this.usage.queues--;
+    }
+    this.byId.clear();
+    this.byName.clear();
   }
 
   dequeue(id: number): { status: number; value?: Uint8Array } {
@@ -93,7 +176,7 @@ export class SharedQueues {
     if (!queue) return { status: Status.NOT_FOUND };
     const value = queue.items.shift();
     if (value === undefined) return { status: Status.EMPTY };
-    this.bytes -= value.length;
+    this.usage.queueBytes -= value.length;
     return { status: Status.OK, value };
   }
 }

@@ -10,13 +10,17 @@ import { GuestMemory } from '../guest-memory.ts';
 import type { ConnectionInfo, HttpRequestData } from '../http-message.ts';
 import { linkImports } from '../link.ts';
 import type { OutgoingCall, VmSpec } from '../protocol.ts';
-import { Recorder } from '../recorder.ts';
+import { DEFAULT_RECORDER_LIMITS, Recorder } from '../recorder.ts';
+import type { RecorderLimits } from '../recorder.ts';
 import { createWasi, WASI_LEGACY_MODULE, WASI_MODULE } from '../wasi/wasi.ts';
 import { LOG_LEVELS } from './abi.ts';
 import type { LogLevelName } from './abi.ts';
 import type { HeaderMap } from './header-map.ts';
 import { hostImports } from './host/index.ts';
-import { DEFAULT_SHARED_LIMITS, Metrics, SharedData, SharedQueues } from './shared-state.ts';
+import { Metrics, OwnerUsageRegistry, SharedData, SharedQueues } from './shared-state.ts';
+
+/** The owners of this worker thread's VMs (module state is per thread). */
+const PROCESS_OWNERS = new OwnerUsageRegistry();
 import { StreamState } from './stream.ts';
 
 /** The guest did something that makes the plugin unusable (a callback answered false). */
@@ -42,11 +46,11 @@ type GuestFunction = (...args: number[]) => unknown;
 export class PluginVm {
   readonly rootContextId = 1;
   readonly streams = new Map<number, StreamState>();
-  readonly shared = new SharedData(DEFAULT_SHARED_LIMITS);
-  readonly queues = new SharedQueues(DEFAULT_SHARED_LIMITS);
-  readonly metrics = new Metrics(DEFAULT_SHARED_LIMITS);
+  readonly shared: SharedData;
+  readonly queues: SharedQueues;
+  readonly metrics: Metrics;
   readonly rootProperties = new Map<string, Uint8Array>();
-  recorder = new Recorder();
+  recorder: Recorder;
   effectiveContextId = 1;
   tickPeriodMs = 0;
   /** proxy_on_memory_allocate returned 0: a later trap is most likely the memory cap. */
@@ -60,13 +64,37 @@ export class PluginVm {
   lastUsed = Date.now();
   /** The callback running now (local responses record where they were sent from). */
   currentCallback: string | undefined;
+  private disposed = false;
   private nextContextId = 2;
   private nextToken = 1;
   private instance: WebAssembly.Instance | undefined;
   private guestMemory: GuestMemory | undefined;
   private allocator: GuestFunction | undefined;
 
-  constructor(readonly spec: VmSpec) {}
+  /**
+   * `owners` is the worker's registry: the VM's shared data and queues count
+   * against its owner's limits until dispose().
+   */
+  constructor(
+    readonly spec: VmSpec,
+    private readonly owners: OwnerUsageRegistry = PROCESS_OWNERS,
+  ) {
+    this.recorder = new Recorder(recorderLimits(spec));
+    const usage = owners.acquire(spec.plugin.ownerId);
+    const refused = (limit: string, note: string): void => this.recorder.limit(limit, note);
+    this.shared = new SharedData(spec.limits.shared, usage, refused);
+    this.queues = new SharedQueues(spec.limits.shared, usage, refused);
+    this.metrics = new Metrics(spec.limits.shared);
+  }
+
+  /** Gives the VM's shared data and queues back to its owner's budget; the VM is not used after. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.shared.clear();
+    this.queues.clear();
+    this.owners.release(this.spec.plugin.ownerId);
+  }
 
   get memory(): GuestMemory {
     if (!this.guestMemory) throw new Error('the VM is not instantiated');
@@ -187,7 +215,7 @@ export class PluginVm {
   dispatchCall(contextId: number, upstream: string, request: HttpRequestData, timeoutMs: number): number {
     const token = this.nextToken++;
     this.pendingCalls.set(token, { contextId });
-    this.outgoingCalls.push({ token, contextId, upstream, request, timeoutMs });
+    this.outgoingCalls.push({ token, ownerId: this.spec.plugin.ownerId, contextId, upstream, request, timeoutMs });
     return token;
   }
 
@@ -218,6 +246,10 @@ export class PluginVm {
   memoryBytes(): number {
     return this.guestMemory?.size ?? 0;
   }
+}
+
+export function recorderLimits(spec: VmSpec): RecorderLimits {
+  return { ...DEFAULT_RECORDER_LIMITS, maxLogLines: spec.limits.maxLogLines, maxLogBytes: spec.limits.maxLogBytes };
 }
 
 /** fd_write to stdout/stderr becomes log lines, split at newlines (the spec's WASI logging). */

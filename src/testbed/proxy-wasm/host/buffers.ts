@@ -73,7 +73,7 @@ export function bufferImports(vm: PluginVm): Record<string, HostCall> {
       if (!found.owner) return Status.BAD_ARGUMENT;
       const body = splice(found.data, u32(start), u32(size), vm.memory.read(i32(valuePtr), i32(valueSize)));
       if (body.length > vm.spec.limits.maxBodyBytes) {
-        vm.recorder.note(`a body was not changed: it would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
+        vm.recorder.limit('maxBodyBytes', `a body was not changed: it would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
         return Status.BAD_ARGUMENT;
       }
       found.owner.body = body;

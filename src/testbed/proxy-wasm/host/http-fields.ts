@@ -6,8 +6,8 @@
 import { i32, u32 } from '../../host-function.ts';
 import type { WasmValue } from '../../host-function.ts';
 import { MapType, Status } from '../abi.ts';
-import type { HeaderMap } from '../header-map.ts';
-import { deserializePairs } from '../header-map.ts';
+import type { HeaderMap, MapSize } from '../header-map.ts';
+import { deserializePairs, pairsSize } from '../header-map.ts';
 import type { PluginVm } from '../vm.ts';
 import type { HostCall } from './index.ts';
 import { returned } from './index.ts';
@@ -45,24 +45,36 @@ function lookup(vm: PluginVm, mapType: number): MapLookup {
 
 const notFound: MapLookup = { status: Status.NOT_FOUND, writable: false };
 
-/** Bounds on header maps a filter builds: more than any real request has, little enough for the host. */
-const MAX_FIELDS = 1000;
-const MAX_FIELD_BYTES = 64 * 1024;
+/**
+ * A change may not take a map past maxHeaderCount pairs or maxHeaderBytes
+ * of keys and values (Envoy's 100 headers and 60 KiB by default). A map that
+ * arrived bigger may still shrink: only growth past a limit is refused.
+ */
+export function withinHeaderLimits(vm: PluginVm, before: MapSize, after: MapSize, what: string): boolean {
+  const { maxHeaderCount, maxHeaderBytes } = vm.spec.limits;
+  if (after.count > maxHeaderCount && after.count > before.count) {
+    vm.recorder.limit('maxHeaderCount', `${what} refused: a header map may hold ${maxHeaderCount} fields`);
+    return false;
+  }
+  if (after.bytes > maxHeaderBytes && after.bytes > before.bytes) {
+    vm.recorder.limit('maxHeaderBytes', `${what} refused: a header map may hold ${maxHeaderBytes} bytes of keys and values`);
+    return false;
+  }
+  return true;
+}
 
-function fits(vm: PluginVm, pairs: number, ...lengths: Array<WasmValue | undefined>): boolean {
+/** Refuses sizes past the byte limit before reading them out of guest memory. */
+function tooBig(vm: PluginVm, what: string, ...lengths: Array<WasmValue | undefined>): boolean {
   const bytes = lengths.reduce<number>((total, length) => total + (i32(length) >>> 0), 0);
-  if (pairs <= MAX_FIELDS && bytes <= MAX_FIELD_BYTES) return true;
-  vm.recorder.note(`a header change was refused: the test bed allows ${MAX_FIELDS} fields of at most ${MAX_FIELD_BYTES} bytes per map`);
-  return false;
+  return !withinHeaderLimits(vm, { count: 0, bytes: 0 }, { count: 0, bytes }, what);
 }
 
 /** Runs `change` on a writable map, or answers why not. */
-function modify(vm: PluginVm, mapType: number, change: (map: HeaderMap) => void): number {
+function modify(vm: PluginVm, mapType: number, change: (map: HeaderMap) => number): number {
   const found = lookup(vm, mapType);
   if (!found.map) return found.status;
   if (!found.writable) return Status.BAD_ARGUMENT;
-  change(found.map);
-  return Status.OK;
+  return change(found.map);
 }
 
 export function httpFieldImports(vm: PluginVm): Record<string, HostCall> {
@@ -76,24 +88,53 @@ export function httpFieldImports(vm: PluginVm): Record<string, HostCall> {
       return returned(vm, encoder.encode(value), i32(valuePtrPtr), i32(valueSizePtr));
     },
     proxy_add_header_map_value: ([mapType, keyPtr, keySize, valuePtr, valueSize]) => {
-      const size = lookup(vm, u32(mapType)).map?.length ?? 0;
-      if (!fits(vm, size + 1, keySize, valueSize)) return Status.BAD_ARGUMENT;
-      return modify(vm, u32(mapType), (map) => map.add(text(keyPtr, keySize), text(valuePtr, valueSize)));
+      if (tooBig(vm, 'proxy_add_header_map_value', keySize, valueSize)) return Status.BAD_ARGUMENT;
+      return modify(vm, u32(mapType), (map) => {
+        const key = text(keyPtr, keySize);
+        const value = text(valuePtr, valueSize);
+        const before = map.size();
+        const after = { count: before.count + 1, bytes: before.bytes + Buffer.byteLength(key) + Buffer.byteLength(value) };
+        if (!withinHeaderLimits(vm, before, after, 'proxy_add_header_map_value')) return Status.BAD_ARGUMENT;
+        map.add(key, value);
+        return Status.OK;
+      });
     },
     proxy_replace_header_map_value: ([mapType, keyPtr, keySize, valuePtr, valueSize]) => {
-      if (!fits(vm, 0, keySize, valueSize)) return Status.BAD_ARGUMENT;
-      return modify(vm, u32(mapType), (map) => map.replace(text(keyPtr, keySize), text(valuePtr, valueSize)));
+      if (tooBig(vm, 'proxy_replace_header_map_value', keySize, valueSize)) return Status.BAD_ARGUMENT;
+      return modify(vm, u32(mapType), (map) => {
+        const key = text(keyPtr, keySize);
+        const value = text(valuePtr, valueSize);
+        const rest = map.sizeWithout(key);
+        const after = { count: rest.count + 1, bytes: rest.bytes + Buffer.byteLength(key) + Buffer.byteLength(value) };
+        if (!withinHeaderLimits(vm, map.size(), after, 'proxy_replace_header_map_value')) return Status.BAD_ARGUMENT;
+        map.replace(key, value);
+        return Status.OK;
+      });
     },
-    proxy_remove_header_map_value: ([mapType, keyPtr, keySize]) => modify(vm, u32(mapType), (map) => map.remove(text(keyPtr, keySize))),
+    proxy_remove_header_map_value: ([mapType, keyPtr, keySize]) =>
+      modify(vm, u32(mapType), (map) => {
+        map.remove(text(keyPtr, keySize));
+        return Status.OK;
+      }),
     proxy_get_header_map_pairs: ([mapType, dataPtrPtr, sizePtr]) => {
       const found = lookup(vm, u32(mapType));
       if (!found.map) return found.status;
       return returned(vm, found.map.serialize(), i32(dataPtrPtr), i32(sizePtr));
     },
     proxy_set_header_map_pairs: ([mapType, dataPtr, size]) => {
+      // The serialized form is the keys and values plus 8 bytes per pair and the count: a cheap first bound.
+      const { maxHeaderBytes, maxHeaderCount } = vm.spec.limits;
+      if (i32(size) >>> 0 > maxHeaderBytes + 10 * maxHeaderCount + 4) {
+        vm.recorder.limit('maxHeaderBytes', `proxy_set_header_map_pairs refused: a header map may hold ${maxHeaderBytes} bytes of keys and values`);
+        return Status.BAD_ARGUMENT;
+      }
       const pairs = deserializePairs(vm.memory.read(i32(dataPtr), i32(size)));
-      if (pairs === undefined || !pairs.every(([k, v]) => fits(vm, pairs.length, k.length, v.length))) return Status.BAD_ARGUMENT;
-      return modify(vm, u32(mapType), (map) => map.setAll(pairs));
+      if (pairs === undefined) return Status.BAD_ARGUMENT;
+      return modify(vm, u32(mapType), (map) => {
+        if (!withinHeaderLimits(vm, map.size(), pairsSize(pairs), 'proxy_set_header_map_pairs')) return Status.BAD_ARGUMENT;
+        map.setAll(pairs);
+        return Status.OK;
+      });
     },
     proxy_get_header_map_size: ([mapType, sizePtr]) => {
       const found = lookup(vm, u32(mapType));

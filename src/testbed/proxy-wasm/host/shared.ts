@@ -22,6 +22,7 @@ export function sharedImports(vm: PluginVm): Record<string, HostCall> {
     },
     proxy_register_shared_queue: ([namePtr, nameSize, idPtr]) => {
       const id = vm.queues.register(text(i32(namePtr), i32(nameSize)), vm.rootContextId);
+      if (id === undefined) return Status.INTERNAL_FAILURE;
       vm.memory.writeU32(i32(idPtr), id);
       return Status.OK;
     },

@@ -5,7 +5,8 @@
  */
 import { i32, u32 } from '../../host-function.ts';
 import { Status, StreamType } from '../abi.ts';
-import { deserializePairs } from '../header-map.ts';
+import { deserializePairs, pairsSize } from '../header-map.ts';
+import { withinHeaderLimits } from './http-fields.ts';
 import type { PluginVm } from '../vm.ts';
 import type { HostCall } from './index.ts';
 
@@ -38,8 +39,13 @@ export function streamImports(vm: PluginVm): Record<string, HostCall> {
       const stream = vm.effectiveStream();
       if (!stream || stream.phase === 'done') return Status.BAD_ARGUMENT;
       const code = u32(status);
+      if (i32(bodySize) >>> 0 > vm.spec.limits.maxBodyBytes) {
+        vm.recorder.limit('maxBodyBytes', `proxy_send_local_response refused: its body is larger than ${vm.spec.limits.maxBodyBytes} bytes`);
+        return Status.BAD_ARGUMENT;
+      }
       const headers = deserializePairs(vm.memory.read(i32(headersPtr), i32(headersSize)));
-      if (code < 100 || code > 999 || headers === undefined || i32(bodySize) >>> 0 > vm.spec.limits.maxBodyBytes) return Status.BAD_ARGUMENT;
+      if (code < 100 || code > 999 || headers === undefined) return Status.BAD_ARGUMENT;
+      if (!withinHeaderLimits(vm, { count: 0, bytes: 0 }, pairsSize(headers), 'proxy_send_local_response')) return Status.BAD_ARGUMENT;
       stream.localResponse = {
         status: code,
         details: vm.memory.readString(i32(detailsPtr), i32(detailsSize)),
