@@ -214,7 +214,27 @@ describe('web UI in Chromium', { skip: chromiumMissing() }, () => {
     const history = await call<{ active: Record<string, { version: string }> }>(t.url, 'GET', `/v1/applications/${await appId(appName)}/deployments`, { token: t.ownerToken });
     assert.equal(history.body.active.production?.version, '1.0.0', 'the API agrees with the page');
     await page.getByRole('link', { name: 'Applications', exact: true }).click();
-    assert.match(await page.getByRole('row').filter({ hasText: appName }).first().innerText(), /production: 1\.0\.0/);
+    const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: appName, exact: true }) });
+    await row.getByText('production: 1.0.0').waitFor();
+    assert.match(await row.innerText(), /1\.1\.0\s+succeeded/, 'the list shows the latest version and its build state');
+    assertNoConsoleErrors();
+  });
+
+  it('deletes an application only after confirmation', async () => {
+    const filterApp = `${appName}-filter`;
+    await page.getByRole('link', { name: 'Applications', exact: true }).click();
+    const link = page.getByRole('link', { name: filterApp, exact: true });
+    await link.waitFor();
+    await page.getByRole('button', { name: `Delete ${filterApp}` }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    assert.equal(await link.count(), 1, 'cancelled: still there');
+    await page.getByRole('button', { name: `Delete ${filterApp}` }).click();
+    // Keyboard: the dialog's confirm button is reachable and Enter submits it.
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('status').filter({ hasText: `Deleted ${filterApp}.` }).waitFor();
+    assert.equal(await link.count(), 0);
+    assert.equal((await call(t.url, 'GET', '/v1/applications', { token: t.ownerToken })).raw.toString().includes(filterApp), false, 'gone from the API too');
     assertNoConsoleErrors();
   });
 
