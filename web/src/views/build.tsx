@@ -3,14 +3,11 @@ import { errorText, TERMINAL_STATES, type Build } from '../api.ts';
 import { compilerOf, formatBytes, formatMs, formatTime, variantFacts } from '../format.ts';
 import type { PageContext } from '../main.tsx';
 import { href, navigate } from '../route.ts';
+import { isErrorLine } from '../log-errors.ts';
 import { Problem, StateBadge } from './parts.tsx';
 
 /** Lines drawn at most (the newest); the API caps a log at 4 MiB by default, which is more than a page can hold. */
 export const MAX_LOG_LINES = 20_000;
-
-/** Compiler diagnostics: `file:line:col: error: …` (clang, gcc), `error[E0308]: …` (rustc), `ERROR TS2322:` (AssemblyScript), and Kiln's own failure lines. */
-const ERROR_LINE = /(^|[\s:])(fatal error|error)(\[E\d+\])?:|^ERROR\b|\bERROR TS\d+|^kiln: .*\bfailed\b/i;
-export const isErrorLine = (line: string): boolean => ERROR_LINE.test(line);
 
 export function BuildPage({ api, buildId }: PageContext & { buildId: string }) {
   const [build, setBuild] = useState<Build>();

@@ -4,6 +4,7 @@ import { formatBytes, formatMs } from '../format.ts';
 import { useLoad } from '../load.ts';
 import type { PageContext } from '../main.tsx';
 import { href } from '../route.ts';
+import { lines, parseEnvLines, parseHeaderLines } from '../forms.ts';
 import { Problem } from './parts.tsx';
 
 /** The version's kind, or, when the upload left it to detection, what its latest succeeded build found. */
@@ -67,27 +68,6 @@ export function TryPage({ api, versionId }: PageContext & { versionId: string })
       <Problem text={error} />
       {result && <ResultView result={result} />}
     </>
-  );
-}
-
-const lines = (text: string): string[] => text.split('\n').filter((line) => line.trim() !== '');
-
-/** `name: value` per line; a line without a colon is reported, not dropped. */
-export function parseHeaderLines(text: string): Array<[string, string]> {
-  return lines(text).map((line) => {
-    const colon = line.indexOf(':', line.startsWith(':') ? 1 : 0);
-    if (colon <= 0) throw new Error(`header line ${JSON.stringify(line)}: expected "name: value"`);
-    return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()];
-  });
-}
-
-export function parseEnvLines(text: string): Record<string, string> {
-  return Object.fromEntries(
-    lines(text).map((line) => {
-      const equals = line.indexOf('=');
-      if (equals <= 0) throw new Error(`environment line ${JSON.stringify(line)}: expected KEY=VALUE`);
-      return [line.slice(0, equals), line.slice(equals + 1)];
-    }),
   );
 }
 

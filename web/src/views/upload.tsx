@@ -1,16 +1,11 @@
 import { useState } from 'preact/hooks';
 import { errorText, type Api, type Application, type VersionMetadata } from '../api.ts';
 import { filesFromEntry, filesFromInput, isArchiveName, packTarGz, PackError, type SourceFile } from '../pack.ts';
+import { nextPatch } from '../forms.ts';
 import { href, navigate } from '../route.ts';
 
 /** What will be uploaded: an archive as it is, or a folder's files to pack. */
 type Chosen = { kind: 'archive'; file: File } | { kind: 'folder'; name: string; files: SourceFile[] };
-
-/** 1.2.3 → 1.2.4: a suggestion for the next upload; the field stays editable. */
-export function nextPatch(version: string | undefined): string {
-  const match = version ? /^(\d+)\.(\d+)\.(\d+)/.exec(version) : null;
-  return match ? `${match[1]}.${match[2]}.${Number(match[3]) + 1}` : '1.0.0';
-}
 
 export function Upload({ api, application, latestVersion }: { api: Api; application: Application; latestVersion?: string }) {
   const [chosen, setChosen] = useState<Chosen>();
