@@ -107,7 +107,7 @@ function BuildFacts({ build }: { build: Build }) {
   return (
     <dl class="facts">
       {facts.map(([name, value]) => (
-        <div key={name}>
+        <div key={name} class={name === 'Stages' || name === 'Reason' ? 'wide' : undefined}>
           <dt>{name}</dt>
           <dd>{value}</dd>
         </div>
