@@ -99,7 +99,7 @@ describe('web UI in Chromium', { skip: chromiumMissing() }, () => {
     assertNoConsoleErrors();
   });
 
-  it('uploads a folder (packed in the browser), follows the live build log to succeeded', { timeout: BUILD_TIMEOUT_MS }, async () => {
+  it('uploads a folder (packed in the browser), cancels the queued build, rebuilds, follows the live log to succeeded', { timeout: BUILD_TIMEOUT_MS }, async () => {
     await openApp(appName);
     // No worker yet: the build waits in the queue while the page follows it, so the stream is live for sure.
     await page.getByLabel('Project folder').setInputFiles(path.join(EXAMPLES, 'c-function'));
@@ -107,7 +107,13 @@ describe('web UI in Chromium', { skip: chromiumMissing() }, () => {
     await page.getByRole('textbox', { name: 'Version' }).fill('1.0.0');
     await page.getByRole('button', { name: 'Upload and build' }).click();
     await page.getByRole('heading', { level: 2, name: 'Log (live)' }).waitFor();
-    assert.match(await page.getByRole('heading', { level: 1 }).innerText(), /Build #1 (queued|running)/);
+    assert.match(await page.getByRole('heading', { level: 1 }).innerText(), /Build #1 queued/);
+    // Cancel the queued build, then rebuild: the page follows the new build.
+    await page.getByRole('button', { name: 'Cancel build' }).click();
+    await waitForState('cancelled');
+    await page.getByRole('button', { name: 'Rebuild' }).click();
+    await page.getByRole('heading', { level: 1, name: /Build #2 queued/ }).waitFor();
+    await page.getByRole('heading', { level: 2, name: 'Log (live)' }).waitFor();
     ensureWorker();
     await page.locator('.log').getByText(/clang --target=wasm32-wasi/).first().waitFor({ timeout: BUILD_TIMEOUT_MS });
     await waitForState('succeeded');
@@ -233,7 +239,8 @@ describe('web UI in Chromium', { skip: chromiumMissing() }, () => {
     await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).focus();
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: `Deleted ${filterApp}.` }).waitFor();
-    assert.equal(await link.count(), 0);
+    // The list reloads after the deletion: the row goes once the API's answer is in.
+    await link.waitFor({ state: 'detached' });
     assert.equal((await call(t.url, 'GET', '/v1/applications', { token: t.ownerToken })).raw.toString().includes(filterApp), false, 'gone from the API too');
     assertNoConsoleErrors();
   });
