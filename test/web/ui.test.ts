@@ -211,12 +211,13 @@ describe('web UI in Chromium', { skip: chromiumMissing() }, () => {
     await page.getByRole('status').filter({ hasText: 'production now runs 1.0.0' }).waitFor();
     await promote('1.1.0');
     await page.getByRole('status').filter({ hasText: 'production now runs 1.1.0' }).waitFor();
-    assert.equal(await page.getByTestId('active-production').innerText(), '1.1.0');
+    // The table reloads after the promotion's answer: wait for it to show the new state.
+    await page.getByTestId('active-production').filter({ hasText: /^1\.1\.0$/ }).waitFor();
 
     await page.getByRole('button', { name: 'Roll back production to 1.0.0' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Roll back' }).click();
     await page.getByRole('status').filter({ hasText: 'production now runs 1.0.0' }).waitFor();
-    assert.equal(await page.getByTestId('active-production').innerText(), '1.0.0');
+    await page.getByTestId('active-production').filter({ hasText: /^1\.0\.0$/ }).waitFor();
     const history = await call<{ active: Record<string, { version: string }> }>(t.url, 'GET', `/v1/applications/${await appId(appName)}/deployments`, { token: t.ownerToken });
     assert.equal(history.body.active.production?.version, '1.0.0', 'the API agrees with the page');
     await page.getByRole('link', { name: 'Applications', exact: true }).click();
