@@ -14,7 +14,8 @@ RUNTIME_PACKAGES=(
   binaryen wabt
   xz-utils libc++-14-dev-wasm32 libc++abi-14-dev-wasm32
 )
-TEST_PACKAGES=(postgresql-15 radosgw ceph-mon ceph-osd ceph-common)
+# chromium (+ its driver) runs the web UI's end-to-end tests (test/web), driven by playwright-core.
+TEST_PACKAGES=(postgresql-15 radosgw ceph-mon ceph-osd ceph-common chromium chromium-driver)
 
 packages=("${RUNTIME_PACKAGES[@]}")
 [[ ${1:-} == --test ]] && packages+=("${TEST_PACKAGES[@]}")
@@ -59,3 +60,6 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   say "installing npm packages"
   npm install --no-audit --no-fund --loglevel=error >&2
 fi
+
+# The web UI bundle (served by `kiln serve` at /): built when missing or stale.
+bash scripts/build-ui.sh

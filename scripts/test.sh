@@ -24,6 +24,7 @@ postgres_pid=$!
 
 echo "== type check" >&2
 npx tsc --noEmit
+npx tsc --noEmit -p web
 echo "== lint" >&2
 npx eslint --max-warnings 0 .
 

@@ -20,6 +20,7 @@ import { internalRoutes } from './routes/internal.ts';
 import { operationsRoutes } from './routes/operations.ts';
 import { ownerRoutes } from './routes/owners.ts';
 import { testbedRoutes } from './routes/testbed.ts';
+import { uiRoutes } from './routes/ui.ts';
 import { versionRoutes } from './routes/versions.ts';
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
@@ -92,6 +93,7 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   await app.register(edgeRoutes(services, authenticator));
   await app.register(internalRoutes(services));
   await app.register(testbedRoutes(services));
+  await app.register(uiRoutes());
   return app;
 }
 

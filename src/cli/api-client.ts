@@ -7,36 +7,25 @@
  * imports: nothing of the server is loaded at run time), so the CLI and the
  * API cannot drift apart without the type check noticing.
  */
-import type { Static } from '@sinclair/typebox';
-import type {
-  Application as ApplicationSchema,
-  Build as BuildSchema,
-  BuildStateSchema,
-  Kind as KindSchema,
-  Language as LanguageSchema,
-  Version as VersionSchema,
-  VersionMetadata as VersionMetadataSchema,
-} from '../api/schemas.ts';
-import type { FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
+import type { Build, BuildState, InvokeBody, InvokeResult, Page, Version, VersionMetadata, Application } from '../api/types.ts';
 import { describeTokenSource, type ResolvedConfig } from './config.ts';
 import { readSse } from './sse.ts';
 
-export type Application = Static<typeof ApplicationSchema>;
-export type Version = Static<typeof VersionSchema>;
-export type Build = Static<typeof BuildSchema>;
-export type BuildState = Static<typeof BuildStateSchema>;
-export type VersionMetadata = Static<typeof VersionMetadataSchema>;
-export type LanguageName = Static<typeof LanguageSchema>;
-export type KindName = Static<typeof KindSchema>;
-export type InvokeBody = Static<typeof InvokeBodySchema>;
-export type FunctionResult = Static<typeof FunctionResultSchema>;
-export type FilterResult = Static<typeof FilterResultSchema>;
-export type InvokeResult = FunctionResult | FilterResult;
-
-export interface Page<T> {
-  items: T[];
-  nextCursor?: string;
-}
+export type {
+  Application,
+  Build,
+  BuildState,
+  FilterResult,
+  FunctionResult,
+  InvokeBody,
+  InvokeResult,
+  KindName,
+  LanguageName,
+  Page,
+  Version,
+  VersionMetadata,
+} from '../api/types.ts';
+export { BUILD_STATES, TERMINAL_STATES } from '../api/types.ts';
 
 export interface PageOptions {
   limit?: number;
@@ -55,9 +44,6 @@ export interface VersionPatch {
   config?: string;
   notes?: string;
 }
-
-export const TERMINAL_STATES: readonly BuildState[] = ['succeeded', 'failed', 'crashed', 'cancelled'];
-export const BUILD_STATES: readonly BuildState[] = ['queued', 'running', ...TERMINAL_STATES];
 
 /** The API answered with an error; `message` already says what to do. */
 export class KilnApiError extends Error {
@@ -95,6 +81,8 @@ interface RequestOptions {
 const DEFAULT_TIMEOUT_MS = 60_000;
 /** Reconnections of a dropped log stream before giving up. */
 const MAX_RESUMES = 5;
+/** Versions `latestSucceededVersion` looks through before giving up. */
+export const LATEST_SUCCEEDED_SEARCH = 100;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const isUuid = (value: string): boolean => UUID.test(value);
@@ -168,6 +156,23 @@ export class ApiClient {
     const wanted = ref.slice(at + 1);
     for await (const version of this.paginate((page) => this.listVersions(app.id, page))) if (version.version === wanted) return version;
     throw new KilnApiError(404, 'not_found', `application ${app.name} has no version ${wanted}; \`kiln versions list ${app.name}\` shows them`);
+  }
+
+  /**
+   * The newest version of an application that has a succeeded build: what
+   * `kiln invoke APP` runs when no version is named. Versions are checked
+   * newest first, at most LATEST_SUCCEEDED_SEARCH of them.
+   */
+  async latestSucceededVersion(appRef: string): Promise<{ application: Application; version: Version }> {
+    const application = await this.resolveApplication(appRef);
+    let checked = 0;
+    for await (const version of this.paginate((page) => this.listVersions(application.id, page), LATEST_SUCCEEDED_SEARCH)) {
+      checked++;
+      const succeeded = await this.listBuilds({ versionId: version.id, state: 'succeeded' }, { limit: 1 });
+      if (succeeded.items.length > 0) return { application, version };
+    }
+    const which = checked === 0 ? 'has no versions yet; `kiln deploy` uploads one' : `has no succeeded build among its newest ${checked} versions; name one with ${application.name}@VERSION`;
+    throw new KilnApiError(404, 'no_succeeded_version', `application ${application.name} ${which}`);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { FilterResult, FunctionResult, InvokeBody, InvokeResult } from '../api-client.ts';
+import { isUuid, type ApiClient, type FilterResult, type FunctionResult, type InvokeBody, type InvokeResult, type Version } from '../api-client.ts';
 import { apiCommand, contextFor, parsePositiveInteger, type CommonFlags } from '../context.ts';
 import { formatBytes, formatDuration, type Output } from '../output.ts';
 import { readStdin } from '../prompt.ts';
@@ -54,7 +54,7 @@ export function invokeCommand(): Command {
     ],
     NOTES,
   )
-    .argument('<version>', VERSION_REF_HELP)
+    .argument('<version>', `${VERSION_REF_HELP}; or just the application: its newest version with a succeeded build`)
     .option('--request <file>', 'start from a JSON request body of POST /v1/versions/:id/invoke (flags override it)')
     .option('--input <text>', 'function: stdin')
     .option('--input-file <file>', 'function: stdin from a file ("-": this command\'s stdin)')
@@ -77,13 +77,21 @@ export function invokeCommand(): Command {
     .action(async (ref: string, flags: InvokeFlags) => {
       const body = await invokeBody(flags);
       const { client, output } = contextFor(flags);
-      const version = await client.resolveVersion(ref);
+      const version = await versionToRun(client, output, ref);
       const result = await client.invoke(version.id, body);
       if (output.json) output.printJson(result);
       else if (result.kind === 'wasi-command') printFunction(output, result);
       else printFilter(output, result);
       process.exitCode = exitCodeOf(result);
     });
+}
+
+/** `app@1.2.3` or a version id as given; a bare application: its latest succeeded version, said aloud. */
+async function versionToRun(client: ApiClient, output: Output, ref: string): Promise<Version> {
+  if (ref.includes('@') || isUuid(ref)) return client.resolveVersion(ref);
+  const { application, version } = await client.latestSucceededVersion(ref);
+  output.note(`no version given: running ${application.name}@${version.version}, the newest version with a succeeded build`);
+  return version;
 }
 
 function parseStatus(value: string): number {

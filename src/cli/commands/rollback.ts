@@ -1,26 +1,13 @@
 import type { Command } from 'commander';
 import { apiCommand, contextFor, type CommonFlags } from '../context.ts';
-import { deploymentHistory, ENV_HELP, promoteVersion, reportPromotion, type Deployment } from './deployments.ts';
+import { deploymentHistory, ENV_HELP, promoteVersion, reportPromotion } from './deployments.ts';
+import { rollbackTarget } from '../rollback-target.ts';
+
+export { rollbackTarget };
 
 interface RollbackFlags extends CommonFlags {
   env: string;
   to?: string;
-}
-
-/**
- * What a rollback promotes: in the environment's history (newest first),
- * the newest deployment older than the current one whose version differs
- * from it and still exists. The current one is the active deployment, or
- * the newest entry when the environment was emptied (its version deleted).
- * Like `cd -`, rolling back twice returns to where you started; `to` picks
- * an explicit version instead.
- */
-export function rollbackTarget(history: readonly Deployment[], active: Deployment | undefined, to?: string): Deployment | undefined {
-  if (to !== undefined) return history.find((deployment) => deployment.version === to && deployment.versionId !== null);
-  const current = active ?? history[0];
-  if (!current) return undefined;
-  const older = history.filter((deployment) => deployment.number < current.number);
-  return older.find((deployment) => deployment.versionId !== null && deployment.versionId !== current.versionId);
 }
 
 export function rollbackCommand(): Command {

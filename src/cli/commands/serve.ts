@@ -63,6 +63,7 @@ Examples:
         [
           '',
           `Kiln is running at ${kiln.url}`,
+          `  web UI        ${kiln.url}/ (sign in with your token)`,
           `  API docs      ${kiln.url}/docs`,
           `  your token    ${relative(kiln.credentials.ownerTokenFile)} (the kiln CLI on this machine finds it by itself)`,
           `  admin token   ${relative(kiln.credentials.adminTokenFile)}${kiln.credentials.adminTokenCreated ? ' (new)' : ''}`,
