@@ -138,7 +138,7 @@ async function warmRequests(t: TestKiln, upstream: string, testbed: Testbed): Pr
   const plainHop = await latencies(warmRuns, async () => drain(await fetch(`${t.url}/healthz`)));
   const small = wat(SMALL_FILTER);
   const artifact = { sha256: createHash('sha256').update(small).digest('hex'), load: async () => small };
-  const plugin = { info: { name: 'bench', rootId: '', vmId: 'bench', versionId: 'bench', version: '1.0.0', applicationId: 'bench' }, config: '' };
+  const plugin = { info: { name: 'bench', rootId: '', vmId: 'bench', versionId: 'bench', version: '1.0.0', applicationId: 'bench', ownerId: 'bench' }, config: '' };
   const request = { method: 'GET', path: '/x', authority: 'bench', scheme: 'http', headers: [], body: new Uint8Array(0), trailers: [] };
   const filterOnly = await latencies(warmRuns, async () => {
     const result = await testbed.serveFilter(artifact, plugin, request, {}, 'echo');
@@ -181,7 +181,7 @@ async function invocations(t: TestKiln, testbed: Testbed): Promise<void> {
   const id = await publish(t, module, { kind: 'wasi-command' });
   const artifact = { sha256: createHash('sha256').update(module).digest('hex'), load: async () => module };
   const stdin = new TextEncoder().encode('hello');
-  const direct = () => testbed.invokeFunction(artifact, { stdin, args: ['cat'], env: {} }).then((r) => {
+  const direct = () => testbed.invokeFunction(artifact, { ownerId: 'bench', stdin, args: ['cat'], env: {} }).then((r) => {
     if (r.outcome !== 'ok') throw new Error(r.message);
   });
   const overHttp = async () => {

@@ -18,6 +18,8 @@ export interface PluginInfo {
   versionId: string;
   version: string;
   applicationId: string;
+  /** The owner the module runs for: host state and fair-sharing limits are kept per owner. */
+  ownerId: string;
 }
 
 export interface HostLimits {
@@ -116,7 +118,7 @@ export type WorkerRequest =
 export type WorkerMessage = WorkerRequest & { id: number };
 
 /** Why guest code failed; the VM (or instance) it ran in is discarded. */
-export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost';
+export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost' | 'runner_lost';
 
 export interface GuestFailure {
   outcome: FailureOutcome;

@@ -26,6 +26,8 @@ export interface Limits {
 }
 
 export interface FunctionInvocation extends Limits {
+  /** Whom the function runs for (fair sharing, per-owner host state). */
+  ownerId: string;
   stdin: Uint8Array;
   args: string[];
   env: Record<string, string>;
@@ -80,9 +82,13 @@ export class Testbed {
   private readonly modules: ModuleCache;
   private pool: WorkerPool | undefined;
 
-  constructor(readonly config: TestbedConfig) {
+  /** `modules`: a cache shared with other Testbeds of the same process (a runner's slots share one). */
+  constructor(
+    readonly config: TestbedConfig,
+    modules?: ModuleCache,
+  ) {
     this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes });
-    this.modules = new ModuleCache(config.moduleCacheEntries);
+    this.modules = modules ?? new ModuleCache(config.moduleCacheEntries);
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
 
