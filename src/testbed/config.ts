@@ -32,6 +32,8 @@ export interface TestbedConfig {
   /** A warm VM's proxy_on_tick timer stops after this long without requests. */
   idleTickStopMs: number;
   minTickPeriodMs: number;
+  /** How long one proxy_on_tick outside a request may run before its worker is replaced. */
+  tickBudgetMs: number;
   /** Bodies a filter may build, and upstream response bodies. */
   maxBodyBytes: number;
   /** Per stream (stdout, stderr) of a function. */
@@ -81,6 +83,7 @@ export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
     maxWarmVms: integer(env, 'KILN_TESTBED_WARM_VMS', 8, 1),
     idleTickStopMs: 60_000,
     minTickPeriodMs: 100,
+    tickBudgetMs: integer(env, 'KILN_TESTBED_TICK_BUDGET_MS', 200, 10),
     maxBodyBytes: integer(env, 'KILN_TESTBED_MAX_BODY_BYTES', 8 * 1024 * 1024, 1024),
     maxOutputBytes: integer(env, 'KILN_TESTBED_MAX_OUTPUT_BYTES', 1024 * 1024, 1024),
     workerHeapMb: integer(env, 'KILN_TESTBED_WORKER_HEAP_MB', 256, 32),

@@ -98,7 +98,8 @@ export class Testbed {
       spares: this.config.spares,
       maxWarmVms: this.config.maxWarmVms,
       idleTickStopMs: this.config.idleTickStopMs,
-      backgroundDeadlineMs: this.config.maxTimeoutMs,
+      // A timer callback has no caller waiting, but calls may queue behind it: it gets a short budget.
+      backgroundDeadlineMs: this.config.tickBudgetMs,
       resourceLimits: { maxOldGenerationSizeMb: this.config.workerHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
       onEvent: (ref, event) => this.onWorkerEvent(ref, event),
     });
