@@ -163,12 +163,20 @@ export class SlotScheduler {
     );
   }
 
+  /** An owner with nothing running, nothing queued and a full bucket is indistinguishable from a new one. */
+  private forgetIdle(ownerId: string, owner: OwnerState): void {
+    if (owner.running > 0 || owner.queue.length > 0) return;
+    const tokens = owner.tokens + ((Date.now() - owner.refilledAt) / 1000) * this.limits.ownerRate;
+    if (tokens >= this.limits.ownerBurst) this.owners.delete(ownerId);
+  }
+
   private expire(waiter: Waiter): void {
     const owner = this.owner(waiter.ownerId);
     const index = owner.queue.indexOf(waiter);
     if (index === -1) return;
     owner.queue.splice(index, 1);
     if (owner.queue.length === 0) this.leaveTurn(waiter.ownerId);
+    this.forgetIdle(waiter.ownerId, owner);
     if (this.total === 0) {
       waiter.fail(new TestbedLimitError(503, 'no_test_bed_runners', `no test bed runner connected within ${this.limits.queueWaitMs} ms (start one with \`kiln testbed\`, or local ones with KILN_TESTBED_RUNNERS)`, 5));
     } else if (owner.running >= this.limits.ownerSlots) {
@@ -212,7 +220,7 @@ export class SlotScheduler {
         if (released) return;
         released = true;
         owner.running--;
-        if (owner.running === 0 && owner.queue.length === 0) this.owners.delete(ownerId);
+        this.forgetIdle(ownerId, owner);
         this.returnSlot(slot);
       },
     };
