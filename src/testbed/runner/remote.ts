@@ -8,6 +8,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 
@@ -41,6 +42,8 @@ async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buf
     refuse(socket, 401, 'unauthorized', 'a test bed runner connects with a worker token: Authorization: Bearer <worker token>');
     return;
   }
+  // Frames are small and latency-bound: no Nagle delay.
+  if (socket instanceof net.Socket) socket.setNoDelay(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${RUNNER_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
   if (head.length > 0) socket.unshift(head);
   accept(socket, request.socket.remoteAddress ?? 'unknown');
