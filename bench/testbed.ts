@@ -11,24 +11,26 @@
  *
  * Each figure has an exported function (for the overall `npm run bench --
  * --json` report): previewAdded, firstRequestAfterUpload, invokePerSecond,
- * victimP99Ratio, each taking a context from startTestbedBench(); or
+ * freshInstanceUs, victimP99Ratio, each taking a context from startTestbedBench(); or
  * runTestbedBenchmarks() for all of them as one object.
  *
- *   warm request: p50 of GET to the upstream directly vs GET through
- *     /preview/:id/* (client → Kiln → filter → upstream → filter → client);
- *     "added" is the difference. Also the filter alone: the exchange in the
- *     test bed (worker round trips, callbacks) with the in-process echo
- *     upstream, without any HTTP; and GET /healthz of the same API, which
- *     is what one more HTTP hop through Kiln costs before any filter runs.
- *   first request: a ~1 MB filter (real code, a unique copy each time so
- *     nothing is cached) is published (upload, build reported succeeded);
- *     the clock starts when the build has succeeded and stops when the first
- *     preview response has arrived: artifact read, memory cap, checks,
- *     compile, worker VM start, the request.
- *   invocations/s: a small WASI function (stdin → stdout), in-process and
- *     through POST /v1/versions/:id/invoke, one at a time and 4 at once.
+ *   previewAdded: p50 of GET to the upstream directly vs GET through
+ *     /preview/:id/* (client → API → runner (filter, upstream call) → API →
+ *     client); "added" is the difference. GET /healthz of the same API is
+ *     printed beside it: one plain hop through Kiln's HTTP stack.
+ *   firstRequestAfterUpload: a ~1 MB filter (real code, a unique copy each
+ *     time so nothing is cached) is published; the clock starts when its build
+ *     has succeeded (the runners are told to compile it then) and stops when
+ *     the first preview response has arrived.
+ *   invokePerSecond: a small WASI function (stdin → stdout) through
+ *     POST /v1/versions/:id/invoke, one caller and four.
+ *   freshInstanceUs: the same small filter previewed with and without
+ *     `preview.freshInstance`.
+ *   victimP99Ratio: a second owner's sequential invokes, idle and while the
+ *     first owner keeps busy loops on every slot it may use (and its queue
+ *     full), p99 under attack / p99 idle.
  *
- * Usage: node --import tsx bench/testbed.ts [warm requests]   (default 2000)
+ * Usage: node --import tsx bench/testbed.ts [sequential requests per figure]   (default 2000)
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -43,6 +45,7 @@ const WARM_TARGET_MS = 0.3;
 const FIRST_TARGET_MS = 5;
 const INVOKE_TARGET_PER_S = 2_000;
 const VICTIM_TARGET_RATIO = 2;
+const FRESH_TARGET_US = 50;
 
 const ADD_HEADERS = `${'(import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))'}`;
 const SMALL_FILTER = filterWat(
@@ -290,10 +293,31 @@ export async function victimP99Ratio(bench: TestbedBench, runs = Math.min(bench.
   return figures;
 }
 
+/**
+ * What a fresh instance per request adds (issue 16: freshInstanceUs, target
+ * ≤ 50): preview p50 of the same small filter with `preview.freshInstance`
+ * minus its p50 through the warm VM, in µs.
+ */
+export async function freshInstanceUs(bench: TestbedBench, runs = Math.min(bench.runs, 1000)): Promise<number> {
+  const { t } = bench;
+  const module = wat(SMALL_FILTER);
+  const warm = await publish(t, module, { kind: 'proxy-wasm', config: JSON.stringify({ preview: { upstream: 'backend' } }) });
+  const fresh = await publish(t, module, { kind: 'proxy-wasm', config: JSON.stringify({ preview: { upstream: 'backend', freshInstance: true } }) });
+  const auth = { authorization: `Bearer ${t.ownerToken}` };
+  const warmTimes = await latencies(runs, async () => drain(await fetch(`${t.url}/preview/${warm}/x`, { headers: auth })));
+  const freshTimes = await latencies(runs, async () => drain(await fetch(`${t.url}/preview/${fresh}/x`, { headers: auth })));
+  const addedUs = (percentile(freshTimes, 50) - percentile(warmTimes, 50)) * 1000;
+  console.log(`fresh instance per request (${runs} sequential previews of a small filter)`);
+  console.log(`  warm VM   p50 ${percentile(warmTimes, 50).toFixed(3)} ms`);
+  console.log(`  fresh VM  p50 ${percentile(freshTimes, 50).toFixed(3)} ms   added ${addedUs.toFixed(0)} µs   ${(addedUs / FRESH_TARGET_US).toFixed(2)}x the ${FRESH_TARGET_US} µs target`);
+  return addedUs;
+}
+
 export interface TestbedFigures {
   previewAddedMsP50: number;
   firstRequestAfterUploadMs: number;
   invokePerSecond: number;
+  freshInstanceUs: number;
   victimP99Ratio: number;
 }
 
@@ -304,8 +328,9 @@ export async function runTestbedBenchmarks(runs = 2000): Promise<TestbedFigures>
     const preview = await previewAdded(bench);
     const first = await firstRequestAfterUpload(bench);
     const invokes = await invokePerSecond(bench);
+    const fresh = await freshInstanceUs(bench);
     const victim = await victimP99Ratio(bench);
-    return { previewAddedMsP50: preview.previewAddedMsP50, firstRequestAfterUploadMs: first, invokePerSecond: invokes, victimP99Ratio: victim.ratio };
+    return { previewAddedMsP50: preview.previewAddedMsP50, firstRequestAfterUploadMs: first, invokePerSecond: invokes, freshInstanceUs: fresh, victimP99Ratio: victim.ratio };
   } finally {
     await bench.close();
   }

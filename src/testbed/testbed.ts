@@ -152,8 +152,12 @@ export class Testbed {
     return { ...report, module: summary(prepared) };
   }
 
-  /** One request through the warm VM of the filter (the preview URL). */
-  async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string): Promise<FilterResult> {
+  /**
+   * One request through the warm VM of the filter (the preview URL), or with
+   * `fresh` through a new VM made from the compiled module and dropped after
+   * the request (a version's `preview.freshInstance`: no state survives).
+   */
+  async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string, fresh = false): Promise<FilterResult> {
     const prepared = await this.prepare(artifact, 'proxy-wasm', {});
     const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
     const vm = this.vmSpec(prepared, plugin, 0, `${plugin.info.versionId}:${prepared.key}:${configHash}`);
@@ -161,7 +165,7 @@ export class Testbed {
       pool: this.workers(),
       affinity: plugin.info.versionId,
       vm,
-      fresh: false,
+      fresh,
       ticks: 0,
       request,
       connection: connectionInfo(connection),

@@ -38,6 +38,17 @@ const TICK_STORM_FILTER = wat(
   ),
 );
 
+/** Counts requests in linear memory and traps from the second one on: it passes only if no state survives a request. */
+const ONCE_PER_INSTANCE_FILTER = wat(
+  filterWat(
+    `(func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+     (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+       (i32.store (i32.const 2000) (i32.add (i32.load (i32.const 2000)) (i32.const 1)))
+       (if (i32.gt_u (i32.load (i32.const 2000)) (i32.const 1)) (then unreachable))
+       (i32.const 0))`,
+  ),
+);
+
 const TEST_ENV = {
   KILN_TESTBED_RUNNERS: '1',
   KILN_TESTBED_WORKERS: '2',
@@ -167,6 +178,23 @@ for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) {
       assert.ok(process.memoryUsage().heapUsed - heapBefore < 64 * 1024 * 1024, 'the API heap stays bounded');
       const after = await invoke(bobToken, bobOkId);
       assert.equal(after.body.outcome, 'ok');
+    });
+
+    it('gives each preview request a fresh instance when the version asks for it, and keeps the VM warm otherwise', async () => {
+      const fresh = await publish(t, ONCE_PER_INSTANCE_FILTER, { kind: 'proxy-wasm', config: JSON.stringify({ preview: { freshInstance: true } }) });
+      const warm = await publish(t, ONCE_PER_INSTANCE_FILTER, { kind: 'proxy-wasm', config: '{}' });
+      const get = (id: string) => fetch(`${t.url}/preview/${id}/n`, { headers: { authorization: `Bearer ${t.ownerToken}` } });
+      for (let i = 0; i < 3; i++) {
+        const response = await get(fresh);
+        assert.equal(response.status, 200, `fresh request ${i}: ${await response.text()}`);
+        await response.arrayBuffer().catch(() => undefined);
+      }
+      const first = await get(warm);
+      assert.equal(first.status, 200, await first.text());
+      const second = await get(warm);
+      assert.equal(second.status, 502, 'the warm VM remembers the first request (the control for the fresh case)');
+      assert.equal(second.headers.get('x-kiln-outcome'), 'trap');
+      await second.arrayBuffer();
     });
 
     it('stops serving a deleted version within the cache bound', async () => {

@@ -52,6 +52,8 @@ interface Target {
   kind: AppKind;
   artifact: ArtifactRef;
   plugin: PluginSettings;
+  /** From the version's config, parsed once per look-up rather than per request. */
+  preview: { upstream: string | undefined; freshInstance: boolean };
 }
 
 export interface TestbedRouteOptions {
@@ -159,6 +161,16 @@ function unknownUpstream(testbed: RunnerTestbed, name: string) {
 
 /** `preview.upstream` from the version's config, when the config is a JSON object that has it. */
 export function previewUpstream(config: string): string | undefined {
+  const preview = previewSettings(config);
+  return typeof preview?.upstream === 'string' ? preview.upstream : undefined;
+}
+
+/** `preview.freshInstance: true` in the version's config: a new VM per preview request (nothing survives a request). */
+export function previewFreshInstance(config: string): boolean {
+  return previewSettings(config)?.freshInstance === true;
+}
+
+function previewSettings(config: string): Record<string, unknown> | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(config);
@@ -166,7 +178,7 @@ export function previewUpstream(config: string): string | undefined {
     return undefined;
   }
   const preview = isRecord(parsed) ? parsed.preview : undefined;
-  return isRecord(preview) && typeof preview.upstream === 'string' ? preview.upstream : undefined;
+  return isRecord(preview) ? preview : undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -191,6 +203,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
       info: { name: application?.name ?? version.id, rootId: '', vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId, ownerId },
       config: version.config,
     },
+    preview: { upstream: previewUpstream(version.config), freshInstance: previewFreshInstance(version.config) },
   };
 }
 
@@ -214,11 +227,11 @@ function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: T
     };
     const handler = async (request: FastifyRequest<{ Params: { versionId: string } }>, reply: FastifyReply) => {
       const target = await targetFor(ownerOf(request), request.params.versionId);
-      const upstream = previewUpstream(target.version.config) ?? ECHO_UPSTREAM;
+      const upstream = target.preview.upstream ?? ECHO_UPSTREAM;
       if (!testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
       const incoming = previewRequest(request);
       const connection = { sourceAddress: request.socket.remoteAddress ?? '127.0.0.1', sourcePort: request.socket.remotePort ?? 0, destinationAddress: request.socket.localAddress ?? '127.0.0.1', destinationPort: request.socket.localPort ?? 0, requestId: request.id };
-      const result = await withRetryAfter(reply, () => testbed.serveFilter(target.artifact, target.plugin, incoming, connection, upstream));
+      const result = await withRetryAfter(reply, () => testbed.serveFilter(target.artifact, target.plugin, incoming, connection, upstream, target.preview.freshInstance));
       return sendPreview(reply, result);
     };
     plugin.all('/preview/:versionId', options, handler);

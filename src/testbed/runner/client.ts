@@ -61,12 +61,12 @@ export class RunnerTestbed {
       .catch((error: unknown) => lostFilter(error, artifact, started));
   }
 
-  /** One request through the version's warm VM (the preview URL). */
-  serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string): Promise<FilterResult> {
+  /** One request through the version's warm VM (the preview URL), or a fresh one per request. */
+  serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string, fresh = false): Promise<FilterResult> {
     this.startLocal();
     const started = performance.now();
     return this.hub
-      .run<FilterResult>(plugin.info.ownerId, plugin.info.versionId, artifact, 'proxy-wasm', (assignment) => ({ kind: 'proxy-wasm', op: 'serve', assignment, plugin, request, connection, upstream }))
+      .run<FilterResult>(plugin.info.ownerId, plugin.info.versionId, artifact, 'proxy-wasm', (assignment) => ({ kind: 'proxy-wasm', op: 'serve', assignment, plugin, request, connection, upstream, fresh }))
       .catch((error: unknown) => lostFilter(error, artifact, started));
   }
 

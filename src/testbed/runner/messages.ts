@@ -31,7 +31,7 @@ export interface Assignment {
 export type RunnerCall =
   | { kind: 'wasi-command'; op: 'invoke'; assignment: Assignment; invocation: FunctionInvocation }
   | { kind: 'proxy-wasm'; op: 'invoke'; assignment: Assignment; plugin: PluginSettings; invocation: FilterInvocation }
-  | { kind: 'proxy-wasm'; op: 'serve'; assignment: Assignment; plugin: PluginSettings; request: HttpRequestData; connection: Partial<ConnectionInfo>; upstream: string };
+  | { kind: 'proxy-wasm'; op: 'serve'; assignment: Assignment; plugin: PluginSettings; request: HttpRequestData; connection: Partial<ConnectionInfo>; upstream: string; fresh: boolean };
 
 export interface CompileOrder {
   sha256: string;

@@ -36,7 +36,7 @@ export const EXECUTORS: Readonly<Record<string, Executor>> = {
   },
   'proxy-wasm': (testbed, artifact, call) => {
     if (call.kind !== 'proxy-wasm') throw badRequest('wrong_kind', 'not a filter call');
-    return call.op === 'invoke' ? testbed.invokeFilter(artifact, call.plugin, call.invocation) : testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream);
+    return call.op === 'invoke' ? testbed.invokeFilter(artifact, call.plugin, call.invocation) : testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh);
   },
 };
 
