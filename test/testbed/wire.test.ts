@@ -70,3 +70,18 @@ describe('runner wire', () => {
     assert.ok(right.closed);
   });
 });
+
+describe('runner wire framing', () => {
+  it('reassembles a frame that arrives in many small chunks', async () => {
+    const [a, b, server] = await socketPair();
+    const sender = new Peer(a);
+    const receiver = new Peer(b);
+    receiver.handle('size', (body) => (body as Uint8Array).length);
+    // Writes of 1 byte at a time would be merged by the kernel; a big frame is split by it instead.
+    const size = await sender.request<number>('size', new Uint8Array(3 * 1024 * 1024).fill(7));
+    assert.equal(size, 3 * 1024 * 1024);
+    sender.close('done');
+    receiver.close('done');
+    server.close();
+  });
+});

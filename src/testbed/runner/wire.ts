@@ -116,6 +116,9 @@ export class Peer {
     if (this.closedReason !== undefined) return;
     this.buffered.push(chunk);
     this.bufferedBytes += chunk.length;
+    // A large frame arrives in many chunks: join them once it is complete, not on every chunk.
+    const first = this.buffered[0];
+    if (this.buffered.length > 1 && first && first.length >= 4 && this.bufferedBytes < 4 + first.readUInt32BE(0) && first.readUInt32BE(0) <= this.maxFrameBytes) return;
     let data = this.buffered.length === 1 ? chunk : Buffer.concat(this.buffered);
     let offset = 0;
     while (data.length - offset >= 4) {
