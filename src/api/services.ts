@@ -8,6 +8,7 @@ import { SqlOwnerRepository } from '../store/metadata/repositories/owners.ts';
 import { SqlTokenRepository } from '../store/metadata/repositories/tokens.ts';
 import { SqlVersionRepository } from '../store/metadata/repositories/versions.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
+import type { BuildEvents } from './build-events.ts';
 import type { FinishedBuildCache } from './finished-builds.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -25,6 +26,7 @@ export interface Services {
   metrics: Metrics;
   logger: Logger;
   finishedBuilds: FinishedBuildCache;
+  buildEvents: BuildEvents;
 }
 
 export function repositories(database: Database) {

@@ -46,10 +46,11 @@ Examples:
 // `serve` and `worker` pull in the whole server (about a second to load):
 // only load them when they are asked for, or for the full help.
 const commandName = process.argv.slice(2).find((arg) => !arg.startsWith('-'));
-if (commandName === undefined || commandName === 'serve' || commandName === 'worker' || commandName === 'help') {
-  const [{ serveCommand }, { workerCommand }] = await Promise.all([import('./commands/serve.ts'), import('./commands/worker.ts')]);
+if (commandName === undefined || commandName === 'serve' || commandName === 'worker' || commandName === 'testbed' || commandName === 'help') {
+  const [{ serveCommand }, { workerCommand }, { testbedCommand }] = await Promise.all([import('./commands/serve.ts'), import('./commands/worker.ts'), import('./commands/testbed.ts')]);
   program.addCommand(serveCommand());
   program.addCommand(workerCommand());
+  program.addCommand(testbedCommand());
 }
 
 for (const command of [

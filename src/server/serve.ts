@@ -2,6 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { buildApp, type App } from '../api/app.ts';
+import { BuildEvents } from '../api/build-events.ts';
 import { FinishedBuildCache } from '../api/finished-builds.ts';
 import { createMetrics } from '../api/metrics.ts';
 import { repositories, type Services } from '../api/services.ts';
@@ -42,7 +43,7 @@ export async function startKiln(config: KilnConfig, options: StartOptions = {}):
   const credentials = await bootstrapCredentials(database, config.dataDir);
   const logs = new BuildLogs(database, objects, config.logMaxBytes);
   await logs.finalizePending();
-  const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, finishedBuilds: new FinishedBuildCache(), ...repositories(database) };
+  const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, finishedBuilds: new FinishedBuildCache(), buildEvents: new BuildEvents(), ...repositories(database) };
   const app = await buildApp(services, { logRequests: options.logRequests });
   const address = await app.listen({ host: config.host, port: config.port });
   const url = address.replace('0.0.0.0', '127.0.0.1');

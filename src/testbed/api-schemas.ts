@@ -91,7 +91,7 @@ const Pairs = Type.Array(Type.Tuple([Type.String(), Type.String()]));
 const Body = Type.Object({ text: Type.String(), base64: Type.Optional(Type.String()), size: Type.Integer(), truncated: Type.Optional(Type.Boolean()) });
 const Changes = Type.Object({ added: Pairs, removed: Pairs });
 const ModuleSummary = Type.Object({ sha256: Type.String(), size: Type.Integer(), memoryCapBytes: Type.Integer(), compileMs: Type.Number() });
-const Outcome = Type.String({ description: 'ok | trap | timeout | memory_limit | limit_exceeded | paused | closed | vm_start_failed | configure_failed | exited | vm_lost | aborted' });
+const Outcome = Type.String({ description: 'ok | trap | timeout | memory_limit | limit_exceeded | paused | closed | vm_start_failed | configure_failed | exited | vm_lost | aborted | runner_lost' });
 
 export const FunctionResultSchema = Type.Object(
   {

@@ -9,9 +9,19 @@ import { DEFAULT_MODULE_SHAPE_LIMITS } from '../wasm/module-limits.ts';
 import { parseUpstreamList } from './upstream.ts';
 
 export interface TestbedConfig {
-  /** Worker threads that run guest code, and warm spares that replace a stopped one at once. */
+  /** Slots per runner process (one worker thread each), and warm spares per slot that replace a stopped thread at once. */
   workers: number;
   spares: number;
+  /** Runner processes the API starts on this machine (0: only remote `kiln testbed` runners). */
+  localRunners: number;
+  /** V8 heap limit of a local runner process (--max-old-space-size). */
+  runnerHeapMb: number;
+  /** Fair sharing (runner/scheduler.ts): slots one owner may hold, calls it may queue, how long they may wait, calls/s and burst. */
+  ownerSlots: number;
+  ownerQueue: number;
+  queueWaitMs: number;
+  ownerRate: number;
+  ownerBurst: number;
   /** Start the workers with the API instead of on the first invocation. */
   prewarm: boolean;
   /** Guest time per invocation by default, and the most a request may ask for. */
@@ -24,6 +34,8 @@ export interface TestbedConfig {
   /** A warm VM's proxy_on_tick timer stops after this long without requests. */
   idleTickStopMs: number;
   minTickPeriodMs: number;
+  /** How long one proxy_on_tick outside a request may run before its worker is replaced. */
+  tickBudgetMs: number;
   /** Bodies a filter may build, and upstream response bodies. */
   maxBodyBytes: number;
   /** Per stream (stdout, stderr) of a function. */
@@ -77,9 +89,16 @@ export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
     throw new ConfigError(`KILN_TESTBED_UPSTREAMS: ${error instanceof Error ? error.message : String(error)}`);
   }
   return {
-    // One core for the API, the rest for guest code; at least one worker.
-    workers: integer(env, 'KILN_TESTBED_WORKERS', Math.max(1, Math.min(4, availableParallelism() - 1)), 1, 64),
+    // Two slots even on two cores: with one slot per owner at most, a second owner always finds one free.
+    workers: integer(env, 'KILN_TESTBED_WORKERS', Math.max(2, Math.min(4, availableParallelism() - 1)), 1, 64),
     spares: integer(env, 'KILN_TESTBED_SPARES', 1, 0, 16),
+    localRunners: integer(env, 'KILN_TESTBED_RUNNERS', 1, 0, 16),
+    runnerHeapMb: integer(env, 'KILN_TESTBED_RUNNER_HEAP_MB', 512, 64),
+    ownerSlots: integer(env, 'KILN_TESTBED_OWNER_SLOTS', 1, 1, 1024),
+    ownerQueue: integer(env, 'KILN_TESTBED_OWNER_QUEUE', 32, 0, 10_000),
+    queueWaitMs: integer(env, 'KILN_TESTBED_QUEUE_WAIT_MS', 10_000, 10),
+    ownerRate: integer(env, 'KILN_TESTBED_OWNER_RATE', 5_000, 1),
+    ownerBurst: integer(env, 'KILN_TESTBED_OWNER_BURST', 1_000, 1),
     prewarm: env.KILN_TESTBED_PREWARM === 'true' || env.KILN_TESTBED_PREWARM === '1',
     timeoutMs,
     maxTimeoutMs: Math.max(timeoutMs, integer(env, 'KILN_TESTBED_MAX_TIMEOUT_MS', 10_000, 10)),
@@ -88,6 +107,7 @@ export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
     maxWarmVms: integer(env, 'KILN_TESTBED_WARM_VMS', 8, 1),
     idleTickStopMs: 60_000,
     minTickPeriodMs: 100,
+    tickBudgetMs: integer(env, 'KILN_TESTBED_TICK_BUDGET_MS', 200, 10),
     maxBodyBytes: integer(env, 'KILN_TESTBED_MAX_BODY_BYTES', 8 * 1024 * 1024, 1024),
     maxOutputBytes: integer(env, 'KILN_TESTBED_MAX_OUTPUT_BYTES', 1024 * 1024, 1024),
     workerHeapMb: integer(env, 'KILN_TESTBED_WORKER_HEAP_MB', 256, 32),

@@ -12,7 +12,7 @@ import type { Recording } from './recorder.ts';
 
 /** What a filter can learn about the plugin it runs as (properties plugin_name, …). */
 export interface PluginInfo {
-  /** The tenant: shared data, queues and upstream connections are bounded and kept per owner. */
+  /** The tenant: shared data, queues, upstream connections and fair-sharing limits are kept per owner. */
   ownerId: string;
   name: string;
   rootId: string;
@@ -139,7 +139,7 @@ export type WorkerRequest =
 export type WorkerMessage = WorkerRequest & { id: number };
 
 /** Why guest code failed; the VM (or instance) it ran in is discarded. */
-export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost';
+export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost' | 'runner_lost';
 
 export interface GuestFailure {
   outcome: FailureOutcome;

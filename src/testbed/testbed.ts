@@ -28,6 +28,8 @@ export interface Limits {
 }
 
 export interface FunctionInvocation extends Limits {
+  /** Whom the function runs for (fair sharing, per-owner host state). */
+  ownerId: string;
   stdin: Uint8Array;
   args: string[];
   env: Record<string, string>;
@@ -84,9 +86,13 @@ export class Testbed {
   private readonly modules: ModuleCache;
   private pool: WorkerPool | undefined;
 
-  constructor(readonly config: TestbedConfig) {
+  /** `modules`: a cache shared with other Testbeds of the same process (a runner's slots share one). */
+  constructor(
+    readonly config: TestbedConfig,
+    modules?: ModuleCache,
+  ) {
     this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes, socketsPerOwner: config.upstreamSocketsPerOwner, maxOwnerPools: MAX_OWNER_POOLS });
-    this.modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
+    this.modules = modules ?? new ModuleCache(config.moduleCacheEntries, config.moduleShape);
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
 
@@ -96,7 +102,8 @@ export class Testbed {
       spares: this.config.spares,
       maxWarmVms: this.config.maxWarmVms,
       idleTickStopMs: this.config.idleTickStopMs,
-      backgroundDeadlineMs: this.config.maxTimeoutMs,
+      // A timer callback has no caller waiting, but calls may queue behind it: it gets a short budget.
+      backgroundDeadlineMs: this.config.tickBudgetMs,
       resourceLimits: { maxOldGenerationSizeMb: this.config.workerHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
       onEvent: (ref, event) => this.onWorkerEvent(ref, event),
     });
@@ -151,8 +158,12 @@ export class Testbed {
     return { ...report, module: summary(prepared) };
   }
 
-  /** One request through the warm VM of the filter (the preview URL). */
-  async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string): Promise<FilterResult> {
+  /**
+   * One request through the warm VM of the filter (the preview URL), or with
+   * `fresh` through a new VM made from the compiled module and dropped after
+   * the request (a version's `preview.freshInstance`: no state survives).
+   */
+  async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string, fresh = false): Promise<FilterResult> {
     const prepared = await this.prepare(artifact, 'proxy-wasm', {});
     const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
     const vm = this.vmSpec(prepared, plugin, 0, `${plugin.info.versionId}:${prepared.key}:${configHash}`);
@@ -160,7 +171,7 @@ export class Testbed {
       pool: this.workers(),
       affinity: plugin.info.versionId,
       vm,
-      fresh: false,
+      fresh,
       ticks: 0,
       request,
       connection: connectionInfo(connection),

@@ -233,7 +233,7 @@ describe('test bed host', () => {
 
     it('copies stdin to stdout and sees args and environment', async () => {
       const input = 'x'.repeat(3000);
-      const result = await testbed.invokeFunction(artifact(cat), { stdin: new TextEncoder().encode(input), args: ['cat', 'a', 'b'], env: { GREETING: 'hi' } });
+      const result = await testbed.invokeFunction(artifact(cat), { ownerId: 'owner-1', stdin: new TextEncoder().encode(input), args: ['cat', 'a', 'b'], env: { GREETING: 'hi' } });
       assert.equal(result.outcome, 'ok', result.message);
       assert.equal(text(result.stdout), input);
       assert.equal(result.exitCode, 31, 'argc 3, one environment variable');
@@ -249,16 +249,16 @@ describe('test bed host', () => {
           (i32.store (i32.const 4) (i32.const 16))
           (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
           unreachable))`);
-      const trapped = await testbed.invokeFunction(artifact(trapping), { stdin: new Uint8Array(0), args: ['t'], env: {} });
+      const trapped = await testbed.invokeFunction(artifact(trapping), { ownerId: 'owner-1', stdin: new Uint8Array(0), args: ['t'], env: {} });
       assert.equal(trapped.outcome, 'trap');
       assert.equal(trapped.exitCode, null);
       assert.equal(text(trapped.stderr), 'before the trap\n');
       assert.ok(trapped.stack?.some((frame) => frame.includes('wasm')), JSON.stringify(trapped.stack));
 
       const looping = wat('(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))');
-      const timedOut = await testbed.invokeFunction(artifact(looping), { stdin: new Uint8Array(0), args: ['l'], env: {}, timeoutMs: 150 });
+      const timedOut = await testbed.invokeFunction(artifact(looping), { ownerId: 'owner-1', stdin: new Uint8Array(0), args: ['l'], env: {}, timeoutMs: 150 });
       assert.equal(timedOut.outcome, 'timeout');
-      const again = await testbed.invokeFunction(artifact(cat), { stdin: new TextEncoder().encode('still here'), args: ['cat'], env: {} });
+      const again = await testbed.invokeFunction(artifact(cat), { ownerId: 'owner-1', stdin: new TextEncoder().encode('still here'), args: ['cat'], env: {} });
       assert.equal(text(again.stdout), 'still here');
     });
   });

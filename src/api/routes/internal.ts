@@ -199,6 +199,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
           services.metrics.buildsFinished.inc({ state: completed.build.state });
           await services.logs.finalize(build.id);
           await removeStaleAttempts(services, completed.build);
+          if (completed.build.state === 'succeeded') services.buildEvents.succeeded(completed.build);
         }
         services.logs.touch(build.id);
         return { build: buildJson(completed.build), requeued: completed.requeued };

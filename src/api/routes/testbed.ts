@@ -11,11 +11,18 @@
  *   `preview.upstream` in the version's config JSON. Authenticate with the
  *   owner token (`Authorization: Bearer …`); Kiln removes that header before
  *   the filter and the upstream see the request.
+ * - GET /v1/testbed/runners (admin) lists the runner processes.
+ *
+ * Tenant modules run only in runner processes (decision 0012): this module
+ * resolves versions (cached briefly: no database round trip per call for a
+ * hot version), applies the owner's fair-share limits (429 with
+ * Retry-After) and hands the call over.
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { badRequest, conflict, notFound, unprocessable } from '../../errors.ts';
+import type { Build } from '../../store/metadata/repositories/builds.ts';
 import type { Version } from '../../store/metadata/repositories/versions.ts';
 import { FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
 import { loadTestbedConfig } from '../../testbed/config.ts';
@@ -27,8 +34,10 @@ import type { ArtifactRef } from '../../testbed/modules.ts';
 import { LOG_LEVELS } from '../../testbed/proxy-wasm/abi.ts';
 import type { HeaderPairs } from '../../testbed/proxy-wasm/header-map.ts';
 import { filterResultJson, functionResultJson } from '../../testbed/render.ts';
+import { RunnerTestbed } from '../../testbed/runner/client.ts';
+import { acceptRunnerUpgrades } from '../../testbed/runner/remote.ts';
+import { TestbedLimitError } from '../../testbed/runner/scheduler.ts';
 import type { FilterResult, PluginSettings } from '../../testbed/testbed.ts';
-import { Testbed } from '../../testbed/testbed.ts';
 import { ECHO_UPSTREAM, HOP_BY_HOP } from '../../testbed/upstream.ts';
 import type { AppKind } from '../../wasm/kind.ts';
 import { ownerOf } from '../auth.ts';
@@ -43,6 +52,8 @@ interface Target {
   kind: AppKind;
   artifact: ArtifactRef;
   plugin: PluginSettings;
+  /** From the version's config, parsed once per look-up rather than per request. */
+  preview: { upstream: string | undefined; freshInstance: boolean };
 }
 
 export interface TestbedRouteOptions {
@@ -53,9 +64,22 @@ export interface TestbedRouteOptions {
 export function testbedRoutes(services: Services, options: TestbedRouteOptions = {}): FastifyPluginAsync {
   return async (plugin) => {
     const config = options.config ?? loadTestbedConfig();
-    const testbed = new Testbed(config);
-    plugin.addHook('onClose', async () => testbed.close());
+    const testbed = new RunnerTestbed(config);
+    const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
+    const stopCompiling = services.buildEvents.onSucceeded((build) => precompile(services, testbed, build));
+    plugin.addHook('onClose', async () => {
+      stopAccepting();
+      stopCompiling();
+      await testbed.close();
+    });
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
+    const targets = new TargetCache(services, config.previewCacheMs);
+
+    app.get(
+      '/v1/testbed/runners',
+      { config: { auth: 'admin' }, schema: { tags: ['testbed'], summary: 'Test bed runner processes, their slots and the calls each owner holds', response: { 200: Type.Unknown(), ...errorResponses } } },
+      async () => ({ runners: testbed.runners(), localPids: testbed.localPids(), slots: testbed.hub.scheduler.slotCount, owners: testbed.hub.scheduler.usage() }),
+    );
 
     app.post(
       '/v1/versions/:versionId/invoke',
@@ -75,16 +99,16 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
           response: { 200: Type.Union([FunctionResultSchema, FilterResultSchema]), ...errorResponses },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const body = request.body;
-        const target = await resolveTarget(services, ownerOf(request), request.params.versionId, body.variant);
+        const target = await targets.get(ownerOf(request), request.params.versionId, body.variant);
         checkLimits(body, config);
-        if (target.kind === 'wasi-command') return invokeFunction(testbed, target, body);
-        return invokeFilter(testbed, target, body, request);
+        if (target.kind === 'wasi-command') return withRetryAfter(reply, () => invokeFunction(testbed, target, body));
+        return withRetryAfter(reply, () => invokeFilter(testbed, target, body, request));
       },
     );
 
-    await app.register(previewRoutes(services, testbed, config));
+    await app.register(previewRoutes(testbed, config, targets));
   };
 }
 
@@ -102,14 +126,14 @@ function refuseFields(body: InvokeBody, fields: readonly (keyof InvokeBody)[], k
   if (wrong.length > 0) throw badRequest('wrong_input_for_kind', `this version is a ${kind}; ${wrong.join(', ')} ${wrong.length === 1 ? 'applies' : 'apply'} only to the other kind`);
 }
 
-async function invokeFunction(testbed: Testbed, target: Target, body: InvokeBody) {
+async function invokeFunction(testbed: RunnerTestbed, target: Target, body: InvokeBody) {
   refuseFields(body, FILTER_FIELDS, target.kind);
   const stdin = bodyBytes(body.input, testbed.config.maxBodyBytes, 'input');
-  const result = await testbed.invokeFunction(target.artifact, { stdin, args: [target.plugin.info.name, ...(body.args ?? [])], env: body.env ?? {}, ...body.limits });
+  const result = await testbed.invokeFunction(target.artifact, { ownerId: target.plugin.info.ownerId, stdin, args: [target.plugin.info.name, ...(body.args ?? [])], env: body.env ?? {}, ...body.limits });
   return functionResultJson(result, { maxBodyBytes: testbed.config.maxResultBodyBytes });
 }
 
-async function invokeFilter(testbed: Testbed, target: Target, body: InvokeBody, request: FastifyRequest) {
+async function invokeFilter(testbed: RunnerTestbed, target: Target, body: InvokeBody, request: FastifyRequest) {
   refuseFields(body, FUNCTION_FIELDS, target.kind);
   const max = testbed.config.maxBodyBytes;
   const httpRequest = requestData(body.request, request.headers.host ?? 'localhost', max);
@@ -131,12 +155,22 @@ async function invokeFilter(testbed: Testbed, target: Target, body: InvokeBody, 
   return filterResultJson(result, httpRequest, { name: upstream, simulated: body.response !== undefined }, { maxBodyBytes: testbed.config.maxResultBodyBytes });
 }
 
-function unknownUpstream(testbed: Testbed, name: string) {
+function unknownUpstream(testbed: RunnerTestbed, name: string) {
   return badRequest('unknown_upstream', `no test bed upstream is named ${JSON.stringify(name)}; the operator allows ${testbed.upstreams.names().map((n) => JSON.stringify(n)).join(', ')} (KILN_TESTBED_UPSTREAMS)`);
 }
 
 /** `preview.upstream` from the version's config, when the config is a JSON object that has it. */
 export function previewUpstream(config: string): string | undefined {
+  const preview = previewSettings(config);
+  return typeof preview?.upstream === 'string' ? preview.upstream : undefined;
+}
+
+/** `preview.freshInstance: true` in the version's config: a new VM per preview request (nothing survives a request). */
+export function previewFreshInstance(config: string): boolean {
+  return previewSettings(config)?.freshInstance === true;
+}
+
+function previewSettings(config: string): Record<string, unknown> | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(config);
@@ -144,7 +178,7 @@ export function previewUpstream(config: string): string | undefined {
     return undefined;
   }
   const preview = isRecord(parsed) ? parsed.preview : undefined;
-  return isRecord(preview) && typeof preview.upstream === 'string' ? preview.upstream : undefined;
+  return isRecord(preview) ? preview : undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -169,6 +203,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
       info: { ownerId, name: application?.name ?? version.id, rootId: '', vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
       config: version.config,
     },
+    preview: { upstream: previewUpstream(version.config), freshInstance: previewFreshInstance(version.config) },
   };
 }
 
@@ -177,19 +212,13 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
  * bytes (the filter decides what it means), where the rest of the API
  * parses JSON and multipart.
  */
-function previewRoutes(services: Services, testbed: Testbed, config: TestbedConfig): FastifyPluginAsync {
+function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: TargetCache): FastifyPluginAsync {
   return async (plugin) => {
     plugin.removeAllContentTypeParsers();
     plugin.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
-    // Looking the version up costs two queries; the preview serves traffic, so it reuses them briefly.
-    const targets = new Lru<string, { target: Target; until: number }>(1000);
     const targetFor = async (ownerId: string, versionId: string): Promise<Target> => {
-      const key = `${ownerId}:${versionId}`;
-      const cached = targets.get(key);
-      if (cached && cached.until > Date.now()) return cached.target;
-      const target = await resolveTarget(services, ownerId, versionId);
+      const target = await targets.get(ownerId, versionId);
       if (target.kind !== 'proxy-wasm') throw badRequest('not_a_filter', `version ${versionId} is a ${target.kind}; the preview URL runs filters (use POST /v1/versions/${versionId}/invoke)`);
-      targets.set(key, { target, until: Date.now() + config.previewCacheMs });
       return target;
     };
     const options = {
@@ -198,11 +227,11 @@ function previewRoutes(services: Services, testbed: Testbed, config: TestbedConf
     };
     const handler = async (request: FastifyRequest<{ Params: { versionId: string } }>, reply: FastifyReply) => {
       const target = await targetFor(ownerOf(request), request.params.versionId);
-      const upstream = previewUpstream(target.version.config) ?? ECHO_UPSTREAM;
+      const upstream = target.preview.upstream ?? ECHO_UPSTREAM;
       if (!testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
       const incoming = previewRequest(request);
       const connection = { sourceAddress: request.socket.remoteAddress ?? '127.0.0.1', sourcePort: request.socket.remotePort ?? 0, destinationAddress: request.socket.localAddress ?? '127.0.0.1', destinationPort: request.socket.localPort ?? 0, requestId: request.id };
-      const result = await testbed.serveFilter(target.artifact, target.plugin, incoming, connection, upstream);
+      const result = await withRetryAfter(reply, () => testbed.serveFilter(target.artifact, target.plugin, incoming, connection, upstream, target.preview.freshInstance));
       return sendPreview(reply, result);
     };
     plugin.all('/preview/:versionId', options, handler);
@@ -257,4 +286,53 @@ function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
   // Fastify waits for a trailer callback or promise; a plain return value would hang the response.
   for (const [key, value] of response.trailers) reply.trailer(key, async () => value);
   return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
+}
+
+/**
+ * What a version runs as, kept for `ttlMs` per owner and version: the
+ * version, its latest successful build and its artifact do not change while
+ * they exist, so a hot version costs no database round trip per call. The
+ * key includes the owner, so another owner's lookup still reaches the
+ * database (and its 404); a deleted version is served at most `ttlMs` longer.
+ */
+class TargetCache {
+  private readonly entries = new Lru<string, { target: Target; until: number }>(1000);
+
+  constructor(
+    private readonly services: Services,
+    private readonly ttlMs: number,
+  ) {}
+
+  async get(ownerId: string, versionId: string, variant?: 'optimized' | 'original'): Promise<Target> {
+    const key = `${ownerId}:${versionId}:${variant ?? ''}`;
+    const cached = this.entries.get(key);
+    if (cached && cached.until > Date.now()) return cached.target;
+    const target = await resolveTarget(this.services, ownerId, versionId, variant);
+    if (this.ttlMs > 0) this.entries.set(key, { target, until: Date.now() + this.ttlMs });
+    return target;
+  }
+}
+
+/** Fair-share refusals carry Retry-After (the error handler writes the JSON body). */
+async function withRetryAfter<T>(reply: FastifyReply, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof TestbedLimitError) void reply.header('retry-after', String(error.retryAfterSeconds));
+    throw error;
+  }
+}
+
+async function isWorkerToken(services: Services, token: string): Promise<boolean> {
+  const record = await services.tokens.findActiveBySecret(token);
+  return record?.kind === 'worker';
+}
+
+/** A build succeeded: its module is compiled on the runners before anyone calls it. */
+function precompile(services: Services, testbed: RunnerTestbed, build: Build): void {
+  const kind = build.kind;
+  if (kind !== 'proxy-wasm' && kind !== 'wasi-command') return;
+  const record = build.artifacts.optimized ?? build.artifacts.original;
+  if (!record) return;
+  testbed.precompile({ sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) }, kind);
 }

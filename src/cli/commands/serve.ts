@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../config.ts';
 import { createSandbox } from '../../sandbox/index.ts';
 import { startKiln } from '../../server/serve.ts';
+import { loadTestbedConfig } from '../../testbed/config.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
 import { errorMessage } from '../../errors.ts';
 
@@ -34,7 +35,8 @@ export function serveCommand(): Command {
 Environment: DATABASE_URL (a PostgreSQL server instead of PGlite), S3_ENDPOINT, S3_BUCKET,
 S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION (S3 instead of the filesystem),
 KILN_BUILD_TIMEOUT_MS, KILN_BUILD_MEMORY_BYTES, KILN_BUILD_PIDS, KILN_BUILD_DISK_BYTES,
-KILN_BUILD_LOG_BYTES (build limits), KILN_LOG_LEVEL.
+KILN_BUILD_LOG_BYTES (build limits), KILN_TESTBED_* (test bed runners and limits,
+see src/testbed/README.md), KILN_LOG_LEVEL.
 
 Examples:
   kiln serve
@@ -44,6 +46,9 @@ Examples:
     .action(async (flags: { port?: number; host?: string; dataDir?: string; workers?: number; sandbox?: string }) => {
       const config = loadConfig(flags);
       const logger = pino({ level: config.logLevel });
+      // A server starts its test bed runners now, so the first invoke does not wait for them (decision 0012).
+      process.env.KILN_TESTBED_PREWARM ??= '1';
+      const testbed = loadTestbedConfig();
       const kiln = await startKiln(config, { logger });
       const workers: RunningWorker[] = [];
       let workerNote = `${config.localWorkers} local (${config.sandbox} sandbox)`;
@@ -69,6 +74,7 @@ Examples:
           `  admin token   ${relative(kiln.credentials.adminTokenFile)}${kiln.credentials.adminTokenCreated ? ' (new)' : ''}`,
           `  data          ${relative(config.dataDir)} (${config.databaseUrl ? 'PostgreSQL' : 'PGlite'}, ${config.objects.kind === 's3' ? 'S3' : 'filesystem'} objects)`,
           `  workers       ${workerNote}`,
+          `  test bed      ${testbed.localRunners} local runner process(es) × ${testbed.workers} slots${testbed.localRunners === 0 ? '; waiting for `kiln testbed` runners' : ''}`,
           '',
           'Try:  ./bin/kiln --help',
           '',
