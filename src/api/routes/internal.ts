@@ -146,6 +146,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       '/internal/v1/jobs/:jobId/artifacts/:variant',
       {
         config: { auth: 'worker' },
+        bodyLimit: services.config.maxArtifactBytes,
         schema: {
           params: Type.Object({ jobId: Uuid, variant: Type.Union([Type.Literal('original'), Type.Literal('optimized')]) }),
           headers: LeaseHeaders,
