@@ -26,7 +26,14 @@ export interface KilnConfig {
   logLevel: string;
   /** Deployment environments: staging and production, plus KILN_ENVIRONMENTS (comma-separated). */
   environments: string[];
+  /** Open `logs?follow` streams per owner on one API instance; beyond it, 429. */
+  followStreamsPerOwner: number;
+  /** On SIGTERM, how long in-flight requests may take before their connections are closed. */
+  shutdownGraceMs: number;
 }
+
+export const DEFAULT_FOLLOW_STREAMS_PER_OWNER = 16;
+export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
 
 export interface ConfigOverrides {
   host?: string;
@@ -109,5 +116,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     maxArtifactBytes: integer(env, 'KILN_MAX_ARTIFACT_BYTES', 64 * 1024 ** 2, 1024),
     logLevel: env.KILN_LOG_LEVEL ?? 'info',
     environments: environments(env),
+    followStreamsPerOwner: integer(env, 'KILN_FOLLOW_STREAMS_PER_OWNER', DEFAULT_FOLLOW_STREAMS_PER_OWNER, 1),
+    shutdownGraceMs: integer(env, 'KILN_SHUTDOWN_GRACE_MS', DEFAULT_SHUTDOWN_GRACE_MS, 0),
   };
 }

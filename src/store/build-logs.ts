@@ -1,9 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
-import type { Database } from './metadata/database.ts';
+import type { Database, Executor } from './metadata/database.ts';
 import { builds, logChunks, TERMINAL_BUILD_STATES } from './metadata/schema.ts';
 import type { Build } from './metadata/repositories/builds.ts';
 import type { ObjectStore } from './objects/object-store.ts';
+
+/** NOTIFY channel carrying the id of a build whose log or state changed (wakes log followers). */
+export const BUILD_LOG_CHANNEL = 'kiln_build_logs';
 
 /**
  * Build logs: appended as chunks in the database while the build runs (each
@@ -20,6 +23,29 @@ export class BuildLogs {
     private readonly maxBytes: number,
   ) {
     this.events.setMaxListeners(0);
+  }
+
+  private unlisten?: () => Promise<void>;
+
+  /**
+   * Followers are woken by NOTIFY, so appends made through another API
+   * instance reach them too. In-process wakes (the emitter) stay: they are
+   * immediate, and they are all there is if the LISTEN connection is down.
+   */
+  async start(): Promise<void> {
+    this.unlisten ??= await this.database.notifier.listen(BUILD_LOG_CHANNEL, (buildId) => {
+      if (buildId) this.events.emit(buildId);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.unlisten?.();
+    this.unlisten = undefined;
+  }
+
+  /** Delivered when `executor`'s transaction commits (at once outside one). */
+  private async notify(executor: Executor, buildId: string): Promise<void> {
+    await executor.execute(sql`select pg_notify(${BUILD_LOG_CHANNEL}, ${buildId})`);
   }
 
   static objectKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>): string {
@@ -44,6 +70,7 @@ export class BuildLogs {
         .update(builds)
         .set({ logBytes: sql`${builds.logBytes} + ${chunk.length}` })
         .where(eq(builds.id, buildId));
+      await this.notify(tx, buildId);
       return chunk.length;
     });
     this.events.emit(buildId);
@@ -89,6 +116,7 @@ export class BuildLogs {
     await this.database.db.transaction(async (tx) => {
       await tx.update(builds).set({ logKey: key }).where(eq(builds.id, buildId));
       await tx.delete(logChunks).where(eq(logChunks.buildId, buildId));
+      await this.notify(tx, buildId);
     });
     this.events.emit(buildId);
   }
@@ -108,8 +136,10 @@ export class BuildLogs {
     return () => this.events.off(buildId, onChange);
   }
 
-  /** Wakes followers after a state change that did not append to the log. */
+  /** Wakes followers (here and on other API instances) after a state change that did not append to the log. */
   touch(buildId: string): void {
     this.events.emit(buildId);
+    // Best effort: a follower elsewhere that misses it still re-checks (see follow-log.ts).
+    this.notify(this.database.db, buildId).catch(() => undefined);
   }
 }

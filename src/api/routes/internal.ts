@@ -39,6 +39,8 @@ function jobPayload(services: Services, claimed: ClaimedJob) {
     sourceSha256: version.sourceSha256,
     sourceFormat: version.sourceFormat,
     limits: services.config.buildLimits,
+    // The upload was accepted under these; the worker must not refuse it under others.
+    archiveLimits: services.config.archiveLimits,
     // Opaque per-owner partition of the workers' dependency cache (a hash, never the owner's id or tokens).
     cacheNamespace: cacheNamespace(build.ownerId),
   };
