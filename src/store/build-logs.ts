@@ -29,8 +29,8 @@ export class BuildLogs {
 
   /**
    * Followers are woken by NOTIFY, so appends made through another API
-   * instance reach them too. In-process wakes (the emitter) stay: they are
-   * immediate, and they are all there is if the LISTEN connection is down.
+   * instance reach them too; our own NOTIFYs come back the same way, after
+   * commit. Before start() (tools, tests without a server) wakes stay in process.
    */
   async start(): Promise<void> {
     this.unlisten ??= await this.database.notifier.listen(BUILD_LOG_CHANNEL, (buildId) => {
@@ -73,7 +73,7 @@ export class BuildLogs {
       await this.notify(tx, buildId);
       return chunk.length;
     });
-    this.events.emit(buildId);
+    this.wakeLocally(buildId);
     return kept;
   }
 
@@ -107,7 +107,7 @@ export class BuildLogs {
   async finalize(buildId: string): Promise<void> {
     const [build] = await this.database.db.select().from(builds).where(eq(builds.id, buildId));
     if (!build || build.logKey) {
-      this.events.emit(buildId);
+      this.touch(buildId);
       return;
     }
     const content = await this.read(build);
@@ -118,7 +118,7 @@ export class BuildLogs {
       await tx.delete(logChunks).where(eq(logChunks.buildId, buildId));
       await this.notify(tx, buildId);
     });
-    this.events.emit(buildId);
+    this.wakeLocally(buildId);
   }
 
   /** Finalizes logs of builds that ended while the process died mid-way. */
@@ -138,8 +138,13 @@ export class BuildLogs {
 
   /** Wakes followers (here and on other API instances) after a state change that did not append to the log. */
   touch(buildId: string): void {
-    this.events.emit(buildId);
-    // Best effort: a follower elsewhere that misses it still re-checks (see follow-log.ts).
-    this.notify(this.database.db, buildId).catch(() => undefined);
+    this.wakeLocally(buildId);
+    // Best effort: a follower that misses it still re-checks (see api/follow-log.ts).
+    this.notify(this.database.db, buildId).catch(() => this.events.emit(buildId));
+  }
+
+  /** Only when not listening: a listening instance is woken by its own NOTIFY, once. */
+  private wakeLocally(buildId: string): void {
+    if (!this.unlisten) this.events.emit(buildId);
   }
 }

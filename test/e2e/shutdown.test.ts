@@ -51,7 +51,7 @@ function openFollow(url: string, buildId: string, token: string): Promise<{ ende
   });
 }
 
-describe('processes end cleanly on SIGTERM', { timeout: 240_000 }, () => {
+describe('processes end cleanly on SIGTERM', { timeout: 900_000 }, () => {
   const cleanups: Array<() => Promise<unknown> | void> = [];
   after(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup();

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { evaluateReport, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { evaluateReport, INSPECT_DEADLINE_MS, type ArtifactVariant } from '../../evaluator/evaluate.ts';
 import { cacheNamespace } from '../../optimize/cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
@@ -193,6 +193,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
           declaredKind: version.kind,
           declaredLanguage: version.language,
           artifactKeys: { original: artifactKey(build, job.attempt, 'original'), optimized: artifactKey(build, job.attempt, 'optimized') },
+          inspect: { maxBytes: services.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS },
         });
         if (report.outcome !== request.body.outcome) await services.logs.appendLine(build.id, `evaluator: ${report.reason ?? report.outcome}`);
         const completed = await completeJob(database, job.id, request.headers['x-kiln-lease'], report);
