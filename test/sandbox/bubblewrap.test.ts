@@ -120,16 +120,17 @@ describe('bubblewrap sandbox: attack corpus', () => {
     }
   });
 
-  test('seccomp refuses namespaces, ptrace, bpf, io_uring, keyrings, mount, perf, userfaultfd; clone3 is ENOSYS', () =>
+  test('seccomp refuses namespaces, ptrace, bpf, io_uring, keyrings, mount, perf, userfaultfd, modify_ldt, personality changes, pidfd_open; clone3 is ENOSYS', () =>
     withWork(async (dir) => {
       const { result, output } = await sh(sandbox, dir, '/opt/attack/probe', { mounts: attackMount() });
       assert.equal(result.exitCode, 0, output);
       const got = Object.fromEntries(output.trim().split('\n').map((line) => line.split('=') as [string, string]));
       assert.equal(got['socket_unix'], 'ok');
       for (const family of ['socket_inet', 'socket_inet6', 'socket_netlink']) assert.equal(got[family], 'EAFNOSUPPORT', family);
-      for (const call of ['unshare_user', 'unshare_net', 'ptrace', 'mount', 'bpf', 'io_uring_setup', 'keyctl', 'perf_event_open', 'userfaultfd', 'clone_newns']) {
+      for (const call of ['unshare_user', 'unshare_net', 'ptrace', 'mount', 'bpf', 'io_uring_setup', 'keyctl', 'perf_event_open', 'userfaultfd', 'clone_newns', 'modify_ldt', 'personality_no_aslr', 'pidfd_open']) {
         assert.equal(got[call], 'EPERM', `${call}: ${output}`);
       }
+      assert.equal(got['personality_query'], 'ok', 'reading the personality stays allowed');
       assert.equal(got['clone3'], 'ENOSYS');
     }));
 
