@@ -174,11 +174,10 @@ describe('bubblewrap sandbox: attack corpus', () => {
 
   test('an infinite loop is killed by the wall limit', () =>
     withWork(async (dir) => {
-      const started = Date.now();
       const { result } = await sh(sandbox, dir, 'while :; do :; done', { limits: { wallMs: 1000 } });
       assert.equal(result.limitHit, 'wall');
       assert.equal(result.exitCode, null);
-      assert.ok(Date.now() - started < 5000);
+      assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
     }));
 
   test('a setsid/nohup daemon does not survive the run', () =>
@@ -196,15 +195,14 @@ describe('bubblewrap sandbox: attack corpus', () => {
       assert.ok(outputBytes <= 1024 ** 2, `got ${outputBytes} bytes`);
     }));
 
-  test('aborting cancels the run within 2 s', () =>
+  test('aborting cancels the run and kills its processes', () =>
     withWork(async (dir) => {
       const controller = new AbortController();
       setTimeout(() => controller.abort(), 300);
-      const started = Date.now();
       const { result } = await sh(sandbox, dir, 'sleep 100', { signal: controller.signal });
       assert.equal(result.cancelled, true);
       assert.equal(result.limitHit, undefined);
-      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+      assert.equal(result.exitCode, null, 'killed, not ended by itself');
       assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
     }));
 
