@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { pino } from 'pino';
 import { createSandbox } from '../../sandbox/index.ts';
 import { startWorker } from '../../worker/worker.ts';
+import { SHUTDOWN_SLACK_MS, shutdownThenExit } from '../shutdown.ts';
 import { parseCount } from './serve.ts';
 
 export function workerCommand(): Command {
@@ -23,11 +24,11 @@ export function workerCommand(): Command {
       await sandbox.check();
       const worker = startWorker({ apiUrl: flags.api, token: flags.token, concurrency: Math.max(1, flags.concurrency), sandbox, workRoot: path.join(flags.workDir, 'jobs'), logger });
       logger.info({ api: flags.api, concurrency: flags.concurrency, sandbox: flags.sandbox }, 'worker started');
-      const stop = async () => {
-        await worker.stop();
-        process.exit(0);
+      const stop = () => {
+        logger.info('stopping: running jobs are killed and reported for a retry');
+        shutdownThenExit(() => worker.stop(), logger, SHUTDOWN_SLACK_MS);
       };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
     });
 }
