@@ -5,9 +5,7 @@
  * every other request. Compiling is not running: the thread executes no
  * guest code, so untrusted bytes never run in the API process.
  *
- * One thread per inspection (builds finish a few times a minute; the ~30 ms
- * start-up is noise beside validation), at most INSPECT_CONCURRENCY at once,
- * each with a bounded heap and a deadline.
+ * One reused thread with a bounded heap; each inspection has a deadline.
  */
 import { Worker } from 'node:worker_threads';
 import { PlatformError } from '../errors.ts';
@@ -22,62 +20,103 @@ export interface InspectLimits {
   deadlineMs: number;
 }
 
-/** Inspections running at once: each may hold a core for a second. */
-const INSPECT_CONCURRENCY = 2;
-/** V8 heap of an inspection thread; the module bytes live outside it. */
+/** V8 heap of the inspection thread; the module bytes live outside it. */
 const THREAD_HEAP_MB = 128;
 
 export interface InspectRequest {
+  id: number;
   bytes: ArrayBuffer;
 }
 
-export type InspectReply = { ok: true; info: ModuleInfo; threadId: number } | { ok: false; invalid: true; reason: string } | { ok: false; invalid: false; reason: string };
+export type InspectReply = { id: number } & ({ ok: true; info: ModuleInfo; threadId: number } | { ok: false; invalid: true; reason: string } | { ok: false; invalid: false; reason: string });
 
-let running = 0;
-const waiting: Array<() => void> = [];
+type Outcome = InspectReply extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
-async function slot(): Promise<() => void> {
-  if (running >= INSPECT_CONCURRENCY) await new Promise<void>((resolve) => waiting.push(resolve));
-  running++;
-  return () => {
-    running--;
-    waiting.shift()?.();
-  };
+/**
+ * One long-lived thread, started on first use (or by warmInspectThread) and
+ * reused: starting one costs far more than validating a small module, and
+ * on a loaded host that start-up alone could outlast a worker's lease.
+ * Inspections run one at a time, in order. A thread past its deadline or
+ * dead is terminated; the next inspection starts a fresh one.
+ */
+class InspectThread {
+  private worker?: Worker;
+  private nextId = 1;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  warm(): void {
+    this.worker ??= this.spawn();
+  }
+
+  inspect(module: Uint8Array, deadlineMs: number): Promise<Outcome> {
+    const run = this.queue.then(() => this.runOne(module, deadlineMs));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(bootstrapSource(), { eval: true, resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB } });
+    worker.unref();
+    worker.on('error', () => undefined);
+    worker.on('exit', () => {
+      if (this.worker === worker) this.worker = undefined;
+    });
+    return worker;
+  }
+
+  private runOne(module: Uint8Array, deadlineMs: number): Promise<Outcome> {
+    const worker = (this.worker ??= this.spawn());
+    const id = this.nextId++;
+    // A private copy is transferred (moved, not cloned) to the thread.
+    const bytes = new Uint8Array(module).buffer;
+    return new Promise<Outcome>((resolve) => {
+      const settle = (outcome: Outcome): void => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        resolve(outcome);
+      };
+      const onMessage = (reply: InspectReply): void => {
+        if (reply.id !== id) return;
+        const { id: _id, ...outcome } = reply;
+        settle(outcome as Outcome);
+      };
+      const onExit = (code: number): void => settle({ ok: false, invalid: false, reason: `the inspection thread exited (${code}) without an answer` });
+      const timer = setTimeout(() => {
+        void this.close();
+        settle({ ok: false, invalid: true, reason: `validating the module took longer than ${deadlineMs} ms` });
+      }, deadlineMs);
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+      const request: InspectRequest = { id, bytes };
+      worker.postMessage(request, [bytes]);
+    });
+  }
+}
+
+const thread = new InspectThread();
+
+/** Starts the inspection thread ahead of the first build result. */
+export function warmInspectThread(): void {
+  thread.warm();
+}
+
+export function closeInspectThread(): Promise<void> {
+  return thread.close();
 }
 
 export async function inspectOffThread(module: Uint8Array, limits: InspectLimits): Promise<Inspection> {
   if (module.byteLength > limits.maxBytes) return { ok: false, reason: `the module is ${module.byteLength} bytes, above the ${limits.maxBytes}-byte limit for artifacts` };
-  const release = await slot();
-  try {
-    const reply = await runThread(module, limits.deadlineMs);
-    if (reply.ok) return reply;
-    if (reply.invalid) return { ok: false, reason: reply.reason };
-    throw new PlatformError('evaluator_failed', `inspecting the module failed: ${reply.reason}`);
-  } finally {
-    release();
-  }
-}
-
-function runThread(module: Uint8Array, deadlineMs: number): Promise<InspectReply> {
-  // A private copy is transferred (moved, not cloned) to the thread.
-  const bytes = new Uint8Array(module).buffer;
-  const worker = new Worker(bootstrapSource(), { eval: true, resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB } });
-  return new Promise<InspectReply>((resolve) => {
-    let settled = false;
-    const settle = (reply: InspectReply): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      void worker.terminate();
-      resolve(reply);
-    };
-    const timer = setTimeout(() => settle({ ok: false, invalid: true, reason: `validating the module took longer than ${deadlineMs} ms` }), deadlineMs);
-    worker.once('message', (reply: InspectReply) => settle(reply));
-    worker.once('error', (error) => settle({ ok: false, invalid: false, reason: error.message }));
-    worker.once('exit', (code) => settle({ ok: false, invalid: false, reason: `the inspection thread exited (${code}) without an answer` }));
-    const request: InspectRequest = { bytes };
-    worker.postMessage(request, [bytes]);
-  });
+  const outcome = await thread.inspect(module, limits.deadlineMs);
+  if (outcome.ok) return outcome;
+  if (outcome.invalid) return { ok: false, reason: outcome.reason };
+  throw new PlatformError('evaluator_failed', `inspecting the module failed: ${outcome.reason}`);
 }
 
 function bootstrapSource(): string {

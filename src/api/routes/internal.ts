@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { evaluateReport, INSPECT_DEADLINE_MS, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { cacheNamespace } from '../../optimize/cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
@@ -57,6 +58,9 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
     const shuttingDown = new AbortController();
     const longPolls = new Set<Promise<unknown>>();
     app.addHook('preClose', async () => shuttingDown.abort());
+    // Its start-up (a module loader in a fresh isolate) is paid now, not inside a worker's lease.
+    warmInspectThread();
+    app.addHook('onClose', closeInspectThread);
     app.addHook('onClose', async () => {
       await Promise.allSettled([...longPolls]);
     });
