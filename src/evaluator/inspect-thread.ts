@@ -102,13 +102,18 @@ class InspectThread {
 
 const thread = new InspectThread();
 
-/** Starts the inspection thread ahead of the first build result. */
+let users = 0;
+
+/** Starts the inspection thread ahead of the first build result; pair with closeInspectThread. */
 export function warmInspectThread(): void {
+  users++;
   thread.warm();
 }
 
-export function closeInspectThread(): Promise<void> {
-  return thread.close();
+/** The thread is shared by every API in the process (tests run several): the last one out ends it. */
+export async function closeInspectThread(): Promise<void> {
+  users = Math.max(0, users - 1);
+  if (users === 0) await thread.close();
 }
 
 export async function inspectOffThread(module: Uint8Array, limits: InspectLimits): Promise<Inspection> {
