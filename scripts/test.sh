@@ -42,4 +42,7 @@ unset DATABASE_URL S3_ENDPOINT S3_BUCKET S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY S
 
 echo "== tests" >&2
 mapfile -t files < <(find test -name '*.test.ts' | sort)
-exec node --import tsx --test --test-concurrency="${KILN_TEST_CONCURRENCY:-2}" --test-reporter=spec "${files[@]}"
+# Not `exec`: the EXIT trap above must still run to stop PostgreSQL and Ceph.
+status=0
+node --import tsx --test --test-concurrency="${KILN_TEST_CONCURRENCY:-2}" --test-reporter=spec "${files[@]}" || status=$?
+exit "$status"

@@ -31,7 +31,14 @@ export interface KilnConfig {
   environments: string[];
   /** Machine-wide toolchains set up by scripts/toolchains/*.sh (KILN_TOOLCHAINS_DIR). */
   toolchainsDir: string;
+  /** Open `logs?follow` streams per owner on one API instance; beyond it, 429. */
+  followStreamsPerOwner: number;
+  /** On SIGTERM, how long in-flight requests may take before their connections are closed. */
+  shutdownGraceMs: number;
 }
+
+export const DEFAULT_FOLLOW_STREAMS_PER_OWNER = 16;
+export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
 
 export interface ConfigOverrides {
   host?: string;
@@ -127,5 +134,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     logLevel: env.KILN_LOG_LEVEL ?? 'info',
     environments: environments(env),
     toolchainsDir: toolchainsDir(env),
+    followStreamsPerOwner: integer(env, 'KILN_FOLLOW_STREAMS_PER_OWNER', DEFAULT_FOLLOW_STREAMS_PER_OWNER, 1),
+    shutdownGraceMs: integer(env, 'KILN_SHUTDOWN_GRACE_MS', DEFAULT_SHUTDOWN_GRACE_MS, 0),
   };
 }

@@ -1,6 +1,6 @@
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import Fastify, { LogController, type FastifyError, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -9,7 +9,7 @@ import { ObjectIntegrityError, ObjectNotFoundError } from '../store/objects/obje
 import { PlatformError, UserError } from '../errors.ts';
 import { isDatabaseUnavailable } from '../store/metadata/errors.ts';
 import { LeaseLostError } from '../queue/jobs.ts';
-import { authHook, TokenAuthenticator } from './auth.ts';
+import { authHook, refuseUnreadBody, TokenAuthenticator } from './auth.ts';
 import { ErrorBody } from './schemas.ts';
 import type { Services } from './services.ts';
 import { applicationRoutes } from './routes/applications.ts';
@@ -25,24 +25,35 @@ import { versionRoutes } from './routes/versions.ts';
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
+/** JSON bodies and worker log batches (≤ 256 KiB); uploads and artifacts set their own. */
+export const JSON_BODY_LIMIT_BYTES = 1024 * 1024;
+
 export interface AppOptions {
   /** When false, requests are not logged (benchmarks, tests). */
   logRequests?: boolean;
 }
 
 export async function buildApp(services: Services, options: AppOptions = {}) {
+  const authenticator = new TokenAuthenticator(services.tokens);
   const app = Fastify({
     loggerInstance: services.logger,
     // Worker calls (log appends several times a second, long polls) would
     // drown the request log; their effects are logged where they matter.
     logController: new LogController({ disableRequestLogging: (request) => options.logRequests === false || request.url.startsWith('/internal/') }),
-    bodyLimit: 1024 * 1024,
+    bodyLimit: JSON_BODY_LIMIT_BYTES,
     return503OnClosing: true,
     // Errors raised by the router itself (a path parameter too long, a
     // malformed URL) get the same error shape as everything else.
-    frameworkErrors: (error, _request, reply: FastifyReply) => {
-      const { status, code, message } = describeError(error);
-      void reply.status(status).send({ error: { code, message } });
+    // Such a path matched no route, so its auth is unknown: under the
+    // authenticated prefixes a caller without a valid token learns nothing
+    // but 401 (never how we parse paths), and its body is left unread.
+    frameworkErrors: (error, request, reply: FastifyReply) => {
+      void (async () => {
+        const refusal = await refusalForUnroutedPath(authenticator, request);
+        if (refusal) refuseUnreadBody(request, reply);
+        const { status, code, message } = describeError(refusal ?? error);
+        void reply.status(status).send({ error: { code, message } });
+      })();
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -62,9 +73,10 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   await app.register(multipart, {
     limits: { files: 1, fields: 4, parts: 6, fieldSize: 256 * 1024, fileSize: services.config.archiveLimits.maxCompressedBytes, headerPairs: 100 },
   });
-  app.addContentTypeParser(['application/octet-stream', 'application/wasm', 'text/plain'], { parseAs: 'buffer', bodyLimit: services.config.maxArtifactBytes }, (_request, body, done) =>
-    done(null, body),
-  );
+  // Raw bodies get the small default limit; the one route that takes big
+  // ones (artifact upload) raises it for itself, so no other route can be
+  // made to buffer an artifact-sized body.
+  app.addContentTypeParser(['application/octet-stream', 'application/wasm', 'text/plain'], { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((error, request, reply) => {
     const { status, code, message } = describeError(error);
@@ -76,8 +88,7 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
     void reply.status(404).send({ error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}; see /docs` } });
   });
 
-  const authenticator = new TokenAuthenticator(services.tokens);
-  app.addHook('preHandler', authHook(authenticator));
+  app.addHook('onRequest', authHook(authenticator));
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     services.metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
@@ -95,6 +106,15 @@ export async function buildApp(services: Services, options: AppOptions = {}) {
   await app.register(testbedRoutes(services));
   await app.register(uiRoutes());
   return app;
+}
+
+const AUTHENTICATED_PREFIXES = ['/v1/', '/internal/', '/preview/'];
+
+async function refusalForUnroutedPath(authenticator: TokenAuthenticator, request: FastifyRequest): Promise<UserError | undefined> {
+  if (!AUTHENTICATED_PREFIXES.some((prefix) => request.url.startsWith(prefix))) return undefined;
+  const match = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
+  const record = match?.[1] ? await authenticator.authenticate(match[1]).catch(() => undefined) : undefined;
+  return record ? undefined : new UserError(401, 'unauthorized', 'missing, malformed, unknown or revoked credentials');
 }
 
 // JSON bodies are validated as sent (42 is not a name); query strings,

@@ -53,20 +53,46 @@ export class TokenAuthenticator {
 const HOW_TO_AUTHENTICATE =
   'send "Authorization: Bearer <token>"; `kiln serve` writes a local token the CLI finds, and operators create owner tokens with POST /v1/owners';
 
+/**
+ * Runs as an `onRequest` hook: after routing (the route's `auth` is known)
+ * but before the body is read, parsed or validated, so an unauthenticated
+ * caller gets its 401 without the server buffering a byte of its body, and a
+ * malformed path (an invalid uuid) is not validated for someone we do not know.
+ */
 export function authHook(authenticator: TokenAuthenticator) {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const required = request.routeOptions.config.auth;
     if (!required) return;
-    const header = request.headers.authorization;
-    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (!match?.[1]) throw new UserError(401, 'unauthorized', `missing or malformed credentials: ${HOW_TO_AUTHENTICATE}`);
-    const record = await authenticator.authenticate(match[1]);
-    if (!record) throw new UserError(401, 'unauthorized', `this token is unknown or revoked: ${HOW_TO_AUTHENTICATE}`);
-    if (record.kind !== required) {
-      throw new UserError(403, 'forbidden', `this route needs a${required === 'admin' ? 'n' : ''} ${required} token; yours is a${record.kind === 'admin' ? 'n' : ''} ${record.kind} token`);
+    try {
+      request.principal = await principalFor(authenticator, request.headers.authorization, required);
+    } catch (error) {
+      refuseUnreadBody(request, reply);
+      throw error;
     }
-    request.principal = { tokenId: record.id, kind: record.kind, ownerId: record.ownerId };
   };
+}
+
+/** The principal behind an Authorization header, or a 401/403 UserError. */
+export async function principalFor(authenticator: TokenAuthenticator, header: string | undefined, required: TokenKind): Promise<Principal> {
+  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  if (!match?.[1]) throw new UserError(401, 'unauthorized', `missing or malformed credentials: ${HOW_TO_AUTHENTICATE}`);
+  const record = await authenticator.authenticate(match[1]);
+  if (!record) throw new UserError(401, 'unauthorized', `this token is unknown or revoked: ${HOW_TO_AUTHENTICATE}`);
+  if (record.kind !== required) {
+    throw new UserError(403, 'forbidden', `this route needs a${required === 'admin' ? 'n' : ''} ${required} token; yours is a${record.kind === 'admin' ? 'n' : ''} ${record.kind} token`);
+  }
+  return { tokenId: record.id, kind: record.kind, ownerId: record.ownerId };
+}
+
+/**
+ * A refused request may still be sending its body. Keeping the connection
+ * alive would make Node read (and discard) all of it to find the next
+ * request; closing it after the answer means the rest is never read.
+ */
+export function refuseUnreadBody(request: FastifyRequest, reply: FastifyReply): void {
+  const headers = request.headers;
+  const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+  if (hasBody && !request.raw.complete) void reply.header('connection', 'close');
 }
 
 /** The owner of the authenticated owner token (routes with auth: 'owner'). */

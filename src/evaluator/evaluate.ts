@@ -1,7 +1,7 @@
 import { UserError } from '../errors.ts';
 import type { ArtifactRecord } from '../store/metadata/schema.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
-import { inspectModule } from '../wasm/inspect.ts';
+import { inspectOffThread, type InspectLimits } from './inspect-thread.ts';
 import { checkKind, detectKind, type AppKind } from '../wasm/kind.ts';
 import type { CompletionReport } from '../queue/complete.ts';
 
@@ -24,7 +24,12 @@ interface EvaluationInput {
   declaredLanguage: string | null;
   /** Where this attempt's artifacts were uploaded (variant → key). */
   artifactKeys: Record<ArtifactVariant, string>;
+  /** Bounds on inspecting each artifact (done off the event loop). */
+  inspect: InspectLimits;
 }
+
+/** How long one artifact's validation may take before the build fails for it. */
+export const INSPECT_DEADLINE_MS = 60_000;
 
 type ModuleVerdict = { ok: true; kind: AppKind } | { ok: false; reason: string };
 
@@ -51,29 +56,25 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
   const original = await objects.head(input.artifactKeys.original);
   if (!original) throw new UserError(400, 'artifact_missing', 'upload the original artifact (PUT …/artifacts/original) before reporting success');
   const wantedKind = (input.declaredKind ?? report.kind ?? null) as AppKind | null;
-  const verdict = await judgeModule(objects, original.key, wantedKind);
+  const verdict = await judgeModule(objects, original.key, wantedKind, input.inspect);
   if (!verdict.ok) return { ...base, outcome: 'failed', reason: verdict.reason };
 
   const artifacts: Record<string, ArtifactRecord> = { original: { key: original.key, sha256: original.sha256, size: original.size } };
   const details = { ...base.details };
   const optimized = await objects.head(input.artifactKeys.optimized);
   if (optimized) {
-    const optimizedVerdict = await judgeModule(objects, optimized.key, verdict.kind);
+    const optimizedVerdict = await judgeModule(objects, optimized.key, verdict.kind, input.inspect);
     if (optimizedVerdict.ok) artifacts.optimized = { key: optimized.key, sha256: optimized.sha256, size: optimized.size };
     else details.optimizedRejected = optimizedVerdict.reason;
   }
   return { ...base, kind: verdict.kind, artifacts, details };
 }
 
-async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKind | null): Promise<ModuleVerdict> {
+async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKind | null, limits: InspectLimits): Promise<ModuleVerdict> {
   const { body } = await objects.getBuffer(key);
-  let info;
-  try {
-    info = inspectModule(body);
-  } catch (error) {
-    if (error instanceof UserError) return { ok: false, reason: `the build produced an invalid WebAssembly module: ${error.message}` };
-    throw error;
-  }
+  const inspection = await inspectOffThread(body, limits);
+  if (!inspection.ok) return { ok: false, reason: `the build produced an invalid WebAssembly module: ${inspection.reason}` };
+  const info = inspection.info;
   const kind = wantedKind ?? detectKind(info);
   if (!kind) return { ok: false, reason: 'the module is neither a proxy-wasm filter nor a WASI command (no proxy_abi_version_* or _start export); declare the kind or fix the exports' };
   const check = checkKind(info, kind);

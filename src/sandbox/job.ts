@@ -9,7 +9,7 @@ import { handOver } from './ownership.ts';
 import { killUid } from './procs.ts';
 import { DEFAULT_LIMITS } from './sandbox.ts';
 import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
-import { supervise, superviseWarm } from './supervise.ts';
+import { LIMIT_GRACE_MS, supervise, superviseWarm } from './supervise.ts';
 import type { LaunchSpec, Supervised } from './supervise.ts';
 import type { UidLease } from './uids.ts';
 import { discardSlot } from './warm-pool.ts';
@@ -141,6 +141,7 @@ async function launch(host: SandboxHost, backend: Backend, context: RunContext, 
       signal: context.options.signal,
       onOutput: context.options.onOutput,
       sweep: () => sweep(active, lease.uid),
+      limitReached: active ? async () => refusedSomething(await active.report()) : undefined,
     });
     return await conclude(context, plan, supervised, cgroup, notes);
   } finally {
@@ -148,6 +149,10 @@ async function launch(host: SandboxHost, backend: Backend, context: RunContext, 
     await cgroup?.remove();
     await plan.cleanup();
   }
+}
+
+function refusedSomething(report: CgroupReport): boolean {
+  return report.oomKills > 0 || report.pidsRefused > 0;
 }
 
 /**
@@ -171,6 +176,7 @@ async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext,
       signal: context.options.signal,
       onOutput: context.options.onOutput,
       sweep: () => sweep(slot.cgroup, slot.lease.uid),
+      limitReached: async () => refusedSomething(await slot.cgroup.report()),
     });
     return await conclude(context, plan, supervised, slot.cgroup, notes);
   } finally {
@@ -192,7 +198,7 @@ async function conclude(context: RunContext, plan: LaunchPlan, supervised: Super
     throw new PlatformError('sandbox_output_failed', `the output consumer failed: ${String(supervised.consumerError)}`, { cause: supervised.consumerError });
   }
   const report = await cgroup?.report();
-  const explained = supervised.stopped !== undefined || (report !== undefined && (report.oomKills > 0 || report.pidsRefused > 0));
+  const explained = supervised.stopped !== undefined || (report !== undefined && refusedSomething(report));
   const failure = explained ? undefined : await plan.verify(supervised);
   if (failure) throw new PlatformError('sandbox_start_failed', `${failure}: ${supervised.tail.trim().slice(-1500)}`);
   return await classify(context, plan, supervised, report, notes);
@@ -230,7 +236,8 @@ async function classify(context: RunContext, plan: LaunchPlan, run: Supervised, 
   const failed = run.stopped !== undefined || run.signal !== null || exitCode !== 0;
   const limitHit = cancelled || !failed ? undefined : await limitOf(context, run, report);
   if (limitHit) notes.push(describeLimit(limitHit, context.limits, report));
-  if (!failed && report && (report.oomKills > 0 || report.pidsRefused > 0)) {
+  if (run.stopped === 'limit') notes.push(`the run did not end by itself within ${LIMIT_GRACE_MS} ms of a limit refusing it work (something still held it open): it was killed`);
+  if (!failed && report && refusedSomething(report)) {
     notes.push(`the run succeeded although limits refused work: ${report.oomKills} OOM kill(s), ${report.pidsRefused} refused fork(s)`);
   }
   return { exitCode, signal: run.signal, limitHit, cancelled, durationMs: run.durationMs, notes };
@@ -245,7 +252,8 @@ async function limitOf(context: RunContext, run: Supervised, report: CgroupRepor
   if (report && report.oomKills > 0) return 'memory';
   if (report && report.pidsRefused > 0) return 'pids';
   if (run.sawNoSpace || (await looksFull(context.volume))) return 'disk';
-  return run.stopped === 'cancel' ? undefined : run.stopped;
+  // 'limit' always comes with a kernel count above; the counters were read after the sweep.
+  return run.stopped === 'cancel' || run.stopped === 'limit' ? undefined : run.stopped;
 }
 
 function describeLimit(limit: LimitName, limits: SandboxLimits, report: CgroupReport | undefined): string {

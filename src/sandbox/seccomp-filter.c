@@ -7,8 +7,8 @@
  *
  * It is a deny-list on top of what the namespaces already isolate: it closes
  * the kernel attack surface a compiler never needs (ptrace, bpf, io_uring,
- * keyrings, mount APIs, new namespaces, perf, userfaultfd, modules, ...) and
- * every socket family but AF_UNIX. SANDBOX.md measured that cargo (with
+ * keyrings, mount APIs, new namespaces, perf, userfaultfd, modules, LDT
+ * edits, pidfds, personality changes, ...) and every socket family but AF_UNIX. SANDBOX.md measured that cargo (with
  * build.rs), clang and node run normally under exactly this set.
  *
  * Syscalls of a foreign architecture (32-bit int 0x80, x32) hit the default
@@ -56,6 +56,9 @@ static const char *const denied[] = {
     "syslog", "vhangup", "iopl", "ioperm", "uselib", "nfsservctl",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
     "sethostname", "setdomainname",
+    /* modify_ldt: 16-bit segments, a long history of kernel bugs; pidfd_open:
+     * a handle on another process (signals, pidfd_getfd) no compiler needs. */
+    "modify_ldt", "pidfd_open",
 };
 
 static const unsigned long new_namespace_flags[] = {
@@ -103,6 +106,11 @@ static int add_rules(scmp_filter_ctx ctx, int fetch) {
         struct scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag);
         rc |= add(ctx, SCMP_ACT_ERRNO(EPERM), "clone", 1, &cmp);
     }
+
+    /* personality: only the query (0xffffffff) stays; changing it can turn
+     * off ASLR (ADDR_NO_RANDOMIZE) or make data executable (READ_IMPLIES_EXEC). */
+    struct scmp_arg_cmp not_query = SCMP_A0(SCMP_CMP_NE, 0xffffffffUL);
+    rc |= add(ctx, SCMP_ACT_ERRNO(EPERM), "personality", 1, &not_query);
 
     /* Terminal injection; the command is in its own session anyway. The
      * request number is an int, so compare the low 32 bits only. */

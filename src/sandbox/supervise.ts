@@ -37,9 +37,17 @@ export interface WatchOptions {
   onOutput?: (chunk: Buffer) => void;
   /** Kills whatever is left of the run (cgroup members, uid processes). */
   sweep: () => Promise<void>;
+  /**
+   * True once a kernel limit refused the run something (an OOM kill, a
+   * refused fork). Polled while the run lives: a fork bomb or a memory hog
+   * that leaves a daemon holding cargo's pipes would otherwise keep the run
+   * alive, doing nothing, until the wall clock.
+   */
+  limitReached?: () => Promise<boolean>;
 }
 
-export type StopReason = 'wall' | 'log' | 'cancel';
+/** 'limit': a kernel limit (memory, pids) was hit and the run did not end by itself within LIMIT_GRACE_MS. */
+export type StopReason = 'wall' | 'log' | 'cancel' | 'limit';
 
 export interface Supervised {
   exitCode: number | null;
@@ -64,6 +72,13 @@ const TAIL_BYTES = 4096;
 const NO_SPACE = /No space left on device|ENOSPC/;
 /** After the program exits, how long stray holders of its pipes may take to die. */
 const DRAIN_MS = 2000;
+/** How often a live run's cgroup counters are read (two small files). */
+const LIMIT_POLL_MS = 250;
+/**
+ * After a limit refused something, how long the run may take to fail on its
+ * own (so the tool's own error, e.g. cargo's, reaches the log) before it is killed.
+ */
+export const LIMIT_GRACE_MS = 2000;
 
 /**
  * The launcher script (for bash); arguments are: procs files..., then the argv.
@@ -232,6 +247,19 @@ class Watcher {
     child.on('close', () => this.finish());
     this.timers.push(setTimeout(() => this.stop('wall'), this.watch.wallMs));
     this.watch.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (this.watch.limitReached) this.pollLimits(this.watch.limitReached);
+  }
+
+  /** Reads the limit counters until they show a hit, then gives the run its grace period. */
+  private pollLimits(limitReached: () => Promise<boolean>): void {
+    const poll = async (): Promise<void> => {
+      if (this.exit || this.finished) return;
+      const reached = await limitReached().catch(() => false);
+      if (this.exit || this.finished) return;
+      if (reached) this.timers.push(setTimeout(() => this.stop('limit'), LIMIT_GRACE_MS));
+      else this.timers.push(setTimeout(() => void poll(), LIMIT_POLL_MS));
+    };
+    this.timers.push(setTimeout(() => void poll(), LIMIT_POLL_MS));
   }
 
   private readonly onAbort = (): void => this.stop('cancel');

@@ -21,6 +21,23 @@ export interface RunningKiln {
   close(): Promise<void>;
 }
 
+/**
+ * Stops accepting at once (new requests get 503), lets in-flight ones finish
+ * for up to `graceMs`, then closes whatever connections remain so that a
+ * stuck client cannot hold the process (and the database) open.
+ */
+async function closeWithin(app: App, graceMs: number, logger: Logger): Promise<void> {
+  const force = setTimeout(() => {
+    logger.warn({ graceMs }, 'shutdown grace over: closing the connections still open');
+    app.server.closeAllConnections();
+  }, graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(force);
+  }
+}
+
 export interface StartOptions {
   logger?: Logger;
   logRequests?: boolean;
@@ -43,6 +60,7 @@ export async function startKiln(config: KilnConfig, options: StartOptions = {}):
   const credentials = await bootstrapCredentials(database, config.dataDir);
   const logs = new BuildLogs(database, objects, config.logMaxBytes);
   await logs.finalizePending();
+  await logs.start();
   const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, finishedBuilds: new FinishedBuildCache(), buildEvents: new BuildEvents(), ...repositories(database) };
   const app = await buildApp(services, { logRequests: options.logRequests });
   const address = await app.listen({ host: config.host, port: config.port });
@@ -70,7 +88,8 @@ export async function startKiln(config: KilnConfig, options: StartOptions = {}):
     close() {
       closing ??= (async () => {
         await stopSweeper();
-        await app.close();
+        await closeWithin(app, config.shutdownGraceMs, logger);
+        await logs.stop();
         await database.close();
       })();
       return closing;

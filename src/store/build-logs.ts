@@ -1,9 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
-import type { Database } from './metadata/database.ts';
+import type { Database, Executor } from './metadata/database.ts';
 import { builds, logChunks, TERMINAL_BUILD_STATES } from './metadata/schema.ts';
 import type { Build } from './metadata/repositories/builds.ts';
 import type { ObjectStore } from './objects/object-store.ts';
+
+/** NOTIFY channel carrying the id of a build whose log or state changed (wakes log followers). */
+export const BUILD_LOG_CHANNEL = 'kiln_build_logs';
 
 /**
  * Build logs: appended as chunks in the database while the build runs (each
@@ -20,6 +23,29 @@ export class BuildLogs {
     private readonly maxBytes: number,
   ) {
     this.events.setMaxListeners(0);
+  }
+
+  private unlisten?: () => Promise<void>;
+
+  /**
+   * Followers are woken by NOTIFY, so appends made through another API
+   * instance reach them too; our own NOTIFYs come back the same way, after
+   * commit. Before start() (tools, tests without a server) wakes stay in process.
+   */
+  async start(): Promise<void> {
+    this.unlisten ??= await this.database.notifier.listen(BUILD_LOG_CHANNEL, (buildId) => {
+      if (buildId) this.events.emit(buildId);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.unlisten?.();
+    this.unlisten = undefined;
+  }
+
+  /** Delivered when `executor`'s transaction commits (at once outside one). */
+  private async notify(executor: Executor, buildId: string): Promise<void> {
+    await executor.execute(sql`select pg_notify(${BUILD_LOG_CHANNEL}, ${buildId})`);
   }
 
   static objectKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>): string {
@@ -44,9 +70,10 @@ export class BuildLogs {
         .update(builds)
         .set({ logBytes: sql`${builds.logBytes} + ${chunk.length}` })
         .where(eq(builds.id, buildId));
+      await this.notify(tx, buildId);
       return chunk.length;
     });
-    this.events.emit(buildId);
+    this.wakeLocally(buildId);
     return kept;
   }
 
@@ -80,7 +107,7 @@ export class BuildLogs {
   async finalize(buildId: string): Promise<void> {
     const [build] = await this.database.db.select().from(builds).where(eq(builds.id, buildId));
     if (!build || build.logKey) {
-      this.events.emit(buildId);
+      this.touch(buildId);
       return;
     }
     const content = await this.read(build);
@@ -89,8 +116,9 @@ export class BuildLogs {
     await this.database.db.transaction(async (tx) => {
       await tx.update(builds).set({ logKey: key }).where(eq(builds.id, buildId));
       await tx.delete(logChunks).where(eq(logChunks.buildId, buildId));
+      await this.notify(tx, buildId);
     });
-    this.events.emit(buildId);
+    this.wakeLocally(buildId);
   }
 
   /** Finalizes logs of builds that ended while the process died mid-way. */
@@ -108,8 +136,15 @@ export class BuildLogs {
     return () => this.events.off(buildId, onChange);
   }
 
-  /** Wakes followers after a state change that did not append to the log. */
+  /** Wakes followers (here and on other API instances) after a state change that did not append to the log. */
   touch(buildId: string): void {
-    this.events.emit(buildId);
+    this.wakeLocally(buildId);
+    // Best effort: a follower that misses it still re-checks (see api/follow-log.ts).
+    this.notify(this.database.db, buildId).catch(() => this.events.emit(buildId));
+  }
+
+  /** Only when not listening: a listening instance is woken by its own NOTIFY, once. */
+  private wakeLocally(buildId: string): void {
+    if (!this.unlisten) this.events.emit(buildId);
   }
 }

@@ -1,3 +1,4 @@
+import type { ArchiveLimits } from '../archive/limits.ts';
 import type { SandboxLimits } from '../sandbox/sandbox.ts';
 import type { OptimizeOptions, StageTiming } from '../store/metadata/schema.ts';
 
@@ -17,6 +18,11 @@ export interface JobSpec {
   sourceSha256: string;
   sourceFormat: string;
   limits: SandboxLimits;
+  /**
+   * The archive limits the API accepted the upload under, so the worker
+   * extracts with the same ones. Absent from older APIs: the defaults.
+   */
+  archiveLimits?: ArchiveLimits;
   /**
    * Opaque per-owner namespace for the dependency cache (a hash, never the
    * owner id or a token). Absent from older APIs: no cache then.

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { extractArchive } from '../archive/extract.ts';
-import { DEFAULT_ARCHIVE_LIMITS } from '../archive/limits.ts';
+import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from '../archive/limits.ts';
 import { errorMessage, UserError } from '../errors.ts';
 import type { AppKind, LanguageId } from '../languages/language.ts';
 import { DependencyCacheStore, OptimizeResultCache, optimizeSafely, type DependencyCacheOptions, type OptimizeDetails } from '../optimize/index.ts';
@@ -141,7 +141,7 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
     await timed(stages, 'download', () => download(client, job, archive));
     workDir = await createWorkDir(options.workRoot, job.limits.diskBytes, `job-${job.id.slice(0, 8)}`);
     const jobDir = workDir.path;
-    const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src')));
+    const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src'), job.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS));
     if (extracted) {
       result = { outcome: 'failed', reason: extracted, stages };
     } else {
@@ -274,10 +274,10 @@ async function download(client: WorkerApiClient, job: JobSpec, destination: stri
 }
 
 /** Returns a user-facing reason when the archive is refused, undefined when extracted. */
-async function extractSource(archive: string, destination: string): Promise<string | undefined> {
+async function extractSource(archive: string, destination: string, limits: ArchiveLimits): Promise<string | undefined> {
   await mkdir(destination, { mode: 0o755 });
   try {
-    await extractArchive(archive, destination, DEFAULT_ARCHIVE_LIMITS);
+    await extractArchive(archive, destination, limits);
     return undefined;
   } catch (error) {
     if (error instanceof UserError) return `the source archive was refused: ${error.message}`;

@@ -59,12 +59,14 @@ for (const { flavour, skip } of flavours) {
       }
     }
 
-    it('answers health, readiness, metrics, OpenAPI and docs without a token', async () => {
+    it('answers health, readiness, OpenAPI and docs without a token; metrics only to an admin token', async () => {
       assert.equal((await call(t.url, 'GET', '/healthz')).status, 200);
       const ready = await call<Json>(t.url, 'GET', '/readyz');
       assert.equal(ready.status, 200);
       assert.equal(ready.body.database, 'ok');
-      const metrics = await call<string>(t.url, 'GET', '/metrics');
+      assert.equal((await call(t.url, 'GET', '/metrics')).status, 401, 'metrics are not public');
+      assert.equal((await call(t.url, 'GET', '/metrics', { token: t.ownerToken })).status, 403, 'an owner cannot read platform metrics');
+      const metrics = await call<string>(t.url, 'GET', '/metrics', { token: t.adminToken });
       assert.match(metrics.body, /kiln_http_requests_total/);
       const openapi = await call<Json>(t.url, 'GET', '/openapi.json');
       assert.equal(openapi.status, 200);

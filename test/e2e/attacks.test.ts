@@ -488,6 +488,48 @@ fn main() {
     await assertContained('fork bomb', attacked);
   });
 
+  // A daemon that inherits the build script's stdout keeps cargo waiting for
+  // EOF forever: the run itself can only end because a limit watcher kills it.
+  it('fork-bombs from a daemon that keeps cargo waiting on its pipes', async () => {
+    const buildRs = `
+use std::process::{Command, Stdio};
+fn main() {
+    println!("cargo:warning=ATTACK-RAN fork-bomb daemon");
+    // stdout and stderr inherited: cargo reads them until every holder is gone.
+    let _ = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("b() { b | b & }; b")
+        .env(${rs(MARKER_NAME)}, ${rs(marker)})
+        .stdin(Stdio::null())
+        .spawn();
+}
+`;
+    const attacked = await runAttack('attack-forkbomb-daemon', { buildRs });
+    assertFailed(attacked, new RegExp(`process limit of ${LIMITS.pids}`));
+    assert.match(attacked.log, /did not end by itself .* it was killed/, 'the pids limit ended the run, not the wall clock');
+    await assertContained('fork bomb daemon', attacked);
+  });
+
+  it('eats memory beside a daemon that keeps cargo waiting on its pipes', async () => {
+    const buildRs = `
+use std::process::{Command, Stdio};
+fn main() {
+    println!("cargo:warning=ATTACK-RAN memory daemon");
+    // tail keeps the one endless line of /dev/zero in memory; sleep outlives its OOM kill holding the pipes.
+    let _ = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("sleep 3600 & exec tail /dev/zero")
+        .env(${rs(MARKER_NAME)}, ${rs(marker)})
+        .stdin(Stdio::null())
+        .spawn();
+}
+`;
+    const attacked = await runAttack('attack-memory-daemon', { buildRs });
+    assertFailed(attacked, /memory limit of 512 MiB/);
+    assert.match(attacked.log, /did not end by itself .* it was killed/, 'the memory limit ended the run, not the wall clock');
+    await assertContained('memory daemon', attacked);
+  });
+
   it('allocates 4 GiB', async () => {
     const buildRs = `
 fn main() {

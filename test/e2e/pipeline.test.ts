@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile, mkdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, writeFile, mkdir, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { WASI } from 'node:wasi';
@@ -9,6 +10,20 @@ import { readFile } from 'node:fs/promises';
 import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
 import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
 import type { RunningWorker } from '../../src/worker/worker.ts';
+import { eq } from 'drizzle-orm';
+import { jobs } from '../../src/store/metadata/schema.ts';
+
+/** Live (not zombie) processes whose command line contains `text`. */
+async function processesNaming(text: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.includes(text)) continue;
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    if (status !== '' && !/^State:\s+[ZX]/m.test(status)) found.push(Number(pid));
+  }
+  return found;
+}
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
 
@@ -69,22 +84,31 @@ describe('the whole pipeline: upload → queue → sandboxed worker → evaluato
     assert.match(await buildLog(t, build.id), /error\[E\d+\]/);
   });
 
-  it('cancels a running build within seconds', async () => {
+  // The mechanism, not the latency (bench/cancel.ts measures that): the build
+  // script's processes got their kill, the state is cancelled, the lease is released.
+  it('cancels a running build: its processes are killed, it is cancelled, its lease released', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-slow-'));
+    const crate = `slow${randomBytes(4).toString('hex')}`;
     try {
       await mkdir(path.join(dir, 'src'));
-      await writeFile(path.join(dir, 'Cargo.toml'), '[package]\nname = "slow"\nversion = "0.1.0"\nedition = "2021"\nbuild = "build.rs"\n');
+      await writeFile(path.join(dir, 'Cargo.toml'), `[package]\nname = "${crate}"\nversion = "0.1.0"\nedition = "2021"\nbuild = "build.rs"\n`);
       await writeFile(path.join(dir, 'build.rs'), 'fn main() { loop { std::thread::sleep(std::time::Duration::from_millis(50)); } }\n');
       await writeFile(path.join(dir, 'src', 'main.rs'), 'fn main() {}\n');
       const { build } = await deployDirectory(t, appId, dir, { version: '3.0.0' });
-      while ((await api('GET', `/v1/builds/${build.id}`)).body.state !== 'running') await new Promise((resolve) => setTimeout(resolve, 100));
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
-      const requested = Date.now();
+      // The build script of this crate is running in the sandbox (its path names the crate).
+      let scripts: number[] = [];
+      while (scripts.length === 0) {
+        scripts = await processesNaming(`${crate}-`);
+        if (scripts.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal((await api('GET', `/v1/builds/${build.id}`)).body.state, 'running');
       assert.equal((await api('POST', `/v1/builds/${build.id}/cancel`)).status, 202);
       const done = await waitForBuild(t, build.id);
       assert.equal(done.state, 'cancelled');
-      // Not a timing assertion on performance: the issue's contract is "cancel honoured within 2 s".
-      assert.ok(Date.now() - requested < 5_000, 'the cancel was honoured promptly');
+      assert.deepEqual(await processesNaming(`${crate}-`), [], 'no process of the build survives');
+      const [job] = await t.kiln.services.database.db.select().from(jobs).where(eq(jobs.buildId, build.id));
+      assert.equal(job?.state, 'done');
+      assert.equal(job?.leaseToken, null, 'the lease is released');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -125,16 +125,17 @@ describe('bubblewrap sandbox: attack corpus', () => {
     }
   });
 
-  test('seccomp refuses namespaces, ptrace, bpf, io_uring, keyrings, mount, perf, userfaultfd; clone3 is ENOSYS', () =>
+  test('seccomp refuses namespaces, ptrace, bpf, io_uring, keyrings, mount, perf, userfaultfd, modify_ldt, personality changes, pidfd_open; clone3 is ENOSYS', () =>
     withWork(async (dir) => {
       const { result, output } = await sh(sandbox, dir, '/opt/attack/probe', { mounts: attackMount() });
       assert.equal(result.exitCode, 0, output);
       const got = Object.fromEntries(output.trim().split('\n').map((line) => line.split('=') as [string, string]));
       assert.equal(got['socket_unix'], 'ok');
       for (const family of ['socket_inet', 'socket_inet6', 'socket_netlink']) assert.equal(got[family], 'EAFNOSUPPORT', family);
-      for (const call of ['unshare_user', 'unshare_net', 'ptrace', 'mount', 'bpf', 'io_uring_setup', 'keyctl', 'perf_event_open', 'userfaultfd', 'clone_newns']) {
+      for (const call of ['unshare_user', 'unshare_net', 'ptrace', 'mount', 'bpf', 'io_uring_setup', 'keyctl', 'perf_event_open', 'userfaultfd', 'clone_newns', 'modify_ldt', 'personality_no_aslr', 'pidfd_open']) {
         assert.equal(got[call], 'EPERM', `${call}: ${output}`);
       }
+      assert.equal(got['personality_query'], 'ok', 'reading the personality stays allowed');
       assert.equal(got['clone3'], 'ENOSYS');
     }));
 
@@ -178,11 +179,10 @@ describe('bubblewrap sandbox: attack corpus', () => {
 
   test('an infinite loop is killed by the wall limit', () =>
     withWork(async (dir) => {
-      const started = Date.now();
       const { result } = await sh(sandbox, dir, 'while :; do :; done', { limits: { wallMs: 1000 } });
       assert.equal(result.limitHit, 'wall');
       assert.equal(result.exitCode, null);
-      assert.ok(Date.now() - started < 5000);
+      assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
     }));
 
   test('a setsid/nohup daemon does not survive the run', () =>
@@ -200,15 +200,14 @@ describe('bubblewrap sandbox: attack corpus', () => {
       assert.ok(outputBytes <= 1024 ** 2, `got ${outputBytes} bytes`);
     }));
 
-  test('aborting cancels the run within 2 s', () =>
+  test('aborting cancels the run and kills its processes', () =>
     withWork(async (dir) => {
       const controller = new AbortController();
       setTimeout(() => controller.abort(), 300);
-      const started = Date.now();
       const { result } = await sh(sandbox, dir, 'sleep 100', { signal: controller.signal });
       assert.equal(result.cancelled, true);
       assert.equal(result.limitHit, undefined);
-      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+      assert.equal(result.exitCode, null, 'killed, not ended by itself');
       assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
     }));
 

@@ -123,10 +123,9 @@ describe('gVisor sandbox', () => {
       assert.ok(flood.outputBytes <= 1024 ** 2);
       const controller = new AbortController();
       setTimeout(() => controller.abort(), 500);
-      const started = Date.now();
       const cancelled = await sh(sandbox, dir, 'sleep 100', { signal: controller.signal });
       assert.equal(cancelled.result.cancelled, true);
-      assert.ok(Date.now() - started < 2500);
+      assert.equal(cancelled.result.exitCode, null, 'killed, not ended by itself');
       assert.equal(await runscLeftovers(), 0);
     }));
 });

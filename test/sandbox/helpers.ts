@@ -89,6 +89,11 @@ int main(void) {
   struct clone_args args = { 0 };
   report("clone3", syscall(SYS_clone3, &args, sizeof args));
   report("clone_newns", syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0));
+  char ldt[16];
+  report("modify_ldt", syscall(SYS_modify_ldt, 0, ldt, sizeof ldt));
+  report("personality_no_aslr", syscall(SYS_personality, 0x0040000));
+  report("personality_query", syscall(SYS_personality, 0xffffffff));
+  report("pidfd_open", syscall(SYS_pidfd_open, getpid(), 0));
   return 0;
 }`,
 };

@@ -36,3 +36,22 @@ export function moduleWithExports(functionExports: string[], options: { memory?:
 
 export const proxyWasmModule = () => moduleWithExports(['proxy_abi_version_0_2_1', 'proxy_on_memory_allocate', 'proxy_on_context_create', '_initialize']);
 export const wasiCommandModule = () => moduleWithExports(['_start'], { imports: [['wasi_snapshot_preview1', 'proc_exit']] });
+
+/**
+ * A valid module of about `totalBytes` whose function bodies are long runs of
+ * `nop`: costly to validate, cheap to build (V8 caps one body near 7 MB).
+ */
+export function bulkyModule(totalBytes: number): Buffer {
+  const bodyBytes = 4 * 1024 * 1024;
+  const count = Math.max(1, Math.ceil(totalBytes / bodyBytes));
+  const body = Buffer.concat([Buffer.from([0x00]), Buffer.alloc(bodyBytes, 0x01), Buffer.from([0x0b])]);
+  const entry = Buffer.concat([Buffer.from(uleb(body.length)), body]);
+  const code = Buffer.concat([Buffer.from(uleb(count)), ...Array.from({ length: count }, () => entry)]);
+  return Buffer.concat([
+    Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]),
+    Buffer.from(section(1, vector([[0x60, 0x00, 0x00]]))),
+    Buffer.from(section(3, vector(Array.from({ length: count }, () => [0x00])))),
+    Buffer.from([0x0a, ...uleb(code.length)]),
+    code,
+  ]);
+}

@@ -1,21 +1,24 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { notFound } from '../../errors.ts';
 import { cancelBuild } from '../../queue/cancel.ts';
-import type { Build as BuildRow } from '../../store/metadata/repositories/builds.ts';
-import { TERMINAL_BUILD_STATES } from '../../store/metadata/schema.ts';
 import { ownerOf } from '../auth.ts';
+import { FollowStreams, streamLog } from '../follow-log.ts';
 import { BinaryBody, Build, BuildStateSchema, errorResponses, PageQuery, pageOf, Uuid } from '../schemas.ts';
 import { buildJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
 
 const BuildParams = Type.Object({ buildId: Uuid });
-const isTerminal = (build: BuildRow) => TERMINAL_BUILD_STATES.includes(build.state);
 
 export function buildRoutes(services: Services): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
+    const followStreams = new FollowStreams(services.config.followStreamsPerOwner);
+    // Follow streams never end by themselves: a closing server ends them
+    // (preClose, before it waits for its connections), and the CLI resumes.
+    const closing = new AbortController();
+    app.addHook('preClose', async () => closing.abort());
 
     app.get(
       '/v1/builds',
@@ -64,11 +67,17 @@ export function buildRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
-        const build = await services.builds.get(ownerOf(request), request.params.buildId);
+        const ownerId = ownerOf(request);
+        const build = await services.builds.get(ownerId, request.params.buildId);
         if (!build) throw notFound('build', request.params.buildId);
         const follow = request.query.follow === '1' || request.query.follow === 'true';
         if (!follow) return reply.type('text/plain; charset=utf-8').send(await services.logs.read(build));
-        await streamLog(services, build, reply);
+        const release = followStreams.acquire(ownerId);
+        try {
+          await streamLog(services, build, reply, closing.signal);
+        } finally {
+          release();
+        }
         return reply;
       },
     );
@@ -87,69 +96,4 @@ export function buildRoutes(services: Services): FastifyPluginAsync {
       },
     );
   };
-}
-
-function sseEvent(event: string, data: string): string {
-  return `event: ${event}\n${data
-    .split('\n')
-    .map((line) => `data: ${line}`)
-    .join('\n')}\n\n`;
-}
-
-/**
- * Follows a build's log: sends what exists, then new chunks as they arrive
- * (woken in-process by appends, and by a periodic re-check for appends made
- * through another API instance), and ends with an `end` event.
- */
-async function streamLog(services: Services, initial: BuildRow, reply: FastifyReply): Promise<void> {
-  reply.hijack();
-  const raw = reply.raw;
-  raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-  let closed = false;
-  raw.on('close', () => {
-    closed = true;
-  });
-  let sentBytes = 0;
-  let lastSeq = 0;
-  let lastState = initial.state;
-  let wake: (() => void) | undefined;
-  const unsubscribe = services.logs.subscribe(initial.id, () => wake?.());
-  const keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
-  try {
-    while (!closed) {
-      const build = await services.builds.getById(initial.id);
-      if (!build) break;
-      if (build.logKey) {
-        const all = await services.logs.read(build);
-        if (all.length > sentBytes) raw.write(sseEvent('log', all.subarray(sentBytes).toString('utf8')));
-        sentBytes = all.length;
-      } else {
-        for (const chunk of await services.logs.chunksAfter(build.id, lastSeq)) {
-          raw.write(sseEvent('log', chunk.data.toString('utf8')));
-          sentBytes += chunk.data.length;
-          lastSeq = chunk.seq;
-        }
-      }
-      if (build.state !== lastState) {
-        lastState = build.state;
-        raw.write(sseEvent('state', JSON.stringify(buildJson(build))));
-      }
-      if (isTerminal(build) && (build.logKey || build.logBytes <= sentBytes)) {
-        raw.write(sseEvent('end', JSON.stringify(buildJson(build))));
-        break;
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 500);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
-    }
-  } finally {
-    clearInterval(keepAlive);
-    unsubscribe();
-    raw.end();
-  }
 }

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { evaluateReport, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { evaluateReport, INSPECT_DEADLINE_MS, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { cacheNamespace } from '../../optimize/cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
@@ -39,6 +40,8 @@ function jobPayload(services: Services, claimed: ClaimedJob) {
     sourceSha256: version.sourceSha256,
     sourceFormat: version.sourceFormat,
     limits: services.config.buildLimits,
+    // The upload was accepted under these; the worker must not refuse it under others.
+    archiveLimits: services.config.archiveLimits,
     // Opaque per-owner partition of the workers' dependency cache (a hash, never the owner's id or tokens).
     cacheNamespace: cacheNamespace(build.ownerId),
   };
@@ -55,6 +58,9 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
     const shuttingDown = new AbortController();
     const longPolls = new Set<Promise<unknown>>();
     app.addHook('preClose', async () => shuttingDown.abort());
+    // Its start-up (a module loader in a fresh isolate) is paid now, not inside a worker's lease.
+    warmInspectThread();
+    app.addHook('onClose', closeInspectThread);
     app.addHook('onClose', async () => {
       await Promise.allSettled([...longPolls]);
     });
@@ -146,6 +152,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       '/internal/v1/jobs/:jobId/artifacts/:variant',
       {
         config: { auth: 'worker' },
+        bodyLimit: services.config.maxArtifactBytes,
         schema: {
           params: Type.Object({ jobId: Uuid, variant: Type.Union([Type.Literal('original'), Type.Literal('optimized')]) }),
           headers: LeaseHeaders,
@@ -190,6 +197,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
           declaredKind: version.kind,
           declaredLanguage: version.language,
           artifactKeys: { original: artifactKey(build, job.attempt, 'original'), optimized: artifactKey(build, job.attempt, 'optimized') },
+          inspect: { maxBytes: services.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS },
         });
         if (report.outcome !== request.body.outcome) await services.logs.appendLine(build.id, `evaluator: ${report.reason ?? report.outcome}`);
         const completed = await completeJob(database, job.id, request.headers['x-kiln-lease'], report);

@@ -12,7 +12,9 @@ export function operationsRoutes(services: Services): FastifyPluginAsync {
       return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', database, objects });
     });
 
-    app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics' } }, async (_request, reply) => {
+    // Metrics name routes, owners' traffic and process internals: an admin
+    // token reads them (Prometheus: `authorization: { credentials: <token> }`).
+    app.get('/metrics', { config: { auth: 'admin' }, schema: { tags: ['operations'], summary: 'Prometheus metrics (admin token)' } }, async (_request, reply) => {
       const body = await services.metrics.registry.metrics();
       return reply.type(services.metrics.registry.contentType).send(body);
     });

@@ -8,6 +8,7 @@ import { startKiln } from '../../server/serve.ts';
 import { loadTestbedConfig } from '../../testbed/config.ts';
 import { startWorker, type RunningWorker } from '../../worker/worker.ts';
 import { errorMessage } from '../../errors.ts';
+import { SHUTDOWN_SLACK_MS, shutdownThenExit } from '../shutdown.ts';
 
 export function parsePort(value: string): number {
   const port = Number(value);
@@ -81,15 +82,18 @@ Examples:
         ].join('\n'),
       );
       let stopping = false;
-      const shutdown = async (signal: string) => {
+      const shutdown = (signal: string) => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'shutting down');
-        await Promise.allSettled(workers.map((worker) => worker.stop()));
-        await kiln.close();
-        process.exit(0);
+        // Workers first: their killed jobs are reported to the API while it still answers.
+        const stop = async () => {
+          await Promise.allSettled(workers.map((worker) => worker.stop()));
+          await kiln.close();
+        };
+        shutdownThenExit(stop, logger, config.shutdownGraceMs + SHUTDOWN_SLACK_MS);
       };
-      process.once('SIGINT', () => void shutdown('SIGINT'));
-      process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      process.once('SIGINT', () => shutdown('SIGINT'));
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
     });
 }

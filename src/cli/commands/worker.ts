@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../config.ts';
 import { createSandbox } from '../../sandbox/index.ts';
 import { startWorker } from '../../worker/worker.ts';
+import { SHUTDOWN_SLACK_MS, shutdownThenExit } from '../shutdown.ts';
 import { parseCount } from './serve.ts';
 
 export function workerCommand(): Command {
@@ -24,12 +25,18 @@ export function workerCommand(): Command {
       await sandbox.check();
       const worker = startWorker({ apiUrl: flags.api, token: flags.token, concurrency: Math.max(1, flags.concurrency), sandbox, workRoot: path.join(flags.workDir, 'jobs'), logger });
       logger.info({ api: flags.api, concurrency: flags.concurrency, sandbox: flags.sandbox }, 'worker started');
-      const stop = async () => {
-        await worker.stop();
-        await sandbox.close?.();
-        process.exit(0);
+      const stop = () => {
+        logger.info('stopping: running jobs are killed and reported for a retry');
+        shutdownThenExit(
+          async () => {
+            await worker.stop();
+            await sandbox.close?.();
+          },
+          logger,
+          SHUTDOWN_SLACK_MS,
+        );
       };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
     });
 }

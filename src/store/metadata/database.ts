@@ -15,7 +15,8 @@ export type Executor = Parameters<Parameters<Db['transaction']>[0]>[0] | Db;
 
 /** Wake-ups between API instances (and the in-process long-polls). */
 export interface Notifier {
-  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  /** `onNotify` gets the NOTIFY payload ('' when none was sent). */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
 }
 
 export interface Database {
@@ -36,7 +37,7 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
   return {
     dialect: 'pglite',
     db: db as unknown as Db,
-    notifier: sharedNotifier((channel, onNotify) => client.listen(channel, () => onNotify())),
+    notifier: sharedNotifier((channel, onNotify) => client.listen(channel, (payload) => onNotify(payload ?? ''))),
     async ping() {
       await client.query('select 1');
     },
@@ -71,20 +72,20 @@ export async function openPostgres(url: string): Promise<Database> {
   };
 }
 
-type Subscribe = (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
+type Subscribe = (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>;
 
 /**
  * One database subscription per channel, fanned out in process: every
  * long-polling claim listens, and a connection per poll would be wasteful.
  */
 function sharedNotifier(subscribe: Subscribe): Notifier {
-  const channels = new Map<string, { callbacks: Set<() => void>; ready: Promise<() => Promise<void>> }>();
+  const channels = new Map<string, { callbacks: Set<(payload: string) => void>; ready: Promise<() => Promise<void>> }>();
   return {
     async listen(channel, onNotify) {
       let entry = channels.get(channel);
       if (!entry) {
-        const callbacks = new Set<() => void>();
-        const ready = subscribe(channel, () => callbacks.forEach((callback) => callback()));
+        const callbacks = new Set<(payload: string) => void>();
+        const ready = subscribe(channel, (payload) => callbacks.forEach((callback) => callback(payload)));
         entry = { callbacks, ready };
         channels.set(channel, entry);
       }
@@ -103,13 +104,13 @@ function sharedNotifier(subscribe: Subscribe): Notifier {
  * reconnect in the background; long-polls also re-check periodically, so a
  * lost notification only delays a claim, never loses a job.
  */
-async function listenWithReconnect(url: string, channel: string, onNotify: () => void, clients: Set<pg.Client>): Promise<() => Promise<void>> {
+async function listenWithReconnect(url: string, channel: string, onNotify: (payload: string) => void, clients: Set<pg.Client>): Promise<() => Promise<void>> {
   let stopped = false;
   let current: pg.Client | undefined;
   const connect = async (): Promise<void> => {
     if (stopped) return;
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
-    client.on('notification', () => onNotify());
+    client.on('notification', (message) => onNotify(message.payload ?? ''));
     client.on('error', () => {
       clients.delete(client);
       client.end().catch(() => undefined);
@@ -120,7 +121,7 @@ async function listenWithReconnect(url: string, channel: string, onNotify: () =>
       await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       current = client;
       clients.add(client);
-      onNotify(); // anything enqueued while we were disconnected
+      onNotify(''); // anything enqueued while we were disconnected
     } catch {
       await client.end().catch(() => undefined);
       setTimeout(() => void connect().catch(() => undefined), 1_000).unref();
