@@ -114,12 +114,13 @@ async function main(): Promise<void> {
     const toolchain = (coldPipeline.build.details as Json).toolchain as Json | undefined;
     console.log(`built by ${String(toolchain?.rustc)} for ${String(toolchain?.target)}`);
     const coldBare = await bareOnce();
-    const warm = { pipeline: [] as number[], bare: [] as number[], cacheHits: 0 };
+    const warm = { pipeline: [] as number[], bare: [] as number[], cacheHits: 0, stages: [] as Json[] };
     for (let run = 1; run <= warmRuns; run++) {
       await touchSource(source, run);
       const { ms, build } = await pipelineOnce();
       warm.pipeline.push(ms);
       if ((build.details as Json).cache?.hit === true) warm.cacheHits++;
+      warm.stages = build.stages as Json[];
       warm.bare.push(await bareOnce());
       console.log(`  warm run ${run}: pipeline ${ms.toFixed(0)} ms, bare ${(warm.bare.at(-1) ?? NaN).toFixed(0)} ms`);
     }
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     const met = warmPipeline / warmBare <= RATIO_TARGET ? 'met' : 'NOT met';
     console.log(`warm: pipeline median ${warmPipeline.toFixed(0)} ms, bare cargo median ${warmBare.toFixed(0)} ms, ratio ${ratio(warmPipeline, warmBare)} (target ≤ ${RATIO_TARGET}×: ${met}); dependency cache hits ${warm.cacheHits}/${warmRuns}`);
     console.log('(optimization off in the pipeline runs: the comparison is the build; the client polls every 10 ms)');
+    console.log(`stages of the last warm pipeline build: ${warm.stages.map((stage) => `${String(stage.name)} ${Number(stage.durationMs).toFixed(0)} ms`).join(', ')}`);
   } finally {
     await worker.stop();
     await bench.dispose();
