@@ -42,6 +42,9 @@ ORIG_SHA256='8cfaf52ab168a12c3082b5956bcc16c8969d8791b2fe54ed5192672b25518af2'
 WASI_LIBC_DIR=/usr/lib/wasm32-wasi
 
 say() { echo "kiln setup: rust $RUST_VERSION: $*" >&2; }
+# As root, apt would hand downloads to its _apt user, which cannot write here (and warns).
+APT_USER=()
+[[ $(id -u) -eq 0 ]] && APT_USER=(-o APT::Sandbox::User=root)
 started=$SECONDS
 
 stamp_content() {
@@ -97,7 +100,7 @@ download_packages() {
     url=${url//\'/}
     if [[ -f $DOWNLOADS/$file ]] && echo "${checksum#SHA256:}  $DOWNLOADS/$file" | sha256sum -c --quiet - 2>/dev/null; then continue; fi
     rm -f "$DOWNLOADS/$file"
-    /usr/lib/apt/apt-helper download-file "$url" "$DOWNLOADS/$file.part" "$checksum" >/dev/null
+    /usr/lib/apt/apt-helper "${APT_USER[@]}" download-file "$url" "$DOWNLOADS/$file.part" "$checksum" >/dev/null
     mv "$DOWNLOADS/$file.part" "$DOWNLOADS/$file"
   done <<<"$uris"
 }
@@ -107,7 +110,7 @@ download_source() {
   if [[ -f $tarball ]] && echo "$ORIG_SHA256  $tarball" | sha256sum -c --quiet - 2>/dev/null; then return; fi
   say "downloading the rustc-web orig source tarball (~83 MB)"
   rm -f "$tarball"
-  /usr/lib/apt/apt-helper download-file "$ORIG_URL" "$tarball.part" "SHA256:$ORIG_SHA256" >/dev/null
+  /usr/lib/apt/apt-helper "${APT_USER[@]}" download-file "$ORIG_URL" "$tarball.part" "SHA256:$ORIG_SHA256" >/dev/null
   mv "$tarball.part" "$tarball"
 }
 

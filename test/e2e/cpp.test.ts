@@ -5,7 +5,7 @@
  * on both storage backends; the edge cases on the embedded one.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { WASI } from 'node:wasi';
@@ -14,11 +14,28 @@ import { s3Skip } from '../support/backends.ts';
 import { call, startTestKiln, type StorageFlavour, type TestKiln } from '../support/kiln.ts';
 import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
 import type { RunningWorker } from '../../src/worker/worker.ts';
-import { isRegularFile } from '../../src/languages/files.ts';
+
+/**
+ * The build's log once it is there. Seen once on the servers backend: right
+ * after the build ended the log read back empty (the chunks → object move of
+ * decision 0003 racing the read?); reported to the integrator, and retried
+ * here for up to 5 s so this suite tests toolchains, not that race.
+ */
+async function finishedLog(t: TestKiln, buildId: string): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    const log = await buildLog(t, buildId);
+    if (log !== '' || attempt >= 25) return log;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
 
-const libcxxSkip = (await isRegularFile('/usr/lib/wasm32-wasi/libc++.a')) ? false : 'libc++-14-dev-wasm32 is not installed (scripts/setup.sh)';
+// Debian installs libc++.a as a symlink into llvm-14's tree: access() follows it.
+const libcxxSkip = await access('/usr/lib/wasm32-wasi/libc++.a').then(
+  () => false as const,
+  () => 'libc++-14-dev-wasm32 is not installed (scripts/setup.sh)',
+);
 const rootSkip = process.getuid?.() === 0 ? false : 'the build sandbox needs root';
 
 async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
@@ -72,7 +89,7 @@ for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) {
       versionNumber += 1;
       const { version, build } = await deployDirectory(t, appId, dir, { version: `0.${versionNumber}.0` });
       const done = await waitForBuild(t, build.id);
-      return { versionId: version.id, build: done, log: await buildLog(t, build.id) };
+      return { versionId: version.id, build: done, log: await finishedLog(t, build.id) };
     }
 
     it('cpp-filter: std::string, std::optional, containers and algorithms, on the test bed', async () => {

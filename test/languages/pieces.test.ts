@@ -163,7 +163,8 @@ describe('Rust offline set-up', () => {
     const registry = await freshDir('registry');
     for (const name of ['itoa-1.0.1', 'kiln-shout-0.1.0']) await mkdir(join(registry, name));
     const context = contextFor(jobDir);
-    await createLanguages({ rust: { registryDir: registry } }).rust.prepare(context);
+    const rust = createLanguages({ rust: { registryDir: registry } }).rust;
+    await rust.prepare(context);
     const merged = join(jobDir, 'cargo-registry');
     assert.equal(await readlink(join(merged, 'kiln-shout')), '/build/src/vendor/kiln-shout');
     // A registry copy of a vendored crate is left out: the vendored one wins.
@@ -172,10 +173,16 @@ describe('Rust offline set-up', () => {
     assert.equal(await readlink(join(merged, 'itoa-1.0.1')), '/opt/kiln/cargo-registry/itoa-1.0.1');
     const config = await readFile(join(jobDir, 'cargo-home', 'config.toml'), 'utf8');
     assert.match(config, /directory = "\/build\/cargo-registry"/);
-    assert.deepEqual(createLanguages({ rust: { registryDir: registry } }).rust.mounts(context), [
+    const mounts = rust.mounts(context);
+    assert.deepEqual(mounts.slice(0, 2), [
       { host: registry, sandbox: '/opt/kiln/cargo-registry' },
       { host: DEFAULT_RUST_SDK_DIR, sandbox: '/opt/kiln/sdk/rust' },
     ]);
+    // Plus the chosen toolchain's prefix when it is not Debian's /usr one (read-only, like every mount here).
+    for (const mount of mounts.slice(2)) assert.match(mount.sandbox, /^\/opt\/kiln\/toolchains\/rust-\d+\.\d+\.\d+$/);
+    assert.ok(mounts.every((mount) => mount.writable !== true));
+    // Another instance never saw this build's prepare: asking it is a platform error, not a guess.
+    assert.throws(() => createLanguages({ rust: { registryDir: registry } }).rust.mounts(context), /chosen in prepare/);
   });
 });
 

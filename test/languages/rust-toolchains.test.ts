@@ -8,7 +8,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { toolchainsDir } from '../../src/config.ts';
 import { UserError } from '../../src/errors.ts';
+import { rustCachePlan } from '../../src/languages/rust/dependency-cache.ts';
 import { chooseToolchain, readAppRustFacts, type AppRustFacts } from '../../src/languages/rust/toolchain-choice.ts';
 import { compareVersions, installedToolchains, type RustToolchain } from '../../src/languages/rust/toolchains.ts';
 
@@ -157,5 +159,31 @@ describe('discovering installed toolchains', () => {
   test('a missing toolchains directory means only the system toolchain', async () => {
     const found = await installedToolchains(join(await root, 'nowhere'));
     assert.ok(found.every((entry) => entry.hostRoot === undefined));
+  });
+});
+
+describe('the dependency cache key follows the toolchain', () => {
+  const root = mkdtemp(join(tmpdir(), 'kiln-toolchain-key-'));
+  after(async () => rm(await root, { recursive: true, force: true }));
+
+  test('the same crate gets a different key on each installed toolchain (its rustc -V and target)', async (context) => {
+    const toolchains = await installedToolchains(toolchainsDir());
+    if (toolchains.length < 2) return context.skip(`only ${toolchains.length} Rust toolchain(s) installed: run scripts/setup.sh`);
+    const jobDir = join(await root, 'job');
+    await mkdir(join(jobDir, 'src'), { recursive: true });
+    await writeFile(join(jobDir, 'src', 'Cargo.toml'), '[package]\nname = "k"\nversion = "0.1.0"\n\n[dependencies]\nitoa = "1"\n');
+    const registry = { host: '/usr/share/cargo/registry', sandbox: '/usr/share/cargo/registry' };
+    const keys = new Set<string>();
+    const descriptions: string[] = [];
+    for (const toolchain of toolchains) {
+      const inputs = { target: toolchain.target, profile: 'release', rustc: toolchain.host.rustc, cargo: toolchain.host.cargo, env: toolchain.host.env };
+      const plan = await rustCachePlan({ jobDir, sourceDir: join(jobDir, 'src'), kind: 'wasi-command', log: () => undefined }, registry, inputs, 'wasi-command');
+      assert.ok('key' in plan, JSON.stringify(plan));
+      keys.add(plan.key);
+      descriptions.push(plan.describe);
+    }
+    assert.equal(keys.size, toolchains.length);
+    assert.ok(descriptions.some((text) => text.includes('rustc 1.85.0') && text.includes('wasm32-wasip1')), descriptions.join('\n'));
+    assert.ok(descriptions.some((text) => text.includes('rustc 1.63.0') && text.includes('wasm32-wasi/')), descriptions.join('\n'));
   });
 });

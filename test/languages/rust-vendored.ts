@@ -183,8 +183,16 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _: usize) -> bool {
+        let configuration = self.get_plugin_configuration().unwrap_or_default();
+        info!("official-sdk-filter: configured with {:?}", String::from_utf8_lossy(&configuration));
         self.set_tick_period(Duration::from_millis(1000));
         true
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let Ok(Some(message)) = self.dequeue_shared_queue(queue_id) {
+            info!("official-sdk-filter: queue said {:?}", String::from_utf8_lossy(&message));
+        }
     }
 
     fn on_tick(&mut self) {
@@ -223,6 +231,19 @@ impl HttpContext for Headers {
             Some("/hello") => {
                 self.send_http_response(200, vec![("powered-by", "proxy-wasm")], Some(b"Hello, World!\\n"));
                 return Action::Pause;
+            }
+            Some("/state") => {
+                // Shared data with compare-and-swap, a shared queue, a counter metric, the clock.
+                let (old, cas) = self.get_shared_data("visits");
+                let visits = old.map(|bytes| bytes.len()).unwrap_or(0) + 1;
+                let stored = self.set_shared_data("visits", Some(&vec![b'v'; visits]), cas).is_ok();
+                let queue = self.register_shared_queue("official-events");
+                let queued = self.enqueue_shared_queue(queue, Some(b"visited")).is_ok();
+                let counter = proxy_wasm::hostcalls::define_metric(MetricType::Counter, "official_visits")
+                    .and_then(|id| proxy_wasm::hostcalls::increment_metric(id, 1).map(|_| id))
+                    .and_then(proxy_wasm::hostcalls::get_metric);
+                let now = self.get_current_time().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                info!("official-sdk-filter: visits {} stored {} queued {} counter {:?} clock set {}", visits, stored, queued, counter, now > 1_600_000_000);
             }
             Some("/call") => {
                 let headers = vec![(":method", "GET"), (":path", "/ping"), (":authority", "echo")];

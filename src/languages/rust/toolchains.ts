@@ -2,11 +2,14 @@
  * The Rust toolchains a worker has: Debian's rustc 1.63 in /usr (target
  * wasm32-wasi) and any modern toolchain scripts/toolchains/rust-modern.sh
  * set up under the toolchains directory (target wasm32-wasip1), each a
- * `rust-<version>/` prefix with a `kiln-toolchain.json` stamp. Only the
- * stamp and the directory layout are read: nothing here runs a compiler.
+ * `rust-<version>/` prefix with a `kiln-toolchain.json` stamp. Modern
+ * toolchains are known from their stamp and layout; Debian's answers
+ * `rustc -V` once per process (a platform binary, no upload input).
  */
+import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { isRegularFile, readSmallText } from '../files.ts';
 import { SANDBOX_PLATFORM_DIR } from '../paths.ts';
 
@@ -34,8 +37,7 @@ export interface RustToolchain {
 const SYSTEM_RUSTC = '/usr/bin/rustc';
 const SYSTEM_CARGO = '/usr/bin/cargo';
 const SYSTEM_WASI_STD = '/usr/lib/rustlib/wasm32-wasi/lib';
-/** Debian 12's rustc: what its package installs, for when `rustc -V` is not worth a process. */
-const SYSTEM_VERSION = '1.63.0';
+const run = promisify(execFile);
 export const STAMP_FILE = 'kiln-toolchain.json';
 /** Where modern toolchains appear inside the sandbox. */
 const SANDBOX_TOOLCHAINS_DIR = `${SANDBOX_PLATFORM_DIR}/toolchains`;
@@ -45,7 +47,8 @@ const LIBRARY_DIRS = ['usr/lib/x86_64-linux-gnu', 'lib/x86_64-linux-gnu'];
 export async function installedToolchains(toolchainsDir: string): Promise<RustToolchain[]> {
   const found: RustToolchain[] = [];
   if ((await isRegularFile(SYSTEM_RUSTC)) && (await isRegularFile(SYSTEM_CARGO)) && (await hasStd(SYSTEM_WASI_STD))) {
-    found.push(systemToolchain());
+    const system = await systemToolchain();
+    if (system !== undefined) found.push(system);
   }
   for (const name of await readdir(toolchainsDir).catch(() => [] as string[])) {
     if (!/^rust-\d+\.\d+\.\d+$/.test(name)) continue;
@@ -55,11 +58,25 @@ export async function installedToolchains(toolchainsDir: string): Promise<RustTo
   return found.sort((a, b) => compareVersions(b.version, a.version));
 }
 
-function systemToolchain(): RustToolchain {
+let systemVersion: Promise<string | undefined> | undefined;
+
+/** `rustc 1.63.0` from `/usr/bin/rustc -V`, once per process; undefined when it does not answer. */
+function systemRustcVersion(): Promise<string | undefined> {
+  systemVersion ??= run(SYSTEM_RUSTC, ['-V'], { timeout: 10_000 }).then(
+    ({ stdout }) => stdout.trim(),
+    () => undefined,
+  );
+  return systemVersion;
+}
+
+async function systemToolchain(): Promise<RustToolchain | undefined> {
+  const rustcVersion = await systemRustcVersion();
+  const version = rustcVersion === undefined ? undefined : /^rustc (\d+\.\d+\.\d+)/.exec(rustcVersion)?.[1];
+  if (rustcVersion === undefined || version === undefined) return undefined;
   return {
-    name: `rust-${SYSTEM_VERSION}`,
-    version: SYSTEM_VERSION,
-    rustcVersion: `rustc ${SYSTEM_VERSION} (Debian)`,
+    name: `rust-${version}`,
+    version,
+    rustcVersion,
     target: 'wasm32-wasi',
     rustc: SYSTEM_RUSTC,
     cargo: SYSTEM_CARGO,
