@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.kiln/', 'web/dist/', 'drizzle/', 'examples/**/target/', 'examples/**/node_modules/', 'sdk/**/node_modules/'] },
+  { ignores: ['node_modules/', 'toolchains/*/node_modules/', '.kiln/', 'web/dist/', 'drizzle/', 'examples/**/target/', 'examples/**/node_modules/', 'sdk/**/node_modules/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

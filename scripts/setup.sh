@@ -55,3 +55,6 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   say "installing npm packages"
   npm install --no-audit --no-fund --loglevel=error >&2
 fi
+
+# The JavaScript/TypeScript component toolchain lives apart (toolchains/js).
+bash scripts/install-js-toolchain.sh

@@ -1,6 +1,8 @@
 import { UserError } from '../errors.ts';
 import type { ArtifactRecord } from '../store/metadata/schema.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
+import { inspectComponent, isComponentBinary } from '../wasm/component.ts';
+import { checkComponentKind } from '../wasm/component-kind.ts';
 import { inspectModule } from '../wasm/inspect.ts';
 import { checkKind, detectKind, type AppKind } from '../wasm/kind.ts';
 import type { CompletionReport } from '../queue/complete.ts';
@@ -26,7 +28,7 @@ interface EvaluationInput {
   artifactKeys: Record<ArtifactVariant, string>;
 }
 
-type ModuleVerdict = { ok: true; kind: AppKind } | { ok: false; reason: string };
+export type ModuleVerdict = { ok: true; kind: AppKind } | { ok: false; reason: string };
 
 /**
  * The API's judgement of what a worker reports. A worker is trusted to run
@@ -67,6 +69,15 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
 
 async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKind | null): Promise<ModuleVerdict> {
   const { body } = await objects.getBuffer(key);
+  return judgeArtifact(body, wantedKind);
+}
+
+/**
+ * The verdict on one artifact's bytes: a pure function (no I/O), so it can
+ * run wherever the evaluator's CPU work is moved (e.g. a worker thread).
+ */
+export function judgeArtifact(body: Uint8Array, wantedKind: AppKind | null): ModuleVerdict {
+  if (isComponentBinary(body)) return judgeComponent(body, wantedKind);
   let info;
   try {
     info = inspectModule(body);
@@ -79,4 +90,20 @@ async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKin
   const check = checkKind(info, kind);
   if (!check.ok) return { ok: false, reason: `the module does not fit the ${kind} kind: ${check.problems.join(' ')}` };
   return { ok: true, kind };
+}
+
+function judgeComponent(body: Uint8Array, wantedKind: AppKind | null): ModuleVerdict {
+  if (wantedKind !== null && wantedKind !== 'http-component') {
+    return { ok: false, reason: `the build produced a WebAssembly component, but a ${wantedKind} must be a core module; declare the kind http-component for a wasi:http component` };
+  }
+  let info;
+  try {
+    info = inspectComponent(body);
+  } catch (error) {
+    if (error instanceof UserError) return { ok: false, reason: `the build produced an invalid WebAssembly component: ${error.message}` };
+    throw error;
+  }
+  const check = checkComponentKind(info);
+  if (!check.ok) return { ok: false, reason: `the component does not fit the http-component kind: ${check.problems.join(' ')}` };
+  return { ok: true, kind: 'http-component' };
 }
