@@ -446,13 +446,19 @@ export interface ExchangeInput {
   body: Uint8Array;
 }
 
-export interface ExchangeHost {
-  imports: Record<string, Record<string, unknown>>;
+export interface Exchange {
   request: IncomingRequest;
   outparam: ResponseOutparam;
   /** The guest's answer, once `handle` set it. */
   result(): ResponseResult | undefined;
   record: ExchangeRecord;
+}
+
+export interface ComponentHost {
+  /** The import object; bound once, when the (pre-warmed) instance is created. */
+  imports: Record<string, Record<string, unknown>>;
+  /** Points the host at one request: logs and outgoing calls from now on belong to it. */
+  begin(input: ExchangeInput, outgoing: (call: OutgoingCall) => OutgoingAnswer): Exchange;
 }
 
 const METHODS = new Set(['get', 'head', 'post', 'put', 'delete', 'connect', 'options', 'trace', 'patch']);
@@ -466,10 +472,20 @@ export function methodName(method: WasiMethod): string {
   return method.tag === 'other' ? (method.val ?? 'GET') : method.tag.toUpperCase();
 }
 
-/** Builds the import object for one exchange (a fresh one per request, like the instance). */
-export function createExchangeHost(input: ExchangeInput, limits: HostLimits, outgoing: (call: OutgoingCall) => OutgoingAnswer): ExchangeHost {
-  const record: ExchangeRecord = { logs: [], droppedLogBytes: 0, outgoing: [] };
-  let logBytes = 0;
+interface Current {
+  record: ExchangeRecord;
+  logBytes: number;
+  outgoing: (call: OutgoingCall) => OutgoingAnswer;
+}
+
+/**
+ * The host of one instance. A fetch-event instance answers one request, so
+ * a host serves one exchange too; it is created with the instance, before
+ * the request is known, so the instance can be pre-warmed. Output written
+ * before `begin` (the guest's start-up) is dropped.
+ */
+export function createComponentHost(limits: HostLimits): ComponentHost {
+  let current: Current | undefined;
   const logSink = (stream: 'stdout' | 'stderr') => {
     let pending = '';
     return new OutputStream((bytes) => {
@@ -477,10 +493,11 @@ export function createExchangeHost(input: ExchangeInput, limits: HostLimits, out
       const lines = pending.split('\n');
       pending = lines.pop() ?? '';
       for (const line of lines) {
-        if (logBytes + line.length > limits.maxLogBytes) record.droppedLogBytes += line.length;
+        if (current === undefined) continue;
+        if (current.logBytes + line.length > limits.maxLogBytes) current.record.droppedLogBytes += line.length;
         else {
-          logBytes += line.length;
-          record.logs.push({ stream, line });
+          current.logBytes += line.length;
+          current.record.logs.push({ stream, line });
         }
       }
       return true;
@@ -488,18 +505,7 @@ export function createExchangeHost(input: ExchangeInput, limits: HostLimits, out
   };
   const stdout = logSink('stdout');
   const stderr = logSink('stderr');
-  let answer: ResponseResult | undefined;
-  const outparam = new ResponseOutparam((result) => {
-    answer = result;
-  });
-  const request = new IncomingRequest(
-    wasiMethod(input.method),
-    input.pathWithQuery,
-    input.scheme === 'https' ? { tag: 'HTTPS' } : { tag: 'HTTP' },
-    input.authority,
-    Fields.locked(input.headers),
-    input.body,
-  );
+  const refuseAll = (): OutgoingAnswer => ({ ok: false, error: { tag: 'HTTP-request-denied' } });
 
   const handleOutgoing = (outgoingRequest: OutgoingRequest, _options: RequestOptions | undefined): FutureIncomingResponse => {
     const scheme = outgoingRequest.schemeValue;
@@ -511,8 +517,8 @@ export function createExchangeHost(input: ExchangeInput, limits: HostLimits, out
       headers: outgoingRequest.headers().textPairs(),
       body: outgoingRequest.requestBody?.bytes() ?? new Uint8Array(0),
     };
-    const result = outgoing(call);
-    record.outgoing.push({ authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: result.ok, ...(result.ok ? { status: result.status } : {}) });
+    const result = current?.outgoing(call) ?? refuseAll();
+    current?.record.outgoing.push({ authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: result.ok, ...(result.ok ? { status: result.status } : {}) });
     if (!result.ok) throw result.error;
     return new FutureIncomingResponse({ tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) });
   };
@@ -584,7 +590,24 @@ export function createExchangeHost(input: ExchangeInput, limits: HostLimits, out
     'wasi:io/streams': { InputStream, OutputStream },
     'wasi:random/random': random,
   };
-  return { imports, request, outparam, result: () => answer, record };
+  const begin = (input: ExchangeInput, outgoing: (call: OutgoingCall) => OutgoingAnswer): Exchange => {
+    const record: ExchangeRecord = { logs: [], droppedLogBytes: 0, outgoing: [] };
+    current = { record, logBytes: 0, outgoing };
+    let answer: ResponseResult | undefined;
+    const outparam = new ResponseOutparam((result) => {
+      answer = result;
+    });
+    const request = new IncomingRequest(
+      wasiMethod(input.method),
+      input.pathWithQuery,
+      input.scheme === 'https' ? { tag: 'HTTPS' } : { tag: 'HTTP' },
+      input.authority,
+      Fields.locked(input.headers),
+      input.body,
+    );
+    return { request, outparam, result: () => answer, record };
+  };
+  return { imports, begin };
 }
 
 export { OutgoingResponse };
