@@ -17,7 +17,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { badRequest, conflict, notFound, unprocessable } from '../../errors.ts';
 import type { Version } from '../../store/metadata/repositories/versions.ts';
-import { FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
+import { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
+import { ComponentTestbed, componentResultJson, type ComponentResult } from '../../testbed/component/index.ts';
 import { loadTestbedConfig } from '../../testbed/config.ts';
 import type { TestbedConfig } from '../../testbed/config.ts';
 import type { HttpRequestData } from '../../testbed/http-message.ts';
@@ -54,7 +55,10 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
   return async (plugin) => {
     const config = options.config ?? loadTestbedConfig();
     const testbed = new Testbed(config);
-    plugin.addHook('onClose', async () => testbed.close());
+    const components = new ComponentTestbed(config);
+    plugin.addHook('onClose', async () => {
+      await Promise.all([testbed.close(), components.close()]);
+    });
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
 
     app.post(
@@ -72,7 +76,7 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
             'A function (wasi-command) gets `input` on stdin, `args` and `env`; a filter (proxy-wasm) gets `request` in a fresh VM configured with the version config, and its upstream answers (or `response` is used). Guest failures are results (`outcome`: trap, timeout, memory_limit, paused, …), not errors.',
           params: VersionParams,
           body: InvokeBody,
-          response: { 200: Type.Union([FunctionResultSchema, FilterResultSchema]), ...errorResponses },
+          response: { 200: Type.Union([FunctionResultSchema, FilterResultSchema, ComponentResultSchema]), ...errorResponses },
         },
       },
       async (request) => {
@@ -80,11 +84,12 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
         const target = await resolveTarget(services, ownerOf(request), request.params.versionId, body.variant);
         checkLimits(body, config);
         if (target.kind === 'wasi-command') return invokeFunction(testbed, target, body);
+        if (target.kind === 'http-component') return invokeComponent(components, target, body, request, config);
         return invokeFilter(testbed, target, body, request);
       },
     );
 
-    await app.register(previewRoutes(services, testbed, config));
+    await app.register(previewRoutes(services, testbed, config, components));
   };
 }
 
@@ -131,6 +136,16 @@ async function invokeFilter(testbed: Testbed, target: Target, body: InvokeBody, 
   return filterResultJson(result, httpRequest, { name: upstream, simulated: body.response !== undefined });
 }
 
+const COMPONENT_REFUSED_FIELDS = ['response', 'upstream', 'httpCallResponses', 'ticks', 'logLevel', 'input', 'args', 'env'] as const;
+
+/** An http-component answers the request itself: there is no upstream to simulate and no stdin. */
+async function invokeComponent(components: ComponentTestbed, target: Target, body: InvokeBody, request: FastifyRequest, config: TestbedConfig) {
+  refuseFields(body, COMPONENT_REFUSED_FIELDS, target.kind);
+  if (body.limits?.memoryMb !== undefined) throw badRequest('invalid_limits', `limits.memoryMb does not apply to an http-component; its memory cap is the operator's (${config.memoryCapMb} MB)`);
+  const httpRequest = requestData(body.request, request.headers.host ?? 'localhost', config.maxBodyBytes);
+  return componentResultJson(await components.invoke(target.artifact, httpRequest, { timeoutMs: body.limits?.timeoutMs }));
+}
+
 function unknownUpstream(testbed: Testbed, name: string) {
   return badRequest('unknown_upstream', `no test bed upstream is named ${JSON.stringify(name)}; the operator allows ${testbed.upstreams.names().map((n) => JSON.stringify(n)).join(', ')} (KILN_TESTBED_UPSTREAMS)`);
 }
@@ -160,7 +175,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
   const record = build.artifacts[chosen];
   if (!record) throw notFound('artifact variant', chosen);
   const kind = build.kind ?? version.kind;
-  if (kind !== 'proxy-wasm' && kind !== 'wasi-command') throw unprocessable('unknown_kind', `version ${version.id} has no app kind the test bed can run`);
+  if (kind !== 'proxy-wasm' && kind !== 'wasi-command' && kind !== 'http-component') throw unprocessable('unknown_kind', `version ${version.id} has no app kind the test bed can run`);
   return {
     version,
     kind,
@@ -177,7 +192,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
  * bytes (the filter decides what it means), where the rest of the API
  * parses JSON and multipart.
  */
-function previewRoutes(services: Services, testbed: Testbed, config: TestbedConfig): FastifyPluginAsync {
+function previewRoutes(services: Services, testbed: Testbed, config: TestbedConfig, components: ComponentTestbed): FastifyPluginAsync {
   return async (plugin) => {
     plugin.removeAllContentTypeParsers();
     plugin.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
@@ -188,7 +203,7 @@ function previewRoutes(services: Services, testbed: Testbed, config: TestbedConf
       const cached = targets.get(key);
       if (cached && cached.until > Date.now()) return cached.target;
       const target = await resolveTarget(services, ownerId, versionId);
-      if (target.kind !== 'proxy-wasm') throw badRequest('not_a_filter', `version ${versionId} is a ${target.kind}; the preview URL runs filters (use POST /v1/versions/${versionId}/invoke)`);
+      if (target.kind === 'wasi-command') throw badRequest('not_a_filter', `version ${versionId} is a ${target.kind}; the preview URL runs filters and http-components (use POST /v1/versions/${versionId}/invoke)`);
       targets.set(key, { target, until: Date.now() + config.previewCacheMs });
       return target;
     };
@@ -198,6 +213,7 @@ function previewRoutes(services: Services, testbed: Testbed, config: TestbedConf
     };
     const handler = async (request: FastifyRequest<{ Params: { versionId: string } }>, reply: FastifyReply) => {
       const target = await targetFor(ownerOf(request), request.params.versionId);
+      if (target.kind === 'http-component') return sendComponentPreview(reply, await components.invoke(target.artifact, previewRequest(request)));
       const upstream = previewUpstream(target.version.config) ?? ECHO_UPSTREAM;
       if (!testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
       const incoming = previewRequest(request);
@@ -236,6 +252,28 @@ function rawPairs(raw: string[]): HeaderPairs {
 
 /** Failures that ended the exchange without a response, as the status a proxy would answer. */
 const FAILURE_STATUS: Readonly<Record<string, number>> = { paused: 504, timeout: 504 };
+
+/** The component's own response; failures as a proxy would answer them (504 for a deadline, else 502). */
+function sendComponentPreview(reply: FastifyReply, result: ComponentResult): FastifyReply {
+  const timing = `component;dur=${result.timings.handleMs.toFixed(3)}, instantiate;dur=${result.timings.instantiateMs.toFixed(3)}`;
+  const { response } = result;
+  if (response === null) {
+    return reply
+      .status(result.outcome === 'timeout' ? 504 : 502)
+      .header('x-kiln-outcome', result.outcome)
+      .header('server-timing', timing)
+      .send({ error: { code: `component_${result.outcome}`, message: result.message ?? `the component ended with outcome ${result.outcome}` } });
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (const [key, value] of response.headers) {
+    if (HOP_BY_HOP.has(key) || key === 'content-length') continue;
+    const existing = headers[key];
+    headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
+  }
+  reply.status(response.status).headers(headers).header('server-timing', timing);
+  if (result.outcome !== 'ok') reply.header('x-kiln-outcome', result.outcome);
+  return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
+}
 
 function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
   const timing = `filter;dur=${result.guestMs.toFixed(3)}`;

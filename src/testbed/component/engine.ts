@@ -12,6 +12,9 @@
  * never taken from the build, so no uploaded JavaScript is ever loaded.
  */
 import { toolchainDir } from '../../languages/javascript/toolchain.ts';
+import { UserError } from '../../errors.ts';
+import { inspectModule } from '../../wasm/inspect.ts';
+import { setMemoryMaximum } from '../../wasm/memory-cap.ts';
 import type { AllowedOrigin, EngineReply, HandleMessage, PrepareMessage } from './protocol.ts';
 import { createComponentHost, type ComponentHost, type OutgoingAnswer, type OutgoingCall } from './wasi-http-host.ts';
 
@@ -63,8 +66,13 @@ export class ComponentEngine {
     if (glue === undefined) return { type: 'failed', code: 'internal', message: 'jco produced no component.js' };
     const modules = new Map<string, WebAssembly.Module>();
     const compileStarted = performance.now();
-    for (const [name, bytes] of Object.entries(files)) {
-      if (name.endsWith('.wasm')) modules.set(name, await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>));
+    try {
+      for (const [name, bytes] of Object.entries(files)) {
+        if (name.endsWith('.wasm')) modules.set(name, await WebAssembly.compile(capMemory(bytes, message.memoryCapPages)));
+      }
+    } catch (error) {
+      if (error instanceof UserError) return { type: 'failed', code: 'not_runnable', message: error.message };
+      throw error;
     }
     const compileMs = performance.now() - compileStarted;
     const glueModule = (await import(`data:text/javascript;base64,${Buffer.from(glue).toString('base64')}`)) as { instantiate: Instantiate };
@@ -151,6 +159,16 @@ export class ComponentEngine {
       this.prepared.delete(oldest);
     }
   }
+}
+
+/**
+ * The memory cap of filters, applied the same way: each core module that
+ * defines a memory gets that memory's maximum set to the cap, so growing
+ * past it fails inside the guest. Modules that only import memory share it.
+ */
+function capMemory(bytes: Uint8Array, capPages: number): Uint8Array<ArrayBuffer> {
+  const defines = inspectModule(bytes, { validate: false }).memories.some((memory) => !memory.imported);
+  return defines ? setMemoryMaximum(bytes, capPages) : new Uint8Array(bytes);
 }
 
 function sameLimits(a: HandleMessage['limits'] | undefined, b: HandleMessage['limits']): boolean {

@@ -18,6 +18,8 @@ export interface PrepareMessage {
   sha256: string;
   /** The component's bytes; sent once per sha256 per engine. */
   component: Uint8Array;
+  /** Maximum of every memory the core modules define, in 64 KiB pages. */
+  memoryCapPages: number;
 }
 
 export interface HandleMessage {

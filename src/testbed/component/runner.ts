@@ -49,17 +49,17 @@ export class ComponentRunner {
   constructor(private readonly options: ComponentRunnerOptions) {}
 
   /** Transpiles and pre-warms once per sha256 per worker; concurrent callers share it. */
-  prepare(sha256: string, load: () => Promise<Uint8Array>): Promise<EngineReply> {
+  prepare(sha256: string, memoryCapPages: number, load: () => Promise<Uint8Array>): Promise<EngineReply> {
     const existing = this.prepared.get(sha256);
     if (existing) return existing;
-    const work = load().then((component) => this.send({ type: 'prepare', sha256, component }, this.options.prepareTimeoutMs));
+    const work = load().then((component) => this.send({ type: 'prepare', sha256, component, memoryCapPages }, this.options.prepareTimeoutMs));
     this.prepared.set(sha256, work);
-    work.then(
-      (reply) => {
-        if (reply.type !== 'prepared') this.prepared.delete(sha256);
-      },
-      () => this.prepared.delete(sha256),
-    );
+    const forget = () => {
+      if (this.prepared.get(sha256) === work) this.prepared.delete(sha256);
+    };
+    work.then((reply) => {
+      if (reply.type !== 'prepared') forget();
+    }, forget);
     return work;
   }
 
