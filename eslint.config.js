@@ -12,4 +12,11 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    // Edge functions (http-component) run in StarlingMonkey: Service Worker globals, no Node.
+    files: ['examples/js-*/**/*.js', 'test/**/fixtures/component-*/**/*.js'],
+    languageOptions: {
+      globals: { addEventListener: 'readonly', Response: 'readonly', Request: 'readonly', Headers: 'readonly', URL: 'readonly', fetch: 'readonly', console: 'readonly' },
+    },
+  },
 );
