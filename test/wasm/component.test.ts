@@ -138,3 +138,32 @@ describe('evaluator: core module versus component', () => {
     assert.match(verdict.ok ? '' : verdict.reason, /does not fit the http-component kind: .*wasi:sockets\/tcp/);
   });
 });
+
+describe('optimize stage for a component', () => {
+  it('records every requested step as skipped with why, runs nothing and serves the original', async () => {
+    const { optimizeArtifact } = await import('../../src/optimize/optimize.ts');
+    const lines: string[] = [];
+    const bytes = component([], [exportInstance(HANDLER)]);
+    // No sandbox exists here: the component path must not reach one.
+    const result = await optimizeArtifact({
+      original: bytes,
+      kind: 'http-component',
+      options: { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: 16 },
+      sandbox: undefined as never,
+      workRoot: '/nonexistent',
+      limits: undefined as never,
+      log: (line) => lines.push(line),
+      onOutput: () => undefined,
+    });
+    assert.equal(result.optimized, undefined);
+    assert.equal(result.details.optimize.served, 'original');
+    assert.deepEqual(result.details.optimize.steps.map((step) => [step.name, step.status]), [
+      ['strip', 'skipped'],
+      ['wizer', 'skipped'],
+      ['wasm-opt', 'skipped'],
+      ['memory-cap', 'skipped'],
+    ]);
+    assert.ok(result.details.optimize.steps.every((step) => (step.reason ?? '').length > 20));
+    assert.ok(lines.some((line) => /wasm-opt skipped: wasm-opt \(binaryen\) reads core modules/.test(line)));
+  });
+});
