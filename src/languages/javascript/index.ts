@@ -16,7 +16,7 @@ import { buildFailure } from '../failure.ts';
 import { isRegularFile, readSmallText } from '../files.ts';
 import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
 import { refuseDependencies } from './dependencies.ts';
-import { COMPONENT_WORLD, SANDBOX_ESBUILD, SANDBOX_JS_SCRIPTS, SANDBOX_JS_WIT, toolchainDir, toolchainMounts } from './toolchain.ts';
+import { COMPONENT_WORLD, SANDBOX_JS_SCRIPTS, SANDBOX_JS_WIT, toolchainDir, toolchainMounts } from './toolchain.ts';
 
 export type ScriptLanguageId = Extract<LanguageId, 'javascript' | 'typescript'>;
 
@@ -109,20 +109,7 @@ async function prepare(context: BuildContext): Promise<void> {
 async function steps(context: BuildContext, nodePath: string): Promise<BuildStep[]> {
   const entry = (await findEntry(context.sourceDir)) ?? 'src/index.js';
   const bundle = `${SANDBOX_KILN_DIR}/${BUNDLE_FILE}`;
-  const esbuild = [
-    SANDBOX_ESBUILD,
-    entry,
-    '--bundle',
-    '--format=esm',
-    // No Node or browser built-ins exist in the component; an import of one fails here, with its line.
-    '--platform=neutral',
-    '--main-fields=module,main',
-    '--target=es2022',
-    `--outfile=${bundle}`,
-    '--log-level=warning',
-    '--log-limit=20',
-    '--color=false',
-  ];
+  const esbuild: string[] = [nodePath, `${SANDBOX_JS_SCRIPTS}/bundle.mjs`, entry, bundle];
   const componentize: string[] = [nodePath, `${SANDBOX_JS_SCRIPTS}/componentize.mjs`, bundle, SANDBOX_JS_WIT, COMPONENT_WORLD, SANDBOX_OUTPUT_PATH];
   return [
     { name: 'esbuild', command: esbuild, env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR },

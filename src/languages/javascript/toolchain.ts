@@ -17,8 +17,6 @@ export const SANDBOX_JS_DIR = `${SANDBOX_PLATFORM_DIR}/js`;
 export const SANDBOX_JS_MODULES = `${SANDBOX_JS_DIR}/node_modules`;
 export const SANDBOX_JS_WIT = `${SANDBOX_JS_DIR}/wit`;
 export const SANDBOX_JS_SCRIPTS = `${SANDBOX_JS_DIR}/kiln`;
-/** esbuild's native binary: no JavaScript wrapper, no install-time checks. */
-export const SANDBOX_ESBUILD = `${SANDBOX_JS_MODULES}/@esbuild/linux-x64/bin/esbuild`;
 /** The world in the generated WIT (see the install script). */
 export const COMPONENT_WORLD = 'handler';
 
