@@ -11,7 +11,6 @@
  * the glue is produced here by Kiln's pinned jco from the component bytes,
  * never taken from the build, so no uploaded JavaScript is ever loaded.
  */
-import { toolchainDir } from '../../languages/javascript/toolchain.ts';
 import { UserError } from '../../errors.ts';
 import { inspectModule } from '../../wasm/inspect.ts';
 import { setMemoryMaximum } from '../../wasm/memory-cap.ts';
@@ -42,22 +41,26 @@ interface WarmInstance {
 export const MAX_PREPARED_COMPONENTS = 4;
 
 type Transpile = (bytes: Uint8Array, options: Record<string, unknown>) => Promise<{ files: Record<string, Uint8Array> }>;
-let transpiler: Promise<Transpile> | undefined;
-
-function loadTranspiler(): Promise<Transpile> {
-  transpiler ??= import(`${toolchainDir()}/node_modules/@bytecodealliance/jco-transpile/dist/index.js`).then((module: { transpileBytes: Transpile }) => module.transpileBytes);
-  return transpiler;
-}
 
 export class ComponentEngine {
   private readonly prepared = new Map<string, Prepared>();
+  private transpiler: Promise<Transpile> | undefined;
+
+  /** `toolchainDir`: the JS toolchain prefix holding jco-transpile (Kiln's own, pinned). */
+  constructor(private readonly toolchainDir: string) {}
+
+  private async transpileComponent(component: Uint8Array): Promise<Record<string, Uint8Array>> {
+    this.transpiler ??= import(`${this.toolchainDir}/node_modules/@bytecodealliance/jco-transpile/dist/index.js`).then((module: { transpileBytes: Transpile }) => module.transpileBytes);
+    const transpile = await this.transpiler;
+    const { files } = await transpile(component, { name: 'component', instantiation: 'sync', noTypescript: true, emitTypescriptDeclarations: false, wasiShim: false });
+    return files;
+  }
 
   async prepare(message: PrepareMessage): Promise<EngineReply> {
     const started = performance.now();
     let files: Record<string, Uint8Array>;
     try {
-      const transpile = await loadTranspiler();
-      ({ files } = await transpile(message.component, { name: 'component', instantiation: 'sync', noTypescript: true, emitTypescriptDeclarations: false, wasiShim: false }));
+      files = message.transpiled ?? (await this.transpileComponent(message.component));
     } catch (error) {
       return { type: 'failed', code: 'not_runnable', message: `jco could not transpile the component: ${describe(error)}` };
     }
@@ -85,7 +88,7 @@ export class ComponentEngine {
       this.prepared.delete(message.sha256);
       return { type: 'failed', code: 'not_runnable', message: `the component failed to start: ${describe(error)}` };
     }
-    return { type: 'prepared', sha256: message.sha256, transpileMs, compileMs, instantiateMs: entry.warm.instantiateMs };
+    return { type: 'prepared', sha256: message.sha256, transpileMs, compileMs, instantiateMs: entry.warm.instantiateMs, transpiled: files };
   }
 
   has(sha256: string): boolean {

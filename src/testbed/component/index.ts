@@ -6,6 +6,7 @@
  * compiled, an instance pre-warmed) once per artifact and memory cap.
  */
 import { unprocessable } from '../../errors.ts';
+import { toolchainDir } from '../../languages/javascript/toolchain.ts';
 import { bodyJson } from '../render.ts';
 import { PAGE_SIZE } from '../../wasm/binary.ts';
 import type { TestbedConfig } from '../config.ts';
@@ -41,7 +42,7 @@ export class ComponentTestbed {
   private readonly sizes = new Lru<string, { size: number; prepareMs: number }>(256);
 
   constructor(private readonly config: TestbedConfig) {
-    this.runner = new ComponentRunner({ heapMb: Math.max(COMPONENT_WORKER_HEAP_MB, config.workerHeapMb), prepareTimeoutMs: COMPONENT_PREPARE_TIMEOUT_MS });
+    this.runner = new ComponentRunner({ heapMb: Math.max(COMPONENT_WORKER_HEAP_MB, config.workerHeapMb), prepareTimeoutMs: COMPONENT_PREPARE_TIMEOUT_MS, toolchainDir: toolchainDir() });
     this.allowed = [...config.upstreams].map(([name, url]) => ({ name, origin: url.origin }));
   }
 
@@ -53,7 +54,18 @@ export class ComponentTestbed {
   async invoke(artifact: ArtifactRef, request: HttpRequestData, limits: { timeoutMs?: number } = {}): Promise<ComponentResult> {
     const started = performance.now();
     const capPages = this.capPages();
-    const key = await this.prepared(artifact, capPages);
+    let key: string;
+    try {
+      key = await this.prepared(artifact, capPages);
+    } catch (error) {
+      if (error instanceof ComponentTimeoutError) throw unprocessable('module_not_runnable', `preparing the component (transpile, compile, first instance) took longer than ${COMPONENT_PREPARE_TIMEOUT_MS} ms`);
+      if (error instanceof ComponentRunnerLostError) {
+        const module = { sha256: artifact.sha256, size: 0, memoryCapBytes: capPages * PAGE_SIZE, prepareMs: 0 };
+        const timings = { totalMs: performance.now() - started, instantiateMs: 0, handleMs: 0, prewarmed: false };
+        return { kind: 'http-component', outcome: 'vm_lost', message: error.message, response: null, logs: [], droppedLogBytes: 0, outgoing: [], module, timings };
+      }
+      throw error;
+    }
     const deadlineMs = Math.min(limits.timeoutMs ?? this.config.timeoutMs, this.config.maxTimeoutMs);
     const prepared = this.sizes.get(key) ?? { size: 0, prepareMs: 0 };
     const module = { sha256: artifact.sha256, size: prepared.size, memoryCapBytes: capPages * PAGE_SIZE, prepareMs: prepared.prepareMs };

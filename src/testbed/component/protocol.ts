@@ -20,7 +20,12 @@ export interface PrepareMessage {
   component: Uint8Array;
   /** Maximum of every memory the core modules define, in 64 KiB pages. */
   memoryCapPages: number;
+  /** jco's output for this component from an earlier prepare (skips the transpile). */
+  transpiled?: TranspiledFiles;
 }
+
+/** File name → bytes, as jco transpile produced them (the glue and its core modules). */
+export type TranspiledFiles = Record<string, Uint8Array>;
 
 export interface HandleMessage {
   type: 'handle';
@@ -38,6 +43,8 @@ export interface PrepareReply {
   transpileMs: number;
   compileMs: number;
   instantiateMs: number;
+  /** What was transpiled, so the host can hand it to a replacement engine. */
+  transpiled: TranspiledFiles;
 }
 
 export interface HandleReply {

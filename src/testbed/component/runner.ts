@@ -8,13 +8,22 @@
  * builds the only capabilities its guests get (see wasi-http-host.ts).
  */
 import { Worker } from 'node:worker_threads';
-import type { EngineMessage, EngineReply, HandleMessage, HandleReply } from './protocol.ts';
+import { Lru } from '../lru.ts';
+import type { EngineMessage, EngineReply, HandleMessage, HandleReply, TranspiledFiles } from './protocol.ts';
+
+/**
+ * Transpiled components kept in this thread (about the component's size
+ * each), so a worker replaced after a deadline prepares without jco.
+ */
+export const TRANSPILED_CACHE_ENTRIES = 4;
 
 export interface ComponentRunnerOptions {
   /** V8 heap of the worker (old generation), MB. Wasm memories are not part of it. */
   heapMb: number;
   /** Deadline for preparing (transpile + compile + first instance), ms. */
   prepareTimeoutMs: number;
+  /** The JS toolchain prefix (jco-transpile); passed in because the worker's environment is empty. */
+  toolchainDir: string;
 }
 
 export class ComponentTimeoutError extends Error {
@@ -45,6 +54,7 @@ export class ComponentRunner {
   /** sha256s prepared in the current worker (a replaced worker starts empty). */
   private prepared = new Map<string, Promise<EngineReply>>();
   private closed = false;
+  private readonly transpiled = new Lru<string, TranspiledFiles>(TRANSPILED_CACHE_ENTRIES);
 
   constructor(private readonly options: ComponentRunnerOptions) {}
 
@@ -52,13 +62,15 @@ export class ComponentRunner {
   prepare(sha256: string, memoryCapPages: number, load: () => Promise<Uint8Array>): Promise<EngineReply> {
     const existing = this.prepared.get(sha256);
     if (existing) return existing;
-    const work = load().then((component) => this.send({ type: 'prepare', sha256, component, memoryCapPages }, this.options.prepareTimeoutMs));
+    const transpiled = this.transpiled.get(sha256);
+    const work = load().then((component) => this.send({ type: 'prepare', sha256, component, memoryCapPages, ...(transpiled ? { transpiled } : {}) }, this.options.prepareTimeoutMs));
     this.prepared.set(sha256, work);
     const forget = () => {
       if (this.prepared.get(sha256) === work) this.prepared.delete(sha256);
     };
     work.then((reply) => {
-      if (reply.type !== 'prepared') forget();
+      if (reply.type === 'prepared') this.transpiled.set(sha256, reply.transpiled);
+      else forget();
     }, forget);
     return work;
   }
@@ -95,7 +107,7 @@ export class ComponentRunner {
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(bootstrapSource(), { eval: true, env: {}, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb }, stdout: true, stderr: true });
+    const worker = new Worker(bootstrapSource(), { eval: true, env: {}, workerData: { toolchainDir: this.options.toolchainDir }, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb }, stdout: true, stderr: true });
     worker.on('message', (reply: EngineReply) => {
       const head = this.queue.shift();
       if (!head) return;

@@ -2,11 +2,11 @@
  * Worker-thread host of the component engine: one message at a time, in
  * order (the runner's deadline covers the message at the head).
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { ComponentEngine } from './engine.ts';
 import type { EngineMessage, EngineReply } from './protocol.ts';
 
-const engine = new ComponentEngine();
+const engine = new ComponentEngine((workerData as { toolchainDir: string }).toolchainDir);
 let queue: Promise<void> = Promise.resolve();
 
 parentPort?.on('message', (message: EngineMessage) => {
