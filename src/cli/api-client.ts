@@ -17,7 +17,7 @@ import type {
   Version as VersionSchema,
   VersionMetadata as VersionMetadataSchema,
 } from '../api/schemas.ts';
-import type { FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
+import type { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
 import { describeTokenSource, type ResolvedConfig } from './config.ts';
 import { readSse } from './sse.ts';
 
@@ -31,7 +31,8 @@ export type KindName = Static<typeof KindSchema>;
 export type InvokeBody = Static<typeof InvokeBodySchema>;
 export type FunctionResult = Static<typeof FunctionResultSchema>;
 export type FilterResult = Static<typeof FilterResultSchema>;
-export type InvokeResult = FunctionResult | FilterResult;
+export type ComponentResult = Static<typeof ComponentResultSchema>;
+export type InvokeResult = FunctionResult | FilterResult | ComponentResult;
 
 export interface Page<T> {
   items: T[];
