@@ -434,6 +434,11 @@ class FutureIncomingResponse {
   }
 }
 
+/** Refused by the allow-list, as opposed to allowed and then failed. */
+function isAllowed(answer: OutgoingAnswer): boolean {
+  return answer.ok || answer.error.tag !== 'HTTP-request-denied';
+}
+
 /** Terminal and file-system resources exist as types only: the host never hands one out. */
 class Unavailable {}
 
@@ -518,7 +523,7 @@ export function createComponentHost(limits: HostLimits): ComponentHost {
       body: outgoingRequest.requestBody?.bytes() ?? new Uint8Array(0),
     };
     const result = current?.outgoing(call) ?? refuseAll();
-    current?.record.outgoing.push({ authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: result.ok, ...(result.ok ? { status: result.status } : {}) });
+    current?.record.outgoing.push({ authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: isAllowed(result), ...(result.ok ? { status: result.status } : {}) });
     if (!result.ok) throw result.error;
     return new FutureIncomingResponse({ tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) });
   };
