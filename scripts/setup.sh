@@ -63,3 +63,6 @@ fi
 
 # The web UI bundle (served by `kiln serve` at /): built when missing or stale.
 bash scripts/build-ui.sh
+
+# The JavaScript/TypeScript component toolchain lives apart (toolchains/js).
+bash scripts/install-js-toolchain.sh

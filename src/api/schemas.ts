@@ -11,8 +11,8 @@ export const ErrorBody = Type.Object(
   { $id: 'Error', description: 'Every 4xx and 5xx answer has this shape' },
 );
 
-export const Language = Type.Union([Type.Literal('rust'), Type.Literal('c'), Type.Literal('assemblyscript')]);
-export const Kind = Type.Union([Type.Literal('proxy-wasm'), Type.Literal('wasi-command')]);
+export const Language = Type.Union([Type.Literal('rust'), Type.Literal('c'), Type.Literal('assemblyscript'), Type.Literal('javascript'), Type.Literal('typescript')]);
+export const Kind = Type.Union([Type.Literal('proxy-wasm'), Type.Literal('wasi-command'), Type.Literal('http-component')]);
 export const Phase = Type.Union([Type.Literal('request_headers'), Type.Literal('request_body'), Type.Literal('response_headers'), Type.Literal('response_body'), Type.Literal('log')]);
 export const BuildStateSchema = Type.Union([
   Type.Literal('queued'),

@@ -16,7 +16,7 @@ import type {
   VersionMetadata as VersionMetadataSchema,
 } from './schemas.ts';
 import type { DeploymentHistoryJson, DeploymentJson, PromoteResultJson } from './routes/deployments.ts';
-import type { FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
+import type { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
 
 export type Application = Static<typeof ApplicationSchema>;
 export type Version = Static<typeof VersionSchema>;
@@ -28,7 +28,8 @@ export type KindName = Static<typeof KindSchema>;
 export type InvokeBody = Static<typeof InvokeBodySchema>;
 export type FunctionResult = Static<typeof FunctionResultSchema>;
 export type FilterResult = Static<typeof FilterResultSchema>;
-export type InvokeResult = FunctionResult | FilterResult;
+export type ComponentResult = Static<typeof ComponentResultSchema>;
+export type InvokeResult = FunctionResult | FilterResult | ComponentResult;
 export type Deployment = DeploymentJson;
 export type PromoteResult = PromoteResultJson;
 export type DeploymentHistory = DeploymentHistoryJson;

@@ -15,6 +15,7 @@ export type {
   Application,
   Build,
   BuildState,
+  ComponentResult,
   FilterResult,
   FunctionResult,
   InvokeBody,

@@ -22,7 +22,7 @@ export const ManifestEntrySchema = Type.Object({
   variant: Type.String(),
   sha256: Sha256,
   size: Type.Integer({ minimum: 0 }),
-  kind: Type.Union([Type.String(), Type.Null()]),
+  kind: Type.Union([Type.String(), Type.Null()], { description: 'the app kind, which says which runtime runs it: proxy-wasm (a Proxy-Wasm host), wasi-command (a WASI preview 1 runner), http-component (a WASI 0.2 wasi:http host)' }),
   phases: Type.Array(Type.String()),
   config: Type.String(),
   deployedAt: Type.String({ description: 'when it was promoted (ISO 8601)' }),

@@ -1,6 +1,9 @@
 import { UserError } from '../errors.ts';
 import type { ArtifactRecord } from '../store/metadata/schema.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
+import { inspectComponent, isComponentBinary } from '../wasm/component.ts';
+import { checkComponentKind } from '../wasm/component-kind.ts';
+import { inspectModule, type ModuleInfo } from '../wasm/inspect.ts';
 import { inspectOffThread, type InspectLimits } from './inspect-thread.ts';
 import { checkKind, detectKind, type AppKind } from '../wasm/kind.ts';
 import type { CompletionReport } from '../queue/complete.ts';
@@ -31,7 +34,7 @@ interface EvaluationInput {
 /** How long one artifact's validation may take before the build fails for it. */
 export const INSPECT_DEADLINE_MS = 60_000;
 
-type ModuleVerdict = { ok: true; kind: AppKind } | { ok: false; reason: string };
+export type ModuleVerdict = { ok: true; kind: AppKind } | { ok: false; reason: string };
 
 /**
  * The API's judgement of what a worker reports. A worker is trusted to run
@@ -72,12 +75,49 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
 
 async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKind | null, limits: InspectLimits): Promise<ModuleVerdict> {
   const { body } = await objects.getBuffer(key);
+  // A component's names are read by a small bounded parser (no compilation): cheap enough here.
+  if (isComponentBinary(body)) return judgeComponent(body, wantedKind);
   const inspection = await inspectOffThread(body, limits);
   if (!inspection.ok) return { ok: false, reason: `the build produced an invalid WebAssembly module: ${inspection.reason}` };
-  const info = inspection.info;
+  return judgeModuleInfo(inspection.info, wantedKind);
+}
+
+/**
+ * The same verdict on bytes, synchronously on this thread (tests and small
+ * artifacts; the evaluator itself inspects core modules off the event loop).
+ */
+export function judgeArtifact(body: Uint8Array, wantedKind: AppKind | null): ModuleVerdict {
+  if (isComponentBinary(body)) return judgeComponent(body, wantedKind);
+  let info: ModuleInfo;
+  try {
+    info = inspectModule(body);
+  } catch (error) {
+    if (error instanceof UserError) return { ok: false, reason: `the build produced an invalid WebAssembly module: ${error.message}` };
+    throw error;
+  }
+  return judgeModuleInfo(info, wantedKind);
+}
+
+function judgeModuleInfo(info: ModuleInfo, wantedKind: AppKind | null): ModuleVerdict {
   const kind = wantedKind ?? detectKind(info);
   if (!kind) return { ok: false, reason: 'the module is neither a proxy-wasm filter nor a WASI command (no proxy_abi_version_* or _start export); declare the kind or fix the exports' };
   const check = checkKind(info, kind);
   if (!check.ok) return { ok: false, reason: `the module does not fit the ${kind} kind: ${check.problems.join(' ')}` };
   return { ok: true, kind };
+}
+
+function judgeComponent(body: Uint8Array, wantedKind: AppKind | null): ModuleVerdict {
+  if (wantedKind !== null && wantedKind !== 'http-component') {
+    return { ok: false, reason: `the build produced a WebAssembly component, but a ${wantedKind} must be a core module; declare the kind http-component for a wasi:http component` };
+  }
+  let info;
+  try {
+    info = inspectComponent(body);
+  } catch (error) {
+    if (error instanceof UserError) return { ok: false, reason: `the build produced an invalid WebAssembly component: ${error.message}` };
+    throw error;
+  }
+  const check = checkComponentKind(info);
+  if (!check.ok) return { ok: false, reason: `the component does not fit the http-component kind: ${check.problems.join(' ')}` };
+  return { ok: true, kind: 'http-component' };
 }

@@ -5,6 +5,7 @@
 import type { Detection, Language, LanguageId } from './language.ts';
 import { createAssemblyScript, type AssemblyScriptOptions } from './assemblyscript/index.ts';
 import { createC } from './c/index.ts';
+import { createJavaScript, type JavaScriptOptions } from './javascript/index.ts';
 import { createRust, type RustOptions } from './rust/index.ts';
 
 export type { AppKind, BuildContext, BuildStep, Detection, Language, LanguageId } from './language.ts';
@@ -14,6 +15,7 @@ export { APP_KINDS, LANGUAGE_IDS } from './language.ts';
 export interface LanguageOptions {
   rust?: RustOptions;
   assemblyscript?: AssemblyScriptOptions;
+  javascript?: JavaScriptOptions;
 }
 
 export type LanguageRegistry = Readonly<Record<LanguageId, Language>>;
@@ -23,15 +25,18 @@ export function createLanguages(options: LanguageOptions = {}): LanguageRegistry
     rust: createRust(options.rust),
     c: createC(),
     assemblyscript: createAssemblyScript(options.assemblyscript),
+    javascript: createJavaScript('javascript', options.javascript),
+    typescript: createJavaScript('typescript', options.javascript),
   };
 }
 
 /**
  * Most specific first: a Rust crate may carry C files for a build script and
- * an AssemblyScript project may carry a package.json, while C is recognised
- * by nothing more than *.c files.
+ * an AssemblyScript project may carry a package.json (so it comes before
+ * JavaScript/TypeScript, which also start from package.json), while C is
+ * recognised by nothing more than *.c files.
  */
-export const DETECTION_ORDER: readonly LanguageId[] = ['rust', 'assemblyscript', 'c'];
+export const DETECTION_ORDER: readonly LanguageId[] = ['rust', 'assemblyscript', 'typescript', 'javascript', 'c'];
 
 const defaultRegistry = createLanguages();
 
@@ -45,4 +50,4 @@ export async function detectLanguage(sourceDir: string, registry: LanguageRegist
 }
 
 /** Said when detection finds nothing; names what each language looks for. */
-export const UNDETECTED_REASON = 'could not detect the language: no Cargo.toml, assembly/index.ts, asconfig.json or *.c/*.cc/*.cpp found';
+export const UNDETECTED_REASON = 'could not detect the language: no Cargo.toml, assembly/index.ts, asconfig.json, package.json main, src/index.ts|js or *.c/*.cc/*.cpp found';

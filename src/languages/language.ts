@@ -3,9 +3,9 @@ import type { AppKind } from '../wasm/kind.ts';
 
 // The kind is a property of the module (its imports and exports), so it is defined with the Wasm rules.
 export type { AppKind };
-export type LanguageId = 'rust' | 'c' | 'assemblyscript';
-export const LANGUAGE_IDS: readonly LanguageId[] = ['rust', 'c', 'assemblyscript'];
-export const APP_KINDS: readonly AppKind[] = ['proxy-wasm', 'wasi-command'];
+export type LanguageId = 'rust' | 'c' | 'assemblyscript' | 'javascript' | 'typescript';
+export const LANGUAGE_IDS: readonly LanguageId[] = ['rust', 'c', 'assemblyscript', 'javascript', 'typescript'];
+export const APP_KINDS: readonly AppKind[] = ['proxy-wasm', 'wasi-command', 'http-component'];
 
 export interface Detection {
   language: LanguageId;

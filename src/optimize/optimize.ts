@@ -24,6 +24,7 @@ import { inspectModule, type ModuleInfo } from '../wasm/inspect.ts';
 import { checkKind, type AppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
 import { OptimizeResultCache } from './result-cache.ts';
+import { skipComponentOptimization } from './component.ts';
 import { isStartupTimes, measureStartup, type StartupMeasurement } from './startup.ts';
 import { stripCustomSections } from './strip.ts';
 import { OptimizeCancelled, putFile, takeFile, type ToolContext, type ToolOutcome } from './tool-run.ts';
@@ -112,6 +113,7 @@ interface Candidate {
 }
 
 export async function optimizeArtifact(input: OptimizeInput): Promise<OptimizeResult> {
+  if (input.kind === 'http-component') return skipComponentOptimization(input.original, input.options, input.log);
   if (!wantsWork(input)) {
     return { details: { variants: { original: { bytes: input.original.length, startup: null } }, optimize: { steps: [], served: 'original' } } };
   }

@@ -160,3 +160,15 @@ export const FilterResultSchema = Type.Object(
     timings: Type.Object({ totalMs: Type.Number(), guestMs: Type.Number(), vmStarted: Type.Boolean() }),
   },
 );
+
+export const ComponentResultSchema = Type.Object({
+  kind: Type.Literal('http-component'),
+  outcome: Type.String({ description: 'ok | trap | timeout | no_response | error_response | vm_lost' }),
+  message: Type.Optional(Type.String()),
+  response: Type.Union([Type.Object({ status: Type.Integer(), headers: Pairs, body: Body }), Type.Null()], { description: "the component's own response (a thrown error in a fetch handler is StarlingMonkey's 500)" }),
+  logs: Type.Array(Type.Object({ stream: Type.String(), line: Type.String() })),
+  droppedLogBytes: Type.Integer(),
+  outgoing: Type.Array(Type.Object({ authority: Type.String(), pathWithQuery: Type.String(), allowed: Type.Boolean(), status: Type.Optional(Type.Integer()) })),
+  module: Type.Object({ sha256: Type.String(), size: Type.Integer(), memoryCapBytes: Type.Integer(), prepareMs: Type.Number() }),
+  timings: Type.Object({ totalMs: Type.Number(), instantiateMs: Type.Number(), handleMs: Type.Number(), prewarmed: Type.Boolean() }),
+});

@@ -17,8 +17,8 @@
 import { unprocessable } from '../errors.ts';
 import { PAGE_SIZE } from '../wasm/binary.ts';
 import { inspectModule } from '../wasm/inspect.ts';
-import { checkKind } from '../wasm/kind.ts';
-import type { AppKind } from '../wasm/kind.ts';
+import { checkKind, isCoreKind } from '../wasm/kind.ts';
+import type { AppKind, CoreAppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
 import { limitModuleShape } from '../wasm/module-limits.ts';
 import type { ModuleShapeLimits } from '../wasm/module-limits.ts';
@@ -52,7 +52,7 @@ interface KindRules {
   callbacks: Readonly<Record<string, ReturnType<typeof sig>>>;
 }
 
-const RULES: Readonly<Record<AppKind, KindRules>> = {
+const RULES: Readonly<Record<CoreAppKind, KindRules>> = {
   'proxy-wasm': {
     host: { env: PROXY_HOST_SIGNATURES, [WASI_MODULE]: WASI_SIGNATURES, [WASI_LEGACY_MODULE]: WASI_SIGNATURES },
     policy: {
@@ -94,7 +94,7 @@ async function prepare(key: string, artifact: ArtifactRef, kind: AppKind, capPag
   const bytes = limitModuleShape(setMemoryMaximum(await artifact.load(), capPages), shape);
   const info = inspectModule(bytes, { validate: false });
   const fits = checkKind(info, kind);
-  if (!fits.ok) throw unprocessable('module_not_runnable', `the module cannot run as a ${kind}: ${fits.problems.join(' ')}`);
+  if (!fits.ok || !isCoreKind(kind)) throw unprocessable('module_not_runnable', `the module cannot run as a ${kind}: ${fits.ok ? 'not a core module kind' : fits.problems.join(' ')}`);
   const rules = RULES[kind];
   const signatures = readSignatures(bytes);
   const problems = exportProblems(signatures.exports, rules.callbacks);

@@ -29,6 +29,10 @@
  *    subset). Names inside those are not checked against a list: hosts ship
  *    extensions, and the test bed answers unknown calls with UNIMPLEMENTED.
  *
+ * http-component (WASI 0.2 component in the wasi:http/proxy world): not a
+ *  core module at all; its rules are in component-kind.ts. A core module
+ *  declared as one fails here with a sentence saying so.
+ *
  * wasi-command (WASI preview 1 command):
  *  - exports `_start` (a function) and its memory as "memory" (32-bit).
  *  - does not also export `_initialize`: the WASI application ABI makes
@@ -38,7 +42,13 @@
  */
 import type { ExportInfo, ImportInfo, ModuleInfo } from './inspect.ts';
 
-export type AppKind = 'proxy-wasm' | 'wasi-command';
+export type AppKind = 'proxy-wasm' | 'wasi-command' | 'http-component';
+/** Kinds whose artifact is a core module (checked by checkKind); http-component is a component (component-kind.ts). */
+export type CoreAppKind = Exclude<AppKind, 'http-component'>;
+
+export function isCoreKind(kind: AppKind): kind is CoreAppKind {
+  return kind !== 'http-component';
+}
 
 export type KindCheck = { ok: true } | { ok: false; problems: string[] };
 
@@ -48,6 +58,7 @@ const ABI_MARKER_PREFIX = 'proxy_abi_version_';
 const ACCEPTED_ABI_MARKERS = ['proxy_abi_version_0_2_1', 'proxy_abi_version_0_2_0'];
 
 export function checkKind(info: ModuleInfo, kind: AppKind): KindCheck {
+  if (!isCoreKind(kind)) return { ok: false, problems: ['It is a core WebAssembly module, but an http-component must be a WebAssembly component (WASI 0.2) exporting wasi:http/incoming-handler; build it with componentize-js or cargo component, or declare the kind of the module.'] };
   const problems = kind === 'proxy-wasm' ? proxyWasmProblems(info) : wasiCommandProblems(info);
   return problems.length === 0 ? { ok: true } : { ok: false, problems };
 }
@@ -59,7 +70,7 @@ export function checkKind(info: ModuleInfo, kind: AppKind): KindCheck {
  * It is a hint for messages ("declared wasi-command but looks like a
  * proxy-wasm filter"); checkKind gives the verdict.
  */
-export function detectKind(info: ModuleInfo): AppKind | undefined {
+export function detectKind(info: ModuleInfo): CoreAppKind | undefined {
   const names = info.exports.map((e) => e.name);
   if (names.some((n) => n.startsWith(ABI_MARKER_PREFIX) || n.startsWith('proxy_on_'))) return 'proxy-wasm';
   if (names.includes('_start')) return 'wasi-command';

@@ -24,7 +24,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { badRequest, conflict, notFound, unprocessable } from '../../errors.ts';
 import type { Build } from '../../store/metadata/repositories/builds.ts';
 import type { Version } from '../../store/metadata/repositories/versions.ts';
-import { FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
+import { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
+import { ComponentTestbed, componentResultJson, type ComponentResult } from '../../testbed/component/index.ts';
 import { loadTestbedConfig } from '../../testbed/config.ts';
 import type { TestbedConfig } from '../../testbed/config.ts';
 import type { HttpRequestData } from '../../testbed/http-message.ts';
@@ -65,12 +66,14 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
   return async (plugin) => {
     const config = options.config ?? loadTestbedConfig();
     const testbed = new RunnerTestbed(config);
+    // TODO(issue 13): components still run in a worker thread of this process; they move into the runners next.
+    const components = new ComponentTestbed(config);
     const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
     const stopCompiling = services.buildEvents.onSucceeded((build) => precompile(services, testbed, build));
     plugin.addHook('onClose', async () => {
       stopAccepting();
       stopCompiling();
-      await testbed.close();
+      await Promise.all([testbed.close(), components.close()]);
     });
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
     const targets = new TargetCache(services, config.previewCacheMs);
@@ -96,7 +99,7 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
             'A function (wasi-command) gets `input` on stdin, `args` and `env`; a filter (proxy-wasm) gets `request` in a fresh VM configured with the version config, and its upstream answers (or `response` is used). Guest failures are results (`outcome`: trap, timeout, memory_limit, paused, …), not errors.',
           params: VersionParams,
           body: InvokeBody,
-          response: { 200: Type.Union([FunctionResultSchema, FilterResultSchema]), ...errorResponses },
+          response: { 200: Type.Union([FunctionResultSchema, FilterResultSchema, ComponentResultSchema]), ...errorResponses },
         },
       },
       async (request, reply) => {
@@ -104,11 +107,12 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
         const target = await targets.get(ownerOf(request), request.params.versionId, body.variant);
         checkLimits(body, config);
         if (target.kind === 'wasi-command') return withRetryAfter(reply, () => invokeFunction(testbed, target, body));
+        if (target.kind === 'http-component') return invokeComponent(components, target, body, request, config);
         return withRetryAfter(reply, () => invokeFilter(testbed, target, body, request));
       },
     );
 
-    await app.register(previewRoutes(testbed, config, targets));
+    await app.register(previewRoutes(testbed, config, targets, components));
   };
 }
 
@@ -155,6 +159,16 @@ async function invokeFilter(testbed: RunnerTestbed, target: Target, body: Invoke
   return filterResultJson(result, httpRequest, { name: upstream, simulated: body.response !== undefined }, { maxBodyBytes: testbed.config.maxResultBodyBytes });
 }
 
+const COMPONENT_REFUSED_FIELDS = ['response', 'upstream', 'httpCallResponses', 'ticks', 'logLevel', 'input', 'args', 'env'] as const;
+
+/** An http-component answers the request itself: there is no upstream to simulate and no stdin. */
+async function invokeComponent(components: ComponentTestbed, target: Target, body: InvokeBody, request: FastifyRequest, config: TestbedConfig) {
+  refuseFields(body, COMPONENT_REFUSED_FIELDS, target.kind);
+  if (body.limits?.memoryMb !== undefined) throw badRequest('invalid_limits', `limits.memoryMb does not apply to an http-component; its memory cap is the operator's (${config.memoryCapMb} MB)`);
+  const httpRequest = requestData(body.request, request.headers.host ?? 'localhost', config.maxBodyBytes);
+  return componentResultJson(await components.invoke(target.artifact, httpRequest, { timeoutMs: body.limits?.timeoutMs }));
+}
+
 function unknownUpstream(testbed: RunnerTestbed, name: string) {
   return badRequest('unknown_upstream', `no test bed upstream is named ${JSON.stringify(name)}; the operator allows ${testbed.upstreams.names().map((n) => JSON.stringify(n)).join(', ')} (KILN_TESTBED_UPSTREAMS)`);
 }
@@ -194,7 +208,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
   const record = build.artifacts[chosen];
   if (!record) throw notFound('artifact variant', chosen);
   const kind = build.kind ?? version.kind;
-  if (kind !== 'proxy-wasm' && kind !== 'wasi-command') throw unprocessable('unknown_kind', `version ${version.id} has no app kind the test bed can run`);
+  if (kind !== 'proxy-wasm' && kind !== 'wasi-command' && kind !== 'http-component') throw unprocessable('unknown_kind', `version ${version.id} has no app kind the test bed can run`);
   return {
     version,
     kind,
@@ -212,13 +226,13 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
  * bytes (the filter decides what it means), where the rest of the API
  * parses JSON and multipart.
  */
-function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: TargetCache): FastifyPluginAsync {
+function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: TargetCache, components: ComponentTestbed): FastifyPluginAsync {
   return async (plugin) => {
     plugin.removeAllContentTypeParsers();
     plugin.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
     const targetFor = async (ownerId: string, versionId: string): Promise<Target> => {
       const target = await targets.get(ownerId, versionId);
-      if (target.kind !== 'proxy-wasm') throw badRequest('not_a_filter', `version ${versionId} is a ${target.kind}; the preview URL runs filters (use POST /v1/versions/${versionId}/invoke)`);
+      if (target.kind === 'wasi-command') throw badRequest('not_a_filter', `version ${versionId} is a ${target.kind}; the preview URL runs filters and http-components (use POST /v1/versions/${versionId}/invoke)`);
       return target;
     };
     const options = {
@@ -227,6 +241,7 @@ function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: T
     };
     const handler = async (request: FastifyRequest<{ Params: { versionId: string } }>, reply: FastifyReply) => {
       const target = await targetFor(ownerOf(request), request.params.versionId);
+      if (target.kind === 'http-component') return sendComponentPreview(reply, await components.invoke(target.artifact, previewRequest(request)));
       const upstream = target.preview.upstream ?? ECHO_UPSTREAM;
       if (!testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
       const incoming = previewRequest(request);
@@ -265,6 +280,28 @@ function rawPairs(raw: string[]): HeaderPairs {
 
 /** Failures that ended the exchange without a response, as the status a proxy would answer. */
 const FAILURE_STATUS: Readonly<Record<string, number>> = { paused: 504, timeout: 504 };
+
+/** The component's own response; failures as a proxy would answer them (504 for a deadline, else 502). */
+function sendComponentPreview(reply: FastifyReply, result: ComponentResult): FastifyReply {
+  const timing = `component;dur=${result.timings.handleMs.toFixed(3)}, instantiate;dur=${result.timings.instantiateMs.toFixed(3)}`;
+  const { response } = result;
+  if (response === null) {
+    return reply
+      .status(result.outcome === 'timeout' ? 504 : 502)
+      .header('x-kiln-outcome', result.outcome)
+      .header('server-timing', timing)
+      .send({ error: { code: `component_${result.outcome}`, message: result.message ?? `the component ended with outcome ${result.outcome}` } });
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (const [key, value] of response.headers) {
+    if (HOP_BY_HOP.has(key) || key === 'content-length') continue;
+    const existing = headers[key];
+    headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
+  }
+  reply.status(response.status).headers(headers).header('server-timing', timing);
+  if (result.outcome !== 'ok') reply.header('x-kiln-outcome', result.outcome);
+  return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
+}
 
 function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
   const timing = `filter;dur=${result.guestMs.toFixed(3)}`;

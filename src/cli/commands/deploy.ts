@@ -12,8 +12,8 @@ import { canPrompt, confirm } from '../prompt.ts';
 import { stateText } from '../views.ts';
 import { parsePhases } from './versions.ts';
 
-const LANGUAGES: readonly LanguageName[] = ['rust', 'c', 'assemblyscript'];
-const KINDS: readonly KindName[] = ['proxy-wasm', 'wasi-command'];
+const LANGUAGES: readonly LanguageName[] = ['rust', 'c', 'assemblyscript', 'javascript', 'typescript'];
+const KINDS: readonly KindName[] = ['proxy-wasm', 'wasi-command', 'http-component'];
 
 interface DeployFlags extends CommonFlags {
   app?: string;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { isUuid, type ApiClient, type FilterResult, type FunctionResult, type InvokeBody, type InvokeResult, type Version } from '../api-client.ts';
+import { isUuid, type ApiClient, type ComponentResult, type FilterResult, type FunctionResult, type InvokeBody, type InvokeResult, type Version } from '../api-client.ts';
 import { apiCommand, contextFor, parsePositiveInteger, type CommonFlags } from '../context.ts';
 import { formatBytes, formatDuration, type Output } from '../output.ts';
 import { readStdin } from '../prompt.ts';
@@ -39,7 +39,9 @@ A filter (proxy-wasm) gets one request (-X, --path, -H, -d) in a fresh VM; the
 upstream answers (the built-in echo, or preview.upstream of the version's config),
 or --response-* simulates its answer. Kiln prints the request as the filter
 forwarded it, the response, what the filter changed, and its log.
-Exit status: the function's exit code; for a filter, 0 when it ran to the end.`;
+An http-component gets the request (-X, --path, -H, -d) and answers it itself;
+Kiln prints its response and log.
+Exit status: the function's exit code; for a filter or component, 0 when it ran to the end.`;
 
 export function invokeCommand(): Command {
   return apiCommand(
@@ -81,6 +83,7 @@ export function invokeCommand(): Command {
       const result = await client.invoke(version.id, body);
       if (output.json) output.printJson(result);
       else if (result.kind === 'wasi-command') printFunction(output, result);
+      else if (result.kind === 'http-component') printComponent(output, result);
       else printFilter(output, result);
       process.exitCode = exitCodeOf(result);
     });
@@ -165,7 +168,7 @@ function parseHeader(header: string, flag: string): [string, string] {
 
 function exitCodeOf(result: InvokeResult): number {
   if (result.outcome !== 'ok') return 1;
-  if (result.kind === 'proxy-wasm') return 0;
+  if (result.kind !== 'wasi-command') return 0;
   const code = result.exitCode ?? 1;
   return code >= 0 && code <= 255 ? code : 1;
 }
@@ -214,6 +217,29 @@ function printFilter(output: Output, result: FilterResult): void {
   unimplemented(output, result.unimplemented);
 }
 
+/** The component's response and log; there is no upstream. */
+function printComponent(output: Output, result: ComponentResult): void {
+  const { out } = output;
+  const outcome = result.outcome === 'ok' ? out.green('ok') : out.red(result.outcome);
+  output.line(`${out.bold('outcome')}  ${outcome}${result.message ? `: ${result.message}` : ''}`);
+  if (result.response) {
+    output.line();
+    output.line(out.bold('Response:'));
+    output.line(`  ${result.response.status}`);
+    headerLines(output, result.response.headers, undefined);
+    bodyLine(output, result.response.body, false);
+  }
+  if (result.logs.length > 0) {
+    output.line();
+    output.line(out.bold('Component log:'));
+    for (const entry of result.logs) output.line(`  ${out.dim(entry.stream.padEnd(7))} ${entry.line}`);
+  }
+  for (const call of result.outgoing) output.line(`  outgoing → ${call.authority}${call.pathWithQuery}: ${call.allowed ? (call.status ?? 'allowed') : out.red('refused (not an allowed upstream)')}`);
+  output.line();
+  output.line(out.dim(`handle ${formatDuration(result.timings.handleMs)} · instance ${formatDuration(result.timings.instantiateMs)}${result.timings.prewarmed ? ' (pre-warmed)' : ''} · total ${formatDuration(result.timings.totalMs)} · component ${formatBytes(result.module.size)}`));
+  if (result.outcome !== 'ok' && result.message) output.note(`${output.err.red(result.outcome)}: ${result.message}`);
+}
+
 type Pairs = Array<[string, string]>;
 
 /** Headers, with what the filter added marked `+` and what it removed listed as `-`. */
@@ -233,7 +259,7 @@ function bodyLine(output: Output, body: { text: string; size: number; base64?: s
   output.line(`  body${note}: ${shown}`);
 }
 
-function failureDetails(output: Output, result: InvokeResult): void {
+function failureDetails(output: Output, result: FunctionResult | FilterResult): void {
   if (result.outcome === 'ok') return;
   if (result.message) output.note(`${output.err.red(result.outcome)}: ${result.message}`);
   for (const frame of result.stack ?? []) output.note(`    at ${frame}`);

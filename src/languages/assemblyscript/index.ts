@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Mount } from '../../sandbox/sandbox.ts';
 import type { AppKind, BuildContext, BuildStep, Detection, Language } from '../language.ts';
+import { isCoreKind, type CoreAppKind } from '../../wasm/kind.ts';
 import { buildFailure } from '../failure.ts';
 import { isRegularFile, listFiles, readSmallText, removeWithLog } from '../files.ts';
 import { asAppKind, readKilnToml } from '../kiln-toml.ts';
@@ -24,7 +25,7 @@ type Runtime = (typeof RUNTIMES)[number];
  * lives for many requests: `minimal` frees memory when `__collect` is called,
  * which --exportRuntime exposes to the host.
  */
-const DEFAULT_RUNTIME: Record<AppKind, Runtime> = { 'wasi-command': 'stub', 'proxy-wasm': 'minimal' };
+const DEFAULT_RUNTIME: Record<CoreAppKind, Runtime> = { 'wasi-command': 'stub', 'proxy-wasm': 'minimal' };
 
 export interface AssemblyScriptOptions {
   /** Host directory of the `assemblyscript` package (default: Kiln's own). */
@@ -88,7 +89,14 @@ async function detectKindFromSources(sourceDir: string): Promise<AppKind> {
   return 'wasi-command';
 }
 
+/** AssemblyScript compiles to core modules only; an http-component needs a component toolchain. */
+function coreKind(kind: AppKind): CoreAppKind {
+  if (!isCoreKind(kind)) throw buildFailure(`AssemblyScript cannot build a ${kind} (a WebAssembly component); use JavaScript or TypeScript for an http-component`);
+  return kind;
+}
+
 async function prepare(context: BuildContext): Promise<void> {
+  coreKind(context.kind);
   if (!(await isRegularFile(join(context.sourceDir, ENTRY)))) {
     throw buildFailure(`no ${ENTRY}: it is the entry file of an AssemblyScript app`);
   }
@@ -115,13 +123,14 @@ async function prepare(context: BuildContext): Promise<void> {
 }
 
 async function steps(context: BuildContext, nodePath: string, compilerDir: string): Promise<BuildStep[]> {
+  const kind = coreKind(context.kind);
   const pinned = await pinnedCompiler(context.sourceDir);
   if (pinned !== undefined) {
     context.log(`kiln: compiling with the app's own assemblyscript ${pinned.version} (from its lock file)`);
     return [{ name: 'asc', command: await pinnedCommand(context, nodePath, pinned), env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
   }
   context.log(`kiln: compiling with Kiln's assemblyscript ${compilerVersion(compilerDir)}`);
-  const runtime = await runtimeFor(context);
+  const runtime = await runtimeFor(context, kind);
   const command = [
     nodePath,
     // asc re-launches node with this flag unless given: one process is enough.
@@ -140,8 +149,8 @@ async function steps(context: BuildContext, nodePath: string, compilerDir: strin
     '--runtime',
     runtime,
     '--use',
-    `abort=${ABORT_FUNCTIONS[context.kind]}`,
-    ...kindFlags(context.kind, runtime),
+    `abort=${ABORT_FUNCTIONS[kind]}`,
+    ...kindFlags(kind, runtime),
     '--noColors',
     '--outFile',
     SANDBOX_OUTPUT_PATH,
@@ -149,7 +158,7 @@ async function steps(context: BuildContext, nodePath: string, compilerDir: strin
   return [{ name: 'asc', command, env: { ...BASE_ENV }, cwd: SANDBOX_SOURCE_DIR }];
 }
 
-function kindFlags(kind: AppKind, runtime: Runtime): string[] {
+function kindFlags(kind: CoreAppKind, runtime: Runtime): string[] {
   // Top-level statements become `_start` (the command's body) or `_initialize`
   // (run once by a proxy-wasm host) instead of a Wasm start function, which
   // would run before the host is ready to answer calls.
@@ -159,14 +168,14 @@ function kindFlags(kind: AppKind, runtime: Runtime): string[] {
 }
 
 /** kiln.toml `runtime = "stub" | "minimal" | "incremental"` overrides the default for the kind. */
-async function runtimeFor(context: BuildContext): Promise<Runtime> {
+async function runtimeFor(context: BuildContext, kind: CoreAppKind): Promise<Runtime> {
   const table = await readKilnToml(context.sourceDir);
   const declared = table === undefined ? undefined : tomlString(table, 'runtime');
   const runtime = RUNTIMES.find((candidate) => candidate === declared);
   if (declared !== undefined && runtime === undefined) {
     throw buildFailure(`kiln.toml: runtime must be one of ${RUNTIMES.join(', ')}`);
   }
-  return runtime ?? DEFAULT_RUNTIME[context.kind];
+  return runtime ?? DEFAULT_RUNTIME[kind];
 }
 
 async function locateOutput(context: BuildContext): Promise<string> {

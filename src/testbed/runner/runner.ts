@@ -70,8 +70,9 @@ export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<R
   peer.onNote(OPS.compile, (body) => {
     const order = body as CompileOrder;
     // Compiling ahead is an optimisation: a module that does not compile fails again, with its 422, when it is called.
-    if (order.kind === 'wasi-command' || order.kind === 'proxy-wasm') {
-      void ready.then((slots) => slots[0]?.prepare(artifact(order.sha256), order.kind, {})).catch(() => undefined);
+    const kind = order.kind;
+    if (kind === 'wasi-command' || kind === 'proxy-wasm') {
+      void ready.then((slots) => slots[0]?.prepare(artifact(order.sha256), kind, {})).catch(() => undefined);
     }
   });
   const config = fromWireConfig(await peer.request<WireTestbedConfig>(OPS.configure, hello));
