@@ -83,12 +83,19 @@ export class BuildLogs {
   }
 
   async read(build: Pick<Build, 'id' | 'logKey'>): Promise<Buffer> {
-    if (build.logKey) {
-      const { body } = await this.objects.getBuffer(build.logKey);
-      return body;
-    }
+    if (build.logKey) return this.readObject(build.logKey);
     const rows = await this.database.db.select({ data: logChunks.data }).from(logChunks).where(eq(logChunks.buildId, build.id)).orderBy(asc(logChunks.seq));
-    return Buffer.concat(rows.map((row) => row.data));
+    if (rows.length > 0) return Buffer.concat(rows.map((row) => row.data));
+    // The caller's row may predate finalize(): the chunks went (all at once, in
+    // one transaction) into the object since. Without this the log of a build
+    // that just ended read back empty.
+    const [fresh] = await this.database.db.select({ logKey: builds.logKey }).from(builds).where(eq(builds.id, build.id));
+    return fresh?.logKey ? this.readObject(fresh.logKey) : Buffer.alloc(0);
+  }
+
+  private async readObject(key: string): Promise<Buffer> {
+    const { body } = await this.objects.getBuffer(key);
+    return body;
   }
 
   /** Chunks appended after `afterSeq` (for live following). */
