@@ -9,6 +9,7 @@ import type {
   BuildState,
   Deployment,
   DeploymentHistory,
+  ComponentResult,
   FilterResult,
   InvokeBody,
   InvokeResult,
@@ -20,6 +21,7 @@ import type {
 import { readSse } from '../../src/cli/sse.ts';
 
 export type FilterResultView = FilterResult;
+export type ComponentResultView = ComponentResult;
 export type { Application, Build, BuildState, Deployment, DeploymentHistory, FilterResult, InvokeBody, InvokeResult, Page, PromoteResult, Version, VersionMetadata };
 export { TERMINAL_STATES } from '../../src/api/types.ts';
 

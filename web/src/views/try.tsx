@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { errorText, type Api, type FilterResultView, type InvokeBody, type InvokeResult, type Version } from '../api.ts';
+import { errorText, type Api, type ComponentResultView, type FilterResultView, type InvokeBody, type InvokeResult, type Version } from '../api.ts';
 import { formatBytes, formatMs } from '../format.ts';
 import { useLoad } from '../load.ts';
 import type { PageContext } from '../main.tsx';
@@ -56,8 +56,8 @@ export function TryPage({ api, versionId }: PageContext & { versionId: string })
         <a href={href.app(version.applicationId)}>← Application</a>
       </p>
       <h1>Try {version.version}</h1>
-      {kind === 'proxy-wasm' ? <FilterForm busy={busy} onInvoke={invoke} /> : <FunctionForm busy={busy} onInvoke={invoke} />}
-      {kind === 'proxy-wasm' && (
+      {kind === 'proxy-wasm' || kind === 'http-component' ? <FilterForm busy={busy} onInvoke={invoke} /> : <FunctionForm busy={busy} onInvoke={invoke} />}
+      {(kind === 'proxy-wasm' || kind === 'http-component') && (
         <p>
           Preview URL (real HTTP through the filter; send your token as <code>Authorization: Bearer</code>):{' '}
           <a href={previewUrl} rel="noreferrer">
@@ -177,11 +177,46 @@ function ResultView({ result }: { result: InvokeResult }) {
           <h3>stderr</h3>
           <pre>{result.stderr.text}</pre>
         </>
+      ) : result.kind === 'http-component' ? (
+        <ComponentResultDetails result={result} />
       ) : (
         <FilterResultDetails result={result} />
       )}
-      {result.stack && result.stack.length > 0 && <pre>{result.stack.join('\n')}</pre>}
+      {result.kind !== 'http-component' && result.stack && result.stack.length > 0 && <pre>{result.stack.join('\n')}</pre>}
     </section>
+  );
+}
+
+/** An http-component answers the request itself: its response, its log lines, the outgoing calls it tried. */
+function ComponentResultDetails({ result }: { result: ComponentResultView }) {
+  return (
+    <>
+      <p>
+        Handler {formatMs(result.timings.handleMs)} · total {formatMs(result.timings.totalMs)} · component {formatBytes(result.module.size)}
+      </p>
+      {result.response && (
+        <>
+          <h3>Response {result.response.status}</h3>
+          <Pairs label="Response headers" pairs={result.response.headers} />
+          <pre data-testid="response-body">{result.response.body.text}</pre>
+        </>
+      )}
+      <h3>Log</h3>
+      <pre>{result.logs.map((entry) => `${entry.stream}: ${entry.line}`).join('\n')}</pre>
+      {result.outgoing.length > 0 && (
+        <>
+          <h3>Outgoing requests</h3>
+          <ul>
+            {result.outgoing.map((call, index) => (
+              <li key={index}>
+                {call.authority}
+                {call.pathWithQuery} — {call.allowed ? 'allowed' : 'refused (not an allowed upstream)'}
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+    </>
   );
 }
 
