@@ -163,7 +163,7 @@ export const FilterResultSchema = Type.Object(
 
 export const ComponentResultSchema = Type.Object({
   kind: Type.Literal('http-component'),
-  outcome: Type.String({ description: 'ok | trap | timeout | no_response | error_response | vm_lost' }),
+  outcome: Type.String({ description: 'ok | trap | timeout | no_response | error_response | vm_lost | runner_lost' }),
   message: Type.Optional(Type.String()),
   response: Type.Union([Type.Object({ status: Type.Integer(), headers: Pairs, body: Body }), Type.Null()], { description: "the component's own response (a thrown error in a fetch handler is StarlingMonkey's 500)" }),
   logs: Type.Array(Type.Object({ stream: Type.String(), line: Type.String() })),

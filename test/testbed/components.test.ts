@@ -225,6 +225,32 @@ describe('http-components on the test bed', { skip, timeout: SUITE_TIMEOUT }, ()
         assert.equal(build.state, 'failed');
         assert.match(build.reason, /core WebAssembly module, but an http-component must be a WebAssembly component/);
       });
+
+      it('runs in a runner process, not the API process: the runner counts the call, and killing it loses the call', async () => {
+        const runners = async () => (await call<Json>(t.url, 'GET', '/v1/testbed/runners', { token: t.adminToken })).body;
+        const before = await runners();
+        assert.equal(before.runners.length, 1, JSON.stringify(before));
+        const runnerPid = before.runners[0].pid as number;
+        assert.notEqual(runnerPid, process.pid, 'the runner is another process');
+        const ok = await invoke(ids.js as string, { request: { path: '/?name=runner' } });
+        assert.equal(ok.body.outcome, 'ok', ok.body.message);
+        assert.equal((await runners()).runners[0].calls, before.runners[0].calls + 1, 'the component call went through the runner');
+
+        const pending = invoke(ids.probe as string, { request: { path: '/busy' }, limits: { timeoutMs: 10_000 } });
+        let running = false;
+        for (let i = 0; i < 300 && !running; i++) {
+          const listing = await runners();
+          running = Object.values(listing.owners as Record<string, { running: number }>).some((owner) => owner.running >= 1);
+          if (!running) await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.ok(running, 'the busy component call holds a runner slot');
+        process.kill(runnerPid, 'SIGKILL');
+        const lost = await pending;
+        assert.equal(lost.status, 200, JSON.stringify(lost.body));
+        assert.equal(lost.body.kind, 'http-component');
+        assert.equal(lost.body.outcome, 'runner_lost', JSON.stringify(lost.body));
+        assert.equal((await call(t.url, 'GET', '/healthz')).status, 200, 'the API (this test process) carries on');
+      });
     });
   }
 });

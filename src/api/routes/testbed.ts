@@ -13,7 +13,8 @@
  *   the filter and the upstream see the request.
  * - GET /v1/testbed/runners (admin) lists the runner processes.
  *
- * Tenant modules run only in runner processes (decision 0012): this module
+ * Tenant modules, http-components included, run only in runner processes
+ * (decisions 0012, 0017): this module
  * resolves versions (cached briefly: no database round trip per call for a
  * hot version), applies the owner's fair-share limits (429 with
  * Retry-After) and hands the call over.
@@ -25,7 +26,7 @@ import { badRequest, conflict, notFound, unprocessable } from '../../errors.ts';
 import type { Build } from '../../store/metadata/repositories/builds.ts';
 import type { Version } from '../../store/metadata/repositories/versions.ts';
 import { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
-import { ComponentTestbed, componentResultJson, type ComponentResult } from '../../testbed/component/index.ts';
+import { componentResultJson, type ComponentResult } from '../../testbed/component/index.ts';
 import { loadTestbedConfig } from '../../testbed/config.ts';
 import type { TestbedConfig } from '../../testbed/config.ts';
 import type { HttpRequestData } from '../../testbed/http-message.ts';
@@ -66,14 +67,12 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
   return async (plugin) => {
     const config = options.config ?? loadTestbedConfig();
     const testbed = new RunnerTestbed(config);
-    // TODO(issue 13): components still run in a worker thread of this process; they move into the runners next.
-    const components = new ComponentTestbed(config);
     const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
     const stopCompiling = services.buildEvents.onSucceeded((build) => precompile(services, testbed, build));
     plugin.addHook('onClose', async () => {
       stopAccepting();
       stopCompiling();
-      await Promise.all([testbed.close(), components.close()]);
+      await testbed.close();
     });
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
     const targets = new TargetCache(services, config.previewCacheMs);
@@ -107,12 +106,12 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
         const target = await targets.get(ownerOf(request), request.params.versionId, body.variant);
         checkLimits(body, config);
         if (target.kind === 'wasi-command') return withRetryAfter(reply, () => invokeFunction(testbed, target, body));
-        if (target.kind === 'http-component') return invokeComponent(components, target, body, request, config);
+        if (target.kind === 'http-component') return withRetryAfter(reply, () => invokeComponent(testbed, target, body, request, config));
         return withRetryAfter(reply, () => invokeFilter(testbed, target, body, request));
       },
     );
 
-    await app.register(previewRoutes(testbed, config, targets, components));
+    await app.register(previewRoutes(testbed, config, targets));
   };
 }
 
@@ -162,11 +161,12 @@ async function invokeFilter(testbed: RunnerTestbed, target: Target, body: Invoke
 const COMPONENT_REFUSED_FIELDS = ['response', 'upstream', 'httpCallResponses', 'ticks', 'logLevel', 'input', 'args', 'env'] as const;
 
 /** An http-component answers the request itself: there is no upstream to simulate and no stdin. */
-async function invokeComponent(components: ComponentTestbed, target: Target, body: InvokeBody, request: FastifyRequest, config: TestbedConfig) {
+async function invokeComponent(testbed: RunnerTestbed, target: Target, body: InvokeBody, request: FastifyRequest, config: TestbedConfig) {
   refuseFields(body, COMPONENT_REFUSED_FIELDS, target.kind);
   if (body.limits?.memoryMb !== undefined) throw badRequest('invalid_limits', `limits.memoryMb does not apply to an http-component; its memory cap is the operator's (${config.memoryCapMb} MB)`);
   const httpRequest = requestData(body.request, request.headers.host ?? 'localhost', config.maxBodyBytes);
-  return componentResultJson(await components.invoke(target.artifact, httpRequest, { timeoutMs: body.limits?.timeoutMs }));
+  const limits = body.limits?.timeoutMs === undefined ? {} : { timeoutMs: body.limits.timeoutMs };
+  return componentResultJson(await testbed.invokeComponent(target.plugin.info.ownerId, target.version.id, target.artifact, httpRequest, limits));
 }
 
 function unknownUpstream(testbed: RunnerTestbed, name: string) {
@@ -226,7 +226,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
  * bytes (the filter decides what it means), where the rest of the API
  * parses JSON and multipart.
  */
-function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: TargetCache, components: ComponentTestbed): FastifyPluginAsync {
+function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: TargetCache): FastifyPluginAsync {
   return async (plugin) => {
     plugin.removeAllContentTypeParsers();
     plugin.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
@@ -241,7 +241,7 @@ function previewRoutes(testbed: RunnerTestbed, config: TestbedConfig, targets: T
     };
     const handler = async (request: FastifyRequest<{ Params: { versionId: string } }>, reply: FastifyReply) => {
       const target = await targetFor(ownerOf(request), request.params.versionId);
-      if (target.kind === 'http-component') return sendComponentPreview(reply, await components.invoke(target.artifact, previewRequest(request)));
+      if (target.kind === 'http-component') return sendComponentPreview(reply, await withRetryAfter(reply, () => testbed.invokeComponent(target.plugin.info.ownerId, target.version.id, target.artifact, previewRequest(request))));
       const upstream = target.preview.upstream ?? ECHO_UPSTREAM;
       if (!testbed.upstreams.has(upstream)) throw unknownUpstream(testbed, upstream);
       const incoming = previewRequest(request);
@@ -365,10 +365,10 @@ async function isWorkerToken(services: Services, token: string): Promise<boolean
   return record?.kind === 'worker';
 }
 
-/** A build succeeded: its module is compiled on the runners before anyone calls it. */
+/** A build succeeded: its module is compiled (a component: transpiled and pre-warmed) on the runners before anyone calls it. */
 function precompile(services: Services, testbed: RunnerTestbed, build: Build): void {
   const kind = build.kind;
-  if (kind !== 'proxy-wasm' && kind !== 'wasi-command') return;
+  if (kind !== 'proxy-wasm' && kind !== 'wasi-command' && kind !== 'http-component') return;
   const record = build.artifacts.optimized ?? build.artifacts.original;
   if (!record) return;
   testbed.precompile({ sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) }, kind);

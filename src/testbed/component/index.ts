@@ -1,9 +1,11 @@
 /**
- * The test bed's http-component service: invoke (one request → status,
- * headers, body, logs, timings) and preview (the same, for real HTTP),
- * through a ComponentRunner (a worker thread today; see protocol.ts for the
- * seam a runner process would host). Components are prepared (transpiled,
- * compiled, an instance pre-warmed) once per artifact and memory cap.
+ * The test bed's http-component service, as a runner process hosts it
+ * (runner/runner.ts, call kind `http-component`): one request → status,
+ * headers, body, logs, timings, for invoke and the preview URL alike,
+ * through a ComponentRunner (one worker thread of the runner process).
+ * Components are prepared (transpiled, compiled, an instance pre-warmed)
+ * once per artifact and memory cap. The API process never creates one: it
+ * reaches this through RunnerTestbed.invokeComponent (decision 0017).
  */
 import { unprocessable } from '../../errors.ts';
 import { toolchainDir } from '../../languages/javascript/toolchain.ts';
@@ -21,7 +23,13 @@ export const COMPONENT_PREPARE_TIMEOUT_MS = 120_000;
 /** V8 heap of the component worker: jco's bindgen and the glue need more than a filter's worker. */
 export const COMPONENT_WORKER_HEAP_MB = 512;
 
-export type ComponentOutcome = 'ok' | 'trap' | 'timeout' | 'no_response' | 'error_response' | 'vm_lost';
+/** `runner_lost`: the runner process running the call died (set by the API side, runner/client.ts). */
+export type ComponentOutcome = 'ok' | 'trap' | 'timeout' | 'no_response' | 'error_response' | 'vm_lost' | 'runner_lost';
+
+/** What a caller may choose per call (the operator's maximum still applies). */
+export interface ComponentLimits {
+  timeoutMs?: number;
+}
 
 export interface ComponentResult {
   kind: 'http-component';
@@ -51,7 +59,7 @@ export class ComponentTestbed {
     await this.prepared(artifact, this.capPages());
   }
 
-  async invoke(artifact: ArtifactRef, request: HttpRequestData, limits: { timeoutMs?: number } = {}): Promise<ComponentResult> {
+  async invoke(artifact: ArtifactRef, request: HttpRequestData, limits: ComponentLimits = {}): Promise<ComponentResult> {
     const started = performance.now();
     const capPages = this.capPages();
     let key: string;

@@ -5,6 +5,7 @@
  * instantiates tenant Wasm.
  */
 import type { AppKind } from '../../wasm/kind.ts';
+import type { ComponentLimits, ComponentResult } from '../component/index.ts';
 import type { TestbedConfig } from '../config.ts';
 import type { ConnectionInfo, HttpRequestData } from '../http-message.ts';
 import type { ArtifactRef } from '../modules.ts';
@@ -71,6 +72,19 @@ export class RunnerTestbed {
       .catch((error: unknown) => lostFilter(error, artifact, started));
   }
 
+  /**
+   * One request to an http-component (invoke and the preview URL alike). It
+   * holds its owner's slot for the call; the component itself runs in the
+   * runner's component worker (component/index.ts), never in this process.
+   */
+  invokeComponent(ownerId: string, versionId: string, artifact: ArtifactRef, request: HttpRequestData, limits: ComponentLimits = {}): Promise<ComponentResult> {
+    this.startLocal();
+    const started = performance.now();
+    return this.hub
+      .run<ComponentResult>(ownerId, versionId, artifact, 'http-component', (assignment) => ({ kind: 'http-component', op: 'invoke', assignment, request, limits }))
+      .catch((error: unknown) => lostComponent(error, artifact, started));
+  }
+
   /** A build succeeded: the runners compile its module now, so the first call finds it ready. */
   precompile(artifact: ArtifactRef, kind: AppKind): void {
     this.startLocal();
@@ -101,6 +115,21 @@ export class RunnerTestbed {
 
 function unknownModule(artifact: ArtifactRef): ModuleSummary {
   return { sha256: artifact.sha256, size: 0, memoryCapBytes: 0, compileMs: 0 };
+}
+
+function lostComponent(error: unknown, artifact: ArtifactRef, started: number): ComponentResult {
+  if (!(error instanceof RunnerLostError)) throw error;
+  return {
+    kind: 'http-component',
+    outcome: 'runner_lost',
+    message: error.message,
+    response: null,
+    logs: [],
+    droppedLogBytes: 0,
+    outgoing: [],
+    module: { sha256: artifact.sha256, size: 0, memoryCapBytes: 0, prepareMs: 0 },
+    timings: { totalMs: performance.now() - started, instantiateMs: 0, handleMs: 0, prewarmed: false },
+  };
 }
 
 function lostFilter(error: unknown, artifact: ArtifactRef, started: number): FilterResult {

@@ -7,6 +7,7 @@ import type { TestbedConfig } from '../config.ts';
 import type { ConnectionInfo, HttpRequestData } from '../http-message.ts';
 import type { FilterInvocation, FunctionInvocation, PluginSettings } from '../testbed.ts';
 import type { AppKind } from '../../wasm/kind.ts';
+import type { ComponentLimits } from '../component/index.ts';
 
 /** The runner's first message: what it offers. */
 export interface RunnerHello {
@@ -31,7 +32,8 @@ export interface Assignment {
 export type RunnerCall =
   | { kind: 'wasi-command'; op: 'invoke'; assignment: Assignment; invocation: FunctionInvocation }
   | { kind: 'proxy-wasm'; op: 'invoke'; assignment: Assignment; plugin: PluginSettings; invocation: FilterInvocation }
-  | { kind: 'proxy-wasm'; op: 'serve'; assignment: Assignment; plugin: PluginSettings; request: HttpRequestData; connection: Partial<ConnectionInfo>; upstream: string; fresh: boolean };
+  | { kind: 'proxy-wasm'; op: 'serve'; assignment: Assignment; plugin: PluginSettings; request: HttpRequestData; connection: Partial<ConnectionInfo>; upstream: string; fresh: boolean }
+  | { kind: 'http-component'; op: 'invoke'; assignment: Assignment; request: HttpRequestData; limits: ComponentLimits };
 
 export interface CompileOrder {
   sha256: string;

@@ -13,8 +13,13 @@
  * slots share one cache of compiled modules.
  *
  * Execution kinds plug in through `EXECUTORS`: a kind names what the call
- * runs (a WASI command, a Proxy-Wasm filter, …) and gets the slot's
- * Testbed and the verified artifact.
+ * runs (a WASI command, a Proxy-Wasm filter, an http-component) and gets the
+ * slot's Testbed, the runner's ComponentTestbed and the verified artifact.
+ *
+ * http-components share one ComponentTestbed per runner (one worker thread,
+ * started on the first component call): a prepared component costs tens of
+ * MB and seconds of transpiling, so it is kept once per process rather than
+ * once per slot; its calls run in order, each with its own deadline.
  */
 import { createHash } from 'node:crypto';
 import { PlatformError, badRequest } from '../../errors.ts';
@@ -22,21 +27,33 @@ import type { TestbedConfig } from '../config.ts';
 import type { ArtifactRef } from '../modules.ts';
 import { ModuleCache } from '../modules.ts';
 import { Testbed } from '../testbed.ts';
+import { ComponentTestbed } from '../component/index.ts';
 import type { CompileOrder, RunnerCall, RunnerHello, WireTestbedConfig } from './messages.ts';
 import { OPS, fromWireConfig } from './messages.ts';
 import type { Peer } from './wire.ts';
 
+/** What a call may use on the runner: its slot's Testbed, and the runner's component host. */
+export interface SlotContext {
+  testbed: Testbed;
+  /** Created on first use: a runner that never sees a component starts no component worker. */
+  components(): ComponentTestbed;
+}
+
 /** How one execution kind runs a call on a slot. */
-export type Executor = (testbed: Testbed, artifact: ArtifactRef, call: RunnerCall) => Promise<unknown>;
+export type Executor = (slot: SlotContext, artifact: ArtifactRef, call: RunnerCall) => Promise<unknown>;
 
 export const EXECUTORS: Readonly<Record<string, Executor>> = {
-  'wasi-command': (testbed, artifact, call) => {
+  'wasi-command': ({ testbed }, artifact, call) => {
     if (call.kind !== 'wasi-command') throw badRequest('wrong_kind', 'not a WASI command call');
     return testbed.invokeFunction(artifact, call.invocation);
   },
-  'proxy-wasm': (testbed, artifact, call) => {
+  'proxy-wasm': ({ testbed }, artifact, call) => {
     if (call.kind !== 'proxy-wasm') throw badRequest('wrong_kind', 'not a filter call');
     return call.op === 'invoke' ? testbed.invokeFilter(artifact, call.plugin, call.invocation) : testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh);
+  },
+  'http-component': (slot, artifact, call) => {
+    if (call.kind !== 'http-component') throw badRequest('wrong_kind', 'not an http-component call');
+    return slot.components().invoke(artifact, call.request, call.limits);
   },
 };
 
@@ -55,31 +72,34 @@ export interface RunningRunner {
 export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<RunningRunner> {
   const hello: RunnerHello = { slots: options.slots, pid: process.pid, kinds: Object.keys(EXECUTORS), name: options.name };
   // Handlers exist before the settings arrive: a call may follow the settings in the same chunk.
-  let resolveSlots: (slots: Testbed[]) => void = () => undefined;
-  const ready = new Promise<Testbed[]>((resolve) => (resolveSlots = resolve));
+  let resolveSlots: (slots: Slots) => void = () => undefined;
+  const ready = new Promise<Slots>((resolve) => (resolveSlots = resolve));
   const artifact = (sha256: string): ArtifactRef => ({ sha256, load: () => fetchArtifact(peer, sha256) });
   peer.handle(OPS.call, async (body) => {
     const call = body as RunnerCall;
     const slots = await ready;
-    const testbed = slots[call.assignment.slot];
-    if (!testbed) throw new PlatformError('runner_bad_slot', `this runner has ${slots.length} slots; slot ${call.assignment.slot} does not exist`);
+    const testbed = slots.testbeds[call.assignment.slot];
+    if (!testbed) throw new PlatformError('runner_bad_slot', `this runner has ${slots.testbeds.length} slots; slot ${call.assignment.slot} does not exist`);
     const executor = EXECUTORS[call.kind];
     if (!executor) throw new PlatformError('runner_unknown_kind', `this runner cannot run ${call.kind} modules`);
-    return executor(testbed, artifact(call.assignment.sha256), call);
+    return executor({ testbed, components: () => slots.components() }, artifact(call.assignment.sha256), call);
   });
   peer.onNote(OPS.compile, (body) => {
     const order = body as CompileOrder;
     // Compiling ahead is an optimisation: a module that does not compile fails again, with its 422, when it is called.
     const kind = order.kind;
     if (kind === 'wasi-command' || kind === 'proxy-wasm') {
-      void ready.then((slots) => slots[0]?.prepare(artifact(order.sha256), kind, {})).catch(() => undefined);
+      void ready.then((slots) => slots.testbeds[0]?.prepare(artifact(order.sha256), kind, {})).catch(() => undefined);
+    } else if (kind === 'http-component') {
+      // Transpiling takes seconds: done now, the first invoke or preview finds the component warm.
+      void ready.then((slots) => slots.components().prepare(artifact(order.sha256))).catch(() => undefined);
     }
   });
   const config = fromWireConfig(await peer.request<WireTestbedConfig>(OPS.configure, hello));
   const slots = startSlots(config, options.slots);
   resolveSlots(slots);
   const closed = new Promise<string>((resolve) => peer.onClose(resolve));
-  const stopSlots = () => Promise.allSettled(slots.map((slot) => slot.close()));
+  const stopSlots = () => slots.close();
   void closed.then(stopSlots);
   return {
     closed,
@@ -90,10 +110,30 @@ export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<R
   };
 }
 
-/** One Testbed per slot, each with a single worker thread (and its warm spare), over one module cache. */
-function startSlots(config: TestbedConfig, count: number): Testbed[] {
+interface Slots {
+  testbeds: Testbed[];
+  components(): ComponentTestbed;
+  close(): Promise<unknown>;
+}
+
+/** One Testbed per slot, each with a single worker thread (and its warm spare), over one module cache; one component host. */
+function startSlots(config: TestbedConfig, count: number): Slots {
   const modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
-  return Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules));
+  const testbeds = Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules));
+  let components: ComponentTestbed | undefined;
+  let closed = false;
+  return {
+    testbeds,
+    components() {
+      if (closed) throw new PlatformError('runner_stopping', 'the runner is stopping');
+      components ??= new ComponentTestbed(config);
+      return components;
+    },
+    close() {
+      closed = true;
+      return Promise.allSettled([...testbeds.map((slot) => slot.close()), components?.close()]);
+    },
+  };
 }
 
 async function fetchArtifact(peer: Peer, sha256: string): Promise<Uint8Array> {
