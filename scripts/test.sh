@@ -9,7 +9,11 @@ bash scripts/setup.sh --test
 
 state=$(mktemp -d /tmp/kiln-test-services.XXXXXX)
 chmod 755 "$state"
+starters=()
 cleanup() {
+  # A failure before the servers finished starting (a type error, say) must
+  # not stop them half-way: their start scripts would go on and leave daemons.
+  ((${#starters[@]} > 0)) && wait "${starters[@]}" 2>/dev/null
   bash scripts/services/stop-ceph.sh "$state/ceph" >/dev/null 2>&1 || true
   bash scripts/services/stop-postgres.sh "$state/postgres" >/dev/null 2>&1 || true
   rm -rf "$state"
@@ -21,6 +25,7 @@ bash scripts/services/start-ceph.sh "$state/ceph" >"$state/ceph.env" 2>"$state/c
 ceph_pid=$!
 bash scripts/services/start-postgres.sh "$state/postgres" >"$state/postgres.env" 2>"$state/postgres.log" &
 postgres_pid=$!
+starters=("$ceph_pid" "$postgres_pid")
 
 echo "== type check" >&2
 npx tsc --noEmit
