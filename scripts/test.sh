@@ -13,7 +13,7 @@ starters=()
 cleanup() {
   # A failure before the servers finished starting (a type error, say) must
   # not stop them half-way: their start scripts would go on and leave daemons.
-  ((${#starters[@]} > 0)) && wait "${starters[@]}" 2>/dev/null
+  ((${#starters[@]} > 0)) && { wait "${starters[@]}" 2>/dev/null || true; }
   bash scripts/services/stop-ceph.sh "$state/ceph" >/dev/null 2>&1 || true
   bash scripts/services/stop-postgres.sh "$state/postgres" >/dev/null 2>&1 || true
   rm -rf "$state"
