@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 /**
  * Operator configuration of the dependency fetch phase (worker side: the
  * registries are reached from the worker's machine). Read from the
@@ -18,7 +19,7 @@ export interface FetchConfig {
   wallMs: number;
   /**
    * Extra CA certificates the fetch tools trust (KILN_FETCH_CA_FILE, default
-   * the worker's own NODE_EXTRA_CA_CERTS): for registries behind a
+   * the worker's own NODE_EXTRA_CA_CERTS, else Debian's CA bundle): for registries behind a
    * TLS-inspecting gateway or with a private CA. TLS runs end to end between
    * the tool and the registry; the egress proxy never sees plaintext.
    */
@@ -45,7 +46,7 @@ export function loadFetchConfig(env: Env = process.env): FetchConfig {
     npmRegistry: registryUrl('KILN_NPM_REGISTRY', env.KILN_NPM_REGISTRY || DEFAULT_NPM_REGISTRY),
     cargoRegistry: cargo ? cargoRegistryUrl(cargo) : undefined,
     wallMs: positiveInteger(env, 'KILN_FETCH_TIMEOUT_MS', DEFAULT_FETCH_WALL_MS),
-    caFile: caFile(env.KILN_FETCH_CA_FILE || env.NODE_EXTRA_CA_CERTS),
+    caFile: caFile(env.KILN_FETCH_CA_FILE || env.NODE_EXTRA_CA_CERTS || systemCaBundle()),
     egress: { ...DEFAULT_EGRESS_LIMITS, downloadBytes: positiveInteger(env, 'KILN_FETCH_MAX_DOWNLOAD_BYTES', DEFAULT_EGRESS_LIMITS.downloadBytes) },
   };
 }
@@ -66,6 +67,17 @@ function registryUrl(name: string, raw: string): URL {
 /** Cargo names sparse registries `sparse+https://…/`; the prefix is optional here. */
 function cargoRegistryUrl(raw: string): URL {
   return registryUrl('KILN_CARGO_REGISTRY', raw.replace(/^sparse\+/, ''));
+}
+
+/**
+ * Debian's CA bundle, when the worker names none: the sandbox has no /etc/ssl
+ * of its own, and npm's global config on this machine kind points its
+ * `cafile` there (a TLS-inspecting gateway's CA is added to that bundle).
+ */
+export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+function systemCaBundle(): string | undefined {
+  return existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined;
 }
 
 function caFile(path: string | undefined): string | undefined {
