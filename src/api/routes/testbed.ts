@@ -292,15 +292,20 @@ function sendComponentPreview(reply: FastifyReply, result: ComponentResult): Fas
       .header('server-timing', timing)
       .send({ error: { code: `component_${result.outcome}`, message: result.message ?? `the component ended with outcome ${result.outcome}` } });
   }
+  reply.status(response.status).headers(responseHeaders(response.headers)).header('server-timing', timing);
+  if (result.outcome !== 'ok') reply.header('x-kiln-outcome', result.outcome);
+  return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
+}
+
+/** A module's response headers for Node: repeated names folded into arrays; hop-by-hop and the length (Node sets it) dropped. */
+function responseHeaders(pairs: HeaderPairs): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
-  for (const [key, value] of response.headers) {
+  for (const [key, value] of pairs) {
     if (HOP_BY_HOP.has(key) || key === 'content-length') continue;
     const existing = headers[key];
     headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
   }
-  reply.status(response.status).headers(headers).header('server-timing', timing);
-  if (result.outcome !== 'ok') reply.header('x-kiln-outcome', result.outcome);
-  return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
+  return headers;
 }
 
 function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
@@ -313,13 +318,7 @@ function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
       .header('server-timing', timing)
       .send({ error: { code: `filter_${result.outcome}`, message: result.message ?? `the filter ended with outcome ${result.outcome}` } });
   }
-  const headers: Record<string, string | string[]> = {};
-  for (const [key, value] of response.headers) {
-    if (HOP_BY_HOP.has(key) || key === 'content-length') continue;
-    const existing = headers[key];
-    headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
-  }
-  reply.status(response.status).headers(headers).header('server-timing', timing);
+  reply.status(response.status).headers(responseHeaders(response.headers)).header('server-timing', timing);
   // Fastify waits for a trailer callback or promise; a plain return value would hang the response.
   for (const [key, value] of response.trailers) reply.trailer(key, async () => value);
   return reply.send(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength));
