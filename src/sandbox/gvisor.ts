@@ -97,6 +97,8 @@ export class GvisorSandbox implements Sandbox {
       ],
       asRunUid: false,
       extraFds: [],
+      // runsc would otherwise leave the program a non-blocking stdout or stderr (issue 15).
+      outputRelay: true,
       hostPids: (limit) => RUNSC_BASE_TASKS + RUNSC_TASKS_PER_PROCESS * limit,
       verify: async () => {
         const error = (await readFile(panicLog, 'utf8').catch(() => '')).trim();

@@ -36,6 +36,8 @@ export interface LaunchPlan {
   /** Run the sandbox program as the run's uid (bwrap) rather than root (runsc). */
   asRunUid: boolean;
   extraFds: Array<number | 'collect'>;
+  /** See LaunchSpec.outputRelay. */
+  outputRelay?: boolean;
   /** The host-side pids.max for the run's `pids` limit (the sandbox program's own tasks included). */
   hostPids(limit: number): number;
   /**
@@ -126,6 +128,7 @@ async function launch(host: SandboxHost, backend: Backend, context: RunContext, 
       cgroupProcs: [],
       ulimits: [['-c', 0]],
       extraFds: plan.extraFds,
+      outputRelay: plan.outputRelay,
     };
     if (probe.ok) {
       cgroup = await RunCgroup.create(probe.parents, runCgroupName(context.id), { ...limits, pids: plan.hostPids(limits.pids) });

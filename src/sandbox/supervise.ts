@@ -28,6 +28,13 @@ export interface LaunchSpec {
    * one of our open fds, 'collect' a pipe whose contents are returned.
    */
   extraFds: Array<number | 'collect'>;
+  /**
+   * Give the sandbox program a pipe, relayed to us by `cat`, with its stdout
+   * and stderr as two open file descriptions of that pipe (see
+   * outputRelayLines). For runsc, which sets O_NONBLOCK on the descriptions it
+   * is given; bwrap passes descriptors on untouched and needs no relay.
+   */
+  outputRelay?: boolean;
 }
 
 export interface WatchOptions {
@@ -86,7 +93,7 @@ export const LIMIT_GRACE_MS = 2000;
  * service may have inherited fds from its own parent without close-on-exec,
  * and they would otherwise reach the sandbox (bwrap passes every open fd on).
  */
-export function launcherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds'>): string {
+export function launcherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds' | 'outputRelay'>): string {
   const lastFd = FIRST_EXTRA_FD + spec.extraFds.length - 1;
   const lines = [
     'set -e',
@@ -98,8 +105,29 @@ export function launcherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' 
   // Tell the supervisor we got this far, and keep the status pipe out of the sandbox.
   lines.push(`printf L >&${LAUNCH_STATUS_FD}`, `exec ${LAUNCH_STATUS_FD}>&-`);
   // One stream, in order: the sandbox's stderr goes where its stdout goes.
-  lines.push('exec "$@" 2>&1');
+  lines.push(...(spec.outputRelay ? outputRelayLines(spec.extraFds) : ['exec "$@" 2>&1']));
   return lines.join('\n');
+}
+
+/**
+ * runsc imports the program's stdout and stderr as host descriptors and sets
+ * O_NONBLOCK on each, reading the flags of the one it imports second after
+ * setting them on the first (in Go map order, so either may come second).
+ * With `2>&1` both are ONE open file description, so the second import
+ * inherits O_NONBLOCK and the sandboxed program gets EAGAIN instead of
+ * blocking as soon as we read more slowly than it writes (a loaded host):
+ * `tr: write error: Resource temporarily unavailable`, before any log cap.
+ *
+ * Node's stdio is a socket pair, which cannot be reopened; a pipe can: bash
+ * puts a pipe between the program and our socket (`cat` relays it, inside
+ * the run's cgroups and process group, so the sweep kills it too), and opens
+ * the pipe's write end a second time through /proc for stderr. Both streams
+ * still go, in order, into one pipe, but each has its own flags.
+ */
+function outputRelayLines(extraFds: LaunchSpec['extraFds']): string[] {
+  // The relay must not hold the run's extra descriptors open (a 'collect' pipe would never end).
+  const closeExtra = extraFds.map((_, index) => ` ${FIRST_EXTRA_FD + index}>&-`).join('');
+  return [`exec > >(exec cat${closeExtra})`, 'exec "$@" 2>/proc/self/fd/1'];
 }
 
 export function supervise(spec: LaunchSpec, watch: WatchOptions): Promise<Supervised> {

@@ -78,6 +78,14 @@ describe('launcher and bwrap arguments', () => {
     assert.ok(script.indexOf('shift 2') < script.indexOf('exec "$@"'));
   });
 
+  test('with an output relay, stderr is a second open of the relay pipe and the relay holds no extra fd', () => {
+    const shared = launcherScript({ cgroupProcs: [], ulimits: [], extraFds: [7, 'collect'] });
+    assert.match(shared, /exec "\$@" 2>&1$/);
+    const relayed = launcherScript({ cgroupProcs: [], ulimits: [], extraFds: [7, 'collect'], outputRelay: true });
+    assert.match(relayed, /exec > >\(exec cat 4>&- 5>&-\)\nexec "\$@" 2>\/proc\/self\/fd\/1$/);
+    assert.doesNotMatch(relayed, /2>&1/);
+  });
+
   test('bwrap arguments: isolation flags, read-only root last, no host environment', () => {
     const args = bwrapArgs({
       layout: [{ name: 'bin', symlink: 'usr/bin' }],
