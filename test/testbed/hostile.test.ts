@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { s3Skip } from '../support/backends.ts';
 import { call, startTestKiln } from '../support/kiln.ts';
 import type { StorageFlavour, TestKiln } from '../support/kiln.ts';
-import { FIXTURES, publish, SandboxBuilder, sandboxSkip } from './support.ts';
+import { FIXTURE_ABI_H, FIXTURES, publish, SandboxBuilder, sandboxSkip } from './support.ts';
 import type { Json } from './support.ts';
 import { filterWat, wat } from './wat.ts';
 
@@ -58,7 +58,7 @@ let victimModule: Uint8Array;
 describe('hostile modules', { skip, timeout: 600_000 }, () => {
   before(async () => {
     builder = new SandboxBuilder();
-    hostileModule = await builder.build(`${FIXTURES}hostile-filter`);
+    hostileModule = await builder.build(`${FIXTURES}hostile-filter`, undefined, FIXTURE_ABI_H);
     rustModule = await builder.build(`${FIXTURES}hostile-rust`);
     victimModule = await builder.build(`${FIXTURES}abi-filter`);
   });

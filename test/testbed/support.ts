@@ -21,6 +21,8 @@ export type Json = Record<string, any>; // eslint-disable-line @typescript-eslin
 
 export const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
 export const FIXTURES = new URL('./fixtures/', import.meta.url).pathname;
+/** The raw Proxy-Wasm ABI declarations of the C fixtures, kept once (abi-filter's) and added to the others' uploads. */
+export const FIXTURE_ABI_H = { 'src/abi.h': `${FIXTURES}abi-filter/src/abi.h` };
 
 /** Why the sandbox cannot build here (then build-dependent tests skip), or false. */
 export async function sandboxSkip(): Promise<string | false> {
@@ -38,8 +40,11 @@ export class SandboxBuilder {
   private sandbox: Sandbox | undefined;
   private scratch: string | undefined;
 
-  /** Builds a directory (copied as the upload) and returns the module. */
-  async build(sourceDir: string, kind?: AppKind): Promise<Uint8Array<ArrayBuffer>> {
+  /**
+   * Builds a directory (copied as the upload) and returns the module.
+   * `shared` adds files kept once for several fixtures: upload path → file on disk.
+   */
+  async build(sourceDir: string, kind?: AppKind, shared: Record<string, string> = {}): Promise<Uint8Array<ArrayBuffer>> {
     this.sandbox ??= createSandbox('bubblewrap');
     if (!this.scratch) {
       this.scratch = await mkdtemp(join(tmpdir(), 'kiln-testbed-build-'));
@@ -49,6 +54,7 @@ export class SandboxBuilder {
     const workDir = await createWorkDir(this.scratch, DEFAULT_LIMITS.diskBytes);
     try {
       await cp(sourceDir, join(workDir.path, 'src'), { recursive: true, filter: (path) => !/\/(target|node_modules)$/.test(path) });
+      for (const [uploadPath, file] of Object.entries(shared)) await cp(file, join(workDir.path, 'src', uploadPath));
       const log: Buffer[] = [];
       const artifactPath = join(this.scratch, `${randomUUID()}.wasm`);
       const outcome = await runBuild({ jobDir: workDir.path, sandbox: this.sandbox, kind, onLog: (chunk) => log.push(chunk), artifactPath });
