@@ -123,10 +123,15 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     // Kill every idle launcher: each is the only member of its slot's groups.
     const probe = await probeCgroups();
     assert.ok(probe.ok);
+    const killed: number[] = [];
     for (const name of groups) {
-      for (const pid of (await readFile(join(probe.parents.pids, name, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+      for (const pid of (await readFile(join(probe.parents.pids, name, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean)) {
+        process.kill(Number(pid), 'SIGKILL');
+        killed.push(Number(pid));
+      }
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Until Node has reaped them (and so told the pool), however long that takes on a loaded host.
+    while (await anyAlive(killed)) await new Promise((resolve) => setTimeout(resolve, 20));
     const work = await createWorkDir(root, 64 * 1024 ** 2);
     try {
       const run = await sh(warm, work.path, 'echo alive');
@@ -156,3 +161,9 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     assert.deepEqual(await readdir(join(root, 'state', 'uids')).then((names) => names.filter((name) => name.startsWith('uid-'))), []);
   });
 });
+
+/** True while one of `pids` still has a /proc entry (a zombie not yet reaped counts). */
+async function anyAlive(pids: number[]): Promise<boolean> {
+  const entries = new Set(await readdir('/proc'));
+  return pids.some((pid) => entries.has(String(pid)));
+}

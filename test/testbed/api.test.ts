@@ -254,12 +254,12 @@ describe('test bed over HTTP', { skip, timeout: 180_000 }, () => {
     });
 
     it('stops an infinite loop at the deadline and keeps serving; stops a memory hog at the cap', async () => {
-      const started = Date.now();
       const loop = await invoke(filterId, { request: { path: '/loop' }, limits: { timeoutMs: 300 } });
       assert.equal(loop.status, 200);
       assert.equal(loop.body.outcome, 'timeout');
       assert.match(loop.body.message, /300 ms/);
-      assert.ok(Date.now() - started < 10_000);
+      // The mechanism, not the latency: the runner's looping worker was terminated and replaced.
+      assert.match(loop.body.message, /worker was replaced/);
       const next = await invoke(filterId, { request: { path: '/' } });
       assert.equal(next.body.outcome, 'ok', 'the pool recovered');
       const hog = await invoke(filterId, { request: { path: '/hog' }, limits: { memoryMb: 16 } });
@@ -402,9 +402,15 @@ describe('test bed over HTTP', { skip, timeout: 180_000 }, () => {
         hits.push(new Map<string, string>(echoed.headers).get('x-hits') ?? '');
       }
       assert.deepEqual(hits.map(Number).slice(1), [Number(hits[0]) + 1, Number(hits[0]) + 2]);
-      await new Promise((resolve) => setTimeout(resolve, 350));
-      const queue = (await (await preview(filterId, '/queue')).json()) as Json;
-      assert.ok(Number(new Map<string, string>(queue.headers).get('x-ticks-seen')) >= 1, 'proxy_on_tick fires on a timer in the warm VM');
+      // proxy_on_tick fires on a timer in the warm VM: the filter asks for a tick every 100 ms.
+      // Wait for the first one however long a loaded host takes; only the suite's timeout ends a VM that never ticks.
+      let ticksSeen = 0;
+      while (ticksSeen < 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const queue = (await (await preview(filterId, '/queue')).json()) as Json;
+        ticksSeen = Number(new Map<string, string>(queue.headers).get('x-ticks-seen'));
+        assert.ok(Number.isInteger(ticksSeen), JSON.stringify(queue.headers));
+      }
     });
 
     it('answers local responses, and guest failures as 5xx that say what happened', async () => {
