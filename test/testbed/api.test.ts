@@ -235,6 +235,29 @@ describe('test bed over HTTP', { skip, timeout: 180_000 }, () => {
       assert.equal(pairs.body.request.changes.path, true);
     });
 
+    it('passes the configured root id as plugin_root_id (preview.rootId), none when the config names none', async () => {
+      // Adds the plugin_root_id property to the request as x-root-id.
+      const rootIdFilter = wat(
+        filterWat(
+          `(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+            (drop (call $get (i32.const 100) (i32.const 14) (i32.const 200) (i32.const 204)))
+            (drop (call $add (i32.const 0) (i32.const 120) (i32.const 9) (i32.load (i32.const 200)) (i32.load (i32.const 204))))
+            (i32.const 0))
+          (data (i32.const 100) "plugin_root_id") (data (i32.const 120) "x-root-id")`,
+          `(import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+           (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`,
+        ),
+      );
+      const rootIdOf = async (config: string) => {
+        const { body } = await invoke(await publish(t, rootIdFilter, { kind: 'proxy-wasm', config }), {});
+        assert.equal(body.outcome, 'ok', body.message);
+        return header(body.request.headers, 'x-root-id');
+      };
+      assert.equal(await rootIdOf(JSON.stringify({ preview: { rootId: 'add_header' } })), 'add_header');
+      assert.equal(await rootIdOf('hello-config'), '');
+      assert.equal(await rootIdOf(JSON.stringify({ preview: { rootId: 7 } })), '', 'only a string names a root id');
+    });
+
     it('turns traps, pauses, closed streams and rejected configurations into outcomes', async () => {
       const trap = await invoke(filterId, { request: { path: '/trap' } });
       assert.equal(trap.status, 200);

@@ -34,6 +34,7 @@ class AddHeader extends Context {
 }
 
 // Envoy picks the root context by the plugin's configured root_id ("add_header" here);
-// Kiln's test bed configures none (an empty root_id), so register under both.
+// Kiln's test bed passes preview.rootId of the version's config, empty when the config
+// names none (as in Envoy), so register under both.
 registerRootContext((context_id: u32) => { return new AddHeaderRoot(context_id); }, "add_header");
 registerRootContext((context_id: u32) => { return new AddHeaderRoot(context_id); }, "");

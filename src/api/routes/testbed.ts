@@ -184,6 +184,17 @@ export function previewFreshInstance(config: string): boolean {
   return previewSettings(config)?.freshInstance === true;
 }
 
+/**
+ * `preview.rootId` in the version's config: the plugin's root_id (Envoy's
+ * PluginConfig.root_id), which the filter reads as plugin_root_id. SDKs that
+ * pick their root context by that name (proxy-runtime's registerRootContext,
+ * the C++ SDK) need it; empty when none is configured, as in Envoy.
+ */
+export function previewRootId(config: string): string {
+  const rootId = previewSettings(config)?.rootId;
+  return typeof rootId === 'string' ? rootId : '';
+}
+
 function previewSettings(config: string): Record<string, unknown> | undefined {
   let parsed: unknown;
   try {
@@ -214,7 +225,7 @@ async function resolveTarget(services: Services, ownerId: string, versionId: str
     kind,
     artifact: { sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) },
     plugin: {
-      info: { ownerId, name: application?.name ?? version.id, rootId: '', vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
+      info: { ownerId, name: application?.name ?? version.id, rootId: previewRootId(version.config), vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
       config: version.config,
     },
     preview: { upstream: previewUpstream(version.config), freshInstance: previewFreshInstance(version.config) },
