@@ -21,11 +21,17 @@ cleanup() {
 trap cleanup EXIT
 
 # Ceph takes the longest to start: let it come up while we type-check and lint.
+# Ctrl-C (or a TERM to the group) reaches the starters too: one cut off half-way
+# would leave daemons behind, and one forked but not yet exec'd would run our
+# EXIT trap. So they start with INT, TERM and HUP ignored (an ignored signal stays
+# ignored across fork and exec); cleanup waits for them, then stops the servers.
+trap '' INT TERM HUP
 bash scripts/services/start-ceph.sh "$state/ceph" >"$state/ceph.env" 2>"$state/ceph.log" &
 ceph_pid=$!
 bash scripts/services/start-postgres.sh "$state/postgres" >"$state/postgres.env" 2>"$state/postgres.log" &
 postgres_pid=$!
 starters=("$ceph_pid" "$postgres_pid")
+trap - INT TERM HUP
 
 echo "== type check" >&2
 npx tsc --noEmit
