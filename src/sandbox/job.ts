@@ -36,7 +36,7 @@ export interface LaunchPlan {
   /** Run the sandbox program as the run's uid (bwrap) rather than root (runsc). */
   asRunUid: boolean;
   extraFds: Array<number | 'collect'>;
-  /** See LaunchSpec.outputRelay. */
+  /** See LaunchSpec.outputRelay; fresh launches only (a backend using it has no warmPlan). */
   outputRelay?: boolean;
   /** The host-side pids.max for the run's `pids` limit (the sandbox program's own tasks included). */
   hostPids(limit: number): number;
