@@ -15,6 +15,7 @@ export const ZONES = {
   // Leaves.
   'errors.ts': [],
   format: [],
+  threads: [],
   'build-kit': ['errors.ts'],
   archive: ['errors.ts'],
   sandbox: ['errors.ts'],
@@ -30,9 +31,9 @@ export const ZONES = {
   // The API side.
   'config.ts': ['archive', 'edge', 'fetch', 'optimize', 'queue', 'sandbox', 'store', 'wasm', 'errors.ts'],
   queue: ['store', 'worker/protocol.ts', 'errors.ts'],
-  evaluator: ['queue', 'store', 'wasm', 'worker/protocol.ts', 'errors.ts'],
+  evaluator: ['queue', 'store', 'threads', 'wasm', 'worker/protocol.ts', 'errors.ts'],
   operations: ['store', 'config.ts', 'errors.ts'],
-  testbed: ['languages', 'wasm', 'format', 'config.ts', 'errors.ts'],
+  testbed: ['languages', 'threads', 'wasm', 'format', 'config.ts', 'errors.ts'],
   api: ['archive', 'build-cache', 'edge', 'evaluator', 'optimize', 'queue', 'store', 'testbed', 'wasm', 'format', 'languages/ids.ts', 'worker/protocol.ts', 'config.ts', 'errors.ts'],
   // What assembles everything, `kiln serve` (server) and the CLI, are filled in below: they may import every other part.
   server: [],
