@@ -45,8 +45,8 @@ ZONES.server = allBut('server', 'cli');
 ZONES.cli = allBut('cli');
 export { BUILD_PATH };
 
-/** Files deepest under src/ are three folders down (src/testbed/runner/x/y.ts); one more for headroom. */
-const MAX_DEPTH = 4;
+/** The deepest files under src/ are three folders down; one more for headroom (test/lint/zones.test.ts checks no file is deeper). */
+export const MAX_DEPTH = 4;
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The import strings from a file `depth` folders below src/ that reach `part` (relative imports only: the code base uses no aliases). */

@@ -15,7 +15,11 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const SRC = join(ROOT, 'src');
 const eslint = new ESLint({ cwd: ROOT });
 /** The zones table itself (a JavaScript config file: imported by URL, typed here). */
-const { ZONES, BUILD_PATH } = (await import(new URL('../../eslint.config.js', import.meta.url).href)) as { ZONES: Record<string, readonly string[]>; BUILD_PATH: readonly string[] };
+const { ZONES, BUILD_PATH, MAX_DEPTH } = (await import(new URL('../../eslint.config.js', import.meta.url).href)) as {
+  ZONES: Record<string, readonly string[]>;
+  BUILD_PATH: readonly string[];
+  MAX_DEPTH: number;
+};
 
 /** The zone errors ESLint reports for `code` as if it were the file at `filePath` (other rules are not this test's business). */
 async function zoneErrors(code: string, filePath: string): Promise<string[]> {
@@ -141,6 +145,11 @@ describe('the folder graph of src/', () => {
   it('has no cycles', async () => {
     const cycle = findCycle(await folderGraph());
     assert.equal(cycle, undefined, `folder cycle: ${cycle?.join(' → ')}`);
+  });
+
+  it('has no file deeper than the zones reach', async () => {
+    const tooDeep = (await sourceFiles(SRC)).filter((file) => relative(SRC, file).split(sep).length - 1 > MAX_DEPTH);
+    assert.deepEqual(tooDeep, [], 'raise MAX_DEPTH in eslint.config.js');
   });
 
   it('has a zone for every folder and top-level file', async () => {
