@@ -27,7 +27,7 @@ import { pathToFileURL } from 'node:url';
 import { packDirectory } from '../src/archive/pack.ts';
 import { createLanguages } from '../src/languages/index.ts';
 import type { BuildContext } from '../src/languages/language.ts';
-import { BASE_DIRECTORIES } from '../src/languages/paths.ts';
+import { BASE_DIRECTORIES } from '../src/build-kit/paths.ts';
 import { createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { OptimizeResultCache, type OptimizeDetails } from '../src/optimize/index.ts';
 import { startWorker } from '../src/worker/worker.ts';

@@ -22,7 +22,7 @@ import { toolchainsDir } from '../src/config.ts';
 import { createLanguages } from '../src/languages/index.ts';
 import type { BuildContext, BuildStep } from '../src/languages/language.ts';
 import type { Mount } from '../src/sandbox/sandbox.ts';
-import { BASE_DIRECTORIES } from '../src/languages/paths.ts';
+import { BASE_DIRECTORIES } from '../src/build-kit/paths.ts';
 import { installedToolchains, STAMP_FILE } from '../src/languages/rust/toolchains.ts';
 import { createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { startWorker } from '../src/worker/worker.ts';

@@ -11,7 +11,7 @@ say() { echo "kiln setup: $*" >&2; }
 stale() {
   [[ -f $stamp ]] || return 0
   # The UI also compiles the API's shared types and the CLI's pure helpers it imports.
-  [[ -n $(find web/index.html web/vite.config.ts web/src web/public src/api/types.ts src/api/schemas.ts src/cli/sse.ts src/cli/rollback-target.ts package-lock.json \
+  [[ -n $(find web/index.html web/vite.config.ts web/src web/public src/api/types.ts src/api/schemas.ts src/cli/sse.ts src/cli/rollback-target.ts src/format package-lock.json \
     -newer "$stamp" -print -quit 2>/dev/null) ]]
 }
 

@@ -1,4 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { LANGUAGE_IDS } from '../languages/ids.ts';
+import { APP_KINDS } from '../wasm/app-kinds.ts';
 
 /** Shared TypeBox schemas: they validate requests and document /openapi.json. */
 
@@ -11,8 +13,8 @@ export const ErrorBody = Type.Object(
   { $id: 'Error', description: 'Every 4xx and 5xx answer has this shape' },
 );
 
-export const Language = Type.Union([Type.Literal('rust'), Type.Literal('c'), Type.Literal('assemblyscript'), Type.Literal('javascript'), Type.Literal('typescript')]);
-export const Kind = Type.Union([Type.Literal('proxy-wasm'), Type.Literal('wasi-command'), Type.Literal('http-component')]);
+export const Language = Type.Union(LANGUAGE_IDS.map((id) => Type.Literal(id)));
+export const Kind = Type.Union(APP_KINDS.map((kind) => Type.Literal(kind)));
 export const Phase = Type.Union([Type.Literal('request_headers'), Type.Literal('request_body'), Type.Literal('response_headers'), Type.Literal('response_body'), Type.Literal('log')]);
 export const BuildStateSchema = Type.Union([
   Type.Literal('queued'),

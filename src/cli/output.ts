@@ -9,6 +9,10 @@
  * need are written here (NO_COLOR and FORCE_COLOR are honoured).
  */
 import type { WriteStream } from 'node:tty';
+import { formatBytes } from '../format/bytes.ts';
+
+/** One size format for the CLI, the web UI and the build logs (src/format/bytes.ts). */
+export { formatBytes };
 
 type Stream = NodeJS.WriteStream | WriteStream;
 
@@ -176,18 +180,6 @@ export class Spinner {
     this.timer = undefined;
     this.output.stderr.write('\r\u001b[K');
   }
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 export function formatDuration(ms: number | null | undefined): string {

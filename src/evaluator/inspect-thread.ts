@@ -10,6 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import { PlatformError } from '../errors.ts';
 import type { ModuleInfo } from '../wasm/inspect.ts';
+import { threadEntrySource } from '../threads/entry-source.ts';
 
 export type Inspection = { ok: true; info: ModuleInfo; threadId: number } | { ok: false; reason: string };
 
@@ -61,7 +62,7 @@ class InspectThread {
   }
 
   private spawn(): Worker {
-    const worker = new Worker(bootstrapSource(), { eval: true, resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB } });
+    const worker = new Worker(threadEntrySource(import.meta.url, './inspect-worker'), { eval: true, resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB } });
     worker.unref();
     worker.on('error', () => undefined);
     worker.on('exit', () => {
@@ -122,12 +123,4 @@ export async function inspectOffThread(module: Uint8Array, limits: InspectLimits
   if (outcome.ok) return outcome;
   if (outcome.invalid) return { ok: false, reason: outcome.reason };
   throw new PlatformError('evaluator_failed', `inspecting the module failed: ${outcome.reason}`);
-}
-
-function bootstrapSource(): string {
-  const typescript = import.meta.url.endsWith('.ts');
-  const target = JSON.stringify(new URL(typescript ? './inspect-worker.ts' : './inspect-worker.js', import.meta.url).href);
-  if (!typescript) return `import(${target});`;
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  return `import(${tsx}).then((api) => { api.register(); return import(${target}); });`;
 }

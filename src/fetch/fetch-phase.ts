@@ -17,10 +17,12 @@ import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { PlatformError, errorMessage } from '../errors.ts';
-import { buildFailure } from '../languages/failure.ts';
-import type { BuildContext } from '../languages/language.ts';
-import { SANDBOX_PLATFORM_DIR } from '../languages/paths.ts';
-import type { DependencyCacheStore } from '../optimize/cache/store.ts';
+import { buildFailure } from '../build-kit/failure.ts';
+import { SANDBOX_PLATFORM_DIR } from '../build-kit/paths.ts';
+import { runCacheStep } from '../build-cache/cache-step.ts';
+import { CACHE_FILE } from '../build-cache/plan.ts';
+import type { DependencyCacheStore } from '../build-cache/store.ts';
+import { formatBytes } from '../format/bytes.ts';
 import { EGRESS_SOCKET, type Mount, type Sandbox, type SandboxLimits, type SandboxResult } from '../sandbox/sandbox.ts';
 import type { FetchConfig } from './config.ts';
 import { startEgressProxy, type EgressReport } from './egress-proxy.ts';
@@ -43,16 +45,6 @@ export interface FetchPlan {
   cacheKey: string;
   /** A one-line reason from the tool's output when it failed. */
   failureReason(output: string): string | undefined;
-}
-
-/** Implemented by a language (next to its Language object) that has dependencies to fetch. */
-export interface DependencyFetching {
-  /** undefined: nothing to fetch. A UserError: the project's dependencies are unusable (no lock file...). */
-  fetchPlan(context: BuildContext, config: FetchConfig): Promise<FetchPlan | undefined>;
-}
-
-export function supportsDependencyFetch(language: object): language is DependencyFetching {
-  return typeof (language as Partial<DependencyFetching>).fetchPlan === 'function';
 }
 
 /** What `build.details.fetch` records. */
@@ -88,8 +80,6 @@ const SANDBOX_FORWARDER_DIR = `${SANDBOX_PLATFORM_DIR}/fetch`;
 const SANDBOX_CA_FILE = `${SANDBOX_PLATFORM_DIR}/fetch-ca/ca.pem`;
 const SANDBOX_FETCH_CACHE = `${SANDBOX_PLATFORM_DIR}/fetch-cache`;
 const SAVED_FETCH = 'kiln/fetched.tar.zst';
-const CACHE_FILE = 'deps.tar.zst';
-const CACHE_STEP_WALL_MS = 2 * 60_000;
 /** The tail of the tool's output kept to find the failure line. */
 const OUTPUT_TAIL_BYTES = 64 * 1024;
 
@@ -140,7 +130,7 @@ async function fetchThroughProxy(plan: FetchPlan, run: FetchRunContext): Promise
   }
   const egress = proxy.report();
   for (const note of result.notes) run.log(`kiln: ${note}`);
-  run.log(`kiln: fetch: ${formatMiB(egress.bytesDownloaded)} downloaded`);
+  run.log(`kiln: fetch: ${formatBytes(egress.bytesDownloaded)} downloaded`);
   if (result.exitCode !== 0 || result.limitHit !== undefined || result.cancelled) {
     // Whatever a failed fetch left must not be built from or cached.
     for (const output of plan.outputs) await rm(join(run.jobDir, 'src', output), { recursive: true, force: true });
@@ -152,7 +142,7 @@ async function fetchThroughProxy(plan: FetchPlan, run: FetchRunContext): Promise
 /** The user's fault (failed) unless the registry itself was unreachable (crashed: retry later). */
 function fetchFailure(plan: FetchPlan, result: SandboxResult, egress: EgressReport, run: FetchRunContext, output: string): Error {
   if (result.cancelled) return new FetchCancelled('the build was cancelled');
-  if (egress.downloadLimitHit) return buildFailure(`dependency fetch: download limit of ${formatMiB(run.config.egress.downloadBytes)} exceeded`);
+  if (egress.downloadLimitHit) return buildFailure(`dependency fetch: download limit of ${formatBytes(run.config.egress.downloadBytes)} exceeded`);
   if (result.limitHit === 'wall') return buildFailure(`dependency fetch: time limit of ${Math.round(Math.min(run.limits.wallMs, run.config.wallMs) / 1000)} s exceeded`);
   if (result.limitHit !== undefined) return buildFailure(`dependency fetch: ${result.limitHit} limit exceeded`);
   const refused = egress.refused[0];
@@ -174,7 +164,7 @@ async function restoreFromCache(plan: FetchPlan, run: FetchRunContext): Promise<
   try {
     const outcome = await runScript(run, `set -eu\ntar --zstd -x -f ${SANDBOX_FETCH_CACHE}/${CACHE_FILE} -C /build/src --no-same-owner -- ${plan.outputs.join(' ')}`, [{ host: checkout.directory, sandbox: SANDBOX_FETCH_CACHE }]);
     if (outcome === 'ok') {
-      run.log(`kiln: fetch cache hit: restored ${formatMiB(checkout.bytes)}, nothing downloaded`);
+      run.log(`kiln: fetch cache hit: restored ${formatBytes(checkout.bytes)}, nothing downloaded`);
       return true;
     }
     for (const output of plan.outputs) await rm(join(run.jobDir, 'src', output), { recursive: true, force: true });
@@ -195,32 +185,19 @@ async function saveToCache(plan: FetchPlan, run: FetchRunContext): Promise<boole
       return false;
     }
     const saved = await run.cache.store.save(run.cache.namespace, plan.cacheKey, run.jobDir, SAVED_FETCH).catch((error: unknown) => ({ saved: false as const, reason: errorMessage(error) }));
-    run.log(saved.saved ? `kiln: fetch cache saved (${formatMiB(saved.bytes)})` : `kiln: fetch cache not saved (${saved.reason})`);
+    run.log(saved.saved ? `kiln: fetch cache saved (${formatBytes(saved.bytes)})` : `kiln: fetch cache not saved (${saved.reason})`);
     return saved.saved;
   } finally {
     await rm(join(run.jobDir, SAVED_FETCH), { force: true }).catch(() => undefined);
   }
 }
 
+/** The step's outcome as a word for the log: `ok`, or why not; a cancelled build ends the fetch. */
 async function runScript(run: FetchRunContext, script: string, mounts: Mount[]): Promise<string> {
-  try {
-    const result = await run.sandbox.run({
-      command: ['/usr/bin/sh', '-c', script],
-      env: {},
-      cwd: '/build',
-      workDir: run.jobDir,
-      mounts,
-      limits: { ...run.limits, wallMs: Math.min(run.limits.wallMs, CACHE_STEP_WALL_MS) },
-      onOutput: run.onOutput,
-      signal: run.signal,
-    });
-    if (result.cancelled) throw new FetchCancelled('the build was cancelled');
-    if (result.limitHit !== undefined) return `${result.limitHit} limit reached`;
-    return result.exitCode === 0 ? 'ok' : `exit code ${result.exitCode ?? result.signal ?? 'unknown'}`;
-  } catch (error) {
-    if (error instanceof FetchCancelled) throw error;
-    return `sandbox error: ${errorMessage(error)}`;
-  }
+  const outcome = await runCacheStep(run, script, mounts, {});
+  if (outcome.ok) return 'ok';
+  if (outcome.cancelled) throw new FetchCancelled('the build was cancelled');
+  return outcome.reason;
 }
 
 /** The operator's extra CA certificates, where node (npm), cargo and curl look for them. */
@@ -260,8 +237,4 @@ class OutputTail {
   text(): string {
     return Buffer.concat(this.chunks).subarray(-this.maxBytes).toString('utf8');
   }
-}
-
-function formatMiB(bytes: number): string {
-  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 }

@@ -1,11 +1,13 @@
+import type { CachePlanAnswer } from '../build-cache/plan.ts';
+import type { FetchConfig } from '../fetch/config.ts';
+import type { FetchPlan } from '../fetch/fetch-phase.ts';
 import type { Mount } from '../sandbox/sandbox.ts';
-import type { AppKind } from '../wasm/kind.ts';
+import type { AppKind } from '../wasm/app-kinds.ts';
+import type { LanguageId } from './ids.ts';
 
 // The kind is a property of the module (its imports and exports), so it is defined with the Wasm rules.
-export type { AppKind };
-export type LanguageId = 'rust' | 'c' | 'assemblyscript' | 'javascript' | 'typescript';
-export const LANGUAGE_IDS: readonly LanguageId[] = ['rust', 'c', 'assemblyscript', 'javascript', 'typescript'];
-export const APP_KINDS: readonly AppKind[] = ['proxy-wasm', 'wasi-command', 'http-component'];
+export { APP_KINDS, type AppKind } from '../wasm/app-kinds.ts';
+export { LANGUAGE_IDS, type LanguageId } from './ids.ts';
 
 export interface Detection {
   language: LanguageId;
@@ -53,4 +55,23 @@ export interface Language {
   steps(context: BuildContext): Promise<BuildStep[]>;
   /** Path of the produced module relative to jobDir (checked safely by the worker). */
   locateOutput(context: BuildContext): Promise<string>;
+}
+
+/** Implemented by a language (next to its Language object) that has dependencies to fetch (src/fetch). */
+export interface DependencyFetching {
+  /** undefined: nothing to fetch. A UserError: the project's dependencies are unusable (no lock file...). */
+  fetchPlan(context: BuildContext, config: FetchConfig): Promise<FetchPlan | undefined>;
+}
+
+export function supportsDependencyFetch(language: object): language is DependencyFetching {
+  return typeof (language as Partial<DependencyFetching>).fetchPlan === 'function';
+}
+
+/** Implemented by a language (next to its Language object) that supports the dependency cache (src/build-cache). */
+export interface DependencyCaching {
+  cachePlan(context: BuildContext): Promise<CachePlanAnswer>;
+}
+
+export function supportsDependencyCache(language: object): language is DependencyCaching {
+  return typeof (language as Partial<DependencyCaching>).cachePlan === 'function';
 }

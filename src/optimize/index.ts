@@ -1,13 +1,10 @@
 /**
  * Build optimizations: the optimize stage (strip, Wizer, wasm-opt, memory
- * cap, start-up measurement) and the dependency cache. See
- * docs/decisions/0005-build-optimizations.md and docs/dependency-cache.md.
+ * cap, start-up measurement). See docs/decisions/0005-build-optimizations.md.
+ * The dependency cache is the build's own: src/build-cache.
  */
 export { optimizeArtifact, optimizeSafely } from './optimize.ts';
 export type { OptimizeDetails, OptimizeInput, OptimizeReport, OptimizeResult, SafeOptimizeResult, StepReport, VariantReport } from './optimize.ts';
-export { DependencyCacheStore } from './cache/store.ts';
-export type { DependencyCacheOptions } from './cache/store.ts';
-export type { CacheReport } from './cache/build-cache.ts';
 export { OptimizeCancelled } from './tool-run.ts';
 export { OPTIMIZE_CACHE_MAX_BYTES, OptimizeResultCache } from './result-cache.ts';
 export { measureStartup, isStartupTimes } from './startup.ts';

@@ -11,9 +11,9 @@
  * Runs on modules the evaluator already inspected, but trusts nothing: the
  * shared Reader bounds every length and count.
  */
-import { Reader, readLimits, readSections, sectionName } from '../wasm/binary.ts';
+import { EXTERN_KINDS, Reader, VALUE_TYPE_NAMES, readLimits, readSections, sectionName, type ValueType } from '../wasm/binary.ts';
 
-export type ValueType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
+export type { ValueType };
 
 export interface FunctionType {
   params: ValueType[];
@@ -35,23 +35,12 @@ export interface ModuleSignatures {
   exports: Map<string, FunctionType>;
 }
 
-const VALUE_TYPES: Readonly<Record<number, ValueType>> = {
-  0x7f: 'i32',
-  0x7e: 'i64',
-  0x7d: 'f32',
-  0x7c: 'f64',
-  0x7b: 'v128',
-  0x70: 'funcref',
-  0x6f: 'externref',
-};
-
 const FUNC_TYPE_FORM = 0x60;
 const EXTERN_FUNCTION = 0;
 const EXTERN_TABLE = 1;
 const EXTERN_MEMORY = 2;
 const EXTERN_GLOBAL = 3;
 const EXTERN_TAG = 4;
-const EXTERN_NAMES = ['function', 'table', 'memory', 'global', 'tag'];
 
 interface ParseState {
   types: FunctionType[];
@@ -90,7 +79,7 @@ function typeOf(state: ParseState, functionIndex: number): FunctionType | undefi
 function readValueType(r: Reader): ValueType {
   const at = r.pos;
   const code = r.u8();
-  return VALUE_TYPES[code] ?? r.fail(`unknown value type 0x${code.toString(16)}`, at);
+  return VALUE_TYPE_NAMES[code] ?? r.fail(`unknown value type 0x${code.toString(16)}`, at);
 }
 
 function readTypes(r: Reader, state: ParseState): void {
@@ -118,7 +107,7 @@ function readImports(r: Reader, state: ParseState): void {
       continue;
     }
     skipImportDescriptor(r, kind);
-    state.result.otherImports.push({ module, name, kind: EXTERN_NAMES[kind] ?? 'unknown' });
+    state.result.otherImports.push({ module, name, kind: EXTERN_KINDS[kind] ?? 'unknown' });
   }
 }
 

@@ -26,6 +26,22 @@ export const PAGE_SIZE = 65_536;
 export const MAX_PAGES_32 = 65_536;
 export const MAX_PAGES_64 = 2 ** 48;
 
+/** The value types Node 20 can run, by their binary code (the evaluator's check and the test bed's signatures read the same table). */
+export type ValueType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
+export const VALUE_TYPE_NAMES: Readonly<Record<number, ValueType>> = {
+  0x7f: 'i32',
+  0x7e: 'i64',
+  0x7d: 'f32',
+  0x7c: 'f64',
+  0x7b: 'v128',
+  0x70: 'funcref',
+  0x6f: 'externref',
+};
+
+/** Kinds of import and export, indexed by their binary code. */
+export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag';
+export const EXTERN_KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag'];
+
 export const SECTION_NAMES: Readonly<Record<number, string>> = {
   0: 'custom',
   1: 'type',

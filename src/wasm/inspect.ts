@@ -9,12 +9,12 @@
  * bounded and skipped, and WebAssembly.validate (on by default) checks them.
  */
 import { errorMessage } from '../errors.ts';
-import { InvalidModuleError, Reader, readLimits, readSections, sectionName } from './binary.ts';
-import type { Limits, SectionSpan } from './binary.ts';
+import { EXTERN_KINDS, InvalidModuleError, Reader, VALUE_TYPE_NAMES, readLimits, readSections, sectionName } from './binary.ts';
+import type { ExternKind, Limits, SectionSpan } from './binary.ts';
 
 export { InvalidModuleError } from './binary.ts';
 
-export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag';
+export type { ExternKind };
 
 export interface ImportInfo {
   module: string;
@@ -93,12 +93,8 @@ export interface ModuleScan {
   counts: SectionCounts;
 }
 
-const EXTERN_KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag'];
-
 const FUNCREF = 0x70;
 const EXTERNREF = 0x6f;
-// i32 i64 f32 f64 v128 funcref externref: the value types Node 20 can run.
-const VALUE_TYPES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b, FUNCREF, EXTERNREF]);
 
 // Smallest encodings, used to bound counts: import = 2 empty names + kind + 1-byte
 // descriptor; export = empty name + kind + index; memory = flags + min.
@@ -246,7 +242,7 @@ function readRefType(r: Reader): number {
 function readGlobalType(r: Reader): void {
   const at = r.pos;
   const type = r.u8();
-  if (!VALUE_TYPES.has(type)) r.fail(`unsupported value type 0x${type.toString(16)}`, at);
+  if (VALUE_TYPE_NAMES[type] === undefined) r.fail(`unsupported value type 0x${type.toString(16)}`, at);
   const mutAt = r.pos;
   if (r.u8() > 1) r.fail('global mutability must be 0 or 1', mutAt);
 }

@@ -41,8 +41,10 @@
  *    runner provides nothing there), no legacy `wasi_unstable`.
  */
 import type { ExportInfo, ImportInfo, ModuleInfo } from './inspect.ts';
+import type { AppKind } from './app-kinds.ts';
+import { PROXY_WASM_ABI_MARKERS, PROXY_WASM_ABI_MARKER_PREFIX } from './proxy-wasm-abi.ts';
 
-export type AppKind = 'proxy-wasm' | 'wasi-command' | 'http-component';
+export { APP_KINDS, type AppKind } from './app-kinds.ts';
 /** Kinds whose artifact is a core module (checked by checkKind); http-component is a component (component-kind.ts). */
 export type CoreAppKind = Exclude<AppKind, 'http-component'>;
 
@@ -54,8 +56,6 @@ export type KindCheck = { ok: true } | { ok: false; problems: string[] };
 
 const WASI = 'wasi_snapshot_preview1';
 const WASI_LEGACY = 'wasi_unstable';
-const ABI_MARKER_PREFIX = 'proxy_abi_version_';
-const ACCEPTED_ABI_MARKERS = ['proxy_abi_version_0_2_1', 'proxy_abi_version_0_2_0'];
 
 export function checkKind(info: ModuleInfo, kind: AppKind): KindCheck {
   if (!isCoreKind(kind)) return { ok: false, problems: ['It is a core WebAssembly module, but an http-component must be a WebAssembly component (WASI 0.2) exporting wasi:http/incoming-handler; build it with componentize-js or cargo component, or declare the kind of the module.'] };
@@ -72,7 +72,7 @@ export function checkKind(info: ModuleInfo, kind: AppKind): KindCheck {
  */
 export function detectKind(info: ModuleInfo): CoreAppKind | undefined {
   const names = info.exports.map((e) => e.name);
-  if (names.some((n) => n.startsWith(ABI_MARKER_PREFIX) || n.startsWith('proxy_on_'))) return 'proxy-wasm';
+  if (names.some((n) => n.startsWith(PROXY_WASM_ABI_MARKER_PREFIX) || n.startsWith('proxy_on_'))) return 'proxy-wasm';
   if (names.includes('_start')) return 'wasi-command';
   return undefined;
 }
@@ -106,8 +106,8 @@ function proxyWasmImportProblem(entry: ImportInfo): string[] {
 }
 
 function abiMarkerProblems(info: ModuleInfo): string[] {
-  if (ACCEPTED_ABI_MARKERS.some((marker) => hasFunction(info, marker))) return [];
-  const others = info.exports.filter((e) => e.name.startsWith(ABI_MARKER_PREFIX)).map((e) => e.name);
+  if (PROXY_WASM_ABI_MARKERS.some((marker) => hasFunction(info, marker))) return [];
+  const others = info.exports.filter((e) => e.name.startsWith(PROXY_WASM_ABI_MARKER_PREFIX)).map((e) => e.name);
   if (others.length > 0) {
     return [`It exports ${others.join(', ')}, but only Proxy-Wasm ABI 0.2.1 (and the compatible 0.2.0) is supported; rebuild with an SDK that targets ABI 0.2.1.`];
   }

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadFetchConfig } from '../../src/fetch/config.ts';
 import { startEgressProxy } from '../../src/fetch/egress-proxy.ts';
 import { egressTargetOf } from '../../src/fetch/egress-rules.ts';
-import { DependencyCacheStore } from '../../src/optimize/cache/store.ts';
+import { DependencyCacheStore } from '../../src/build-cache/store.ts';
 import { createSandbox, createWorkDir, DEFAULT_LIMITS } from '../../src/sandbox/index.ts';
 import { EGRESS_SOCKET, type Sandbox } from '../../src/sandbox/sandbox.ts';
 import { runBuild, type BuildOutcome } from '../../src/worker/build-job.ts';

@@ -15,7 +15,9 @@ import { manifestFromToml, kindOf, expectedModuleNames } from '../../src/languag
 import { DEFAULT_RUST_SDK_DIR } from '../../src/languages/rust/sdk.ts';
 import { parseToml } from '../../src/languages/toml.ts';
 import { DEFAULT_LIMITS } from '../../src/sandbox/sandbox.ts';
-import { ErrorLineFinder, copyOutputSafely, limitReason, runBuild } from '../../src/worker/build-job.ts';
+import { ErrorLineFinder, limitReason } from '../../src/worker/build-diagnostics.ts';
+import { runBuild } from '../../src/worker/build-job.ts';
+import { copyOutputSafely } from '../../src/worker/build-output.ts';
 import type { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { writeVendoredProject } from './fixtures.ts';
 

@@ -1,10 +1,10 @@
+import { formatBytes as formatSize } from '../../src/format/bytes.ts';
 import type { Build } from './api.ts';
 
+/** Kiln's one size format (src/format/bytes.ts), with a dash for a size the API did not give. */
 export function formatBytes(bytes: number | undefined | null): string {
   if (bytes === undefined || bytes === null) return '–';
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  return formatSize(bytes);
 }
 
 export function formatMs(ms: number | undefined | null): string {

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { evaluateReport, INSPECT_DEADLINE_MS, type ArtifactVariant } from '../../evaluator/evaluate.ts';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
-import { cacheNamespace } from '../../optimize/cache/namespace.ts';
+import { cacheNamespace } from '../../build-cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
 import { completeJob } from '../../queue/complete.ts';

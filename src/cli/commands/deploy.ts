@@ -11,9 +11,11 @@ import { memoryCapPages, readProject, SEMVER, WASM_OPT_LEVELS, type Optimize, ty
 import { canPrompt, confirm } from '../prompt.ts';
 import { stateText } from '../views.ts';
 import { parsePhases } from './versions.ts';
+import { LANGUAGE_IDS } from '../../languages/ids.ts';
+import { APP_KINDS } from '../../wasm/app-kinds.ts';
 
-const LANGUAGES: readonly LanguageName[] = ['rust', 'c', 'assemblyscript', 'javascript', 'typescript'];
-const KINDS: readonly KindName[] = ['proxy-wasm', 'wasi-command', 'http-component'];
+const LANGUAGES: readonly LanguageName[] = LANGUAGE_IDS;
+const KINDS: readonly KindName[] = APP_KINDS;
 
 interface DeployFlags extends CommonFlags {
   app?: string;

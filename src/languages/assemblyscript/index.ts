@@ -5,16 +5,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Mount } from '../../sandbox/sandbox.ts';
-import type { AppKind, BuildContext, BuildStep, Detection, Language } from '../language.ts';
+import type { AppKind, BuildContext, BuildStep, DependencyFetching, Detection, Language } from '../language.ts';
 import { isCoreKind, type CoreAppKind } from '../../wasm/kind.ts';
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 import { isRegularFile, listFiles, readSmallText, removeWithLog } from '../files.ts';
 import { asAppKind, readKilnToml } from '../kiln-toml.ts';
-import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
+import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../../build-kit/paths.ts';
 import { tomlString } from '../toml.ts';
 import { ABORT_FUNCTIONS, ABORT_LIBRARY_FILE, ABORT_LIBRARY_SOURCE } from './abort-library.ts';
-import type { DependencyFetching } from '../../fetch/fetch-phase.ts';
-import { npmFetchPlan } from '../../fetch/npm.ts';
+import { npmFetchPlan } from '../npm-fetch.ts';
 import { ENTRY, hasLockFile, pinnedCommand, pinnedCompiler } from './pinned-compiler.ts';
 import { AS_SDK_PACKAGE, compilerVersion, DEFAULT_AS_SDK_DIR, SANDBOX_AS_PACKAGES, SANDBOX_NODE_MODULES, compilerMounts, defaultCompilerDir, nodeMounts, sdkMounts } from './toolchain.ts';
 

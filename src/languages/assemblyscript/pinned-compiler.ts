@@ -13,11 +13,11 @@
  * command in package.json's scripts, as SDK READMEs tell users to write).
  */
 import { join } from 'node:path';
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 import { isRegularFile, lstatOrUndefined, readSmallText } from '../files.ts';
 import { readKilnToml } from '../kiln-toml.ts';
 import type { BuildContext } from '../language.ts';
-import { KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
+import { KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../../build-kit/paths.ts';
 import { tomlString } from '../toml.ts';
 
 export const ENTRY = 'assembly/index.ts';

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Mount } from '../../sandbox/sandbox.ts';
 import { PlatformError } from '../../errors.ts';
-import { SANDBOX_PLATFORM_DIR } from '../paths.ts';
+import { SANDBOX_PLATFORM_DIR } from '../../build-kit/paths.ts';
 
 export const SANDBOX_NODE_MODULES = `${SANDBOX_PLATFORM_DIR}/node_modules`;
 

@@ -6,10 +6,10 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppKind, BuildContext, BuildStep, Detection, Language } from '../language.ts';
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 import { isDirectory, isRegularFile, listFiles, readSmallText } from '../files.ts';
-import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
-import { PROXY_WASM_CALLBACKS, PROXY_WASM_HOST_FUNCTIONS } from '../proxy-wasm-abi.ts';
+import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../../build-kit/paths.ts';
+import { PROXY_WASM_CALLBACKS, PROXY_WASM_HOST_FUNCTIONS } from '../../wasm/proxy-wasm-abi.ts';
 import { asAppKind, readKilnToml } from '../kiln-toml.ts';
 
 const CLANG = '/usr/bin/clang';

@@ -4,7 +4,7 @@
  * offline, so declaring any is a clear build failure rather than an
  * "unresolved import" from the bundler. Switch here when it lands.
  */
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 
 const DEPENDENCY_FIELDS = ['dependencies', 'optionalDependencies', 'peerDependencies'] as const;
 

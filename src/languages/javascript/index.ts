@@ -12,9 +12,9 @@
  */
 import { join, normalize } from 'node:path';
 import type { BuildContext, BuildStep, Detection, Language, LanguageId } from '../language.ts';
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 import { isRegularFile, readSmallText } from '../files.ts';
-import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../paths.ts';
+import { BASE_ENV, KILN_DIR, OUTPUT_RELATIVE_PATH, SANDBOX_KILN_DIR, SANDBOX_OUTPUT_PATH, SANDBOX_SOURCE_DIR } from '../../build-kit/paths.ts';
 import { refuseDependencies } from './dependencies.ts';
 import { COMPONENT_WORLD, SANDBOX_JS_SCRIPTS, SANDBOX_JS_WIT, toolchainDir, toolchainMounts } from './toolchain.ts';
 

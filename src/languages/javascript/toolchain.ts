@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Mount } from '../../sandbox/sandbox.ts';
-import { SANDBOX_PLATFORM_DIR } from '../paths.ts';
+import { SANDBOX_PLATFORM_DIR } from '../../build-kit/paths.ts';
 
 /** Default host prefix: toolchains/js of this checkout. KILN_JS_TOOLCHAIN_DIR overrides it. */
 export const DEFAULT_JS_TOOLCHAIN_DIR = fileURLToPath(new URL('../../../toolchains/js/', import.meta.url)).replace(/\/$/, '');

@@ -26,7 +26,7 @@ import { lstat, open, readdir } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { CachePlan } from '../../optimize/cache/plan.ts';
+import type { CachePlan } from '../../build-cache/plan.ts';
 import type { AppKind, BuildContext } from '../language.ts';
 import { listFiles, readSmallText } from '../files.ts';
 import { parseToml } from '../toml.ts';

@@ -7,7 +7,7 @@
  */
 import { lstat, readdir, rm, readlink, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FETCHED_CRATES_DIR } from '../../fetch/cargo.ts';
+import { FETCHED_CRATES_DIR } from './cargo-fetch.ts';
 import type { BuildContext } from '../language.ts';
 import { MERGED_REGISTRY_DIR } from './offline-registry.ts';
 

@@ -16,7 +16,7 @@
  */
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 import { createNewFile, isDirectory, isRegularFile, lstatOrUndefined } from '../files.ts';
 import { readCargoManifest } from './manifest.ts';
 import { listSdkCrates, type SdkLocation } from './sdk.ts';

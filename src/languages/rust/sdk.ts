@@ -14,7 +14,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDirectory, isRegularFile, listFiles } from '../files.ts';
-import { SANDBOX_PLATFORM_DIR } from '../paths.ts';
+import { SANDBOX_PLATFORM_DIR } from '../../build-kit/paths.ts';
 import { readCargoManifest } from './manifest.ts';
 
 export const DEFAULT_RUST_SDK_DIR = fileURLToPath(new URL('../../../sdk/rust/', import.meta.url)).replace(/\/$/, '');

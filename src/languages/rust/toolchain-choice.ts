@@ -13,7 +13,7 @@
  *   4. otherwise the newest installed toolchain.
  */
 import { join } from 'node:path';
-import { buildFailure } from '../failure.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
 import { isDirectory, readSmallText } from '../files.ts';
 import { parseToml, tomlString } from '../toml.ts';
 import { compareVersions, type RustToolchain } from './toolchains.ts';

@@ -11,7 +11,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isRegularFile, readSmallText } from '../files.ts';
-import { SANDBOX_PLATFORM_DIR } from '../paths.ts';
+import { SANDBOX_PLATFORM_DIR } from '../../build-kit/paths.ts';
 
 export type RustTarget = 'wasm32-wasi' | 'wasm32-wasip1';
 

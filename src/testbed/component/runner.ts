@@ -10,6 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import { Lru } from '../lru.ts';
 import type { EngineMessage, EngineReply, HandleMessage, HandleReply, TranspiledFiles } from './protocol.ts';
+import { threadEntrySource } from '../../threads/entry-source.ts';
 
 /**
  * Transpiled components kept in this thread (about the component's size
@@ -107,7 +108,7 @@ export class ComponentRunner {
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(bootstrapSource(), { eval: true, env: {}, workerData: { toolchainDir: this.options.toolchainDir }, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb }, stdout: true, stderr: true });
+    const worker = new Worker(threadEntrySource(import.meta.url, './worker'), { eval: true, env: {}, workerData: { toolchainDir: this.options.toolchainDir }, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb }, stdout: true, stderr: true });
     worker.on('message', (reply: EngineReply) => {
       const head = this.queue.shift();
       if (!head) return;
@@ -142,12 +143,4 @@ export class ComponentRunner {
       pending.reject(pending === head ? error : new ComponentRunnerLostError('the component worker was replaced while this request waited; try again'));
     }
   }
-}
-
-function bootstrapSource(): string {
-  const typescript = import.meta.url.endsWith('.ts');
-  const target = JSON.stringify(new URL(typescript ? './worker.ts' : './worker.js', import.meta.url).href);
-  if (!typescript) return `import(${target});`;
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  return `import(${tsx}).then((api) => { api.register(); return import(${target}); });`;
 }

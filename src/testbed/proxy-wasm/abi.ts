@@ -1,58 +1,17 @@
 /**
- * Numbers and types of the Proxy-Wasm ABI 0.2.1 (proxy-wasm/spec,
- * abi-versions/v0.2.1), as the host side needs them.
+ * The Proxy-Wasm ABI 0.2.1 as this host implements it: the function types
+ * it links and calls. The ABI's names and numbers are src/wasm/proxy-wasm-abi.ts,
+ * re-exported here for the host's files.
  */
+import type { ProxyWasmHostFunction, ProxyWasmLegacyHostFunction } from '../../wasm/proxy-wasm-abi.ts';
 import { sig } from '../signatures.ts';
 import type { FunctionType } from '../signatures.ts';
 
-export const Status = {
-  OK: 0,
-  NOT_FOUND: 1,
-  BAD_ARGUMENT: 2,
-  SERIALIZATION_FAILURE: 3,
-  PARSE_FAILURE: 4,
-  INVALID_MEMORY_ACCESS: 6,
-  EMPTY: 7,
-  CAS_MISMATCH: 8,
-  INTERNAL_FAILURE: 10,
-  UNIMPLEMENTED: 12,
-} as const;
-
-export const Action = { CONTINUE: 0, PAUSE: 1 } as const;
-
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'critical'] as const;
-export type LogLevelName = (typeof LOG_LEVELS)[number];
-
-export const BufferType = {
-  HTTP_REQUEST_BODY: 0,
-  HTTP_RESPONSE_BODY: 1,
-  DOWNSTREAM_DATA: 2,
-  UPSTREAM_DATA: 3,
-  HTTP_CALL_RESPONSE_BODY: 4,
-  GRPC_CALL_MESSAGE: 5,
-  VM_CONFIGURATION: 6,
-  PLUGIN_CONFIGURATION: 7,
-  FOREIGN_FUNCTION_ARGUMENTS: 8,
-} as const;
-
-export const MapType = {
-  HTTP_REQUEST_HEADERS: 0,
-  HTTP_REQUEST_TRAILERS: 1,
-  HTTP_RESPONSE_HEADERS: 2,
-  HTTP_RESPONSE_TRAILERS: 3,
-  GRPC_CALL_INITIAL_METADATA: 4,
-  GRPC_CALL_TRAILING_METADATA: 5,
-  HTTP_CALL_RESPONSE_HEADERS: 6,
-  HTTP_CALL_RESPONSE_TRAILERS: 7,
-} as const;
-
-export const StreamType = { HTTP_REQUEST: 0, HTTP_RESPONSE: 1, DOWNSTREAM: 2, UPSTREAM: 3 } as const;
-
-/** proxy_metric_type_t: COUNTER = 0, GAUGE = 1, HISTOGRAM = 2. */
-export const METRIC_TYPE_NAMES = ['counter', 'gauge', 'histogram'] as const;
-export type MetricTypeName = (typeof METRIC_TYPE_NAMES)[number];
+export { Action, BufferType, LOG_LEVELS, METRIC_TYPE_NAMES, MapType, Status, StreamType } from '../../wasm/proxy-wasm-abi.ts';
+export type { LogLevelName, MetricTypeName } from '../../wasm/proxy-wasm-abi.ts';
 
 /** Host functions this host implements (module `env`), with their ABI types. */
+// Keyed by ABI names only: a typo or a function the ABI does not have fails the type check.
 export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType>> = {
   proxy_log: sig(3),
   proxy_get_log_level: sig(1),
@@ -88,12 +47,12 @@ export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType>> = {
   proxy_set_effective_context: sig(1),
   proxy_done: sig(0),
   proxy_call_foreign_function: sig(6),
-  // Names from ABI 0.1.0/0.2.0 that SDKs still emit; 0.2.1 hosts keep them working.
+  // PROXY_WASM_LEGACY_HOST_FUNCTIONS: SDKs still emit them; 0.2.1 hosts keep them working.
   proxy_continue_request: sig(0),
   proxy_continue_response: sig(0),
   proxy_clear_route_cache: sig(0),
   proxy_get_configuration: sig(2),
-};
+} satisfies Partial<Record<ProxyWasmHostFunction | ProxyWasmLegacyHostFunction, FunctionType>>;
 
 /** Callbacks the host calls, with the types it calls them with. */
 export const PROXY_CALLBACK_SIGNATURES: Readonly<Record<string, FunctionType>> = {

@@ -9,7 +9,7 @@
  * an archive whose content a build script chose; it only copies one regular
  * file out (store.ts) and bind-mounts it read-only back in.
  */
-import type { BuildContext } from '../../languages/language.ts';
+import { SANDBOX_PLATFORM_DIR } from '../build-kit/paths.ts';
 
 export interface CachePlan {
   /** Hex digest of everything the cached output depends on besides the user's own sources. */
@@ -26,17 +26,11 @@ export interface CachePlan {
   describe: string;
 }
 
-/** Implemented by a language (next to its Language object) that supports the cache. */
-export interface DependencyCaching {
-  cachePlan(context: BuildContext): Promise<CachePlan | { unavailable: string }>;
-}
-
-export function supportsDependencyCache(language: object): language is DependencyCaching {
-  return typeof (language as Partial<DependencyCaching>).cachePlan === 'function';
-}
+/** What a language answers when asked for a plan: one, or why the cache does not apply. */
+export type CachePlanAnswer = CachePlan | { unavailable: string };
 
 /** Where the entry is mounted (read-only) during the restore step. */
-export const SANDBOX_CACHE_DIR = '/opt/kiln/dependency-cache';
+export const SANDBOX_CACHE_DIR = `${SANDBOX_PLATFORM_DIR}/dependency-cache`;
 export const CACHE_FILE = 'deps.tar.zst';
 /** Where the save step writes the new entry, relative to /build. */
 export const SAVED_ENTRY = 'kiln/dependency-cache.tar.zst';

@@ -15,14 +15,14 @@
 import { writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { buildFailure } from '../languages/failure.ts';
-import { isDirectory, readSmallText } from '../languages/files.ts';
-import { parseToml, tomlString } from '../languages/toml.ts';
-import type { BuildContext } from '../languages/language.ts';
-import { KILN_DIR } from '../languages/paths.ts';
-import type { FetchConfig } from './config.ts';
-import { egressTargetOf } from './egress-rules.ts';
-import type { FetchPlan } from './fetch-phase.ts';
+import { buildFailure } from '../../build-kit/failure.ts';
+import { isDirectory, readSmallText } from '../files.ts';
+import { parseToml, tomlString } from '../toml.ts';
+import type { BuildContext } from '../language.ts';
+import { KILN_DIR } from '../../build-kit/paths.ts';
+import type { FetchConfig } from '../../fetch/config.ts';
+import { egressTargetOf } from '../../fetch/egress-rules.ts';
+import type { FetchPlan } from '../../fetch/fetch-phase.ts';
 
 /** Under /build/src: what the fetch leaves, and what the Rust language links into its registry. */
 export const FETCHED_CRATES_DIR = 'kiln-crates';

@@ -7,11 +7,12 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage } from '../../errors.ts';
-import type { BuildContext } from '../../languages/language.ts';
-import type { Mount, Sandbox, SandboxLimits } from '../../sandbox/sandbox.ts';
-import { RESTORE_FAILED_EXIT, SANDBOX_CACHE_DIR, SAVED_ENTRY, restoreScript, saveScript, type CachePlan, type DependencyCaching } from './plan.ts';
+import { errorMessage } from '../errors.ts';
+import type { Mount, Sandbox, SandboxLimits } from '../sandbox/sandbox.ts';
+import { RESTORE_FAILED_EXIT, SANDBOX_CACHE_DIR, SAVED_ENTRY, restoreScript, saveScript, type CachePlan, type CachePlanAnswer } from './plan.ts';
 import type { DependencyCacheStore } from './store.ts';
+import { runCacheStep } from './cache-step.ts';
+import { formatBytes } from '../format/bytes.ts';
 
 /** What `build.details.cache` records. */
 export interface CacheReport {
@@ -48,20 +49,17 @@ export interface CacheSession {
   namespace: string;
 }
 
-/** Cache steps are tar and find: minutes would mean something is wrong. */
-const CACHE_STEP_WALL_MS = 2 * 60_000;
-
+/** `planCache` is the language's cachePlan for this build; its errors are ours and only mean a miss. */
 export async function openDependencyCache(
-  caching: DependencyCaching,
-  build: BuildContext,
+  planCache: () => Promise<CachePlanAnswer>,
   store: DependencyCacheStore,
   namespace: string,
   run: CacheRunContext,
 ): Promise<CacheSession> {
   const session: CacheSession = { report: { hit: false }, store, namespace };
-  let plan: CachePlan | { unavailable: string };
+  let plan: CachePlanAnswer;
   try {
-    plan = await caching.cachePlan(build);
+    plan = await planCache();
   } catch (error) {
     plan = { unavailable: `platform error: ${errorMessage(error)}` };
   }
@@ -97,7 +95,7 @@ async function restore(session: CacheSession, plan: CachePlan, run: CacheRunCont
   if (outcome === 'ok') {
     session.report.hit = true;
     session.report.bytes = bytes;
-    run.log(`kiln: dependency cache hit: restored ${formatMiB(bytes)} in ${session.report.restoreMs} ms`);
+    run.log(`kiln: dependency cache hit: restored ${formatBytes(bytes)} in ${session.report.restoreMs} ms`);
     return;
   }
   // Whatever a half-finished restore left must not meet cargo: remove it (all sandbox processes are gone).
@@ -125,34 +123,16 @@ export async function saveDependencyCache(session: CacheSession, run: CacheRunCo
   report.saved = saved.saved;
   if (saved.saved) {
     report.bytes = saved.bytes;
-    run.log(`kiln: dependency cache saved (${formatMiB(saved.bytes)}, ${report.saveMs} ms)`);
+    run.log(`kiln: dependency cache saved (${formatBytes(saved.bytes)}, ${report.saveMs} ms)`);
   } else {
     report.reason = `not saved: ${saved.reason}`;
     run.log(`kiln: dependency cache not saved (${saved.reason})`);
   }
 }
 
+/** The step's outcome as a word for the log: `ok`, or why not. */
 async function runScript(run: CacheRunContext, script: string, mounts: Mount[]): Promise<string> {
-  try {
-    const result = await run.sandbox.run({
-      command: ['/usr/bin/sh', '-c', script],
-      env: run.env,
-      cwd: '/build',
-      workDir: run.jobDir,
-      mounts,
-      limits: { ...run.limits, wallMs: Math.min(run.limits.wallMs, CACHE_STEP_WALL_MS) },
-      onOutput: run.onOutput,
-      signal: run.signal,
-    });
-    if (result.cancelled) return 'cancelled';
-    if (result.limitHit !== undefined) return `${result.limitHit} limit reached`;
-    if (result.exitCode === 0) return 'ok';
-    return result.exitCode === RESTORE_FAILED_EXIT ? 'the entry is unreadable' : `exit code ${result.exitCode ?? result.signal ?? 'unknown'}`;
-  } catch (error) {
-    return `sandbox error: ${errorMessage(error)}`;
-  }
-}
-
-function formatMiB(bytes: number): string {
-  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  const outcome = await runCacheStep(run, script, mounts, run.env);
+  if (outcome.ok) return 'ok';
+  return outcome.exitCode === RESTORE_FAILED_EXIT ? 'the entry is unreadable' : outcome.reason;
 }

@@ -11,11 +11,11 @@
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { PlatformError } from '../errors.ts';
-import { buildFailure } from '../languages/failure.ts';
-import { isRegularFile, readSmallText } from '../languages/files.ts';
-import type { FetchConfig } from './config.ts';
-import { egressTargetOf } from './egress-rules.ts';
-import { nodePrefixMounts, type FetchPlan } from './fetch-phase.ts';
+import { buildFailure } from '../build-kit/failure.ts';
+import { isRegularFile, readSmallText } from './files.ts';
+import type { FetchConfig } from '../fetch/config.ts';
+import { egressTargetOf } from '../fetch/egress-rules.ts';
+import { nodePrefixMounts, type FetchPlan } from '../fetch/fetch-phase.ts';
 
 /** Lock files are larger than the usual inspected files; still bounded. */
 const MAX_LOCK_BYTES = 16 * 1024 ** 2;
