@@ -9,6 +9,7 @@
  * need are written here (NO_COLOR and FORCE_COLOR are honoured).
  */
 import type { WriteStream } from 'node:tty';
+import { clientEnvironment } from './environment.ts';
 
 type Stream = NodeJS.WriteStream | WriteStream;
 
@@ -19,9 +20,10 @@ export interface OutputOptions {
 const isTty = (stream: Stream): boolean => stream.isTTY === true;
 
 function colourWanted(stream: Stream): boolean {
-  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
-  if (process.env.FORCE_COLOR !== undefined && process.env.FORCE_COLOR !== '0') return true;
-  return isTty(stream) && process.env.TERM !== 'dumb';
+  const env = clientEnvironment();
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true;
+  return isTty(stream) && env.TERM !== 'dumb';
 }
 
 export interface Palette {
