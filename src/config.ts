@@ -113,11 +113,12 @@ export const CORE_SETTINGS = {
   leaseMs: integerSetting({ env: 'KILN_LEASE_MS', key: 'queue.leaseMs', fallback: DEFAULT_QUEUE_SETTINGS.leaseMs, min: 500, description: "A worker's lease on a job, ms (renewed by heartbeats; expired leases are re-queued)" }),
   maxAttempts: integerSetting({ env: 'KILN_MAX_ATTEMPTS', key: 'queue.maxAttempts', fallback: DEFAULT_QUEUE_SETTINGS.maxAttempts, min: 1, description: 'Attempts of a job before its build is `crashed`' }),
   logLevel: choiceSetting({ env: 'KILN_LOG_LEVEL', key: 'logLevel', fallback: 'info', choices: LOG_LEVELS, description: 'Log level of the server, workers and runners' }),
-  environments: customSetting({
+  environments: customSetting<string[] | undefined>({
     env: 'KILN_ENVIRONMENTS',
     key: 'edge.environments',
     type: 'comma-separated names',
-    fallback: parseEnvironmentList(''),
+    // Computed per load: no two configs share one array.
+    fallback: undefined,
     defaultText: 'staging, production',
     description: 'Deployment environments added to staging and production',
     parseText: parseEnvironmentList,
@@ -196,7 +197,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     logMaxBytes: buildLimits.logBytes + 64 * 1024,
     maxArtifactBytes: read(s.maxArtifactBytes),
     logLevel: read(s.logLevel),
-    environments: read(s.environments),
+    environments: read(s.environments) ?? parseEnvironmentList(''),
     toolchains: { rust: path.resolve(read(s.toolchainsDir)), javascript: read(s.jsToolchainDir) },
     followStreamsPerOwner: read(s.followStreamsPerOwner),
     shutdownGraceMs: read(s.shutdownGraceMs),

@@ -39,11 +39,12 @@ export const FetchConfigError = ConfigError;
 export type FetchConfigError = ConfigError;
 
 export const FETCH_SETTINGS = {
-  npmRegistry: customSetting({
+  npmRegistry: customSetting<URL | undefined>({
     env: 'KILN_NPM_REGISTRY',
     key: 'fetch.npmRegistry',
     type: 'http(s) URL',
-    fallback: new URL(DEFAULT_NPM_REGISTRY),
+    // Computed per load (below): URLs are mutable, so no two configs share one.
+    fallback: undefined,
     defaultText: DEFAULT_NPM_REGISTRY,
     description: 'npm registry the fetch phase installs locked dependencies from',
     parseText: (raw) => registryUrl(raw),
@@ -76,7 +77,7 @@ export const FETCH_SETTINGS = {
 export function fetchConfigFrom(reader: SettingReader): FetchConfig {
   const s = FETCH_SETTINGS;
   return {
-    npmRegistry: reader.read(s.npmRegistry),
+    npmRegistry: reader.read(s.npmRegistry) ?? registryUrl(DEFAULT_NPM_REGISTRY),
     cargoRegistry: reader.read(s.cargoRegistry),
     wallMs: reader.read(s.wallMs),
     caFile: reader.read(s.caFile) ?? systemCaBundle(),

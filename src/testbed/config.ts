@@ -110,11 +110,12 @@ export const TESTBED_SETTINGS = {
   maxBodyBytes: int('KILN_TESTBED_MAX_BODY_BYTES', 'maxBodyBytes', 8 * MIB, 1024, undefined, 'Bodies a filter may build, and upstream response bodies, bytes'),
   maxOutputBytes: int('KILN_TESTBED_MAX_OUTPUT_BYTES', 'maxOutputBytes', MIB, 1024, undefined, 'Output per stream (stdout, stderr) of a function, bytes'),
   workerHeapMb: int('KILN_TESTBED_WORKER_HEAP_MB', 'workerHeapMb', 256, 32, undefined, 'V8 heap of one worker thread, MiB'),
-  upstreams: customSetting({
+  upstreams: customSetting<Map<string, URL> | undefined>({
     env: 'KILN_TESTBED_UPSTREAMS',
     key: 'testbed.upstreams',
     type: 'list of name=origin',
-    fallback: parseUpstreamList(undefined),
+    // Computed per load (below): a Map shared by every loaded config could be changed through one of them.
+    fallback: undefined,
     defaultText: '`echo` (built in) only',
     description: 'Operator allow-list of upstreams filters may reach (comma-separated name=http(s)://origin)',
     parseText: parseUpstreamList,
@@ -171,7 +172,7 @@ export function testbedConfigFrom(reader: SettingReader): TestbedConfig {
     maxBodyBytes: read(s.maxBodyBytes),
     maxOutputBytes: read(s.maxOutputBytes),
     workerHeapMb: read(s.workerHeapMb),
-    upstreams: read(s.upstreams),
+    upstreams: read(s.upstreams) ?? parseUpstreamList(undefined),
     upstreamTimeoutMs: read(s.upstreamTimeoutMs),
     previewCacheMs: read(s.previewCacheMs),
     // V8 has hard limits of its own (1M functions and globals, 10M table entries): the shape limits stay under them.
