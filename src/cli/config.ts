@@ -15,6 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { clientEnvironment } from './environment.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
@@ -42,7 +43,7 @@ export interface ConnectionFlags {
 type Env = Record<string, string | undefined>;
 
 /** `$KILN_CONFIG`, else `$XDG_CONFIG_HOME/kiln/config.json`, else `~/.config/kiln/config.json`. */
-export function configFilePath(env: Env = process.env): string {
+export function configFilePath(env: Env = clientEnvironment()): string {
   if (env.KILN_CONFIG) return path.resolve(env.KILN_CONFIG);
   const base = env.XDG_CONFIG_HOME || path.join(env.HOME || os.homedir(), '.config');
   return path.join(base, 'kiln', 'config.json');
@@ -82,7 +83,7 @@ export async function removeStoredConfig(file: string): Promise<boolean> {
 }
 
 /** `.kiln/local-token` in dir or the nearest parent that has one. */
-export function findLocalToken(startDir: string, env: Env = process.env): { token: string; file: string; url?: string } | undefined {
+export function findLocalToken(startDir: string, env: Env = clientEnvironment()): { token: string; file: string; url?: string } | undefined {
   const candidates: string[] = [];
   if (env.KILN_DATA_DIR) candidates.push(path.resolve(startDir, env.KILN_DATA_DIR));
   for (let dir = path.resolve(startDir); ; dir = path.dirname(dir)) {
@@ -129,7 +130,7 @@ export function normalizeUrl(raw: string): string {
 
 const sameUrl = (a: string, b: string): boolean => normalizeUrl(a) === normalizeUrl(b);
 
-export function resolveConfig(flags: ConnectionFlags = {}, env: Env = process.env, cwd = process.cwd()): ResolvedConfig {
+export function resolveConfig(flags: ConnectionFlags = {}, env: Env = clientEnvironment(), cwd = process.cwd()): ResolvedConfig {
   const configFile = configFilePath(env);
   const stored = readStoredConfig(configFile);
   const local = findLocalToken(cwd, env);

@@ -14,6 +14,7 @@ import { promoteCommand } from './commands/promote.ts';
 import { rebuildCommand } from './commands/rebuild.ts';
 import { rollbackCommand } from './commands/rollback.ts';
 import { versionsCommand } from './commands/versions.ts';
+import { clientEnvironment } from './environment.ts';
 import { Output } from './output.ts';
 
 const program = new Command()
@@ -91,5 +92,5 @@ function reportError(error: unknown): void {
   output.stderr.write(`${output.err.red('error:')} ${message}\n`);
   // API and connection errors carry their own advice; a stack trace helps only with a bug.
   const expected = error instanceof KilnApiError || error instanceof KilnUnreachableError;
-  if (process.env.KILN_DEBUG && !expected && error instanceof Error) output.stderr.write(`${error.stack ?? ''}\n`);
+  if (clientEnvironment().KILN_DEBUG && !expected && error instanceof Error) output.stderr.write(`${error.stack ?? ''}\n`);
 }

@@ -13,6 +13,7 @@ import { formatBytes } from '../format/bytes.ts';
 
 /** One size format for the CLI, the web UI and the build logs (src/format/bytes.ts). */
 export { formatBytes };
+import { clientEnvironment } from './environment.ts';
 
 type Stream = NodeJS.WriteStream | WriteStream;
 
@@ -23,9 +24,10 @@ export interface OutputOptions {
 const isTty = (stream: Stream): boolean => stream.isTTY === true;
 
 function colourWanted(stream: Stream): boolean {
-  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
-  if (process.env.FORCE_COLOR !== undefined && process.env.FORCE_COLOR !== '0') return true;
-  return isTty(stream) && process.env.TERM !== 'dumb';
+  const env = clientEnvironment();
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true;
+  return isTty(stream) && env.TERM !== 'dumb';
 }
 
 export interface Palette {

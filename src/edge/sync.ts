@@ -302,6 +302,7 @@ function runReload(options: RunOptions, report: SyncReport): Promise<void> {
   const command = options.reload ?? '';
   const started = Date.now();
   return new Promise((resolve, reject) => {
+    // The operator's reload command inherits the CLI's environment (no setting is read from it here).
     const child = spawn('/bin/sh', ['-c', command], {
       stdio: ['ignore', process.stderr, process.stderr],
       detached: true,

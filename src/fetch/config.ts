@@ -1,10 +1,13 @@
-import { existsSync } from 'node:fs';
 /**
  * Operator configuration of the dependency fetch phase (worker side: the
- * registries are reached from the worker's machine). Read from the
- * environment; documented in README.md's configuration table.
+ * registries are reached from the worker's machine): the `fetch` section of
+ * KilnConfig, declared in FETCH_SETTINGS and documented in
+ * docs/configuration.md. A worker process loads it once (src/config.ts) and
+ * hands it to every build.
  */
+import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { ConfigError, customSetting, integerSetting, SettingReader, type Env } from '../config/settings.ts';
 import { DEFAULT_EGRESS_LIMITS, type EgressLimits } from './egress-proxy.ts';
 
 export interface FetchConfig {
@@ -31,42 +34,73 @@ export interface FetchConfig {
 export const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
 export const DEFAULT_FETCH_WALL_MS = 5 * 60_000;
 
-type Env = Record<string, string | undefined>;
+/** One error type for every bad setting; kept under this name for the fetch phase's callers. */
+export const FetchConfigError = ConfigError;
+export type FetchConfigError = ConfigError;
 
-export class FetchConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'FetchConfigError';
-  }
-}
+export const FETCH_SETTINGS = {
+  npmRegistry: customSetting<URL | undefined>({
+    env: 'KILN_NPM_REGISTRY',
+    key: 'fetch.npmRegistry',
+    type: 'http(s) URL',
+    // Computed per load (below): URLs are mutable, so no two configs share one.
+    fallback: undefined,
+    defaultText: DEFAULT_NPM_REGISTRY,
+    description: 'npm registry the fetch phase installs locked dependencies from',
+    parseText: (raw) => registryUrl(raw),
+  }),
+  cargoRegistry: customSetting<URL | undefined>({
+    env: 'KILN_CARGO_REGISTRY',
+    key: 'fetch.cargoRegistry',
+    type: 'sparse registry URL',
+    fallback: undefined,
+    defaultText: "none (Debian's crates and what the upload vendors)",
+    description: 'Cargo sparse registry mirror (`sparse+https://…/`)',
+    // Cargo names sparse registries `sparse+https://…/`; the prefix is optional here.
+    parseText: (raw) => registryUrl(raw.replace(/^sparse\+/, '')),
+  }),
+  wallMs: integerSetting({ env: 'KILN_FETCH_TIMEOUT_MS', key: 'fetch.wallMs', fallback: DEFAULT_FETCH_WALL_MS, min: 1, defaultText: '300000 (5 min)', description: "Wall time of one fetch step, ms (the build's own wall limit still applies)" }),
+  caFile: customSetting<string | undefined>({
+    env: 'KILN_FETCH_CA_FILE',
+    // The worker's own extra CAs are the natural default: a TLS-inspecting gateway's CA is usually there.
+    aliases: ['NODE_EXTRA_CA_CERTS'],
+    key: 'fetch.caFile',
+    type: 'absolute path',
+    fallback: undefined,
+    defaultText: "NODE_EXTRA_CA_CERTS, else Debian's CA bundle",
+    description: 'Extra CA certificates the fetch tools trust (TLS runs end to end; the egress proxy never sees plaintext)',
+    parseText: caFile,
+  }),
+  downloadBytes: integerSetting({ env: 'KILN_FETCH_MAX_DOWNLOAD_BYTES', key: 'fetch.maxDownloadBytes', fallback: DEFAULT_EGRESS_LIMITS.downloadBytes, min: 1, description: 'Bytes one fetch step may download through the egress proxy' }),
+} as const;
 
-export function loadFetchConfig(env: Env = process.env): FetchConfig {
-  const cargo = env.KILN_CARGO_REGISTRY;
+export function fetchConfigFrom(reader: SettingReader): FetchConfig {
+  const s = FETCH_SETTINGS;
   return {
-    npmRegistry: registryUrl('KILN_NPM_REGISTRY', env.KILN_NPM_REGISTRY || DEFAULT_NPM_REGISTRY),
-    cargoRegistry: cargo ? cargoRegistryUrl(cargo) : undefined,
-    wallMs: positiveInteger(env, 'KILN_FETCH_TIMEOUT_MS', DEFAULT_FETCH_WALL_MS),
-    caFile: caFile(env.KILN_FETCH_CA_FILE || env.NODE_EXTRA_CA_CERTS || systemCaBundle()),
-    egress: { ...DEFAULT_EGRESS_LIMITS, downloadBytes: positiveInteger(env, 'KILN_FETCH_MAX_DOWNLOAD_BYTES', DEFAULT_EGRESS_LIMITS.downloadBytes) },
+    npmRegistry: reader.read(s.npmRegistry) ?? registryUrl(DEFAULT_NPM_REGISTRY),
+    cargoRegistry: reader.read(s.cargoRegistry),
+    wallMs: reader.read(s.wallMs),
+    caFile: reader.read(s.caFile) ?? systemCaBundle(),
+    egress: { ...DEFAULT_EGRESS_LIMITS, downloadBytes: reader.read(s.downloadBytes) },
   };
 }
 
-function registryUrl(name: string, raw: string): URL {
+/** The section alone, from the variables given (tests, library defaults); a worker gets it from loadConfig().fetch. */
+export function loadFetchConfig(env: Env = {}): FetchConfig {
+  return fetchConfigFrom(new SettingReader(env));
+}
+
+function registryUrl(raw: string): URL {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new FetchConfigError(`${name}: ${JSON.stringify(raw)} is not a URL`);
+    throw new Error(`${JSON.stringify(raw)} is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FetchConfigError(`${name}: the registry must be an http(s) URL`);
-  if (url.username !== '' || url.password !== '') throw new FetchConfigError(`${name}: credentials in the URL are not supported`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('the registry must be an http(s) URL');
+  if (url.username !== '' || url.password !== '') throw new Error('credentials in the URL are not supported');
   if (!url.pathname.endsWith('/')) url.pathname += '/';
   return url;
-}
-
-/** Cargo names sparse registries `sparse+https://…/`; the prefix is optional here. */
-function cargoRegistryUrl(raw: string): URL {
-  return registryUrl('KILN_CARGO_REGISTRY', raw.replace(/^sparse\+/, ''));
 }
 
 /**
@@ -80,16 +114,8 @@ function systemCaBundle(): string | undefined {
   return existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined;
 }
 
-function caFile(path: string | undefined): string | undefined {
-  if (path === undefined || path === '') return undefined;
-  if (!isAbsolute(path)) throw new FetchConfigError(`KILN_FETCH_CA_FILE: ${JSON.stringify(path)} must be an absolute path`);
+function caFile(path: string): string | undefined {
+  if (path === '') return undefined;
+  if (!isAbsolute(path)) throw new Error(`${JSON.stringify(path)} must be an absolute path`);
   return path;
-}
-
-function positiveInteger(env: Env, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new FetchConfigError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return value;
 }

@@ -16,7 +16,7 @@ export interface SandboxHostOptions {
    * Default: `<os tmpdir>/kiln-sandbox`.
    */
   stateDir?: string;
-  /** Compiled helpers (seccomp filter, gVisor shim). Default: `$XDG_CACHE_HOME/kiln`. */
+  /** Compiled helpers (seccomp filter, gVisor shim). Default: `~/.cache/kiln`; the services pass KILN_SANDBOX_CACHE_DIR. */
   cacheDir?: string;
   /** First host uid of the pool (default 200000) and pool size (default 64). */
   uidBase?: number;

@@ -12,9 +12,9 @@ import { runHost } from './exec.ts';
  * Debian only, so there is no prebuilt binary to ship, and compiling against
  * the host's own libseccomp keeps the syscall tables in step with its kernel.
  */
+/** Without a configured one (KILN_SANDBOX_CACHE_DIR, see src/config.ts, which also honours XDG_CACHE_HOME). */
 export function defaultCacheDir(): string {
-  const base = process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache');
-  return join(base, 'kiln');
+  return join(homedir(), '.cache', 'kiln');
 }
 
 export interface NativeBuild {
@@ -29,7 +29,8 @@ export interface NativeBuild {
   cacheDir: string;
 }
 
-const compiler = process.env['CC'] || 'cc';
+/** The host's C compiler (Debian's `cc`, as scripts/setup.sh installs it). */
+const compiler = 'cc';
 const inFlight = new Map<string, Promise<string>>();
 
 /** Path of the compiled helper, compiling it once per source and flags. */

@@ -74,7 +74,7 @@ export interface RunBuildOptions {
    * owner, from the job). Only languages that support it use it.
    */
   dependencyCache?: { store: DependencyCacheStore; namespace: string };
-  /** Registries and bounds of the dependency fetch phase (default: loadFetchConfig() of the environment). */
+  /** Registries and bounds of the dependency fetch phase (default: the embedded defaults; a worker passes its config's `fetch`). */
   fetch?: FetchConfig;
 }
 

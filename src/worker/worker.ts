@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 import { extractArchive } from '../archive/extract.ts';
 import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from '../archive/limits.ts';
 import { errorMessage, UserError } from '../errors.ts';
+import type { FetchConfig } from '../fetch/config.ts';
+import type { LanguageRegistry } from '../languages/index.ts';
 import type { AppKind, LanguageId } from '../languages/language.ts';
 import { DependencyCacheStore, type DependencyCacheOptions } from '../build-cache/store.ts';
 import { OptimizeResultCache, optimizeSafely, type OptimizeDetails } from '../optimize/index.ts';
@@ -46,6 +48,9 @@ export interface WorkerOptions {
    * default: one in-memory cache per worker with its default bound. false turns it off.
    */
   optimizeCache?: OptimizeResultCache<OptimizeDetails> | false;
+  /** The process's configuration, passed on to every build (default: the embedded defaults). */
+  fetch?: FetchConfig;
+  languages?: LanguageRegistry;
 }
 
 type SlotOptions = WorkerOptions & { name: string; cacheStore?: DependencyCacheStore; optimizeResults?: OptimizeResultCache<OptimizeDetails> };
@@ -157,6 +162,8 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
         signal: abort.signal,
         artifactPath,
         dependencyCache: cacheFor(options, job),
+        fetch: options.fetch,
+        languages: options.languages,
       });
       stages.push(...outcome.stages);
       result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages, details: { ...outcome.facts, ...(outcome.cache ? { cache: outcome.cache } : {}), ...(outcome.fetch ? { fetch: outcome.fetch } : {}) } };

@@ -25,7 +25,10 @@ export type StorageFlavour = 'embedded' | 'servers';
  */
 export async function startTestKiln(options: { flavour?: StorageFlavour; env?: Record<string, string>; config?: Partial<KilnConfig> } = {}): Promise<TestKiln> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-test-'));
-  const env: Record<string, string | undefined> = { KILN_LOG_LEVEL: 'warn', ...options.env };
+  // Suites set the test bed's variables on process.env around a start (the test bed read them there before
+  // its settings joined KilnConfig); they still reach the config this way, and nothing else of the shell does.
+  const testbedVariables = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('KILN_TESTBED_')));
+  const env: Record<string, string | undefined> = { ...testbedVariables, KILN_LOG_LEVEL: 'warn', ...options.env };
   if (options.flavour === 'servers') {
     const s3 = s3TestSettings();
     Object.assign(env, {

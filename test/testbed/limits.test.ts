@@ -12,6 +12,8 @@ import { serializePairs } from '../../src/testbed/proxy-wasm/header-map.ts';
 import { filterResultJson } from '../../src/testbed/render.ts';
 import { Testbed } from '../../src/testbed/testbed.ts';
 import type { PluginSettings } from '../../src/testbed/testbed.ts';
+import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
+import { publish, type Json } from './support.ts';
 import { filterWat, wat } from './wat.ts';
 
 const artifact = (bytes: Uint8Array) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), load: async () => bytes });
@@ -159,5 +161,41 @@ describe('test bed limits inside the host', () => {
     assert.equal(json.response?.body.size, body.length);
     assert.equal(json.response?.body.text.length, 1024);
     assert.equal(json.response?.body.truncated, true);
+  });
+});
+
+/** 1,000 × "x-flood: ab" added to the request headers. */
+function headerFlood(): Uint8Array<ArrayBuffer> {
+  return filter(
+    `(loop $more
+      (drop (call $add (i32.const 0) (i32.const 100) (i32.const 7) (i32.const 110) (i32.const 2)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $i) (i32.const 1000))))`,
+    '(data (i32.const 100) "x-flood") (data (i32.const 110) "ab")',
+  );
+}
+
+describe('a test bed limit set in the configuration reaches the runners (through the API)', { timeout: 120_000 }, () => {
+  let t: TestKiln;
+  const LOW_HEADER_COUNT = 20;
+
+  before(async () => {
+    // Through the loader's environment, as `KILN_TESTBED_MAX_HEADERS=20 kiln serve` would give it; one local runner process.
+    t = await startTestKiln({ env: { KILN_TESTBED_MAX_HEADERS: String(LOW_HEADER_COUNT), KILN_TESTBED_RUNNERS: '1', KILN_TESTBED_WORKERS: '1', KILN_TESTBED_SPARES: '0' } });
+  });
+  after(() => t?.close());
+
+  it('a header flood stops at KILN_TESTBED_MAX_HEADERS, not the default, and invoke names maxHeaderCount', async () => {
+    const versionId = await publish(t, headerFlood(), { kind: 'proxy-wasm', name: 'header-flood' });
+    const invoked = await call<Json>(t.url, 'POST', `/v1/versions/${versionId}/invoke`, { token: t.ownerToken, json: { request: { method: 'GET', path: '/' } } });
+    assert.equal(invoked.status, 200, JSON.stringify(invoked.body));
+    assert.equal(invoked.body.outcome, 'ok', invoked.body.message);
+    assert.ok(invoked.body.limitsHit.includes('maxHeaderCount'), JSON.stringify(invoked.body.limitsHit));
+    const floods = (invoked.body.request.headers as Array<[string, string]>).filter(([name]) => name === 'x-flood');
+    assert.ok(floods.length > 0, 'the filter did add headers');
+    // The map also holds the pseudo-headers and whatever the request brought: the flood gets less than the limit.
+    assert.ok(floods.length < LOW_HEADER_COUNT, `${floods.length} x-flood headers passed a map limited to ${LOW_HEADER_COUNT} fields`);
+    const runners = await call<Json>(t.url, 'GET', '/v1/testbed/runners', { token: t.adminToken });
+    assert.ok(runners.body.localPids.length >= 1, 'the call ran in a local runner process, which got the limit over its pipe');
   });
 });

@@ -27,7 +27,6 @@ import type { Build } from '../../store/metadata/repositories/builds.ts';
 import type { Version } from '../../store/metadata/repositories/versions.ts';
 import { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
 import { componentResultJson, type ComponentResult } from '../../testbed/component/index.ts';
-import { loadTestbedConfig } from '../../testbed/config.ts';
 import type { TestbedConfig } from '../../testbed/config.ts';
 import type { HttpRequestData } from '../../testbed/http-message.ts';
 import { bodyBytes, requestData, responseData } from '../../testbed/inputs.ts';
@@ -59,13 +58,13 @@ interface Target {
 }
 
 export interface TestbedRouteOptions {
-  /** Default: from KILN_TESTBED_* environment variables. */
+  /** Default: the server's `config.testbed` (loaded once at start, src/config.ts). */
   config?: TestbedConfig;
 }
 
 export function testbedRoutes(services: Services, options: TestbedRouteOptions = {}): FastifyPluginAsync {
   return async (plugin) => {
-    const config = options.config ?? loadTestbedConfig();
+    const config = options.config ?? services.config.testbed;
     const testbed = new RunnerTestbed(config);
     const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
     const stopCompiling = services.buildEvents.onSucceeded((build) => precompile(services, testbed, build));

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ApiClient, KilnApiError } from '../api-client.ts';
 import { configFilePath, DEFAULT_URL, normalizeUrl, removeStoredConfig, writeStoredConfig } from '../config.ts';
 import { examplesText } from '../context.ts';
+import { clientEnvironment } from '../environment.ts';
 import { Output } from '../output.ts';
 import { askSecret, canPrompt, readStdin } from '../prompt.ts';
 
@@ -29,7 +30,7 @@ ${examplesText(['kiln login https://kiln.example.com', 'echo "$TOKEN" | kiln log
     )
     .action(async (rawUrl: string | undefined, flags: LoginFlags) => {
       const output = new Output({ json: flags.json });
-      const url = normalizeUrl(rawUrl ?? process.env.KILN_URL ?? DEFAULT_URL);
+      const url = normalizeUrl(rawUrl ?? clientEnvironment().KILN_URL ?? DEFAULT_URL);
       const token = await obtainToken(flags);
       const file = configFilePath();
       const client = new ApiClient({ url, token, tokenSource: 'flag', configFile: file });

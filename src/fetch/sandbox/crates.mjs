@@ -27,6 +27,7 @@ function fail(message) {
 }
 
 if (!indexUrl || !listFile || !outDir) fail('usage: crates.mjs <index URL> <crates.json> <output dir>');
+// Runs INSIDE the fetch sandbox: its environment is the one Kiln built for it (the forwarder sets HTTP_PROXY).
 const proxy = new URL(process.env.HTTP_PROXY ?? fail('HTTP_PROXY is not set'));
 
 /** GET through the proxy: absolute URI for http, a CONNECT tunnel for https. */

@@ -27,6 +27,7 @@ const server = net.createServer((client) => {
 
 server.listen(0, '127.0.0.1', () => {
   const proxy = `http://127.0.0.1:${server.address().port}`;
+  // Runs INSIDE the sandbox, in the environment Kiln built for it: reading it is how Kiln's settings reach here.
   const env = { ...process.env };
   for (const name of ['NO_PROXY', 'no_proxy', 'npm_config_noproxy']) delete env[name];
   for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'npm_config_proxy', 'npm_config_https_proxy', 'CARGO_HTTP_PROXY']) env[name] = proxy;

@@ -5,6 +5,7 @@
  * toolchains/js/package-lock.json; docs/components.md records them.
  */
 import { fileURLToPath } from 'node:url';
+import { SettingReader, stringSetting, type Env } from '../../config/settings.ts';
 import type { Mount } from '../../sandbox/sandbox.ts';
 import { SANDBOX_PLATFORM_DIR } from '../../build-kit/paths.ts';
 
@@ -20,8 +21,18 @@ export const SANDBOX_JS_SCRIPTS = `${SANDBOX_JS_DIR}/kiln`;
 /** The world in the generated WIT (see the install script). */
 export const COMPONENT_WORLD = 'handler';
 
-export function toolchainDir(env: Record<string, string | undefined> = process.env): string {
-  return env.KILN_JS_TOOLCHAIN_DIR || DEFAULT_JS_TOOLCHAIN_DIR;
+/** Read by builds (worker) and by the test bed's component runner; a server loads it once (src/config.ts). */
+export const JS_TOOLCHAIN_SETTING = stringSetting({
+  env: 'KILN_JS_TOOLCHAIN_DIR',
+  key: 'toolchains.javascript',
+  fallback: DEFAULT_JS_TOOLCHAIN_DIR,
+  defaultText: '`toolchains/js` of this checkout',
+  description: 'Kiln\'s JS/TS component toolchain (installed by scripts/install-js-toolchain.sh)',
+});
+
+/** The toolchain prefix from the variables given (default: none, so the embedded default). */
+export function toolchainDir(env: Env = {}): string {
+  return new SettingReader(env).read(JS_TOOLCHAIN_SETTING);
 }
 
 /**

@@ -58,6 +58,7 @@ function toolchainVersion(inputs: RustCacheInputs): Promise<string> {
   const key = `${inputs.rustc}\0${inputs.cargo}`;
   let version = toolchains.get(key);
   if (version === undefined) {
+    // The toolchain inherits Kiln's own environment (no setting is read from it; see src/config.ts).
     const options = { env: { ...process.env, ...inputs.env } };
     version = Promise.all([run(inputs.rustc, ['-V'], options), run(inputs.cargo, ['-V'], options)]).then(([rustc, cargo]) => `${rustc.stdout.trim()} / ${cargo.stdout.trim()}`);
     version.catch(() => toolchains.delete(key));

@@ -22,7 +22,8 @@ import type { ObjectInfo, ObjectStore } from './object-store.ts';
 
 // Kiln targets Node 20 and pins the SDK in package-lock.json; the SDK's
 // notice about future releases needing Node 22 would repeat on every start
-// (README: "Stack and deviations" notes the upgrade path).
+// (README: "Stack and deviations" notes the upgrade path). This configures the
+// SDK, not Kiln: no Kiln setting is read here (src/config.ts reads them all).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export interface S3ObjectStoreConfig {

@@ -8,7 +8,6 @@
  * reaches this through RunnerTestbed.invokeComponent (decision 0017).
  */
 import { unprocessable } from '../../errors.ts';
-import { toolchainDir } from '../../languages/javascript/toolchain.ts';
 import { bodyJson } from '../render.ts';
 import { PAGE_SIZE } from '../../wasm/binary.ts';
 import type { TestbedConfig } from '../config.ts';
@@ -50,7 +49,7 @@ export class ComponentTestbed {
   private readonly sizes = new Lru<string, { size: number; prepareMs: number }>(256);
 
   constructor(private readonly config: TestbedConfig) {
-    this.runner = new ComponentRunner({ heapMb: Math.max(COMPONENT_WORKER_HEAP_MB, config.workerHeapMb), prepareTimeoutMs: COMPONENT_PREPARE_TIMEOUT_MS, toolchainDir: toolchainDir() });
+    this.runner = new ComponentRunner({ heapMb: Math.max(COMPONENT_WORKER_HEAP_MB, config.workerHeapMb), prepareTimeoutMs: COMPONENT_PREPARE_TIMEOUT_MS, toolchainDir: config.componentToolchainDir });
     this.allowed = [...config.upstreams].map(([name, url]) => ({ name, origin: url.origin }));
   }
 

@@ -18,6 +18,9 @@ export interface LocalRunnerOptions {
   onExit?(pid: number, code: number | null, signal: NodeJS.Signals | null): void;
 }
 
+/** The inherited pipe's descriptor in the child: the fourth entry of `stdio` below. */
+const RUNNER_FD = 3;
+
 /** A runner that dies within this long of starting waits this long before the next start (no spawn loop). */
 const RESTART_BACKOFF_MS = 1_000;
 
@@ -48,9 +51,10 @@ export class LocalRunners {
 
   private spawnOne(): void {
     const startedAt = Date.now();
-    const child = spawn(process.execPath, [...loaderArgs(), `--max-old-space-size=${this.options.heapMb}`, entryPath(), '--slots', String(this.options.slots)], {
+    // The runner's settings arrive over the pipe (OPS.configure), never from its environment:
+    // what the child inherits is only what node itself needs.
+    const child = spawn(process.execPath, [...loaderArgs(), `--max-old-space-size=${this.options.heapMb}`, entryPath(), '--slots', String(this.options.slots), '--fd', String(RUNNER_FD)], {
       stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
-      env: { ...process.env, KILN_RUNNER_FD: '3' },
     });
     this.children.add(child);
     const pipe = child.stdio[3] as Duplex | null;

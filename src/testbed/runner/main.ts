@@ -8,13 +8,15 @@ import { parseArgs } from 'node:util';
 import { serveRunner } from './runner.ts';
 import { Peer } from './wire.ts';
 
-const { values } = parseArgs({ options: { slots: { type: 'string', default: '2' } } });
+// Everything this process needs comes from its parent: the slots and the pipe here, the settings over the pipe.
+const { values } = parseArgs({ options: { slots: { type: 'string', default: '2' }, fd: { type: 'string', default: '3' } } });
 const slots = Number(values.slots);
-if (!Number.isInteger(slots) || slots < 1 || slots > 64) {
-  process.stderr.write(`kiln test bed runner: --slots must be 1 to 64, got ${String(values.slots)}\n`);
+const fd = Number(values.fd);
+if (!Number.isInteger(slots) || slots < 1 || slots > 64 || !Number.isInteger(fd) || fd < 3) {
+  process.stderr.write(`kiln test bed runner: --slots must be 1 to 64 and --fd a descriptor ≥ 3, got ${String(values.slots)} and ${String(values.fd)}\n`);
   process.exit(2);
 }
-const socket = new net.Socket({ fd: Number(process.env.KILN_RUNNER_FD ?? 3), readable: true, writable: true });
+const socket = new net.Socket({ fd, readable: true, writable: true });
 const peer = new Peer(socket);
 peer.onClose(() => process.exit(0));
 process.once('SIGTERM', () => process.exit(0));

@@ -22,3 +22,16 @@ export function shutdownThenExit(stop: () => Promise<unknown>, logger: Logger, b
 
 /** Beyond the HTTP grace: workers report their killed jobs, the database closes. */
 export const SHUTDOWN_SLACK_MS = 20_000;
+
+/** On the first SIGINT or SIGTERM: log it, run `stop`, exit (bounded by `boundMs`, as above). */
+export function stopOnSignals(stop: () => Promise<unknown>, logger: Logger, boundMs: number): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    shutdownThenExit(stop, logger, boundMs);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
