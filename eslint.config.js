@@ -15,6 +15,8 @@ export const ZONES = {
   // Leaves.
   'errors.ts': [],
   format: [],
+  // Setting declarations and readers; each section (test bed, fetch, toolchains) declares its settings beside its code.
+  config: ['errors.ts'],
   threads: [],
   'build-kit': ['errors.ts'],
   archive: ['errors.ts'],
@@ -24,16 +26,17 @@ export const ZONES = {
   edge: ['errors.ts', 'format'],
   // The build path: never the API, server, store, queue, evaluator, test bed or edge.
   'build-cache': ['build-kit', 'format', 'sandbox', 'errors.ts'],
-  fetch: ['build-cache', 'build-kit', 'format', 'sandbox', 'errors.ts'],
+  fetch: ['build-cache', 'build-kit', 'config', 'format', 'sandbox', 'errors.ts'],
   optimize: ['build-kit', 'format', 'sandbox', 'wasm', 'errors.ts'],
-  languages: ['build-cache', 'build-kit', 'fetch', 'format', 'sandbox', 'wasm', 'config.ts', 'errors.ts'],
+  languages: ['build-cache', 'build-kit', 'config', 'fetch', 'format', 'sandbox', 'wasm', 'errors.ts'],
   worker: ['archive', 'build-cache', 'build-kit', 'fetch', 'format', 'languages', 'optimize', 'sandbox', 'wasm', 'config.ts', 'errors.ts'],
   // The API side.
-  'config.ts': ['archive', 'edge', 'fetch', 'optimize', 'queue', 'sandbox', 'store', 'wasm', 'errors.ts'],
+  // The one loader: reads every section's declarations, so no section may import it back.
+  'config.ts': ['archive', 'config', 'edge', 'fetch', 'languages', 'optimize', 'queue', 'sandbox', 'store', 'testbed', 'wasm', 'errors.ts'],
   queue: ['store', 'worker/protocol.ts', 'errors.ts'],
   evaluator: ['queue', 'store', 'threads', 'wasm', 'worker/protocol.ts', 'errors.ts'],
   operations: ['store', 'config.ts', 'errors.ts'],
-  testbed: ['languages', 'threads', 'wasm', 'format', 'config.ts', 'errors.ts'],
+  testbed: ['config', 'languages', 'threads', 'wasm', 'format', 'errors.ts'],
   api: ['archive', 'build-cache', 'edge', 'evaluator', 'optimize', 'queue', 'store', 'testbed', 'wasm', 'format', 'languages/ids.ts', 'worker/protocol.ts', 'config.ts', 'errors.ts'],
   // What assembles everything, `kiln serve` (server) and the CLI, are filled in below: they may import every other part.
   server: [],

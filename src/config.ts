@@ -20,6 +20,7 @@ import { booleanSetting, choiceSetting, ConfigError, customSetting, integerSetti
 import { parseEnvironments } from './edge/environments.ts';
 import { FETCH_SETTINGS, fetchConfigFrom, type FetchConfig } from './fetch/config.ts';
 import { JS_TOOLCHAIN_SETTING } from './languages/javascript/toolchain.ts';
+import { DEFAULT_TOOLCHAINS_DIR } from './languages/rust/toolchains.ts';
 import { DEFAULT_QUEUE_SETTINGS, type QueueSettings } from './queue/jobs.ts';
 import { DEFAULT_LIMITS, type SandboxLimits } from './sandbox/sandbox.ts';
 import { DEFAULT_WARM_POOL } from './sandbox/warm-pool.ts';
@@ -73,7 +74,7 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
  * set-up (docs/decisions/0008). scripts/toolchains/rust-modern.sh reads the
  * same variable with the same default.
  */
-export const DEFAULT_TOOLCHAINS_DIR = '/var/cache/kiln/toolchains';
+export { DEFAULT_TOOLCHAINS_DIR };
 
 /** Names the environment variable of the config file; the file itself holds the settings below. */
 export const CONFIG_FILE_VARIABLE = 'KILN_CONFIG_FILE';

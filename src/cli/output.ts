@@ -10,10 +10,10 @@
  */
 import type { WriteStream } from 'node:tty';
 import { formatBytes } from '../format/bytes.ts';
+import { clientEnvironment } from './environment.ts';
 
 /** One size format for the CLI, the web UI and the build logs (src/format/bytes.ts). */
 export { formatBytes };
-import { clientEnvironment } from './environment.ts';
 
 type Stream = NodeJS.WriteStream | WriteStream;
 

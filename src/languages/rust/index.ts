@@ -18,9 +18,8 @@ import { rustCachePlan } from './dependency-cache.ts';
 import { cargoFetchPlan } from './cargo-fetch.ts';
 import { linkFetchedCrates } from './fetched-crates.ts';
 import { DEFAULT_RUST_SDK_DIR, SANDBOX_RUST_SDK_DIR, listSdkCrates, type SdkLocation } from './sdk.ts';
-import { installedToolchains, sandboxRootOf, type RustToolchain } from './toolchains.ts';
+import { DEFAULT_TOOLCHAINS_DIR, installedToolchains, sandboxRootOf, type RustToolchain } from './toolchains.ts';
 import { chooseToolchain, readAppRustFacts, type ToolchainChoice } from './toolchain-choice.ts';
-import { toolchainsDir } from '../../config.ts';
 
 export const DEFAULT_CARGO_REGISTRY = '/usr/share/cargo/registry';
 /** CARGO_TARGET_DIR lives beside the source, so an uploaded target/ is never reused. */
@@ -39,7 +38,7 @@ export interface RustOptions {
 export function createRust(options: RustOptions = {}): Language & DependencyCaching & DependencyFetching {
   const registry = registryLocation(options.registryDir ?? DEFAULT_CARGO_REGISTRY);
   const sdk: SdkLocation = { host: options.sdkDir ?? DEFAULT_RUST_SDK_DIR, sandbox: SANDBOX_RUST_SDK_DIR };
-  const toolchains = options.toolchainsDir ?? toolchainsDir();
+  const toolchains = options.toolchainsDir ?? DEFAULT_TOOLCHAINS_DIR;
   // The choice is made once, in prepare, and every later call of the same build reads it.
   const choices = new WeakMap<BuildContext, ToolchainChoice>();
   const chosen = (context: BuildContext): RustToolchain => {

@@ -34,6 +34,8 @@ export interface RustToolchain {
   env: Record<string, string>;
 }
 
+/** Where scripts/toolchains/*.sh install machine-wide toolchains unless KILN_TOOLCHAINS_DIR says otherwise. */
+export const DEFAULT_TOOLCHAINS_DIR = '/var/cache/kiln/toolchains';
 const SYSTEM_RUSTC = '/usr/bin/rustc';
 const SYSTEM_CARGO = '/usr/bin/cargo';
 const SYSTEM_WASI_STD = '/usr/lib/rustlib/wasm32-wasi/lib';
