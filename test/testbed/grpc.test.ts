@@ -120,7 +120,7 @@ describe('gRPC calls from a filter', { skip, timeout: 600_000 }, () => {
         assert.equal(status, 200, JSON.stringify(body));
         assert.equal(body.outcome, 'ok', body.message);
         assert.equal(body.response.status, 200, JSON.stringify(body.notes));
-        assert.equal(body.response.body.text, 'reply echo ping (10 bytes) server=test-server');
+        assert.equal(body.response.body.text, 'reply echo ping (9 bytes) server=test-server');
         assert.deepEqual(grpc.seen.slice(before), [{ path: '/kiln.test.Echo/Say', meta: 'from-filter', contentType: 'application/grpc', messages: ['ping'] }]);
         assert.deepEqual(body.unimplemented, []);
       });
