@@ -194,7 +194,8 @@ function sameLimits(a: HandleMessage['limits'] | undefined, b: HandleMessage['li
 export function outgoing(call: OutgoingCall, allowed: readonly AllowedOrigin[], send: BridgeSend, timeoutMs = 0): OutgoingAnswer {
   const origin = `${call.scheme}://${call.authority}`;
   const match = allowed.find((entry) => sameOrigin(entry.origin, origin));
-  if (match === undefined) return { ok: false, error: { tag: 'HTTP-request-denied' }, reason: `${origin} is not an allowed upstream` };
+  // The result already says `allowed: false`; nothing more is recorded for a refusal.
+  if (match === undefined) return { ok: false, error: { tag: 'HTTP-request-denied' } };
   return send(match.name, call, timeoutMs);
 }
 
