@@ -103,12 +103,28 @@ class WasiError {
   }
 }
 
+/** A condition that nothing but the guest itself can make true, and that the host may end by force. */
+interface Gate {
+  ready(): boolean;
+  force(): void;
+}
+
+/** Ready at once, at a time (a timer), or when its gate opens (an outgoing response waiting for its request body). */
 class Pollable {
-  constructor(private readonly readyAtNs: bigint | undefined = undefined) {}
+  constructor(
+    private readonly readyAtNs: bigint | undefined = undefined,
+    private readonly gate: Gate | undefined = undefined,
+  ) {}
+  get gated(): boolean {
+    return this.gate !== undefined;
+  }
   ready(): boolean {
+    if (this.gate) return this.gate.ready();
     return this.readyAtNs === undefined || process.hrtime.bigint() >= this.readyAtNs;
   }
   block(): void {
+    // The guest is blocked: it cannot write more of the request body, so the call goes with what it has.
+    if (this.gate) return this.gate.ready() ? undefined : this.gate.force();
     if (this.readyAtNs === undefined) return;
     const waitNs = this.readyAtNs - process.hrtime.bigint();
     if (waitNs > 0n) sleepMs(Number(waitNs / 1_000_000n) + 1);
@@ -125,8 +141,8 @@ function poll(pollables: Pollable[]): Uint32Array {
   for (;;) {
     const ready = pollables.flatMap((p, i) => (p.ready() ? [i] : []));
     if (ready.length > 0) return Uint32Array.from(ready);
-    // The earliest timer decides how long to sleep; all others are timers too.
-    (pollables[0] as Pollable).block();
+    // A gated pollable is opened by force rather than waited for; otherwise all are timers.
+    (pollables.find((p) => p.gated) ?? (pollables[0] as Pollable)).block();
   }
 }
 
@@ -470,15 +486,30 @@ class IncomingResponse {
   }
 }
 
+type ResponseAnswer = { tag: 'ok'; val: IncomingResponse } | { tag: 'err'; val: WasiErrorCode };
+
+/**
+ * An outgoing call's response. The guest calls `handle` before it writes
+ * the request body (wasi:http streams it), so the call is made when the
+ * body is finished — or when the guest waits for the response before
+ * finishing it — and at most once.
+ */
 class FutureIncomingResponse {
   private taken = false;
-  constructor(private readonly answer: { tag: 'ok'; val: IncomingResponse } | { tag: 'err'; val: WasiErrorCode }) {}
+  private forced = false;
+  private answer: ResponseAnswer | undefined;
+  constructor(
+    private readonly bodyDone: () => boolean,
+    private readonly send: () => ResponseAnswer,
+  ) {}
   subscribe(): Pollable {
-    return new Pollable();
+    return new Pollable(undefined, { ready: () => this.forced || this.bodyDone(), force: () => (this.forced = true) });
   }
   get(): unknown {
     if (this.taken) return { tag: 'err', val: undefined };
+    if (!this.forced && !this.bodyDone()) return undefined;
     this.taken = true;
+    this.answer ??= this.send();
     return { tag: 'ok', val: this.answer };
   }
 }
@@ -576,21 +607,26 @@ export function createComponentHost(limits: HostLimits): ComponentHost {
   const refuseAll = (): OutgoingAnswer => ({ ok: false, error: { tag: 'HTTP-request-denied' } });
 
   const handleOutgoing = (outgoingRequest: OutgoingRequest, options: RequestOptions | undefined): FutureIncomingResponse => {
-    const scheme = outgoingRequest.schemeValue;
-    const call: OutgoingCall = {
-      method: methodName(outgoingRequest.methodValue),
-      scheme: scheme === undefined ? 'https' : scheme.tag === 'other' ? scheme.val : scheme.tag.toLowerCase(),
-      authority: outgoingRequest.authorityValue ?? '',
-      pathWithQuery: outgoingRequest.path ?? '/',
-      headers: outgoingRequest.headers().textPairs(),
-      body: outgoingRequest.requestBody?.bytes() ?? new Uint8Array(0),
+    const exchange = current;
+    const firstByteTimeout = options?.firstByteTimeout();
+    const send = (): ResponseAnswer => {
+      const scheme = outgoingRequest.schemeValue;
+      const call: OutgoingCall = {
+        method: methodName(outgoingRequest.methodValue),
+        scheme: scheme === undefined ? 'https' : scheme.tag === 'other' ? scheme.val : scheme.tag.toLowerCase(),
+        authority: outgoingRequest.authorityValue ?? '',
+        pathWithQuery: outgoingRequest.path ?? '/',
+        headers: outgoingRequest.headers().textPairs(),
+        body: outgoingRequest.requestBody?.bytes() ?? new Uint8Array(0),
+      };
+      // A call made after its exchange ended (a pre-warmed instance's start-up) is refused.
+      const result = exchange !== undefined && exchange === current ? exchange.outgoing(call, firstByteTimeout) : refuseAll();
+      exchange?.record.outgoing.push(outgoingRecord(call, result));
+      if (!result.ok) return { tag: 'err', val: result.error };
+      return { tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) };
     };
-    const result = current?.outgoing(call, options?.firstByteTimeout()) ?? refuseAll();
-    current?.record.outgoing.push(outgoingRecord(call, result));
-    // Refused before anything was sent: the handle call itself fails. Allowed and then failed: the future does.
-    if (!result.ok && !isAllowed(result)) throw result.error;
-    if (!result.ok) return new FutureIncomingResponse({ tag: 'err', val: result.error });
-    return new FutureIncomingResponse({ tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) });
+    const bodyDone = () => outgoingRequest.requestBody === undefined || outgoingRequest.requestBody.finished;
+    return new FutureIncomingResponse(bodyDone, send);
   };
 
   // The guest constructs these with headers only; the exchange's limits come from here.
