@@ -168,7 +168,16 @@ export const ComponentResultSchema = Type.Object({
   response: Type.Union([Type.Object({ status: Type.Integer(), headers: Pairs, body: Body }), Type.Null()], { description: "the component's own response (a thrown error in a fetch handler is StarlingMonkey's 500)" }),
   logs: Type.Array(Type.Object({ stream: Type.String(), line: Type.String() })),
   droppedLogBytes: Type.Integer(),
-  outgoing: Type.Array(Type.Object({ authority: Type.String(), pathWithQuery: Type.String(), allowed: Type.Boolean(), status: Type.Optional(Type.Integer()) })),
+  outgoing: Type.Array(
+    Type.Object({
+      authority: Type.String(),
+      pathWithQuery: Type.String(),
+      allowed: Type.Boolean(),
+      status: Type.Optional(Type.Integer()),
+      error: Type.Optional(Type.String({ description: 'why an allowed call failed (the component saw an error-code)' })),
+      limit: Type.Optional(Type.String({ description: 'the test bed limit (TestbedConfig field) that refused or ended the call' })),
+    }),
+  ),
   module: Type.Object({ sha256: Type.String(), size: Type.Integer(), memoryCapBytes: Type.Integer(), prepareMs: Type.Number() }),
   timings: Type.Object({ totalMs: Type.Number(), instantiateMs: Type.Number(), handleMs: Type.Number(), prewarmed: Type.Boolean() }),
 });

@@ -27,8 +27,12 @@ export interface PlannedImport {
   binding: 'host' | { stub: number };
 }
 
-/** Host functions a kind implements, by import module, with their types. */
-export type HostSignatures = Readonly<Record<string, Readonly<Record<string, FunctionType>>>>;
+/**
+ * Host functions a kind implements, by import module, with their types. A
+ * list holds the types of one function across ABI versions (the first is
+ * the current one); the implementation tells them apart by argument count.
+ */
+export type HostSignatures = Readonly<Record<string, Readonly<Record<string, FunctionType | readonly FunctionType[]>>>>;
 
 export interface StubPolicy {
   /** Import modules whose unknown functions get a stub, and the status it returns. */
@@ -46,9 +50,11 @@ export function planImports(signatures: ModuleSignatures, host: HostSignatures, 
 }
 
 function planOne(entry: { module: string; name: string; type: FunctionType }, host: HostSignatures, policy: StubPolicy): PlannedImport {
-  const expected = host[entry.module]?.[entry.name];
-  if (expected !== undefined) {
-    if (!sameType(expected, entry.type)) {
+  const accepted = host[entry.module]?.[entry.name];
+  if (accepted !== undefined) {
+    const types: readonly FunctionType[] = Array.isArray(accepted) ? accepted : [accepted as FunctionType];
+    const expected = types[0] as FunctionType;
+    if (!types.some((type) => sameType(type, entry.type))) {
       throw unprocessable(
         'module_not_runnable',
         `the module imports ${entry.module}.${entry.name} with type ${formatType(entry.type)}, but the host function has type ${formatType(expected)}; check the declaration (pointers and sizes are 32-bit)`,

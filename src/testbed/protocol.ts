@@ -66,7 +66,7 @@ export interface VmSpec {
   limits: HostLimits;
 }
 
-/** A proxy_http_call the main thread must perform and answer with filter.deliver. */
+/** A proxy_http_call (or proxy_grpc_call/stream) the main thread must perform and answer with filter.deliver. */
 export interface OutgoingCall {
   token: number;
   /** Whose connection pool performs it. */
@@ -75,6 +75,8 @@ export interface OutgoingCall {
   upstream: string;
   request: HttpRequestData;
   timeoutMs: number;
+  /** A gRPC call or (half-closed) stream: sent over HTTP/2, answered with its frames and status. */
+  grpc?: { kind: 'call' | 'stream'; service: string; method: string };
 }
 
 /** 'idle': the message concerned no stream (a call made from a timer, say). */

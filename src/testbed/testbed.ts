@@ -21,6 +21,7 @@ import type { FailureOutcome, HostLimits, OutgoingCall, PluginInfo, VmSpec, Wasi
 import { DEFAULT_RECORDER_LIMITS } from './recorder.ts';
 import type { RecorderLimits } from './recorder.ts';
 import { UpstreamError, Upstreams, upstreamFailureResponse } from './upstream.ts';
+import { GrpcUpstreams } from './grpc-upstream.ts';
 
 export interface Limits {
   timeoutMs?: number;
@@ -83,6 +84,8 @@ const MAX_OWNER_POOLS = 256;
 
 export class Testbed {
   readonly upstreams: Upstreams;
+  /** Filters' gRPC calls: HTTP/2 sessions per owner and origin (decision 0033). */
+  private readonly grpc: GrpcUpstreams;
   private readonly modules: ModuleCache;
   private pool: WorkerPool | undefined;
 
@@ -92,6 +95,7 @@ export class Testbed {
     modules?: ModuleCache,
   ) {
     this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes, socketsPerOwner: config.upstreamSocketsPerOwner, maxOwnerPools: MAX_OWNER_POOLS });
+    this.grpc = new GrpcUpstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxHttpCallResponseBytes, maxSessions: MAX_OWNER_POOLS });
     this.modules = modules ?? new ModuleCache(config.moduleCacheEntries, config.moduleShape);
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
@@ -187,6 +191,7 @@ export class Testbed {
 
   async close(): Promise<void> {
     this.upstreams.close();
+    this.grpc.close();
     await this.pool?.close();
   }
 
@@ -217,6 +222,7 @@ export class Testbed {
   private httpCall(call: OutgoingCall, simulated: Record<string, HttpResponseData> | undefined): Promise<HttpResponseData> {
     const canned = simulated?.[call.upstream];
     if (canned) return Promise.resolve(canned);
+    if (call.grpc) return this.grpc.send(call.upstream, call.request, { ownerId: call.ownerId, timeoutMs: call.timeoutMs });
     return this.upstreams.send(call.upstream, call.request, { ownerId: call.ownerId, timeoutMs: call.timeoutMs, maxResponseBytes: this.config.maxHttpCallResponseBytes });
   }
 

@@ -34,6 +34,8 @@ export interface SendOptions {
   timeoutMs?: number;
   /** Bounds the response body below the general limit (HTTP calls). */
   maxResponseBytes?: number;
+  /** Ends the request early (the caller is gone: a component's deadline passed). */
+  signal?: AbortSignal;
 }
 
 /** One owner's keep-alive agents: no socket is ever shared between tenants. */
@@ -42,15 +44,24 @@ interface OwnerPool {
   https: https.Agent;
 }
 
+/** Why a request to an upstream failed: not sent, over a size or time limit, or anything else. */
+export type UpstreamFailure = 'refused' | 'too_large' | 'timeout' | 'failed';
+
 export class UpstreamError extends Error {
   constructor(
     readonly upstream: string,
     message: string,
+    readonly failure: UpstreamFailure = 'failed',
   ) {
     super(message);
     this.name = 'UpstreamError';
   }
 }
+
+/** The response passed the size limit (thrown inside sendHttp, classified by send). */
+class ResponseTooLargeError extends Error {}
+/** No response within the time limit (thrown inside sendHttp, classified by send). */
+class UpstreamTimeoutError extends Error {}
 
 export { HOP_BY_HOP };
 
@@ -126,14 +137,16 @@ export class Upstreams {
   async send(name: string, request: HttpRequestData, options: SendOptions): Promise<HttpResponseData> {
     if (name === ECHO_UPSTREAM) return echoResponse(request);
     const origin = this.allowed.get(name);
-    if (!origin) throw new UpstreamError(name, `no upstream named ${JSON.stringify(name)}; allowed: ${this.names().join(', ')}`);
+    if (!origin) throw new UpstreamError(name, `no upstream named ${JSON.stringify(name)}; allowed: ${this.names().join(', ')}`, 'refused');
     const problem = requestProblem(request);
-    if (problem !== undefined) throw new UpstreamError(name, `the request to ${name} was not sent: ${problem}`);
+    if (problem !== undefined) throw new UpstreamError(name, `the request to ${name} was not sent: ${problem}`, 'refused');
     const pool = this.poolFor(options.ownerId);
     const timeoutMs = Math.min(options.timeoutMs || this.limits.timeoutMs, this.limits.timeoutMs);
     const maxBytes = Math.min(options.maxResponseBytes ?? this.limits.maxResponseBytes, this.limits.maxResponseBytes);
-    return sendHttp(origin, request, timeoutMs, maxBytes, origin.protocol === 'https:' ? pool.https : pool.http).catch((error: unknown) => {
-      throw error instanceof UpstreamError ? error : new UpstreamError(name, `upstream ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+    return sendHttp(origin, request, timeoutMs, maxBytes, origin.protocol === 'https:' ? pool.https : pool.http, options.signal).catch((error: unknown) => {
+      if (error instanceof UpstreamError) throw error;
+      const failure: UpstreamFailure = error instanceof ResponseTooLargeError ? 'too_large' : error instanceof UpstreamTimeoutError ? 'timeout' : 'failed';
+      throw new UpstreamError(name, `upstream ${name} failed: ${error instanceof Error ? error.message : String(error)}`, failure);
     });
   }
 
@@ -162,17 +175,17 @@ export function upstreamFailureResponse(error: UpstreamError): HttpResponseData 
   return { status: 502, headers: [['content-type', 'application/json'], ['x-kiln-upstream-error', error.upstream]], body: new TextEncoder().encode(body), trailers: [] };
 }
 
-function sendHttp(origin: URL, request: HttpRequestData, timeoutMs: number, maxBytes: number, agent: http.Agent): Promise<HttpResponseData> {
+function sendHttp(origin: URL, request: HttpRequestData, timeoutMs: number, maxBytes: number, agent: http.Agent, signal?: AbortSignal): Promise<HttpResponseData> {
   const client = origin.protocol === 'https:' ? https : http;
   const headers = outgoingHeaders(origin, request);
   return new Promise<HttpResponseData>((resolve, reject) => {
-    const outgoing = client.request({ protocol: origin.protocol, hostname: origin.hostname, port: origin.port, method: request.method, path: request.path, headers: headers.flat(), agent }, (response) => {
+    const outgoing = client.request({ protocol: origin.protocol, hostname: origin.hostname, port: origin.port, method: request.method, path: request.path, headers: headers.flat(), agent, ...(signal ? { signal } : {}) }, (response) => {
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (size > maxBytes) {
-          response.destroy(new Error(`the response is larger than ${maxBytes} bytes`));
+          response.destroy(new ResponseTooLargeError(`the response is larger than ${maxBytes} bytes`));
           return;
         }
         chunks.push(chunk);
@@ -188,7 +201,7 @@ function sendHttp(origin: URL, request: HttpRequestData, timeoutMs: number, maxB
       );
     });
     // One timer per request, cleared on the response: cheaper than an AbortSignal on the hot path.
-    const timer = setTimeout(() => outgoing.destroy(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => outgoing.destroy(new UpstreamTimeoutError(`no response within ${timeoutMs} ms`)), timeoutMs);
     outgoing.on('close', () => clearTimeout(timer));
     outgoing.on('error', reject);
     if (request.trailers.length > 0) outgoing.addTrailers(request.trailers.map(([key, value]): [string, string] => [key.toLowerCase(), value]).filter(([key]) => !KILN_OWNED.has(key)));

@@ -222,9 +222,9 @@ describe('test bed over HTTP', { skip, timeout: 180_000 }, () => {
       ]);
 
       const stubs = await headersOf({ request: { path: '/stubs' } });
-      assert.equal(stubs.get('x-grpc'), '12', 'unimplemented calls answer UNIMPLEMENTED');
+      assert.equal(stubs.get('x-stub'), '12', 'unimplemented calls answer UNIMPLEMENTED');
       assert.equal(stubs.get('x-foreign'), '1');
-      assert.deepEqual(stubs.body.unimplemented, ['env.proxy_grpc_call']);
+      assert.deepEqual(stubs.body.unimplemented, ['env.proxy_not_in_any_abi']);
 
       const pairs = await headersOf({ request: { path: '/pairs', headers: { a: '1' } } });
       assert.equal(pairs.body.request.method, 'PUT');

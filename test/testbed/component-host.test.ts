@@ -6,15 +6,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { outgoing } from '../../src/testbed/component/engine.ts';
-import { createComponentHost, type OutgoingCall } from '../../src/testbed/component/wasi-http-host.ts';
+import type { BridgeSend } from '../../src/testbed/component/bridge.ts';
+import { bytesSource, createComponentHost, type OutgoingCall } from '../../src/testbed/component/wasi-http-host.ts';
 
 const call = (scheme: string, authority: string): OutgoingCall => ({ method: 'GET', scheme, authority, pathWithQuery: '/', headers: [], body: new Uint8Array() });
 const allowed = [{ name: 'backend', origin: 'http://127.0.0.1:8081' }];
 
 describe('outgoing allow-list', () => {
-  it('lets through only the exact origin (scheme, host and port) of an allowed upstream', () => {
-    assert.equal(outgoing(call('http', '127.0.0.1:8081'), allowed).ok, false, 'allowed, but not performed yet');
-    assert.deepEqual(outgoing(call('http', '127.0.0.1:8081'), allowed), { ok: false, error: { tag: 'internal-error', val: 'outgoing requests from components to upstream backend are not supported by the test bed yet' } });
+  it('sends only calls to the exact origin (scheme, host and port) of an allowed upstream, by its name', () => {
+    const sent: Array<{ upstream: string; timeoutMs: number }> = [];
+    const send: BridgeSend = (upstream, _call, timeoutMs) => {
+      sent.push({ upstream, timeoutMs });
+      return { ok: true, status: 204, headers: [], body: bytesSource(new Uint8Array()) };
+    };
+    const answer = outgoing(call('http', '127.0.0.1:8081'), allowed, send, 250);
+    assert.equal(answer.ok && answer.status, 204);
+    assert.deepEqual(sent, [{ upstream: 'backend', timeoutMs: 250 }], 'sent once, as the upstream named backend');
     for (const [scheme, authority] of [
       ['http', '127.0.0.1:8082'],
       ['https', '127.0.0.1:8081'],
@@ -23,9 +30,12 @@ describe('outgoing allow-list', () => {
       ['http', '127.0.0.1:8081@evil.example'],
       ['file', ''],
     ] as const) {
-      assert.deepEqual(outgoing(call(scheme, authority), allowed), { ok: false, error: { tag: 'HTTP-request-denied' } }, `${scheme}://${authority}`);
+      const refused = outgoing(call(scheme, authority), allowed, send);
+      assert.deepEqual(refused.ok ? undefined : refused.error, { tag: 'HTTP-request-denied' }, `${scheme}://${authority}`);
     }
-    assert.deepEqual(outgoing(call('http', '127.0.0.1:8081'), []), { ok: false, error: { tag: 'HTTP-request-denied' } }, 'an empty list allows nothing');
+    const none = outgoing(call('http', '127.0.0.1:8081'), [], send);
+    assert.deepEqual(none.ok ? undefined : none.error, { tag: 'HTTP-request-denied' }, 'an empty list allows nothing');
+    assert.equal(sent.length, 1, 'nothing refused reached the bridge');
   });
 });
 

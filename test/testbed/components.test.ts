@@ -111,6 +111,28 @@ const flavours: Array<{ flavour: StorageFlavour; skip: string | false }> = [
   { flavour: 'servers', skip: s3Skip() || databaseBackends().find((backend) => backend.name === 'PostgreSQL')?.skip || false },
 ];
 
+/** The response limit of outgoing calls these tests run with (KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES). */
+const CALL_RESPONSE_LIMIT = 256 * 1024;
+
+/**
+ * The allowed upstream of the outgoing tests: `/hello` answers with a header
+ * and what it received, `/medium` with a body of several bridge chunks under
+ * the limit, `/big` with one byte past it, `/hang` never; anything else
+ * "backend".
+ */
+function backendAnswer(request: http.IncomingMessage, response: http.ServerResponse): void {
+  const chunks: Buffer[] = [];
+  request.on('data', (chunk: Buffer) => chunks.push(chunk));
+  request.on('end', () => {
+    if (request.url === '/hello') {
+      response.setHeader('x-upstream', 'backend-hello');
+      response.end(`${request.method} ${request.url} from=${String(request.headers['x-from-component'])} host=${String(request.headers.host)} body=${Buffer.concat(chunks).toString()}`);
+    } else if (request.url === '/medium') response.end('m'.repeat(150_000));
+    else if (request.url === '/big') response.end('b'.repeat(CALL_RESPONSE_LIMIT + 1));
+    else if (request.url !== '/hang') response.end('backend');
+  });
+}
+
 describe('http-components on the test bed', { skip, timeout: SUITE_TIMEOUT }, () => {
   const builder = new SandboxBuilder();
   const modules: Record<'js' | 'ts' | 'probe', Uint8Array> = { js: new Uint8Array(), ts: new Uint8Array(), probe: new Uint8Array() };
@@ -121,7 +143,7 @@ describe('http-components on the test bed', { skip, timeout: SUITE_TIMEOUT }, ()
     modules.js = await builder.build(`${EXAMPLES}js-handler`);
     modules.ts = await builder.build(`${EXAMPLES}ts-handler`);
     modules.probe = await builder.build(`${FIXTURES}component-probe`, 'http-component');
-    backend = http.createServer((_request, response) => response.end('backend'));
+    backend = http.createServer(backendAnswer);
     await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
     backendPort = (backend.address() as AddressInfo).port;
   });
@@ -140,6 +162,7 @@ describe('http-components on the test bed', { skip, timeout: SUITE_TIMEOUT }, ()
 
       before(async () => {
         process.env.KILN_TESTBED_UPSTREAMS = `backend=http://127.0.0.1:${backendPort}`;
+        process.env.KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES = String(CALL_RESPONSE_LIMIT);
         t = await startTestKiln({ flavour });
         ids.js = await publish(t, modules.js, { kind: 'http-component', name: 'js-handler' });
         ids.ts = await publish(t, modules.ts, { kind: 'http-component', name: 'ts-handler' });
@@ -149,6 +172,7 @@ describe('http-components on the test bed', { skip, timeout: SUITE_TIMEOUT }, ()
       after(async () => {
         await t?.close();
         delete process.env.KILN_TESTBED_UPSTREAMS;
+        delete process.env.KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES;
       });
 
       it('JS handler: status, headers, body and logs through invoke', async () => {
@@ -203,6 +227,34 @@ describe('http-components on the test bed', { skip, timeout: SUITE_TIMEOUT }, ()
         assert.deepEqual(refused.body.outgoing, [{ authority: '169.254.169.254', pathWithQuery: '/latest/meta-data/', allowed: false }]);
         const allowed = await invoke(ids.probe as string, { request: { path: `/outgoing?to=${encodeURIComponent(`http://127.0.0.1:${backendPort}/x`)}` } });
         assert.equal(allowed.body.outgoing[0]?.allowed, true, JSON.stringify(allowed.body.outgoing));
+      });
+
+      it('outgoing HTTP to an allowed upstream is performed: the handler relays its status, header and body (GET and POST, several chunks)', async () => {
+        const hello = `http://127.0.0.1:${backendPort}/hello`;
+        const got = await invoke(ids.probe as string, { request: { path: `/relay?to=${encodeURIComponent(hello)}` } });
+        assert.equal(got.body.outcome, 'ok', got.body.message);
+        assert.equal(got.body.response.status, 200);
+        assert.equal(got.body.response.body.text, `relayed 200 backend-hello GET /hello from=probe host=127.0.0.1:${backendPort} body=`);
+        assert.deepEqual(got.body.outgoing, [{ authority: `127.0.0.1:${backendPort}`, pathWithQuery: '/hello', allowed: true, status: 200 }]);
+        const posted = await invoke(ids.probe as string, { request: { method: 'POST', path: `/relay?to=${encodeURIComponent(hello)}`, body: { text: 'payload' } } });
+        assert.equal(posted.body.response.body.text, `relayed 200 backend-hello POST /hello from=probe host=127.0.0.1:${backendPort} body=payload`);
+        const medium = await invoke(ids.probe as string, { request: { path: `/relay?to=${encodeURIComponent(`http://127.0.0.1:${backendPort}/medium`)}` } });
+        assert.equal(medium.body.response.body.text, `relayed 200 - ${'m'.repeat(150_000)}`, 'a body of three bridge chunks arrives whole');
+      });
+
+      it('an upstream answer past maxHttpCallResponseBytes fails the fetch and names the limit; a hanging upstream ends at the deadline', async () => {
+        const big = await invoke(ids.probe as string, { request: { path: `/relay?to=${encodeURIComponent(`http://127.0.0.1:${backendPort}/big`)}` } });
+        assert.equal(big.body.outcome, 'ok', big.body.message);
+        assert.equal(big.body.response.status, 502);
+        assert.match(big.body.response.body.text, /^failed:/);
+        assert.equal(big.body.outgoing.length, 1);
+        assert.equal(big.body.outgoing[0].allowed, true);
+        assert.equal(big.body.outgoing[0].limit, 'maxHttpCallResponseBytes', JSON.stringify(big.body.outgoing));
+        const hang = await invoke(ids.probe as string, { request: { path: `/relay?to=${encodeURIComponent(`http://127.0.0.1:${backendPort}/hang`)}` }, limits: { timeoutMs: 1_500 } });
+        assert.equal(hang.body.outcome, 'timeout', JSON.stringify(hang.body));
+        const after = await invoke(ids.probe as string, { request: { path: '/after-hang' } });
+        assert.equal(after.body.outcome, 'ok', after.body.message);
+        assert.equal(after.body.response.body.text, 'GET /after-hang ');
       });
 
       it('a busy loop ends at the deadline, and the next request is served by a fresh worker', async () => {

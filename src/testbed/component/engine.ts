@@ -14,8 +14,9 @@
 import { UserError } from '../../errors.ts';
 import { inspectModule } from '../../wasm/inspect.ts';
 import { setMemoryMaximum } from '../../wasm/memory-cap.ts';
+import type { BridgeSend } from './bridge.ts';
 import type { AllowedOrigin, EngineReply, HandleMessage, PrepareMessage } from './protocol.ts';
-import { createComponentHost, type ComponentHost, type OutgoingAnswer, type OutgoingCall } from './wasi-http-host.ts';
+import { createComponentHost, type ComponentHost, type OutgoingAnswer, type OutgoingCall, type OutgoingHandler } from './wasi-http-host.ts';
 
 type Instantiate = (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, Record<string, unknown>>) => Record<string, unknown>;
 
@@ -46,8 +47,15 @@ export class ComponentEngine {
   private readonly prepared = new Map<string, Prepared>();
   private transpiler: Promise<Transpile> | undefined;
 
-  /** `toolchainDir`: the JS toolchain prefix holding jco-transpile (Kiln's own, pinned). */
-  constructor(private readonly toolchainDir: string) {}
+  /**
+   * `toolchainDir`: the JS toolchain prefix holding jco-transpile (Kiln's own, pinned).
+   * `send`: performs an allow-listed outgoing call (the bridge to the runner thread);
+   * without one, allowed calls fail as the platform's internal error.
+   */
+  constructor(
+    private readonly toolchainDir: string,
+    private readonly send: BridgeSend = noBridge,
+  ) {}
 
   private async transpileComponent(component: Uint8Array): Promise<Record<string, Uint8Array>> {
     this.transpiler ??= import(`${this.toolchainDir}/node_modules/@bytecodealliance/jco-transpile/dist/index.js`).then((module: { transpileBytes: Transpile }) => module.transpileBytes);
@@ -106,7 +114,7 @@ export class ComponentEngine {
       return { type: 'failed', code: 'not_runnable', message: `the component failed to start: ${describe(error)}` };
     }
     entry.warm = undefined;
-    const exchange = instance.host.begin(message.request, (call) => outgoing(call, message.allowed));
+    const exchange = instance.host.begin(message.request, countedOutgoing(message, this.send));
     const started = performance.now();
     let trap: string | undefined;
     try {
@@ -180,16 +188,39 @@ function sameLimits(a: HandleMessage['limits'] | undefined, b: HandleMessage['li
 
 /**
  * The allow-list decides: the call's scheme and authority must be exactly
- * an allowed origin's. Refused calls are the guest's HTTP-request-denied.
- * Allowed calls are not performed yet (see the README): answered as an
- * internal error naming the reason, so the guest sees a failed fetch.
+ * an allowed origin's. Refused calls are the guest's HTTP-request-denied;
+ * allowed ones are sent (as that upstream, by name) through `send`.
  */
-export function outgoing(call: OutgoingCall, allowed: readonly AllowedOrigin[]): OutgoingAnswer {
+export function outgoing(call: OutgoingCall, allowed: readonly AllowedOrigin[], send: BridgeSend, timeoutMs = 0): OutgoingAnswer {
   const origin = `${call.scheme}://${call.authority}`;
   const match = allowed.find((entry) => sameOrigin(entry.origin, origin));
+  // The result already says `allowed: false`; nothing more is recorded for a refusal.
   if (match === undefined) return { ok: false, error: { tag: 'HTTP-request-denied' } };
-  return { ok: false, error: { tag: 'internal-error', val: `outgoing requests from components to upstream ${match.name} are not supported by the test bed yet` } };
+  return send(match.name, call, timeoutMs);
 }
+
+/** One request's outgoing handler: at most `maxOutgoingCalls` calls are sent (limit maxHttpCalls). */
+function countedOutgoing(message: HandleMessage, send: BridgeSend): OutgoingHandler {
+  let sent = 0;
+  return (call, firstByteTimeoutNs) => {
+    if (sent >= message.maxOutgoingCalls) {
+      const reason = `more than ${message.maxOutgoingCalls} outgoing calls in one request (limit maxHttpCalls)`;
+      return { ok: false, error: { tag: 'internal-error', val: reason }, reason, limit: 'maxHttpCalls' };
+    }
+    const answer = outgoing(call, message.allowed, send, timeoutFromNs(firstByteTimeoutNs));
+    if (answer.ok || answer.error.tag !== 'HTTP-request-denied') sent += 1;
+    return answer;
+  };
+}
+
+/** The guest's first-byte timeout in whole ms (at least 1); 0 when it set none. */
+function timeoutFromNs(ns: bigint | undefined): number {
+  if (ns === undefined) return 0;
+  const ms = ns / 1_000_000n;
+  return ms < 1n ? 1 : ms > 2_147_483_647n ? 2_147_483_647 : Number(ms);
+}
+
+const noBridge: BridgeSend = () => ({ ok: false, error: { tag: 'internal-error', val: 'this engine has no way to perform outgoing calls' }, reason: 'no bridge to the runner thread' });
 
 function sameOrigin(a: string, b: string): boolean {
   try {

@@ -14,6 +14,8 @@ import type { TestbedConfig } from '../config.ts';
 import type { HttpRequestData } from '../http-message.ts';
 import type { ArtifactRef } from '../modules.ts';
 import { Lru } from '../lru.ts';
+import { Upstreams } from '../upstream.ts';
+import { outgoingPerformer } from './outgoing.ts';
 import type { AllowedOrigin, HandleReply } from './protocol.ts';
 import { ComponentRunner, ComponentRunnerLostError, ComponentTimeoutError } from './runner.ts';
 
@@ -21,6 +23,8 @@ import { ComponentRunner, ComponentRunnerLostError, ComponentTimeoutError } from
 export const COMPONENT_PREPARE_TIMEOUT_MS = 120_000;
 /** V8 heap of the component worker: jco's bindgen and the glue need more than a filter's worker. */
 export const COMPONENT_WORKER_HEAP_MB = 512;
+/** Owners whose upstream connection pools the component host keeps (least recently used beyond are closed). */
+export const COMPONENT_OWNER_POOLS = 64;
 
 /** `runner_lost`: the runner process running the call died (set by the API side, runner/client.ts). */
 export type ComponentOutcome = 'ok' | 'trap' | 'timeout' | 'no_response' | 'error_response' | 'vm_lost' | 'runner_lost';
@@ -37,7 +41,7 @@ export interface ComponentResult {
   response: { status: number; headers: Array<[string, string]>; body: Uint8Array; truncated: boolean } | null;
   logs: Array<{ stream: 'stdout' | 'stderr'; line: string }>;
   droppedLogBytes: number;
-  outgoing: Array<{ authority: string; pathWithQuery: string; allowed: boolean; status?: number }>;
+  outgoing: Array<{ authority: string; pathWithQuery: string; allowed: boolean; status?: number; error?: string; limit?: string }>;
   module: { sha256: string; size: number; memoryCapBytes: number; prepareMs: number };
   timings: { totalMs: number; instantiateMs: number; handleMs: number; prewarmed: boolean };
 }
@@ -45,12 +49,15 @@ export interface ComponentResult {
 export class ComponentTestbed {
   private readonly runner: ComponentRunner;
   private readonly allowed: AllowedOrigin[];
+  /** Components' outgoing calls: the allow-list, one keep-alive pool per owner (decision 0020). */
+  private readonly upstreams: Upstreams;
   /** What preparing each artifact measured, for results; bounded like the engine's own cache. */
   private readonly sizes = new Lru<string, { size: number; prepareMs: number }>(256);
 
   constructor(private readonly config: TestbedConfig) {
     this.runner = new ComponentRunner({ heapMb: Math.max(COMPONENT_WORKER_HEAP_MB, config.workerHeapMb), prepareTimeoutMs: COMPONENT_PREPARE_TIMEOUT_MS, toolchainDir: config.componentToolchainDir });
     this.allowed = [...config.upstreams].map(([name, url]) => ({ name, origin: url.origin }));
+    this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes, socketsPerOwner: config.upstreamSocketsPerOwner, maxOwnerPools: COMPONENT_OWNER_POOLS });
   }
 
   /** Transpiles and pre-warms ahead of the first request (e.g. right after a build). */
@@ -58,7 +65,8 @@ export class ComponentTestbed {
     await this.prepared(artifact, this.capPages());
   }
 
-  async invoke(artifact: ArtifactRef, request: HttpRequestData, limits: ComponentLimits = {}): Promise<ComponentResult> {
+  /** `ownerId`: whose connection pool carries the component's outgoing calls. */
+  async invoke(artifact: ArtifactRef, request: HttpRequestData, limits: ComponentLimits, ownerId: string): Promise<ComponentResult> {
     const started = performance.now();
     const capPages = this.capPages();
     let key: string;
@@ -92,8 +100,10 @@ export class ComponentTestbed {
           },
           allowed: this.allowed,
           limits: { maxBodyBytes: this.config.maxBodyBytes, maxLogBytes: this.config.maxOutputBytes },
+          maxOutgoingCalls: this.config.maxHttpCalls,
         },
         deadlineMs,
+        outgoingPerformer(this.upstreams, this.config, ownerId),
       );
     } catch (error) {
       const timings = { totalMs: performance.now() - started, instantiateMs: 0, handleMs: 0, prewarmed: false };
@@ -106,6 +116,7 @@ export class ComponentTestbed {
   }
 
   close(): Promise<void> {
+    this.upstreams.close();
     return this.runner.close();
   }
 

@@ -33,6 +33,8 @@ export interface HandleMessage {
   request: ExchangeInput;
   allowed: AllowedOrigin[];
   limits: { maxBodyBytes: number; maxLogBytes: number };
+  /** Outgoing calls the request may send (the Proxy-Wasm HTTP call limit, maxHttpCalls). */
+  maxOutgoingCalls: number;
 }
 
 export type EngineMessage = PrepareMessage | HandleMessage;

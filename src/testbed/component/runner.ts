@@ -9,6 +9,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { Lru } from '../lru.ts';
+import { isBridgeCall, serveBridgeCall, type BridgeCallMessage, type BridgeOutcome } from './bridge.ts';
 import type { EngineMessage, EngineReply, HandleMessage, HandleReply, TranspiledFiles } from './protocol.ts';
 import { threadEntrySource } from '../../threads/entry-source.ts';
 
@@ -41,12 +42,19 @@ export class ComponentRunnerLostError extends Error {
   }
 }
 
+/** Performs a request's allow-listed outgoing call; `abort` fires when the request is over. */
+export type OutgoingPerformer = (message: BridgeCallMessage, abort: AbortSignal) => Promise<BridgeOutcome>;
+
 interface Pending {
   message: EngineMessage;
   deadlineMs: number;
   resolve: (reply: EngineReply) => void;
   reject: (error: Error) => void;
   timer?: NodeJS.Timeout;
+  /** The request's outgoing calls (handle messages only). */
+  perform?: OutgoingPerformer;
+  /** Ends the request's outgoing calls still running when it is answered or its worker goes. */
+  calls: AbortController;
 }
 
 export class ComponentRunner {
@@ -76,23 +84,26 @@ export class ComponentRunner {
     return work;
   }
 
-  async handle(message: Omit<HandleMessage, 'type'>, deadlineMs: number): Promise<HandleReply | Extract<EngineReply, { type: 'failed' }>> {
-    const reply = await this.send({ type: 'handle', ...message }, deadlineMs);
+  async handle(message: Omit<HandleMessage, 'type'>, deadlineMs: number, perform?: OutgoingPerformer): Promise<HandleReply | Extract<EngineReply, { type: 'failed' }>> {
+    const reply = await this.send({ type: 'handle', ...message }, deadlineMs, perform);
     if (reply.type === 'prepared') throw new Error('the component engine answered a request with a preparation');
     return reply;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const pending of this.queue.splice(0)) pending.reject(new ComponentRunnerLostError('the test bed is shutting down'));
+    for (const pending of this.queue.splice(0)) {
+      pending.calls.abort();
+      pending.reject(new ComponentRunnerLostError('the test bed is shutting down'));
+    }
     await this.worker?.terminate();
     this.worker = undefined;
   }
 
-  private send(message: EngineMessage, deadlineMs: number): Promise<EngineReply> {
+  private send(message: EngineMessage, deadlineMs: number, perform?: OutgoingPerformer): Promise<EngineReply> {
     if (this.closed) return Promise.reject(new ComponentRunnerLostError('the test bed is shutting down'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ message, deadlineMs, resolve, reject });
+      this.queue.push({ message, deadlineMs, resolve, reject, calls: new AbortController(), ...(perform ? { perform } : {}) });
       const worker = this.ensureWorker();
       worker.postMessage(message);
       if (this.queue.length === 1) this.startClock();
@@ -109,10 +120,15 @@ export class ComponentRunner {
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(threadEntrySource(import.meta.url, './worker'), { eval: true, env: {}, workerData: { toolchainDir: this.options.toolchainDir }, resourceLimits: { maxOldGenerationSizeMb: this.options.heapMb }, stdout: true, stderr: true });
-    worker.on('message', (reply: EngineReply) => {
+    worker.on('message', (reply: EngineReply | BridgeCallMessage) => {
+      if (isBridgeCall(reply)) {
+        this.serveOutgoing(reply);
+        return;
+      }
       const head = this.queue.shift();
       if (!head) return;
       clearTimeout(head.timer);
+      head.calls.abort();
       head.resolve(reply);
       this.startClock();
     });
@@ -123,6 +139,17 @@ export class ComponentRunner {
     worker.unref();
     this.worker = worker;
     return worker;
+  }
+
+  /**
+   * An outgoing call from the request running now (the head: the worker
+   * handles one message at a time). Its clock keeps running meanwhile.
+   */
+  private serveOutgoing(call: BridgeCallMessage): void {
+    const head = this.queue[0];
+    const perform: OutgoingPerformer =
+      head?.perform ?? (() => Promise.resolve({ ok: false, error: { tag: 'internal-error', val: 'no request is running to make this call' }, reason: 'an outgoing call arrived outside a request' }));
+    void serveBridgeCall(call, perform, head?.calls.signal ?? new AbortController().signal);
   }
 
   /**
@@ -140,6 +167,7 @@ export class ComponentRunner {
     const failed = this.queue.splice(0);
     for (const pending of failed) {
       clearTimeout(pending.timer);
+      pending.calls.abort();
       pending.reject(pending === head ? error : new ComponentRunnerLostError('the component worker was replaced while this request waited; try again'));
     }
   }

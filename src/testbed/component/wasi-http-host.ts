@@ -12,7 +12,10 @@
  *    terminal, no environment, no sockets (not importable in this world);
  *  - clocks and random;
  *  - outgoing HTTP only through the `outgoing` callback the caller passes,
- *    which enforces the test bed's allow-list (refusal = HTTP-request-denied).
+ *    which enforces the test bed's allow-list (refusal = HTTP-request-denied)
+ *    and performs allowed calls through the runner (bridge.ts): the call
+ *    blocks this thread until the response head is back, and its body is
+ *    pulled in bounded chunks as the guest reads it.
  *
  * Everything is synchronous: the glue is instantiated in sync mode, and the
  * guest's event loop blocks on pollables inside `handle`. Timers sleep the
@@ -30,9 +33,37 @@ export interface OutgoingCall {
   body: Uint8Array;
 }
 
+/**
+ * Where the bytes of an incoming body come from, pulled as the guest reads:
+ * `undefined` is the end. An outgoing call's response arrives through one
+ * (bridge.ts) in bounded chunks; the incoming request is one in memory.
+ */
+export interface ByteSource {
+  next(maxBytes: number): Uint8Array | undefined;
+}
+
+/** A wasi:http error-code value (`tag`, and `val` for the variants that carry one). */
+export interface WasiErrorCode {
+  tag: string;
+  val?: unknown;
+}
+
 export type OutgoingAnswer =
-  | { ok: true; status: number; headers: Array<[string, string]>; body: Uint8Array }
-  | { ok: false; error: { tag: string; val?: unknown } };
+  | { ok: true; status: number; headers: Array<[string, string]>; body: ByteSource }
+  | { ok: false; error: WasiErrorCode; /** why, for the result */ reason?: string; /** the TestbedConfig limit that ended it */ limit?: string };
+
+/** A source over bytes already in memory. */
+export function bytesSource(bytes: Uint8Array): ByteSource {
+  let offset = 0;
+  return {
+    next(maxBytes) {
+      if (offset >= bytes.length) return undefined;
+      const chunk = bytes.subarray(offset, Math.min(bytes.length, offset + maxBytes));
+      offset += chunk.length;
+      return chunk;
+    },
+  };
+}
 
 export interface HostLimits {
   /** Response body bytes kept; writing past it fails the stream. */
@@ -44,7 +75,18 @@ export interface HostLimits {
 export interface ExchangeRecord {
   logs: Array<{ stream: 'stdout' | 'stderr'; line: string }>;
   droppedLogBytes: number;
-  outgoing: Array<{ authority: string; pathWithQuery: string; allowed: boolean; status?: number }>;
+  outgoing: OutgoingRecord[];
+}
+
+export interface OutgoingRecord {
+  authority: string;
+  pathWithQuery: string;
+  allowed: boolean;
+  status?: number;
+  /** Why an allowed call failed (the guest saw an error-code). */
+  error?: string;
+  /** The TestbedConfig limit that refused or ended the call. */
+  limit?: string;
 }
 
 type WasiMethod = { tag: string; val?: string };
@@ -61,12 +103,28 @@ class WasiError {
   }
 }
 
+/** A condition that nothing but the guest itself can make true, and that the host may end by force. */
+interface Gate {
+  ready(): boolean;
+  force(): void;
+}
+
+/** Ready at once, at a time (a timer), or when its gate opens (an outgoing response waiting for its request body). */
 class Pollable {
-  constructor(private readonly readyAtNs: bigint | undefined = undefined) {}
+  constructor(
+    private readonly readyAtNs: bigint | undefined = undefined,
+    private readonly gate: Gate | undefined = undefined,
+  ) {}
+  get gated(): boolean {
+    return this.gate !== undefined;
+  }
   ready(): boolean {
+    if (this.gate) return this.gate.ready();
     return this.readyAtNs === undefined || process.hrtime.bigint() >= this.readyAtNs;
   }
   block(): void {
+    // The guest is blocked: it cannot write more of the request body, so the call goes with what it has.
+    if (this.gate) return this.gate.ready() ? undefined : this.gate.force();
     if (this.readyAtNs === undefined) return;
     const waitNs = this.readyAtNs - process.hrtime.bigint();
     if (waitNs > 0n) sleepMs(Number(waitNs / 1_000_000n) + 1);
@@ -83,20 +141,24 @@ function poll(pollables: Pollable[]): Uint32Array {
   for (;;) {
     const ready = pollables.flatMap((p, i) => (p.ready() ? [i] : []));
     if (ready.length > 0) return Uint32Array.from(ready);
-    // The earliest timer decides how long to sleep; all others are timers too.
-    (pollables[0] as Pollable).block();
+    // A gated pollable is opened by force rather than waited for; otherwise all are timers.
+    (pollables.find((p) => p.gated) ?? (pollables[0] as Pollable)).block();
   }
 }
 
+/** Largest chunk one read hands the guest (it asks for up to 4 GiB at once). */
+const MAX_READ_BYTES = 64 * 1024;
+
 class InputStream {
-  private offset = 0;
-  constructor(private readonly bytes: Uint8Array) {}
+  private readonly source: ByteSource;
+  constructor(source: ByteSource | Uint8Array) {
+    this.source = source instanceof Uint8Array ? bytesSource(source) : source;
+  }
   read(len: bigint): Uint8Array {
-    if (this.offset >= this.bytes.length) throw { tag: 'closed' };
-    const end = Math.min(this.bytes.length, this.offset + Number(len));
-    const chunk = this.bytes.slice(this.offset, end);
-    this.offset = end;
-    return chunk;
+    if (len === 0n) return new Uint8Array(0);
+    const chunk = this.source.next(Number(len < BigInt(MAX_READ_BYTES) ? len : BigInt(MAX_READ_BYTES)));
+    if (chunk === undefined) throw { tag: 'closed' };
+    return chunk.slice();
   }
   blockingRead(len: bigint): Uint8Array {
     return this.read(len);
@@ -224,7 +286,7 @@ class FutureTrailers {
 
 class IncomingBody {
   private streamTaken = false;
-  constructor(private readonly bytes: Uint8Array) {}
+  constructor(private readonly bytes: ByteSource | Uint8Array) {}
   stream(): InputStream {
     if (this.streamTaken) throw undefined;
     this.streamTaken = true;
@@ -405,10 +467,11 @@ class OutgoingRequest {
 }
 
 class IncomingResponse {
+  private consumed = false;
   constructor(
     private readonly statusValue: number,
     private readonly headerFields: Fields,
-    private readonly body: Uint8Array,
+    private readonly body: ByteSource,
   ) {}
   status(): number {
     return this.statusValue;
@@ -417,19 +480,36 @@ class IncomingResponse {
     return this.headerFields;
   }
   consume(): IncomingBody {
+    if (this.consumed) throw undefined;
+    this.consumed = true;
     return new IncomingBody(this.body);
   }
 }
 
+type ResponseAnswer = { tag: 'ok'; val: IncomingResponse } | { tag: 'err'; val: WasiErrorCode };
+
+/**
+ * An outgoing call's response. The guest calls `handle` before it writes
+ * the request body (wasi:http streams it), so the call is made when the
+ * body is finished — or when the guest waits for the response before
+ * finishing it — and at most once.
+ */
 class FutureIncomingResponse {
   private taken = false;
-  constructor(private readonly answer: { tag: 'ok'; val: IncomingResponse } | { tag: 'err'; val: { tag: string; val?: unknown } }) {}
+  private forced = false;
+  private answer: ResponseAnswer | undefined;
+  constructor(
+    private readonly bodyDone: () => boolean,
+    private readonly send: () => ResponseAnswer,
+  ) {}
   subscribe(): Pollable {
-    return new Pollable();
+    return new Pollable(undefined, { ready: () => this.forced || this.bodyDone(), force: () => (this.forced = true) });
   }
   get(): unknown {
     if (this.taken) return { tag: 'err', val: undefined };
+    if (!this.forced && !this.bodyDone()) return undefined;
     this.taken = true;
+    this.answer ??= this.send();
     return { tag: 'ok', val: this.answer };
   }
 }
@@ -437,6 +517,17 @@ class FutureIncomingResponse {
 /** Refused by the allow-list, as opposed to allowed and then failed. */
 function isAllowed(answer: OutgoingAnswer): boolean {
   return answer.ok || answer.error.tag !== 'HTTP-request-denied';
+}
+
+/** What the result shows of one outgoing call. */
+function outgoingRecord(call: OutgoingCall, answer: OutgoingAnswer): OutgoingRecord {
+  const record: OutgoingRecord = { authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: isAllowed(answer) };
+  if (answer.ok) record.status = answer.status;
+  else {
+    if (answer.reason !== undefined) record.error = answer.reason;
+    if (answer.limit !== undefined) record.limit = answer.limit;
+  }
+  return record;
 }
 
 /** Terminal and file-system resources exist as types only: the host never hands one out. */
@@ -463,7 +554,7 @@ export interface ComponentHost {
   /** The import object; bound once, when the (pre-warmed) instance is created. */
   imports: Record<string, Record<string, unknown>>;
   /** Points the host at one request: logs and outgoing calls from now on belong to it. */
-  begin(input: ExchangeInput, outgoing: (call: OutgoingCall) => OutgoingAnswer): Exchange;
+  begin(input: ExchangeInput, outgoing: OutgoingHandler): Exchange;
 }
 
 const METHODS = new Set(['get', 'head', 'post', 'put', 'delete', 'connect', 'options', 'trace', 'patch']);
@@ -477,10 +568,13 @@ export function methodName(method: WasiMethod): string {
   return method.tag === 'other' ? (method.val ?? 'GET') : method.tag.toUpperCase();
 }
 
+/** Performs (or refuses) one outgoing call; `firstByteTimeoutNs` is the guest's own, when it set one. */
+export type OutgoingHandler = (call: OutgoingCall, firstByteTimeoutNs?: bigint) => OutgoingAnswer;
+
 interface Current {
   record: ExchangeRecord;
   logBytes: number;
-  outgoing: (call: OutgoingCall) => OutgoingAnswer;
+  outgoing: OutgoingHandler;
 }
 
 /**
@@ -512,20 +606,27 @@ export function createComponentHost(limits: HostLimits): ComponentHost {
   const stderr = logSink('stderr');
   const refuseAll = (): OutgoingAnswer => ({ ok: false, error: { tag: 'HTTP-request-denied' } });
 
-  const handleOutgoing = (outgoingRequest: OutgoingRequest, _options: RequestOptions | undefined): FutureIncomingResponse => {
-    const scheme = outgoingRequest.schemeValue;
-    const call: OutgoingCall = {
-      method: methodName(outgoingRequest.methodValue),
-      scheme: scheme === undefined ? 'https' : scheme.tag === 'other' ? scheme.val : scheme.tag.toLowerCase(),
-      authority: outgoingRequest.authorityValue ?? '',
-      pathWithQuery: outgoingRequest.path ?? '/',
-      headers: outgoingRequest.headers().textPairs(),
-      body: outgoingRequest.requestBody?.bytes() ?? new Uint8Array(0),
+  const handleOutgoing = (outgoingRequest: OutgoingRequest, options: RequestOptions | undefined): FutureIncomingResponse => {
+    const exchange = current;
+    const firstByteTimeout = options?.firstByteTimeout();
+    const send = (): ResponseAnswer => {
+      const scheme = outgoingRequest.schemeValue;
+      const call: OutgoingCall = {
+        method: methodName(outgoingRequest.methodValue),
+        scheme: scheme === undefined ? 'https' : scheme.tag === 'other' ? scheme.val : scheme.tag.toLowerCase(),
+        authority: outgoingRequest.authorityValue ?? '',
+        pathWithQuery: outgoingRequest.path ?? '/',
+        headers: outgoingRequest.headers().textPairs(),
+        body: outgoingRequest.requestBody?.bytes() ?? new Uint8Array(0),
+      };
+      // A call made after its exchange ended (a pre-warmed instance's start-up) is refused.
+      const result = exchange !== undefined && exchange === current ? exchange.outgoing(call, firstByteTimeout) : refuseAll();
+      exchange?.record.outgoing.push(outgoingRecord(call, result));
+      if (!result.ok) return { tag: 'err', val: result.error };
+      return { tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) };
     };
-    const result = current?.outgoing(call) ?? refuseAll();
-    current?.record.outgoing.push({ authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: isAllowed(result), ...(result.ok ? { status: result.status } : {}) });
-    if (!result.ok) throw result.error;
-    return new FutureIncomingResponse({ tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) });
+    const bodyDone = () => outgoingRequest.requestBody === undefined || outgoingRequest.requestBody.finished;
+    return new FutureIncomingResponse(bodyDone, send);
   };
 
   // The guest constructs these with headers only; the exchange's limits come from here.
@@ -595,7 +696,7 @@ export function createComponentHost(limits: HostLimits): ComponentHost {
     'wasi:io/streams': { InputStream, OutputStream },
     'wasi:random/random': random,
   };
-  const begin = (input: ExchangeInput, outgoing: (call: OutgoingCall) => OutgoingAnswer): Exchange => {
+  const begin = (input: ExchangeInput, outgoing: OutgoingHandler): Exchange => {
     const record: ExchangeRecord = { logs: [], droppedLogBytes: 0, outgoing: [] };
     current = { record, logBytes: 0, outgoing };
     let answer: ResponseResult | undefined;

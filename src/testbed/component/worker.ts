@@ -1,12 +1,16 @@
 /**
  * Worker-thread host of the component engine: one message at a time, in
- * order (the runner's deadline covers the message at the head).
+ * order (the runner's deadline covers the message at the head). Besides its
+ * replies it posts outgoing calls (bridge.ts), answered on their own ports.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { bridgeToRunner } from './bridge.ts';
 import { ComponentEngine } from './engine.ts';
 import type { EngineMessage, EngineReply } from './protocol.ts';
 
-const engine = new ComponentEngine((workerData as { toolchainDir: string }).toolchainDir);
+// Outgoing calls go to the thread that owns this worker, which performs them (bridge.ts).
+const send = bridgeToRunner((message, transfer) => parentPort?.postMessage(message, transfer));
+const engine = new ComponentEngine((workerData as { toolchainDir: string }).toolchainDir, send);
 let queue: Promise<void> = Promise.resolve();
 
 parentPort?.on('message', (message: EngineMessage) => {

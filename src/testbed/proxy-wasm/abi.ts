@@ -12,7 +12,7 @@ export type { LogLevelName, MetricTypeName } from '../../wasm/proxy-wasm-abi.ts'
 
 /** Host functions this host implements (module `env`), with their ABI types. */
 // Keyed by ABI names only: a typo or a function the ABI does not have fails the type check.
-export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType>> = {
+export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType | readonly FunctionType[]>> = {
   proxy_log: sig(3),
   proxy_get_log_level: sig(1),
   proxy_set_tick_period_milliseconds: sig(1),
@@ -34,6 +34,12 @@ export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType>> = {
   proxy_set_buffer_bytes: sig(5),
   proxy_http_call: sig(10),
   proxy_get_status: sig(3),
+  // ABI 0.2.x types first; ABI 0.1.0's (no initial metadata), which @solo-io/proxy-runtime imports, second.
+  proxy_grpc_call: [sig(12), sig(10)],
+  proxy_grpc_stream: [sig(9), sig(7)],
+  proxy_grpc_send: sig(4),
+  proxy_grpc_cancel: sig(1),
+  proxy_grpc_close: sig(1),
   proxy_register_shared_queue: sig(3),
   proxy_resolve_shared_queue: sig(5),
   proxy_enqueue_shared_queue: sig(3),
@@ -52,7 +58,7 @@ export const PROXY_HOST_SIGNATURES: Readonly<Record<string, FunctionType>> = {
   proxy_continue_response: sig(0),
   proxy_clear_route_cache: sig(0),
   proxy_get_configuration: sig(2),
-} satisfies Partial<Record<ProxyWasmHostFunction | ProxyWasmLegacyHostFunction, FunctionType>>;
+} satisfies Partial<Record<ProxyWasmHostFunction | ProxyWasmLegacyHostFunction, FunctionType | readonly FunctionType[]>>;
 
 /** Callbacks the host calls, with the types it calls them with. */
 export const PROXY_CALLBACK_SIGNATURES: Readonly<Record<string, FunctionType>> = {
@@ -73,6 +79,11 @@ export const PROXY_CALLBACK_SIGNATURES: Readonly<Record<string, FunctionType>> =
   proxy_on_response_body: sig(3),
   proxy_on_response_trailers: sig(2),
   proxy_on_http_call_response: sig(5, []),
+  proxy_on_grpc_receive_initial_metadata: sig(3, []),
+  proxy_on_grpc_receive: sig(3, []),
+  proxy_on_grpc_receive_trailing_metadata: sig(3, []),
+  proxy_on_grpc_trailing_metadata: sig(3, []),
+  proxy_on_grpc_close: sig(3, []),
   proxy_on_done: sig(1),
   proxy_on_log: sig(1, []),
   proxy_on_delete: sig(1, []),

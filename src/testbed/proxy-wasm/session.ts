@@ -19,6 +19,7 @@ import { requestFromPairs, responseFromPairs } from '../http-message.ts';
 import type { FilterStep } from '../protocol.ts';
 import { Action } from './abi.ts';
 import { HeaderMap } from './header-map.ts';
+import { deliverGrpcResponse } from './host/grpc-calls.ts';
 import type { StreamState } from './stream.ts';
 import type { PluginVm } from './vm.ts';
 
@@ -67,21 +68,26 @@ function answerLocallyThroughResponsePhase(vm: PluginVm, stream: StreamState): v
   runResponsePhase(vm, stream, { status: local.status, headers: local.headers, body: local.body, trailers: [] });
 }
 
-/** Hands an HTTP call's response (null: the call failed) to the context that made it. */
+/** Hands an HTTP or gRPC call's response (null: the call failed) to the context that made it. */
 export function deliverCallResponse(vm: PluginVm, token: number, response: HttpResponseData | null): void {
   const pending = vm.pendingCalls.get(token);
   if (!pending) return;
   vm.pendingCalls.delete(token);
-  const headers = response ? new HeaderMap([[':status', String(response.status)], ...response.headers]) : new HeaderMap();
-  vm.callResponse = { status: response?.status ?? 0, headers, body: response?.body ?? new Uint8Array(0), trailers: new HeaderMap(response?.trailers ?? []) };
-  try {
-    vm.call('proxy_on_http_call_response', pending.contextId, pending.contextId, token, headers.length, vm.callResponse.body.length, vm.callResponse.trailers.length);
-  } finally {
-    vm.callResponse = undefined;
-  }
+  if (pending.grpc) deliverGrpcResponse(vm, token, pending.contextId, pending.grpc, response);
+  else deliverHttpCallResponse(vm, token, pending.contextId, response);
   vm.deliverQueueReady();
   const stream = vm.streams.get(pending.contextId);
   if (stream) answerLocallyThroughResponsePhase(vm, stream);
+}
+
+function deliverHttpCallResponse(vm: PluginVm, token: number, contextId: number, response: HttpResponseData | null): void {
+  const headers = response ? new HeaderMap([[':status', String(response.status)], ...response.headers]) : new HeaderMap();
+  vm.callResponse = { status: response?.status ?? 0, headers, body: response?.body ?? new Uint8Array(0), trailers: new HeaderMap(response?.trailers ?? []) };
+  try {
+    vm.call('proxy_on_http_call_response', contextId, contextId, token, headers.length, vm.callResponse.body.length, vm.callResponse.trailers.length);
+  } finally {
+    vm.callResponse = undefined;
+  }
 }
 
 export function stepFor(vm: PluginVm, stream: StreamState): Omit<FilterStep, 'calls' | 'recording'> {

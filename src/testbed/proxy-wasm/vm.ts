@@ -16,6 +16,7 @@ import { createWasi, WASI_LEGACY_MODULE, WASI_MODULE } from '../wasi/wasi.ts';
 import { LOG_LEVELS } from './abi.ts';
 import type { LogLevelName } from './abi.ts';
 import type { HeaderMap } from './header-map.ts';
+import type { GrpcCallInfo, GrpcReceived, GrpcStreamDraft } from './host/grpc-calls.ts';
 import { hostImports } from './host/index.ts';
 import { Metrics, OwnerUsageRegistry, SharedData, SharedQueues } from './shared-state.ts';
 
@@ -57,9 +58,13 @@ export class PluginVm {
   allocationFailed = false;
   /** Set while proxy_on_http_call_response runs. */
   callResponse: CallResponse | undefined;
+  /** Set while a gRPC callback runs: its metadata maps, message and status. */
+  grpcResponse: GrpcReceived | undefined;
+  /** gRPC streams opened and not yet half-closed (sent when they are). */
+  readonly grpcStreams = new Map<number, GrpcStreamDraft>();
   /** Calls made since the worker last handed them to the main thread. */
   outgoingCalls: OutgoingCall[] = [];
-  readonly pendingCalls = new Map<number, { contextId: number }>();
+  readonly pendingCalls = new Map<number, { contextId: number; grpc?: GrpcCallInfo }>();
   readonly queueReady: Array<{ contextId: number; queueId: number }> = [];
   lastUsed = Date.now();
   /** The callback running now (local responses record where they were sent from). */
@@ -212,11 +217,16 @@ export class PluginVm {
     return id === this.rootContextId || this.streams.has(id);
   }
 
-  dispatchCall(contextId: number, upstream: string, request: HttpRequestData, timeoutMs: number): number {
-    const token = this.nextToken++;
-    this.pendingCalls.set(token, { contextId });
-    this.outgoingCalls.push({ token, ownerId: this.spec.plugin.ownerId, contextId, upstream, request, timeoutMs });
+  dispatchCall(contextId: number, upstream: string, request: HttpRequestData, timeoutMs: number, grpc?: GrpcCallInfo, reservedToken?: number): number {
+    const token = reservedToken ?? this.newToken();
+    this.pendingCalls.set(token, { contextId, ...(grpc ? { grpc } : {}) });
+    this.outgoingCalls.push({ token, ownerId: this.spec.plugin.ownerId, contextId, upstream, request, timeoutMs, ...(grpc ? { grpc } : {}) });
     return token;
+  }
+
+  /** Tokens are shared by HTTP calls, gRPC calls and gRPC streams (one id space, as in Envoy). */
+  newToken(): number {
+    return this.nextToken++;
   }
 
   takeOutgoingCalls(): OutgoingCall[] {

@@ -81,7 +81,7 @@ export class RunnerTestbed {
     this.startLocal();
     const started = performance.now();
     return this.hub
-      .run<ComponentResult>(ownerId, versionId, artifact, 'http-component', (assignment) => ({ kind: 'http-component', op: 'invoke', assignment, request, limits }))
+      .run<ComponentResult>(ownerId, versionId, artifact, 'http-component', (assignment) => ({ kind: 'http-component', op: 'invoke', assignment, ownerId, request, limits }))
       .catch((error: unknown) => lostComponent(error, artifact, started));
   }
 

@@ -33,7 +33,7 @@ export type RunnerCall =
   | { kind: 'wasi-command'; op: 'invoke'; assignment: Assignment; invocation: FunctionInvocation }
   | { kind: 'proxy-wasm'; op: 'invoke'; assignment: Assignment; plugin: PluginSettings; invocation: FilterInvocation }
   | { kind: 'proxy-wasm'; op: 'serve'; assignment: Assignment; plugin: PluginSettings; request: HttpRequestData; connection: Partial<ConnectionInfo>; upstream: string; fresh: boolean }
-  | { kind: 'http-component'; op: 'invoke'; assignment: Assignment; request: HttpRequestData; limits: ComponentLimits };
+  | { kind: 'http-component'; op: 'invoke'; assignment: Assignment; ownerId: string; request: HttpRequestData; limits: ComponentLimits };
 
 export interface CompileOrder {
   sha256: string;

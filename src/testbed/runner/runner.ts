@@ -53,7 +53,7 @@ export const EXECUTORS: Readonly<Record<string, Executor>> = {
   },
   'http-component': (slot, artifact, call) => {
     if (call.kind !== 'http-component') throw badRequest('wrong_kind', 'not an http-component call');
-    return slot.components().invoke(artifact, call.request, call.limits);
+    return slot.components().invoke(artifact, call.request, call.limits, call.ownerId);
   },
 };
 

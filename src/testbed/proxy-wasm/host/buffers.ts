@@ -1,6 +1,6 @@
 /**
  * Buffers: request and response bodies (read and write), the HTTP call
- * response body, and the VM and plugin configurations (read only).
+ * response body and gRPC message, and the VM and plugin configurations (read only).
  */
 import { i32, u32 } from '../../host-function.ts';
 import { BufferType, Status } from '../abi.ts';
@@ -29,11 +29,12 @@ function lookup(vm: PluginVm, type: number): BufferLookup {
       return { data: vm.spec.vmConfig, status: Status.OK };
     case BufferType.PLUGIN_CONFIGURATION:
       return { data: vm.spec.pluginConfig, status: Status.OK };
+    case BufferType.GRPC_CALL_MESSAGE:
+      return vm.grpcResponse ? { data: vm.grpcResponse.message, status: Status.OK } : { status: Status.NOT_FOUND };
     case BufferType.DOWNSTREAM_DATA:
     case BufferType.UPSTREAM_DATA:
-    case BufferType.GRPC_CALL_MESSAGE:
     case BufferType.FOREIGN_FUNCTION_ARGUMENTS:
-      // TCP streams, gRPC and foreign functions do not exist on this host.
+      // TCP streams and foreign functions do not exist on this host.
       return { status: Status.NOT_FOUND };
     default:
       return { status: Status.BAD_ARGUMENT };

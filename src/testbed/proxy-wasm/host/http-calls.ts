@@ -51,6 +51,11 @@ export function httpCallImports(vm: PluginVm): Record<string, HostCall> {
       return Status.OK;
     },
     proxy_get_status: ([codePtr, messagePtrPtr, messageSizePtr]) => {
+      // In a gRPC callback: the gRPC status and its grpc-message.
+      if (vm.grpcResponse) {
+        vm.memory.writeU32(i32(codePtr), vm.grpcResponse.status);
+        return returned(vm, new TextEncoder().encode(vm.grpcResponse.statusMessage), i32(messagePtrPtr), i32(messageSizePtr));
+      }
       if (!vm.callResponse) return Status.NOT_FOUND;
       vm.memory.writeU32(i32(codePtr), vm.callResponse.status);
       return returned(vm, new Uint8Array(0), i32(messagePtrPtr), i32(messageSizePtr));

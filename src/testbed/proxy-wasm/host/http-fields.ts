@@ -1,7 +1,8 @@
 /**
  * Header and trailer maps. Which map a call reaches depends on the effective
  * context: request/response maps belong to a stream, the HTTP call response
- * maps exist while proxy_on_http_call_response runs.
+ * maps exist while proxy_on_http_call_response runs, the gRPC metadata maps
+ * while a gRPC callback runs.
  */
 import { i32, u32 } from '../../host-function.ts';
 import type { WasmValue } from '../../host-function.ts';
@@ -36,8 +37,9 @@ function lookup(vm: PluginVm, mapType: number): MapLookup {
     case MapType.HTTP_CALL_RESPONSE_TRAILERS:
       return vm.callResponse ? { map: vm.callResponse.trailers, status: Status.OK, writable: false } : notFound;
     case MapType.GRPC_CALL_INITIAL_METADATA:
+      return vm.grpcResponse ? { map: vm.grpcResponse.initialMetadata, status: Status.OK, writable: false } : notFound;
     case MapType.GRPC_CALL_TRAILING_METADATA:
-      return notFound;
+      return vm.grpcResponse ? { map: vm.grpcResponse.trailingMetadata, status: Status.OK, writable: false } : notFound;
     default:
       return { status: Status.BAD_ARGUMENT, writable: false };
   }

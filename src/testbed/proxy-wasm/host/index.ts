@@ -8,6 +8,7 @@ import type { HostFunction, WasmValue } from '../../host-function.ts';
 import { Status } from '../abi.ts';
 import type { PluginVm } from '../vm.ts';
 import { bufferImports } from './buffers.ts';
+import { grpcCallImports } from './grpc-calls.ts';
 import { httpCallImports } from './http-calls.ts';
 import { httpFieldImports } from './http-fields.ts';
 import { loggingImports } from './logging.ts';
@@ -27,6 +28,7 @@ export function hostImports(vm: PluginVm): Record<string, HostFunction> {
     ...sharedImports(vm),
     ...metricImports(vm),
     ...httpCallImports(vm),
+    ...grpcCallImports(vm),
     ...streamImports(vm),
   };
   return Object.fromEntries(Object.entries(calls).map(([name, call]) => [name, guarded(call)]));

@@ -1,0 +1,323 @@
+/**
+ * gRPC calls and streams (Proxy-Wasm ABI 0.2.1 "gRPC calls", decision 0033).
+ *
+ * Like proxy_http_call, a call is recorded here and performed by the main
+ * thread — over HTTP/2 (grpc-upstream.ts), to an upstream the operator
+ * allowed, by name — and its answer comes back through filter.deliver, where
+ * deliverGrpcResponse runs the gRPC callbacks the way Envoy does:
+ *
+ *  - a unary call (proxy_grpc_call): proxy_on_grpc_receive with the response
+ *    message when the status is OK, otherwise proxy_on_grpc_close with the
+ *    status (never both: the Rust SDK forgets the call after either);
+ *  - a stream (proxy_grpc_stream): proxy_on_grpc_receive_initial_metadata,
+ *    proxy_on_grpc_receive per message, proxy_on_grpc_receive_trailing_metadata,
+ *    then proxy_on_grpc_close with the status.
+ *
+ * The message is GRPC_CALL_MESSAGE for proxy_get_buffer_bytes, the metadata
+ * GRPC_CALL_INITIAL_METADATA / GRPC_CALL_TRAILING_METADATA for the header
+ * map calls, and proxy_get_status gives the status code and grpc-message.
+ *
+ * A stream is sent when the filter half-closes it (proxy_grpc_send with
+ * end_stream, or proxy_grpc_close): the test bed runs one exchange in steps,
+ * so client-streaming and server-streaming work, a bidirectional
+ * conversation that waits for answers before it half-closes does not.
+ *
+ * Statuses follow the spec and what the Rust SDK accepts without panicking:
+ * an upstream not on the allow-list is PARSE_FAILURE, anything the host
+ * will not send (a limit, a malformed name or metadata) INTERNAL_FAILURE,
+ * and proxy_grpc_send's refusals BAD_ARGUMENT / NOT_FOUND.
+ */
+import { i32, u32 } from '../../host-function.ts';
+import type { WasmValue } from '../../host-function.ts';
+import type { HttpRequestData, HttpResponseData } from '../../http-message.ts';
+import { firstHeaderProblem } from '../../outgoing-headers.ts';
+import { Status } from '../abi.ts';
+import { deserializePairs, HeaderMap, pairsSize } from '../header-map.ts';
+import type { HeaderPairs } from '../header-map.ts';
+import type { PluginVm } from '../vm.ts';
+import { withinHeaderLimits } from './http-fields.ts';
+import type { HostCall } from './index.ts';
+
+export interface GrpcCallInfo {
+  kind: 'call' | 'stream';
+  service: string;
+  method: string;
+}
+
+/** What the gRPC callbacks can read while they run. */
+export interface GrpcReceived {
+  initialMetadata: HeaderMap;
+  trailingMetadata: HeaderMap;
+  message: Uint8Array;
+  status: number;
+  statusMessage: string;
+}
+
+/** A stream the filter opened and is still writing to. */
+export interface GrpcStreamDraft {
+  contextId: number;
+  upstream: string;
+  info: GrpcCallInfo;
+  metadata: HeaderPairs;
+  messages: Uint8Array[];
+  bytes: number;
+}
+
+/** gRPC status codes the host itself gives (grpc/doc/statuscodes.md). */
+export const GrpcCode = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+
+/** Metadata Kiln sets itself on every gRPC request (framing and protocol). */
+const GRPC_OWNED = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'user-agent']);
+/** Service: a dotted name; method: one identifier (the :path is /service/method). */
+const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_.]{0,255}$/;
+const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+
+export function grpcCallImports(vm: PluginVm): Record<string, HostCall> {
+  return {
+    // 12 arguments in ABI 0.2.x; 10 (no initial metadata) in ABI 0.1.0, which @solo-io/proxy-runtime still imports.
+    proxy_grpc_call: (args) => {
+      const withMetadata = args.length >= 12;
+      const [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize] = args;
+      const [metadataPtr, metadataSize] = withMetadata ? [args[6], args[7]] : [0, 0];
+      const [messagePtr, messageSize, timeout, tokenPtr] = withMetadata ? args.slice(8) : args.slice(6);
+      const target = readTarget(vm, 'proxy_grpc_call', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
+      if (typeof target === 'number') return target;
+      const size = i32(messageSize) >>> 0;
+      if (size > vm.spec.limits.maxBodyBytes) {
+        vm.recorder.limit('maxBodyBytes', `proxy_grpc_call refused: its message is larger than the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
+        return Status.INTERNAL_FAILURE;
+      }
+      if (!callsLeft(vm, 'proxy_grpc_call')) return Status.INTERNAL_FAILURE;
+      const message = vm.memory.read(i32(messagePtr), size);
+      const info: GrpcCallInfo = { kind: 'call', ...target.names };
+      const token = vm.dispatchCall(vm.effectiveContextId, target.upstream, grpcRequest(info, target.metadata, [message]), i32(timeout) >>> 0, info);
+      vm.memory.writeU32(i32(tokenPtr), token);
+      return Status.OK;
+    },
+    // 9 arguments in ABI 0.2.x; 7 (no initial metadata) in ABI 0.1.0.
+    proxy_grpc_stream: (args) => {
+      const withMetadata = args.length >= 9;
+      const [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize] = args;
+      const [metadataPtr, metadataSize] = withMetadata ? [args[6], args[7]] : [0, 0];
+      const tokenPtr = withMetadata ? args[8] : args[6];
+      const target = readTarget(vm, 'proxy_grpc_stream', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
+      if (typeof target === 'number') return target;
+      if (vm.grpcStreams.size >= vm.spec.limits.maxHttpCalls) {
+        vm.recorder.limit('maxHttpCalls', `proxy_grpc_stream refused: more than ${vm.spec.limits.maxHttpCalls} streams open at once`);
+        return Status.INTERNAL_FAILURE;
+      }
+      const token = vm.newToken();
+      vm.grpcStreams.set(token, { contextId: vm.effectiveContextId, upstream: target.upstream, info: { kind: 'stream', ...target.names }, metadata: target.metadata, messages: [], bytes: 0 });
+      vm.memory.writeU32(i32(tokenPtr), token);
+      return Status.OK;
+    },
+    proxy_grpc_send: ([tokenValue, messagePtr, messageSize, endStream]) => {
+      const token = u32(tokenValue);
+      const stream = vm.grpcStreams.get(token);
+      if (!stream) return vm.pendingCalls.has(token) ? Status.BAD_ARGUMENT : Status.NOT_FOUND;
+      const size = i32(messageSize) >>> 0;
+      if (stream.bytes + size > vm.spec.limits.maxBodyBytes) {
+        vm.recorder.limit('maxBodyBytes', `proxy_grpc_send refused: the stream's messages would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
+        return Status.BAD_ARGUMENT;
+      }
+      if (size > 0 || u32(endStream) === 0) {
+        stream.messages.push(vm.memory.read(i32(messagePtr), size));
+        stream.bytes += size;
+      }
+      if (u32(endStream) !== 0) return sendStream(vm, token, stream, 'proxy_grpc_send');
+      return Status.OK;
+    },
+    proxy_grpc_cancel: ([tokenValue]) => (forget(vm, u32(tokenValue)) ? Status.OK : Status.NOT_FOUND),
+    // Closing a stream half-closes it (it is sent now); closing a call ends it, as cancelling does.
+    proxy_grpc_close: ([tokenValue]) => {
+      const token = u32(tokenValue);
+      const stream = vm.grpcStreams.get(token);
+      if (stream) return sendStream(vm, token, stream, 'proxy_grpc_close');
+      const pending = vm.pendingCalls.get(token);
+      if (pending?.grpc?.kind === 'stream') return Status.OK;
+      return forget(vm, token) ? Status.OK : Status.NOT_FOUND;
+    },
+  };
+}
+
+interface Target {
+  upstream: string;
+  names: { service: string; method: string };
+  metadata: HeaderPairs;
+}
+
+/** Reads and checks upstream, service, method and metadata; a status when the call cannot be made. */
+function readTarget(vm: PluginVm, what: string, [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]: Array<WasmValue | undefined>): Target | number {
+  const upstream = vm.memory.readString(i32(upstreamPtr), i32(upstreamSize));
+  const allowed = vm.spec.upstreams.filter((name) => name !== 'echo');
+  if (!allowed.includes(upstream)) {
+    const names = allowed.length === 0 ? 'none (KILN_TESTBED_UPSTREAMS is empty; the built-in echo upstream does not speak gRPC)' : allowed.map((name) => JSON.stringify(name)).join(', ');
+    vm.recorder.note(`${what} to ${JSON.stringify(upstream)} refused: not an allowed upstream; gRPC may reach ${names}`);
+    return Status.PARSE_FAILURE;
+  }
+  const service = vm.memory.readString(i32(servicePtr), i32(serviceSize));
+  const method = vm.memory.readString(i32(methodPtr), i32(methodSize));
+  if (!SERVICE_NAME.test(service) || !METHOD_NAME.test(method)) {
+    vm.recorder.note(`${what} refused: ${JSON.stringify(`${service}/${method}`)} is not a gRPC service and method name`);
+    return Status.INTERNAL_FAILURE;
+  }
+  const metadata = readMetadata(vm, what, metadataPtr, metadataSize);
+  if (typeof metadata === 'number') return metadata;
+  return { upstream, names: { service, method }, metadata };
+}
+
+function readMetadata(vm: PluginVm, what: string, pointer: WasmValue | undefined, size: WasmValue | undefined): HeaderPairs | number {
+  const bytes = i32(size) >>> 0;
+  if (bytes === 0) return [];
+  const { maxHeaderBytes, maxHeaderCount } = vm.spec.limits;
+  if (bytes > maxHeaderBytes + 10 * maxHeaderCount + 4) {
+    vm.recorder.limit('maxHeaderBytes', `${what} refused: its initial metadata exceeds ${maxHeaderBytes} bytes`);
+    return Status.INTERNAL_FAILURE;
+  }
+  const pairs = deserializePairs(vm.memory.read(i32(pointer), bytes))?.map(([key, value]): [string, string] => [key.toLowerCase(), value]);
+  if (pairs === undefined) {
+    vm.recorder.note(`${what} refused: its initial metadata is not a well-formed serialized map`);
+    return Status.INTERNAL_FAILURE;
+  }
+  if (!withinHeaderLimits(vm, { count: 0, bytes: 0 }, pairsSize(pairs), what)) return Status.INTERNAL_FAILURE;
+  const own = pairs.filter(([key]) => !GRPC_OWNED.has(key));
+  const problem = firstHeaderProblem(own);
+  if (problem !== undefined) {
+    vm.recorder.note(`${what} refused: ${problem}`);
+    return Status.INTERNAL_FAILURE;
+  }
+  return own;
+}
+
+function callsLeft(vm: PluginVm, what: string): boolean {
+  if (vm.outgoingCalls.length < vm.spec.limits.maxHttpCalls) return true;
+  vm.recorder.limit('maxHttpCalls', `${what} refused: more than ${vm.spec.limits.maxHttpCalls} calls at once`);
+  return false;
+}
+
+/** A half-closed stream becomes a call the main thread performs, under the stream's token. */
+function sendStream(vm: PluginVm, token: number, stream: GrpcStreamDraft, what: string): number {
+  if (!callsLeft(vm, what)) return Status.BAD_ARGUMENT;
+  vm.grpcStreams.delete(token);
+  vm.dispatchCall(stream.contextId, stream.upstream, grpcRequest(stream.info, stream.metadata, stream.messages), 0, stream.info, token);
+  return Status.OK;
+}
+
+/** Cancels a stream being written, a call not yet sent, or a call in flight (its answer is then ignored). */
+function forget(vm: PluginVm, token: number): boolean {
+  if (vm.grpcStreams.delete(token)) return true;
+  const pending = vm.pendingCalls.get(token);
+  if (!pending?.grpc) return false;
+  vm.pendingCalls.delete(token);
+  vm.outgoingCalls = vm.outgoingCalls.filter((call) => call.token !== token);
+  return true;
+}
+
+/** The HTTP/2 request of a gRPC call: POST /service/method, the metadata, length-prefixed messages. */
+function grpcRequest(info: GrpcCallInfo, metadata: HeaderPairs, messages: Uint8Array[]): HttpRequestData {
+  return { method: 'POST', path: `/${info.service}/${info.method}`, authority: '', scheme: 'http', headers: metadata, body: frameMessages(messages), trailers: [] };
+}
+
+/** gRPC's length-prefixed messages: a 0 (not compressed) byte, the length (big-endian u32), the bytes. */
+export function frameMessages(messages: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(messages.reduce((sum, message) => sum + 5 + message.length, 0));
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (const message of messages) {
+    view.setUint8(at, 0);
+    view.setUint32(at + 1, message.length);
+    out.set(message, at + 5);
+    at += 5 + message.length;
+  }
+  return out;
+}
+
+/** The messages in a response body; undefined when the framing is broken or a message is compressed. */
+export function unframeMessages(body: Uint8Array): Uint8Array[] | undefined {
+  const messages: Uint8Array[] = [];
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  for (let at = 0; at < body.length; ) {
+    if (at + 5 > body.length || view.getUint8(at) !== 0) return undefined;
+    const length = view.getUint32(at + 1);
+    if (at + 5 + length > body.length) return undefined;
+    messages.push(body.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return messages;
+}
+
+/**
+ * The answer of a gRPC call or stream (null: the main thread could not
+ * perform it), as callbacks. The status is the grpc-status trailer (or
+ * header, for a trailers-only answer); a response without one is INTERNAL,
+ * as gRPC clients treat it.
+ */
+export function deliverGrpcResponse(vm: PluginVm, token: number, contextId: number, info: GrpcCallInfo, response: HttpResponseData | null): void {
+  const answer = readAnswer(response);
+  if (response?.status === 0) noteHostLimit(vm, answer.statusMessage);
+  if (answer.status !== GrpcCode.OK) vm.recorder.note(`gRPC ${info.kind} ${info.service}/${info.method} (token ${token}) closed with status ${answer.status}${answer.statusMessage ? `: ${answer.statusMessage}` : ''}`);
+  const received: GrpcReceived = { ...answer, message: new Uint8Array(0) };
+  vm.grpcResponse = received;
+  try {
+    if (info.kind === 'call') {
+      const [first] = answer.messages;
+      if (answer.status === GrpcCode.OK && first !== undefined) {
+        received.message = first;
+        vm.call('proxy_on_grpc_receive', contextId, contextId, token, first.length);
+      } else {
+        vm.call('proxy_on_grpc_close', contextId, contextId, token, answer.status);
+      }
+      return;
+    }
+    if (response !== null && response.status !== 0) vm.call('proxy_on_grpc_receive_initial_metadata', contextId, contextId, token, answer.initialMetadata.length);
+    for (const message of answer.messages) {
+      received.message = message;
+      vm.call('proxy_on_grpc_receive', contextId, contextId, token, message.length);
+    }
+    received.message = new Uint8Array(0);
+    if (answer.trailingMetadata.length > 0) {
+      // ABI 0.1.0 named it proxy_on_grpc_trailing_metadata; a module exports one or the other.
+      const name = vm.has('proxy_on_grpc_receive_trailing_metadata') ? 'proxy_on_grpc_receive_trailing_metadata' : 'proxy_on_grpc_trailing_metadata';
+      vm.call(name, contextId, contextId, token, answer.trailingMetadata.length);
+    }
+    vm.call('proxy_on_grpc_close', contextId, contextId, token, answer.status);
+  } finally {
+    vm.grpcResponse = undefined;
+  }
+}
+
+interface Answer {
+  initialMetadata: HeaderMap;
+  trailingMetadata: HeaderMap;
+  messages: Uint8Array[];
+  status: number;
+  statusMessage: string;
+}
+
+function readAnswer(response: HttpResponseData | null): Answer {
+  if (response === null) return { initialMetadata: new HeaderMap(), trailingMetadata: new HeaderMap(), messages: [], status: GrpcCode.UNAVAILABLE, statusMessage: 'the test bed could not reach the upstream' };
+  const value = (key: string): string | undefined => (response.trailers.find(([k]) => k === key) ?? response.headers.find(([k]) => k === key))?.[1];
+  const code = value('grpc-status');
+  const messages = unframeMessages(response.body);
+  const base = { initialMetadata: new HeaderMap(response.headers), trailingMetadata: new HeaderMap(response.trailers) };
+  if (messages === undefined) return { ...base, messages: [], status: GrpcCode.INTERNAL, statusMessage: 'the response is not well-formed gRPC (broken length prefix, or a compressed message)' };
+  if (code === undefined || !/^\d{1,2}$/.test(code)) {
+    return { ...base, messages, status: GrpcCode.INTERNAL, statusMessage: `the response has no valid grpc-status (HTTP status ${response.status})` };
+  }
+  return { ...base, messages, status: Number(code), statusMessage: decodeGrpcMessage(value('grpc-message') ?? '') };
+}
+
+/** grpc-message is percent-encoded UTF-8. */
+function decodeGrpcMessage(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** A status the host made up (HTTP status 0) may name the limit that ended the call. */
+function noteHostLimit(vm: PluginVm, message: string): void {
+  const limit = /\(limit (\w+)\)$/.exec(message)?.[1];
+  if (limit !== undefined) vm.recorder.limit(limit, `a gRPC call ended at a test bed limit: ${message}`);
+}
