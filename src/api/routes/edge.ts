@@ -66,7 +66,7 @@ export function edgeRoutes(services: Services, authenticator: TokenAuthenticator
 
     const scopeOf = (request: FastifyRequest): Promise<EdgeScope> => {
       const tokenId = request.principal?.tokenId;
-      if (!tokenId) throw new UserError(401, 'unauthorized', 'an edge token is required');
+      if (!tokenId) throw new UserError('unauthenticated', 'unauthorized', 'an edge token is required');
       return edgeTokens.scopeOf(tokenId);
     };
 

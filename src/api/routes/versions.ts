@@ -45,7 +45,7 @@ interface Upload {
 
 /** Reads the multipart body: the `metadata` field and the `source` file (to a temp file). */
 async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<Upload> {
-  if (!request.isMultipart()) throw new UserError(415, 'multipart_required', 'send multipart/form-data with a `metadata` field (JSON) and a `source` file (.tar.gz or .zip)');
+  if (!request.isMultipart()) throw new UserError('unsupported_format', 'multipart_required', 'send multipart/form-data with a `metadata` field (JSON) and a `source` file (.tar.gz or .zip)');
   let metadataText: string | undefined;
   let archivePath: string | undefined;
   for await (const part of request.parts()) {
