@@ -3,9 +3,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { inspectArchive } from '../archive/inspect.ts';
-import { enqueueBuild } from '../queue/enqueue.ts';
-import { SqlBuildRepository, type Build } from '../store/metadata/repositories/builds.ts';
-import { SqlVersionRepository, type Version } from '../store/metadata/repositories/versions.ts';
+import { insertVersionWithQueuedBuild } from '../queue/enqueue.ts';
+import type { Build } from '../store/metadata/repositories/builds.ts';
+import type { Version } from '../store/metadata/repositories/versions.ts';
 import type { OptimizeOptions } from '../store/metadata/schema.ts';
 import { sourceKey } from '../store/objects/keys.ts';
 import type { UseCaseContext } from './context.ts';
@@ -45,8 +45,9 @@ export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'object
 /**
  * A new version and its first build: the archive is inspected (limits,
  * hostile entries), stored, and then the version, its queued build and the
- * build's job are created in one transaction, so a worker never sees a job
- * without its source, nor a version without its build.
+ * build's job are created in one statement (all or nothing, one round trip),
+ * so a worker never sees a job without its source, nor a version without
+ * its build.
  */
 export async function uploadVersion(context: UploadContext, request: UploadRequest): Promise<{ version: Version; build: Build }> {
   const application = await requireApplication(context, request.ownerId, request.applicationId);
@@ -60,8 +61,9 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
     // Durability first: the object is written before any row points at it.
     const stored = await context.objects.put(key, createReadStream(archivePath), { contentType: 'application/octet-stream' });
     try {
-      return await context.database.db.transaction(async (tx) => {
-        const version = await new SqlVersionRepository(tx).create({
+      return await insertVersionWithQueuedBuild(
+        context.database.db,
+        {
           id: versionId,
           ownerId: request.ownerId,
           applicationId: application.id,
@@ -76,11 +78,9 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
           sourceSha256: stored.sha256,
           sourceSize: stored.size,
           sourceFormat: summary.format,
-        });
-        const build = await new SqlBuildRepository(tx).createQueued({ ownerId: request.ownerId, applicationId: application.id, versionId });
-        await enqueueBuild(tx, build.id, context.config.queue.maxAttempts);
-        return { version, build };
-      });
+        },
+        context.config.queue.maxAttempts,
+      );
     } catch (error) {
       // No row refers to the object: remove it now rather than leave it to the consistency check.
       await context.objects.delete(key).catch(() => undefined);
