@@ -33,11 +33,13 @@ export const ZONES = {
   // The API side.
   // The one loader: reads every section's declarations, so no section may import it back.
   'config.ts': ['archive', 'config', 'edge', 'fetch', 'languages', 'optimize', 'queue', 'sandbox', 'store', 'testbed', 'wasm', 'errors.ts'],
+  // What the API does, one module per operation, free of HTTP.
+  'use-cases': ['archive', 'edge', 'queue', 'store', 'config.ts', 'errors.ts'],
   queue: ['store', 'worker/protocol.ts', 'errors.ts'],
   evaluator: ['queue', 'store', 'threads', 'wasm', 'worker/protocol.ts', 'errors.ts'],
   operations: ['store', 'config.ts', 'errors.ts'],
   testbed: ['config', 'languages', 'threads', 'wasm', 'format', 'errors.ts'],
-  api: ['archive', 'build-cache', 'edge', 'evaluator', 'optimize', 'queue', 'store', 'testbed', 'wasm', 'format', 'languages/ids.ts', 'worker/protocol.ts', 'config.ts', 'errors.ts'],
+  api: ['archive', 'build-cache', 'edge', 'evaluator', 'optimize', 'queue', 'store', 'testbed', 'use-cases', 'wasm', 'format', 'languages/ids.ts', 'worker/protocol.ts', 'config.ts', 'errors.ts'],
   // What assembles everything, `kiln serve` (server) and the CLI, are filled in below: they may import every other part.
   server: [],
   cli: [],

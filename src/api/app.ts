@@ -1,15 +1,13 @@
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { ObjectIntegrityError, ObjectNotFoundError } from '../store/objects/object-store.ts';
-import { PlatformError, UserError } from '../errors.ts';
-import { isDatabaseUnavailable } from '../store/metadata/errors.ts';
-import { LeaseLostError } from '../queue/jobs.ts';
+import { UserError } from '../errors.ts';
 import { authHook, refuseUnreadBody, TokenAuthenticator } from './auth.ts';
+import { describeError } from './http-errors.ts';
 import { ErrorBody } from './schemas.ts';
 import type { Services } from './services.ts';
 import { applicationRoutes } from './routes/applications.ts';
@@ -114,7 +112,7 @@ async function refusalForUnroutedPath(authenticator: TokenAuthenticator, request
   if (!AUTHENTICATED_PREFIXES.some((prefix) => request.url.startsWith(prefix))) return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
   const record = match?.[1] ? await authenticator.authenticate(match[1]).catch(() => undefined) : undefined;
-  return record ? undefined : new UserError(401, 'unauthorized', 'missing, malformed, unknown or revoked credentials');
+  return record ? undefined : new UserError('unauthenticated', 'unauthorized', 'missing, malformed, unknown or revoked credentials');
 }
 
 // JSON bodies are validated as sent (42 is not a name); query strings,
@@ -125,38 +123,4 @@ const coercingAjv = addFormats.default(new Ajv.default({ coerceTypes: 'array', u
 
 function validatorFor({ schema, httpPart }: { schema: object; httpPart?: string }) {
   return (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema);
-}
-
-interface DescribedError {
-  status: number;
-  code: string;
-  message: string;
-}
-
-/** Maps every error to a status the caller can act on; only our faults are 5xx. */
-export function describeError(error: unknown): DescribedError {
-  if (error instanceof UserError) return { status: error.status, code: error.code, message: error.message };
-  if (error instanceof LeaseLostError) return { status: 409, code: error.code, message: error.message };
-  if (error instanceof ObjectNotFoundError) return { status: 404, code: 'object_missing', message: 'the stored object is missing' };
-  if (error instanceof PlatformError) return { status: 503, code: error.code, message: 'Kiln could not complete this because a service it depends on failed; try again shortly' };
-  if (isDatabaseUnavailable(error)) return { status: 503, code: 'database_unavailable', message: 'the database is unavailable; try again shortly' };
-  if (error instanceof ObjectIntegrityError) return { status: 500, code: 'integrity_error', message: 'a stored object failed its integrity check; the operator has been told' };
-  const fastifyError = error as Partial<FastifyError> & { part?: unknown };
-  if (fastifyError.validation) {
-    const context = fastifyError.validationContext ?? 'request';
-    return { status: 400, code: 'invalid_request', message: `${context}${fastifyError.message?.replace(/^(body|querystring|params|headers)/, '') ?? ' is invalid'}` };
-  }
-  const statusCode = fastifyError.statusCode;
-  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    return { status: statusCode, code: codeFor(fastifyError.code, statusCode), message: fastifyError.message ?? 'bad request' };
-  }
-  return { status: 500, code: 'internal_error', message: 'Kiln failed to handle this request; the error was logged' };
-}
-
-function codeFor(fastifyCode: string | undefined, status: number): string {
-  if (status === 413) return 'payload_too_large';
-  if (status === 414) return 'uri_too_long';
-  if (status === 415) return 'unsupported_media_type';
-  if (fastifyCode === 'FST_ERR_CTP_INVALID_JSON_BODY' || fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 'invalid_json';
-  return 'bad_request';
 }

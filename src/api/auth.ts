@@ -75,11 +75,11 @@ export function authHook(authenticator: TokenAuthenticator) {
 /** The principal behind an Authorization header, or a 401/403 UserError. */
 export async function principalFor(authenticator: TokenAuthenticator, header: string | undefined, required: TokenKind): Promise<Principal> {
   const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  if (!match?.[1]) throw new UserError(401, 'unauthorized', `missing or malformed credentials: ${HOW_TO_AUTHENTICATE}`);
+  if (!match?.[1]) throw new UserError('unauthenticated', 'unauthorized', `missing or malformed credentials: ${HOW_TO_AUTHENTICATE}`);
   const record = await authenticator.authenticate(match[1]);
-  if (!record) throw new UserError(401, 'unauthorized', `this token is unknown or revoked: ${HOW_TO_AUTHENTICATE}`);
+  if (!record) throw new UserError('unauthenticated', 'unauthorized', `this token is unknown or revoked: ${HOW_TO_AUTHENTICATE}`);
   if (record.kind !== required) {
-    throw new UserError(403, 'forbidden', `this route needs a${required === 'admin' ? 'n' : ''} ${required} token; yours is a${record.kind === 'admin' ? 'n' : ''} ${record.kind} token`);
+    throw new UserError('forbidden', 'forbidden', `this route needs a${required === 'admin' ? 'n' : ''} ${required} token; yours is a${record.kind === 'admin' ? 'n' : ''} ${record.kind} token`);
   }
   return { tokenId: record.id, kind: record.kind, ownerId: record.ownerId };
 }
@@ -98,6 +98,6 @@ export function refuseUnreadBody(request: FastifyRequest, reply: FastifyReply): 
 /** The owner of the authenticated owner token (routes with auth: 'owner'). */
 export function ownerOf(request: FastifyRequest): string {
   const ownerId = request.principal?.ownerId;
-  if (!ownerId) throw new UserError(401, 'unauthorized', 'an owner token is required');
+  if (!ownerId) throw new UserError('unauthenticated', 'unauthorized', 'an owner token is required');
   return ownerId;
 }

@@ -28,7 +28,7 @@ export class FollowStreams {
     const count = this.open.get(ownerId) ?? 0;
     if (count >= this.perOwner) {
       throw new UserError(
-        429,
+        'rate_limited',
         'too_many_follow_streams',
         `this owner already follows ${count} build log(s), the limit (KILN_FOLLOW_STREAMS_PER_OWNER=${this.perOwner}); close one, or read the log without ?follow`,
       );

@@ -8,12 +8,13 @@ import { SqlOwnerRepository } from '../store/metadata/repositories/owners.ts';
 import { SqlTokenRepository } from '../store/metadata/repositories/tokens.ts';
 import { SqlVersionRepository } from '../store/metadata/repositories/versions.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
+import type { UseCaseContext } from '../use-cases/context.ts';
 import type { BuildEvents } from './build-events.ts';
 import type { FinishedBuildCache } from './finished-builds.ts';
 import type { Metrics } from './metrics.ts';
 
-/** Everything a route needs, built once at start-up. */
-export interface Services {
+/** Everything a route needs, built once at start-up: what use cases need, plus the API's own parts. */
+export interface Services extends UseCaseContext {
   config: KilnConfig;
   database: Database;
   objects: ObjectStore;

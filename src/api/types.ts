@@ -15,7 +15,7 @@ import type {
   Version as VersionSchema,
   VersionMetadata as VersionMetadataSchema,
 } from './schemas.ts';
-import type { DeploymentHistoryJson, DeploymentJson, PromoteResultJson } from './routes/deployments.ts';
+import type { DeploymentHistoryJson, DeploymentJson, PromoteResultJson } from './deployment-json.ts';
 import type { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody as InvokeBodySchema } from '../testbed/api-schemas.ts';
 
 export type Application = Static<typeof ApplicationSchema>;

@@ -1,5 +1,5 @@
 /** Safe reading, extraction and packing of untrusted source archives. */
-export { ArchiveRejectedError, ARCHIVE_REJECT_STATUS, DEFAULT_ARCHIVE_LIMITS } from './limits.ts';
+export { ArchiveRejectedError, ARCHIVE_REJECT_KIND, DEFAULT_ARCHIVE_LIMITS } from './limits.ts';
 export type { ArchiveLimits, ArchiveProgress, ArchiveRejectReason } from './limits.ts';
 export { detectFormat, inspectArchive } from './inspect.ts';
 export type { ArchiveFormat, ArchiveSummary } from './inspect.ts';

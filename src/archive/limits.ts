@@ -5,7 +5,7 @@
  * can cost us — bytes read from disk, bytes decompressed, bytes written,
  * entries, path sizes — whatever its headers claim.
  */
-import { UserError } from '../errors.ts';
+import { UserError, type UserErrorKind } from '../errors.ts';
 
 export interface ArchiveLimits {
   /** Size of the archive file itself, as uploaded. */
@@ -34,35 +34,37 @@ export const DEFAULT_ARCHIVE_LIMITS: Readonly<ArchiveLimits> = Object.freeze({
 });
 
 /**
- * Why an archive was rejected, with its HTTP status. The rule: 413 when the
- * archive is too big in some dimension (bytes or entries: the same archive,
- * smaller, would be accepted), 415 when it is not an archive we read at all,
- * 422 when it is an archive whose content we refuse (unsafe or malformed).
+ * Why an archive was rejected, with the kind of refusal (the API answers
+ * 413, 415 and 422 for them). The rule: too_large when the archive is too big
+ * in some dimension (bytes or entries: the same archive, smaller, would be
+ * accepted), unsupported_format when it is not an archive we read at all,
+ * unprocessable when it is an archive whose content we refuse (unsafe or
+ * malformed).
  */
-export const ARCHIVE_REJECT_STATUS = {
-  unsupported_format: 415,
-  archive_too_large: 413,
-  total_too_large: 413,
-  file_too_large: 413,
-  too_many_entries: 413,
-  path_too_long: 422,
-  path_too_deep: 422,
-  absolute_path: 422,
-  path_traversal: 422,
-  invalid_path: 422,
-  duplicate_path: 422,
-  path_conflict: 422,
-  symlink: 422,
-  hard_link: 422,
-  special_file: 422,
-  size_mismatch: 422,
-  overlapping_entries: 422,
-  encrypted_entry: 422,
-  unsupported_compression: 422,
-  corrupt_archive: 422,
-} as const satisfies Record<string, 413 | 415 | 422>;
+export const ARCHIVE_REJECT_KIND = {
+  unsupported_format: 'unsupported_format',
+  archive_too_large: 'too_large',
+  total_too_large: 'too_large',
+  file_too_large: 'too_large',
+  too_many_entries: 'too_large',
+  path_too_long: 'unprocessable',
+  path_too_deep: 'unprocessable',
+  absolute_path: 'unprocessable',
+  path_traversal: 'unprocessable',
+  invalid_path: 'unprocessable',
+  duplicate_path: 'unprocessable',
+  path_conflict: 'unprocessable',
+  symlink: 'unprocessable',
+  hard_link: 'unprocessable',
+  special_file: 'unprocessable',
+  size_mismatch: 'unprocessable',
+  overlapping_entries: 'unprocessable',
+  encrypted_entry: 'unprocessable',
+  unsupported_compression: 'unprocessable',
+  corrupt_archive: 'unprocessable',
+} as const satisfies Record<string, UserErrorKind>;
 
-export type ArchiveRejectReason = keyof typeof ARCHIVE_REJECT_STATUS;
+export type ArchiveRejectReason = keyof typeof ARCHIVE_REJECT_KIND;
 
 /**
  * How far reading got when the archive was rejected: lets callers (and tests)
@@ -97,7 +99,7 @@ export class ArchiveRejectedError extends UserError {
     readonly details: ArchiveProgress = { compressedBytesRead: 0, uncompressedBytesRead: 0 },
   ) {
     const shown = entry === undefined ? undefined : displayName(entry);
-    super(ARCHIVE_REJECT_STATUS[reason], `archive_${reason}`, shown === undefined ? `archive rejected: ${why}` : `entry ${JSON.stringify(shown)}: ${why}`);
+    super(ARCHIVE_REJECT_KIND[reason], `archive_${reason}`, shown === undefined ? `archive rejected: ${why}` : `entry ${JSON.stringify(shown)}: ${why}`);
     this.name = 'ArchiveRejectedError';
     this.entry = shown;
   }

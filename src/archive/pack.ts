@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { UserError } from '../errors.ts';
-import { ARCHIVE_REJECT_STATUS, DEFAULT_ARCHIVE_LIMITS, displayName, type ArchiveLimits, type ArchiveRejectReason } from './limits.ts';
+import { ARCHIVE_REJECT_KIND, DEFAULT_ARCHIVE_LIMITS, displayName, type ArchiveLimits, type ArchiveRejectReason } from './limits.ts';
 import { checkEntryPath, isPathProblem } from './paths.ts';
 
 export interface PackOptions {
@@ -60,8 +60,8 @@ export class PackRefusedError extends UserError {
     why: string,
     readonly path?: string,
   ) {
-    const status = reason in ARCHIVE_REJECT_STATUS ? ARCHIVE_REJECT_STATUS[reason as ArchiveRejectReason] : 422;
-    super(status, `pack_${reason}`, path === undefined ? `cannot pack: ${why}` : `cannot pack ${JSON.stringify(displayName(path))}: ${why}`);
+    const kind = reason in ARCHIVE_REJECT_KIND ? ARCHIVE_REJECT_KIND[reason as ArchiveRejectReason] : 'unprocessable';
+    super(kind, `pack_${reason}`, path === undefined ? `cannot pack: ${why}` : `cannot pack ${JSON.stringify(displayName(path))}: ${why}`);
     this.name = 'PackRefusedError';
   }
 }

@@ -57,7 +57,7 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
   if (report.outcome !== 'succeeded') return base;
 
   const original = await objects.head(input.artifactKeys.original);
-  if (!original) throw new UserError(400, 'artifact_missing', 'upload the original artifact (PUT …/artifacts/original) before reporting success');
+  if (!original) throw new UserError('invalid', 'artifact_missing', 'upload the original artifact (PUT …/artifacts/original) before reporting success');
   const wantedKind = (input.declaredKind ?? report.kind ?? null) as AppKind | null;
   const verdict = await judgeModule(objects, original.key, wantedKind, input.inspect);
   if (!verdict.ok) return { ...base, outcome: 'failed', reason: verdict.reason };

@@ -1,5 +1,6 @@
 import type { Database } from '../store/metadata/database.ts';
 import { builds, versions } from '../store/metadata/schema.ts';
+import { buildIdInKey, OWNERS_PREFIX } from '../store/objects/keys.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
 
 export interface ConsistencyReport {
@@ -26,11 +27,9 @@ async function references(database: Database): Promise<{ keys: Set<string>; acti
   return { keys, activeBuilds };
 }
 
-const BUILD_IN_KEY = /\/builds\/([0-9a-f-]{36})\//;
-
 function isOrphan(key: string, refs: { keys: Set<string>; activeBuilds: Set<string> }): boolean {
   if (refs.keys.has(key)) return false;
-  const build = BUILD_IN_KEY.exec(key)?.[1];
+  const build = buildIdInKey(key);
   // A running build's attempt artifacts are not referenced until it ends.
   return !(build && refs.activeBuilds.has(build));
 }
@@ -45,7 +44,7 @@ export async function checkConsistency(database: Database, objects: ObjectStore,
   const orphans: string[] = [];
   const present = new Set<string>();
   let scanned = 0;
-  for await (const object of objects.list('owners/')) {
+  for await (const object of objects.list(OWNERS_PREFIX)) {
     scanned++;
     present.add(object.key);
     if (isOrphan(object.key, before)) orphans.push(object.key);

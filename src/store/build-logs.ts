@@ -3,6 +3,7 @@ import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
 import type { Database, Executor } from './metadata/database.ts';
 import { builds, logChunks, TERMINAL_BUILD_STATES } from './metadata/schema.ts';
 import type { Build } from './metadata/repositories/builds.ts';
+import { buildLogKey } from './objects/keys.ts';
 import type { ObjectStore } from './objects/object-store.ts';
 
 /** NOTIFY channel carrying the id of a build whose log or state changed (wakes log followers). */
@@ -49,7 +50,7 @@ export class BuildLogs {
   }
 
   static objectKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>): string {
-    return `owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/build.log`;
+    return buildLogKey(build);
   }
 
   /** Appends in order; returns the bytes actually kept (0 once the cap is reached). */

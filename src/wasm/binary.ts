@@ -16,7 +16,7 @@ export class InvalidModuleError extends UserError {
     /** Byte offset in the module where the problem was found, when known. */
     readonly offset: number | undefined,
   ) {
-    super(422, 'invalid_wasm', `invalid WebAssembly module: ${what}${offset === undefined ? '' : ` at byte offset ${offset}`}`);
+    super('unprocessable', 'invalid_wasm', `invalid WebAssembly module: ${what}${offset === undefined ? '' : ` at byte offset ${offset}`}`);
     this.name = 'InvalidModuleError';
   }
 }

@@ -41,7 +41,7 @@ function capLimits(limits: Limits, maxPages: number): Limits {
   const ceiling = Math.min(maxPages, limits.is64 ? MAX_PAGES_64 : MAX_PAGES_32);
   if (limits.min > ceiling) {
     throw new UserError(
-      422,
+      'unprocessable',
       'memory_cap_too_small',
       `the module needs ${describePages(limits.min)} of memory at start, more than the memory cap of ${describePages(maxPages)}`,
     );

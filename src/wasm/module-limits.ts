@@ -49,7 +49,7 @@ export class ModuleLimitError extends UserError {
     readonly max: number,
     what: string,
   ) {
-    super(422, 'module_limit', `${what}; the test bed allows at most ${max} (limit ${limit})`);
+    super('unprocessable', 'module_limit', `${what}; the test bed allows at most ${max} (limit ${limit})`);
     this.name = 'ModuleLimitError';
   }
 }

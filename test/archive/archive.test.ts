@@ -11,6 +11,7 @@ import { ArchiveRejectedError, DEFAULT_ARCHIVE_LIMITS, displayName, type Archive
 import { END_OF_TAR, gzipZeros, manyEntriesTarGz, tarBytes, tarGz, ustarHeader, zeroFilesTarGz, type TarEntrySpec } from './fixtures-tar.ts';
 import { buildZip, deflatedZeros, patchUncompressedSize, yazlZip, type ZipEntrySpec } from './fixtures-zip.ts';
 import { assertOutsideUntouched, makeScene, removeScene, type Scene } from './fixtures-scene.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
@@ -56,7 +57,7 @@ async function rejection(promise: Promise<unknown>, expected: Expectation): Prom
   assert.equal(error.entry, expected.entry, error.message);
   if (expected.entry !== undefined) assert.ok(error.message.startsWith(`entry ${JSON.stringify(expected.entry)}: `), error.message);
   if (expected.message) assert.match(error.message, expected.message);
-  assert.ok([413, 415, 422].includes(error.status));
+  assert.ok([413, 415, 422].includes(httpStatusOf(error)));
   return error;
 }
 
@@ -160,7 +161,7 @@ describe('valid archives', () => {
 describe('not an archive', () => {
   it('refuses a text file, an empty file and a plain tar as unsupported (415)', async () => {
     const text = await expectRejected('upload.tar.gz', Buffer.from('just some text, not an archive\n'), { reason: 'unsupported_format' });
-    assert.equal(text.status, 415);
+    assert.equal(httpStatusOf(text), 415);
     await expectRejected('upload.zip', Buffer.alloc(0), { reason: 'unsupported_format', message: /empty/ });
     await expectRejected('upload.tar', await tarBytes([{ name: 'a', content: 'x' }]), { reason: 'unsupported_format', message: /uncompressed tar/ });
   });
@@ -180,7 +181,7 @@ describe('not an archive', () => {
   it('refuses an archive file bigger than maxCompressedBytes (413) before reading it', async () => {
     const archive = await tarGz([{ name: 'a.bin', content: randomBytes(5000) }]);
     const error = await expectRejected('upload.tar.gz', archive, { reason: 'archive_too_large' }, { ...DEFAULT_ARCHIVE_LIMITS, maxCompressedBytes: 1000 });
-    assert.equal(error.status, 413);
+    assert.equal(httpStatusOf(error), 413);
     assert.equal(error.details.compressedBytesRead, 0);
   });
 });
@@ -193,7 +194,7 @@ describe('hostile paths', () => {
         { name: '../sentinel/pwned', content: 'pwned' },
       ]);
       const error = await expectRejected(file, archive, { reason: 'path_traversal', entry: '../sentinel/pwned', message: /leaves the archive root/ });
-      assert.equal(error.status, 422);
+      assert.equal(httpStatusOf(error), 422);
       await expectRejected(file, await make([{ name: 'a/../../sentinel/pwned', content: 'x' }]), { reason: 'path_traversal', entry: 'a/../../sentinel/pwned' });
     });
 
@@ -307,7 +308,7 @@ describe('bombs and entry floods', () => {
     const bomb = zeroFilesTarGz(['bomb.bin'], GIB);
     assert.ok(bomb.length < 1.2 * MIB);
     const error = await expectRejected('upload.tar.gz', bomb, { reason: 'file_too_large', entry: 'bomb.bin' });
-    assert.equal(error.status, 413);
+    assert.equal(httpStatusOf(error), 413);
     assert.ok(error.details.compressedBytesRead < bomb.length / 4, JSON.stringify(error.details));
     assert.ok(error.details.uncompressedBytesRead < 8 * MIB, JSON.stringify(error.details));
   });

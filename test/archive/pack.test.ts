@@ -7,6 +7,7 @@ import { extractArchive } from '../../src/archive/extract.ts';
 import { inspectArchive } from '../../src/archive/inspect.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from '../../src/archive/limits.ts';
 import { packDirectory, PackRefusedError, type PackRefusal } from '../../src/archive/pack.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const roots: string[] = [];
 
@@ -116,7 +117,7 @@ describe('packDirectory', () => {
     await assert.rejects(packDirectory(project, { limits: { ...DEFAULT_ARCHIVE_LIMITS, maxCompressedBytes: 100 } }), (error: unknown) => {
       assert.ok(error instanceof PackRefusedError);
       assert.equal(error.reason, 'archive_too_large');
-      assert.equal(error.status, 413);
+      assert.equal(httpStatusOf(error), 413);
       return true;
     });
   });

@@ -17,6 +17,7 @@ import { SqlTokenRepository } from '../../src/store/metadata/repositories/tokens
 import { SqlVersionRepository } from '../../src/store/metadata/repositories/versions.ts';
 import { jobs } from '../../src/store/metadata/schema.ts';
 import { databaseBackends } from '../support/backends.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const settings = { leaseMs: 30_000, maxAttempts: 2 };
 const report = (outcome: CompletionReport['outcome'], reason: string | null = null): CompletionReport => ({
@@ -99,7 +100,7 @@ for (const backend of databaseBackends()) {
       assert.equal(await repos.applications.get(bob.id, app.id), undefined);
       assert.equal(await repos.applications.update(bob.id, app.id, { notes: 'x' }), undefined);
       assert.equal(await repos.applications.delete(bob.id, app.id), false);
-      await assert.rejects(repos.applications.create(alice.id, { name: 'shop', notes: '' }), (error: unknown) => error instanceof UserError && error.status === 409);
+      await assert.rejects(repos.applications.create(alice.id, { name: 'shop', notes: '' }), (error: unknown) => error instanceof UserError && httpStatusOf(error) === 409);
       await repos.applications.create(bob.id, { name: 'shop', notes: '' });
     });
 
@@ -219,7 +220,7 @@ for (const backend of databaseBackends()) {
       const cancelled = await cancelBuild(database, queued.owner.id, queued.build.id);
       assert.equal(cancelled.state, 'cancelled');
       assert.equal(await claimOnce(database, 'w', settings), undefined, 'a cancelled build is never claimed');
-      await assert.rejects(cancelBuild(database, queued.owner.id, queued.build.id), (error: unknown) => error instanceof UserError && error.status === 409);
+      await assert.rejects(cancelBuild(database, queued.owner.id, queued.build.id), (error: unknown) => error instanceof UserError && httpStatusOf(error) === 409);
 
       const running = await queuedBuild();
       const claimed = await claimOnce(database, 'w', settings);
@@ -229,7 +230,7 @@ for (const backend of databaseBackends()) {
       assert.equal((await heartbeat(database, running.job.id, claimed?.job.leaseToken ?? '', settings)).cancelRequested, true);
       const ended = await completeJob(database, running.job.id, claimed?.job.leaseToken ?? '', report('cancelled', 'cancelled'));
       assert.equal(ended.build.state, 'cancelled');
-      await assert.rejects(cancelBuild(database, randomUUID(), running.build.id), (error: unknown) => error instanceof UserError && error.status === 404);
+      await assert.rejects(cancelBuild(database, randomUUID(), running.build.id), (error: unknown) => error instanceof UserError && httpStatusOf(error) === 404);
     });
   });
 }

@@ -18,6 +18,7 @@ import { Testbed } from '../../src/testbed/testbed.ts';
 import type { PluginSettings } from '../../src/testbed/testbed.ts';
 import { parseUpstreamList } from '../../src/testbed/upstream.ts';
 import { filterWat, wat } from './wat.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const artifact = (bytes: Uint8Array) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), load: async () => bytes });
 const plugin: PluginSettings = { info: { ownerId: 'owner-1', name: 'host-test', rootId: '', vmId: 'vm', versionId: 'version-1', version: '1.0.0', applicationId: 'app' }, config: '' };
@@ -153,7 +154,7 @@ describe('test bed host', () => {
     for (const [name, bytes, message] of cases) {
       await assert.rejects(
         testbed.invokeFilter(artifact(bytes), plugin, { request: request() }),
-        (error: unknown) => error instanceof UserError && error.status === 422 && message.test(error.message),
+        (error: unknown) => error instanceof UserError && httpStatusOf(error) === 422 && message.test(error.message),
         name,
       );
     }

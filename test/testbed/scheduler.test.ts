@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FairShareLimits, Lease } from '../../src/testbed/runner/scheduler.ts';
 import { SlotScheduler, TestbedLimitError } from '../../src/testbed/runner/scheduler.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const LIMITS: FairShareLimits = { ownerSlots: 1, ownerQueue: 2, queueWaitMs: 60_000, ownerRate: 1_000, ownerBurst: 1_000 };
 
@@ -47,7 +48,7 @@ describe('fair-share scheduler', () => {
     const held = await s.acquire('a', 'x');
     const queued = s.acquire('a', 'x');
     const refused = await refusal(() => s.acquire('a', 'x'));
-    assert.equal(refused.status, 429);
+    assert.equal(httpStatusOf(refused), 429);
     assert.equal(refused.code, 'owner_concurrency_limit');
     assert.match(refused.message, /KILN_TESTBED_OWNER_SLOTS/);
     assert.ok(refused.retryAfterSeconds >= 1);
@@ -109,7 +110,7 @@ describe('fair-share scheduler', () => {
   it('answers 503 when no runner joins in time', async () => {
     const s = scheduler({ queueWaitMs: 20 }, 0);
     const refused = await refusal(s.acquire('a', 'x'));
-    assert.equal(refused.status, 503);
+    assert.equal(httpStatusOf(refused), 503);
     assert.equal(refused.code, 'no_test_bed_runners');
   });
 });

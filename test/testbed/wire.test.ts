@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PlatformError, UserError } from '../../src/errors.ts';
 import { Peer, PeerClosedError } from '../../src/testbed/runner/wire.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 async function socketPair(): Promise<[net.Socket, net.Socket, net.Server]> {
   const server = net.createServer();
@@ -50,12 +51,12 @@ describe('runner wire', () => {
 
   it('carries user errors with their status and platform errors with their code', async () => {
     right.handle('user', () => {
-      throw new UserError(422, 'invalid_wasm', 'does not compile');
+      throw new UserError('unprocessable', 'invalid_wasm', 'does not compile');
     });
     right.handle('platform', () => {
       throw new PlatformError('runner_artifact_mismatch', 'bad bytes');
     });
-    await assert.rejects(left.request('user', null), (error: unknown) => error instanceof UserError && error.status === 422 && error.code === 'invalid_wasm');
+    await assert.rejects(left.request('user', null), (error: unknown) => error instanceof UserError && httpStatusOf(error) === 422 && error.code === 'invalid_wasm');
     await assert.rejects(left.request('platform', null), (error: unknown) => error instanceof PlatformError && error.code === 'runner_artifact_mismatch');
     await assert.rejects(left.request('no-such-op', null), (error: unknown) => error instanceof PlatformError && error.code === 'runner_unknown_op');
   });

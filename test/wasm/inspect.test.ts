@@ -5,6 +5,7 @@ import { InvalidModuleError, inspectModule } from '../../src/wasm/inspect.ts';
 import type { ExternKind, ModuleInfo } from '../../src/wasm/inspect.ts';
 import { checkKind, detectKind } from '../../src/wasm/kind.ts';
 import { setMemoryMaximum } from '../../src/wasm/memory-cap.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 // ---------------------------------------------------------------------------
 // A tiny module builder, so tests need no toolchain: every defined function is
@@ -151,7 +152,7 @@ function assertInvalid(bytes: Uint8Array, pattern: RegExp): InvalidModuleError {
   assert.ok(caught instanceof InvalidModuleError, `expected InvalidModuleError, got ${String(caught)}`);
   assert.ok(caught instanceof UserError);
   assert.equal(caught.code, 'invalid_wasm');
-  assert.equal(caught.status, 422);
+  assert.equal(httpStatusOf(caught), 422);
   assert.match(caught.message, pattern);
   return caught;
 }

@@ -10,6 +10,7 @@ import { setMemoryMaximum } from '../../src/wasm/memory-cap.ts';
 import { DEFAULT_MODULE_SHAPE_LIMITS, limitModuleShape, ModuleLimitError } from '../../src/wasm/module-limits.ts';
 import type { ModuleShapeLimits } from '../../src/wasm/module-limits.ts';
 import { wat } from '../testbed/wat.ts';
+import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const limits = (overrides: Partial<ModuleShapeLimits> = {}): ModuleShapeLimits => ({ ...DEFAULT_MODULE_SHAPE_LIMITS, maxTableEntries: 1000, ...overrides });
 
@@ -33,7 +34,7 @@ function rejects(fn: () => unknown, limit: keyof ModuleShapeLimits): void {
   assert.throws(fn, (error: unknown) => {
     assert.ok(error instanceof ModuleLimitError, String(error));
     assert.equal(error.limit, limit);
-    assert.equal(error.status, 422);
+    assert.equal(httpStatusOf(error), 422);
     assert.equal(error.code, 'module_limit');
     assert.match(error.message, new RegExp(`limit ${limit}`));
     return true;

@@ -1,14 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { badRequest, conflict, notFound } from '../../errors.ts';
-import { SqlApplicationRepository } from '../../store/metadata/repositories/applications.ts';
-import { SqlDeploymentRepository } from '../../store/metadata/repositories/deployments.ts';
+import { badRequest, notFound } from '../../errors.ts';
+import { deleteApplication } from '../../use-cases/delete-application.ts';
+import { requireApplication } from '../../use-cases/lookups.ts';
 import { ownerOf } from '../auth.ts';
 import { Application, ApplicationName, errorResponses, Notes, PageQuery, pageOf, Uuid } from '../schemas.ts';
 import { applicationJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
-import { deleteVersionObjects } from './versions.ts';
 
 const AppParams = Type.Object({ applicationId: Uuid });
 
@@ -46,9 +45,7 @@ export function applicationRoutes(services: Services): FastifyPluginAsync {
       '/v1/applications/:applicationId',
       { config: { auth: 'owner' }, schema: { tags: ['applications'], summary: 'Read an application', params: AppParams, response: { 200: Application, ...errorResponses } } },
       async (request) => {
-        const found = await services.applications.get(ownerOf(request), request.params.applicationId);
-        if (!found) throw notFound('application', request.params.applicationId);
-        return applicationJson(found);
+        return applicationJson(await requireApplication(services, ownerOf(request), request.params.applicationId));
       },
     );
 
@@ -86,24 +83,7 @@ export function applicationRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
-        const ownerId = ownerOf(request);
-        const { applicationId } = request.params;
-        const versions = await services.versions.listAllForApplication(ownerId, applicationId);
-        // Rows go first (one cascade), objects after: a failure in between
-        // leaves orphaned objects for the consistency check, never a row
-        // that points at nothing.
-        const deleted = await services.database.db.transaction(async (tx) => {
-          const deployments = new SqlDeploymentRepository(tx);
-          if (!(await deployments.lockApplication(ownerId, applicationId))) return false;
-          const live = await deployments.activeForApplication(ownerId, applicationId);
-          if (live.length > 0 && request.query.force !== true) {
-            const where = [...new Set(live.map((deployment) => deployment.environment))].join(', ');
-            throw conflict('application_deployed', `this application is active in ${where}; delete with ?force=true to withdraw it from the edge too`);
-          }
-          return new SqlApplicationRepository(tx).delete(ownerId, applicationId);
-        });
-        if (!deleted) throw notFound('application', applicationId);
-        await Promise.all(versions.map((version) => deleteVersionObjects(services, version)));
+        await deleteApplication(services, ownerOf(request), request.params.applicationId, request.query.force === true);
         return reply.status(204).send(null);
       },
     );

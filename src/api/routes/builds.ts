@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { notFound } from '../../errors.ts';
-import { cancelBuild } from '../../queue/cancel.ts';
+import { cancelBuild } from '../../use-cases/cancel-build.ts';
 import { ownerOf } from '../auth.ts';
 import { FollowStreams, streamLog } from '../follow-log.ts';
 import { BinaryBody, Build, BuildStateSchema, errorResponses, PageQuery, pageOf, Uuid } from '../schemas.ts';
@@ -89,9 +89,7 @@ export function buildRoutes(services: Services): FastifyPluginAsync {
         schema: { tags: ['builds'], summary: 'Cancel a queued or running build', params: BuildParams, response: { 202: Build, ...errorResponses } },
       },
       async (request, reply) => {
-        const build = await cancelBuild(services.database, ownerOf(request), request.params.buildId);
-        if (build.state === 'cancelled') await services.logs.finalize(build.id);
-        services.logs.touch(build.id);
+        const build = await cancelBuild(services, ownerOf(request), request.params.buildId);
         return reply.status(202).send(buildJson(build));
       },
     );

@@ -1,15 +1,15 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { artifactPath, etagMatches, ManifestSchema, serializeManifest, type Manifest } from '../../edge/manifest.ts';
-import { badRequest, notFound, UserError } from '../../errors.ts';
-import { SqlDeploymentRepository, SqlEdgeTokenRepository, type EdgeScope, type EdgeToken, type ManifestRow } from '../../store/metadata/repositories/deployments.ts';
-import { SqlTokenRepository } from '../../store/metadata/repositories/tokens.ts';
+import { etagMatches, ManifestSchema, serializeManifest } from '../../edge/manifest.ts';
+import { notFound, UserError } from '../../errors.ts';
+import { SqlEdgeTokenRepository, type EdgeToken } from '../../store/metadata/repositories/deployments.ts';
+import { findEdgeArtifact, readEdgeManifest } from '../../use-cases/edge-reads.ts';
+import { issueEdgeToken } from '../../use-cases/issue-edge-token.ts';
 import type { TokenAuthenticator } from '../auth.ts';
+import { EnvironmentName } from '../deployment-json.ts';
 import { BinaryBody, errorResponses, NotModified, Nullable, Timestamp, Uuid } from '../schemas.ts';
 import type { Services } from '../services.ts';
-import { EnvironmentName, requireEnvironment } from './deployments.ts';
-
 
 const EdgeTokenInfo = Type.Object({
   id: Uuid,
@@ -29,30 +29,6 @@ const edgeTokenInfo = ({ record, scope }: EdgeToken) => ({
   revokedAt: record.revokedAt ? record.revokedAt.toISOString() : null,
 });
 
-function manifestEntry(row: ManifestRow) {
-  const { deployment } = row;
-  // Deletion withdraws a version first, so an active deployment always has one.
-  if (!deployment.versionId) throw new Error(`active deployment ${deployment.id} has no version`);
-  return {
-    applicationId: deployment.applicationId,
-    application: row.applicationName,
-    ownerId: deployment.ownerId,
-    owner: row.ownerName,
-    deploymentId: deployment.id,
-    versionId: deployment.versionId,
-    version: deployment.version,
-    buildId: deployment.buildId,
-    variant: deployment.variant,
-    sha256: deployment.sha256,
-    size: deployment.size,
-    kind: deployment.kind,
-    phases: deployment.phases,
-    config: deployment.config,
-    deployedAt: deployment.createdAt.toISOString(),
-    url: artifactPath(deployment.sha256),
-  };
-}
-
 /**
  * Edge servers' read-only view: edge tokens reach only these two GET routes
  * (every other route wants another token kind), see only the owners their
@@ -61,14 +37,7 @@ function manifestEntry(row: ManifestRow) {
 export function edgeRoutes(services: Services, authenticator: TokenAuthenticator): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
-    const deployments = new SqlDeploymentRepository(services.database.db);
     const edgeTokens = new SqlEdgeTokenRepository(services.database.db);
-
-    const scopeOf = (request: FastifyRequest): Promise<EdgeScope> => {
-      const tokenId = request.principal?.tokenId;
-      if (!tokenId) throw new UserError(401, 'unauthorized', 'an edge token is required');
-      return edgeTokens.scopeOf(tokenId);
-    };
 
     app.post(
       '/v1/edge-tokens',
@@ -86,16 +55,8 @@ export function edgeRoutes(services: Services, authenticator: TokenAuthenticator
         },
       },
       async (request, reply) => {
-        const ownerIds = request.body.owners;
-        const unknown = await edgeTokens.unknownOwners(ownerIds ?? []);
-        if (unknown.length > 0) throw badRequest('unknown_owner', `no owner has the id ${unknown.join(', ')}`);
-        const scope: EdgeScope = ownerIds ? { allOwners: false, ownerIds } : { allOwners: true, ownerIds: [] };
-        const created = await services.database.db.transaction(async (tx) => {
-          const token = await new SqlTokenRepository(tx).create({ kind: 'edge', ownerId: null, name: request.body.name });
-          await new SqlEdgeTokenRepository(tx).setScope(token.record.id, scope);
-          return token;
-        });
-        return reply.status(201).send({ token: created.secret, info: edgeTokenInfo({ record: created.record, scope }) });
+        const { secret, token } = await issueEdgeToken(services, { name: request.body.name, ownerIds: request.body.owners });
+        return reply.status(201).send({ token: secret, info: edgeTokenInfo(token) });
       },
     );
 
@@ -128,10 +89,7 @@ export function edgeRoutes(services: Services, authenticator: TokenAuthenticator
         },
       },
       async (request, reply) => {
-        const { environment } = request.query;
-        requireEnvironment(services.config.environments, environment);
-        const rows = await deployments.manifest(environment, await scopeOf(request));
-        const manifest: Manifest = { environment, applications: rows.map(manifestEntry) };
+        const manifest = await readEdgeManifest(services, edgeTokenOf(request), request.query.environment);
         const { body, etag } = serializeManifest(manifest);
         void reply.header('etag', etag).header('cache-control', 'no-cache');
         if (etagMatches(request.headers['if-none-match'], etag)) return reply.status(304).send();
@@ -153,9 +111,7 @@ export function edgeRoutes(services: Services, authenticator: TokenAuthenticator
       },
       async (request, reply) => {
         const { sha256 } = request.params;
-        const deployment = await deployments.findVisibleArtifact(sha256, await scopeOf(request));
-        // Not active, or another owner's: the same 404, so a token cannot probe hashes.
-        if (!deployment) throw notFound('active artifact', sha256);
+        const deployment = await findEdgeArtifact(services, edgeTokenOf(request), sha256);
         const etag = `"${sha256}"`;
         if (etagMatches(request.headers['if-none-match'], etag)) return reply.status(304).send();
         const { body } = await services.objects.get(deployment.artifactKey);
@@ -170,4 +126,10 @@ export function edgeRoutes(services: Services, authenticator: TokenAuthenticator
       },
     );
   };
+}
+
+function edgeTokenOf(request: FastifyRequest): string {
+  const tokenId = request.principal?.tokenId;
+  if (!tokenId) throw new UserError('unauthenticated', 'unauthorized', 'an edge token is required');
+  return tokenId;
 }

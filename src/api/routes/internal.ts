@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { evaluateReport, INSPECT_DEADLINE_MS, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { evaluateReport, INSPECT_DEADLINE_MS } from '../../evaluator/evaluate.ts';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { cacheNamespace } from '../../build-cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
@@ -10,6 +10,7 @@ import { completeJob } from '../../queue/complete.ts';
 import { LeaseLostError } from '../../queue/jobs.ts';
 import { heartbeat, releaseClaim, requireLease } from '../../queue/lease.ts';
 import type { Build } from '../../store/metadata/repositories/builds.ts';
+import { artifactKey, attemptsPrefix } from '../../store/objects/keys.ts';
 import { BinaryBody, errorResponses, Uuid } from '../schemas.ts';
 import { buildJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
@@ -17,11 +18,6 @@ import type { Services } from '../services.ts';
 const JobParams = Type.Object({ jobId: Uuid });
 const LeaseHeaders = Type.Object({ 'x-kiln-lease': Type.String({ minLength: 1, maxLength: 100 }) });
 const WorkerId = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:@-]+$' });
-
-/** Where each attempt's artifacts go: a stale attempt can never overwrite a newer one's. */
-export function artifactKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>, attempt: number, variant: ArtifactVariant): string {
-  return `owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/attempt-${attempt}/${variant}.wasm`;
-}
 
 function jobPayload(services: Services, claimed: ClaimedJob) {
   const { job, build, version } = claimed;
@@ -220,7 +216,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
 async function removeStaleAttempts(services: Services, build: Build): Promise<void> {
   const keep = new Set(Object.values(build.artifacts).map((record) => record.key));
   try {
-    for await (const object of services.objects.list(`owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/attempt-`)) {
+    for await (const object of services.objects.list(attemptsPrefix(build))) {
       if (!keep.has(object.key)) await services.objects.delete(object.key);
     }
   } catch (error) {

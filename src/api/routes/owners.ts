@@ -1,9 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { conflict, notFound } from '../../errors.ts';
-import { SqlOwnerRepository } from '../../store/metadata/repositories/owners.ts';
-import { SqlTokenRepository, type TokenRecord } from '../../store/metadata/repositories/tokens.ts';
+import { notFound } from '../../errors.ts';
+import type { TokenRecord } from '../../store/metadata/repositories/tokens.ts';
+import { createOwner } from '../../use-cases/create-owner.ts';
 import { ownerOf, type TokenAuthenticator } from '../auth.ts';
 import { errorResponses, Timestamp, Uuid } from '../schemas.ts';
 import type { Services } from '../services.ts';
@@ -35,12 +35,7 @@ export function ownerRoutes(services: Services, authenticator: TokenAuthenticato
         },
       },
       async (request, reply) => {
-        if (await services.owners.getByName(request.body.name)) throw conflict('owner_exists', `an owner named ${request.body.name} already exists`);
-        const { owner, secret } = await services.database.db.transaction(async (tx) => {
-          const created = await new SqlOwnerRepository(tx).create(request.body.name);
-          const token = await new SqlTokenRepository(tx).create({ kind: 'owner', ownerId: created.id, name: 'first token' });
-          return { owner: created, secret: token.secret };
-        });
+        const { owner, secret } = await createOwner(services, request.body.name);
         return reply.status(201).send({ owner: { id: owner.id, name: owner.name, createdAt: owner.createdAt.toISOString() }, token: secret });
       },
     );

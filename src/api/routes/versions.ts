@@ -1,51 +1,28 @@
-import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { inspectArchive } from '../../archive/inspect.ts';
-import { badRequest, conflict, notFound, tooLarge, UserError } from '../../errors.ts';
-import { enqueueBuild } from '../../queue/enqueue.ts';
-import { SqlBuildRepository } from '../../store/metadata/repositories/builds.ts';
-import { SqlVersionRepository, type Version } from '../../store/metadata/repositories/versions.ts';
-import type { OptimizeOptions } from '../../store/metadata/schema.ts';
+import { badRequest, notFound, tooLarge, UserError } from '../../errors.ts';
+import { latestArtifact } from '../../use-cases/artifacts.ts';
+import { deleteVersion } from '../../use-cases/delete-version.ts';
+import { requireApplication, requireVersion } from '../../use-cases/lookups.ts';
+import { rebuildVersion } from '../../use-cases/rebuild.ts';
+import { uploadVersion, type ReceivedUpload } from '../../use-cases/upload-version.ts';
 import { ownerOf } from '../auth.ts';
 import { BinaryBody, Build, errorResponses, NotModified, Notes, PageQuery, pageOf, Phase, SemVer, Uuid, Version as VersionSchema, VersionMetadata } from '../schemas.ts';
 import { buildJson, versionJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
-import { deleteVersionUnlessDeployed } from './deployments.ts';
 
 const AppParams = Type.Object({ applicationId: Uuid });
 const VersionParams = Type.Object({ versionId: Uuid });
 const metadataChecker = TypeCompiler.Compile(VersionMetadata);
 
-export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
-
-export function versionPrefix(version: Pick<Version, 'ownerId' | 'id'>): string {
-  return `owners/${version.ownerId}/versions/${version.id}/`;
-}
-
-export async function deleteVersionObjects(services: Services, version: Pick<Version, 'ownerId' | 'id'>): Promise<void> {
-  services.finishedBuilds.clear();
-  try {
-    await services.objects.deletePrefix(versionPrefix(version));
-  } catch (error) {
-    services.logger.warn({ err: error, versionId: version.id }, 'could not delete the objects of a deleted version; the consistency check will find them');
-  }
-}
-
-interface Upload {
-  metadata: VersionMetadata;
-  archivePath: string;
-}
-
 /** Reads the multipart body: the `metadata` field and the `source` file (to a temp file). */
-async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<Upload> {
-  if (!request.isMultipart()) throw new UserError(415, 'multipart_required', 'send multipart/form-data with a `metadata` field (JSON) and a `source` file (.tar.gz or .zip)');
+async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<ReceivedUpload> {
+  if (!request.isMultipart()) throw new UserError('unsupported_format', 'multipart_required', 'send multipart/form-data with a `metadata` field (JSON) and a `source` file (.tar.gz or .zip)');
   let metadataText: string | undefined;
   let archivePath: string | undefined;
   for await (const part of request.parts()) {
@@ -87,12 +64,6 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
   return async (plugin) => {
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
 
-    const requireVersion = async (request: FastifyRequest, versionId: string): Promise<Version> => {
-      const version = await services.versions.get(ownerOf(request), versionId);
-      if (!version) throw notFound('version', versionId);
-      return version;
-    };
-
     app.post(
       '/v1/applications/:applicationId/versions',
       {
@@ -107,48 +78,13 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
-        const ownerId = ownerOf(request);
-        const application = await services.applications.get(ownerId, request.params.applicationId);
-        if (!application) throw notFound('application', request.params.applicationId);
-        const tempDir = path.join(services.config.dataDir, 'tmp', `upload-${randomUUID()}`);
-        await mkdir(tempDir, { recursive: true, mode: 0o700 });
-        try {
-          const { metadata, archivePath } = await receiveUpload(request, tempDir);
-          const summary = await inspectArchive(archivePath, services.config.archiveLimits);
-          const versionId = randomUUID();
-          const sourceKey = `${versionPrefix({ ownerId, id: versionId })}source.${summary.format === 'zip' ? 'zip' : 'tar.gz'}`;
-          const stored = await services.objects.put(sourceKey, createReadStream(archivePath), { contentType: 'application/octet-stream' });
-          try {
-            const created = await services.database.db.transaction(async (tx) => {
-              const version = await new SqlVersionRepository(tx).create({
-                id: versionId,
-                ownerId,
-                applicationId: application.id,
-                version: metadata.version,
-                language: metadata.language ?? null,
-                kind: metadata.kind ?? null,
-                phases: metadata.phases ?? [],
-                config: metadata.config ?? '',
-                notes: metadata.notes ?? '',
-                optimize: { ...DEFAULT_OPTIMIZE, ...metadata.optimize },
-                sourceKey,
-                sourceSha256: stored.sha256,
-                sourceSize: stored.size,
-                sourceFormat: summary.format,
-              });
-              const build = await new SqlBuildRepository(tx).createQueued({ ownerId, applicationId: application.id, versionId });
-              await enqueueBuild(tx, build.id, services.config.queue.maxAttempts);
-              return { version, build };
-            });
-            services.metrics.buildsQueued.inc();
-            return reply.status(202).send({ version: versionJson(created.version), build: buildJson(created.build) });
-          } catch (error) {
-            await services.objects.delete(sourceKey).catch(() => undefined);
-            throw error;
-          }
-        } finally {
-          await rm(tempDir, { recursive: true, force: true });
-        }
+        const created = await uploadVersion(services, {
+          ownerId: ownerOf(request),
+          applicationId: request.params.applicationId,
+          receive: (tempDir) => receiveUpload(request, tempDir),
+        });
+        services.metrics.buildsQueued.inc();
+        return reply.status(202).send({ version: versionJson(created.version), build: buildJson(created.build) });
       },
     );
 
@@ -157,7 +93,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
       { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'List versions, newest first', params: AppParams, querystring: PageQuery, response: { 200: pageOf(VersionSchema), ...errorResponses } } },
       async (request) => {
         const ownerId = ownerOf(request);
-        if (!(await services.applications.get(ownerId, request.params.applicationId))) throw notFound('application', request.params.applicationId);
+        await requireApplication(services, ownerId, request.params.applicationId);
         const page = await services.versions.list(ownerId, request.params.applicationId, { limit: request.query.limit ?? 50, cursor: request.query.cursor });
         return { items: page.items.map(versionJson), nextCursor: page.nextCursor };
       },
@@ -166,7 +102,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
     app.get(
       '/v1/versions/:versionId',
       { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'Read a version', params: VersionParams, response: { 200: VersionSchema, ...errorResponses } } },
-      async (request) => versionJson(await requireVersion(request, request.params.versionId)),
+      async (request) => versionJson(await requireVersion(services, ownerOf(request), request.params.versionId)),
     );
 
     app.patch(
@@ -211,10 +147,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
-        const version = await requireVersion(request, request.params.versionId);
-        // Edge servers run deployed artifacts: deleting one must be deliberate (decision 0004).
-        if (!(await deleteVersionUnlessDeployed(services.database, version, request.query.force === true))) throw notFound('version', version.id);
-        await deleteVersionObjects(services, version);
+        await deleteVersion(services, ownerOf(request), request.params.versionId, request.query.force === true);
         return reply.status(204).send(null);
       },
     );
@@ -223,7 +156,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
       '/v1/versions/:versionId/source',
       { config: { auth: 'owner' }, schema: { tags: ['versions'], summary: 'Download the uploaded source archive', params: VersionParams, response: { 200: BinaryBody, ...errorResponses } } },
       async (request, reply) => {
-        const version = await requireVersion(request, request.params.versionId);
+        const version = await requireVersion(services, ownerOf(request), request.params.versionId);
         const { info, body } = await services.objects.get(version.sourceKey);
         const extension = version.sourceFormat === 'zip' ? 'zip' : 'tar.gz';
         return reply
@@ -250,13 +183,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request, reply) => {
-        const version = await requireVersion(request, request.params.versionId);
-        const build = await services.builds.latestSucceeded(version.id);
-        if (!build) throw conflict('no_artifact', `version ${version.id} has no successful build yet; see GET /v1/builds?versionId=${version.id}`);
-        const requested = request.query.variant;
-        const variant = requested ?? (build.artifacts.optimized ? 'optimized' : 'original');
-        const record = build.artifacts[variant];
-        if (!record) throw notFound('artifact variant', variant);
+        const { build, variant, record } = await latestArtifact(services, ownerOf(request), request.params.versionId, request.query.variant);
         if (request.headers['if-none-match'] === `"${record.sha256}"`) return reply.status(304).send();
         const { body } = await services.objects.get(record.key);
         return reply
@@ -275,14 +202,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
       '/v1/versions/:versionId/builds',
       { config: { auth: 'owner' }, schema: { tags: ['builds'], summary: 'Rebuild a version (a new build of the same source)', params: VersionParams, response: { 202: Build, ...errorResponses } } },
       async (request, reply) => {
-        const version = await requireVersion(request, request.params.versionId);
-        const build = await services.database.db.transaction(async (tx) => {
-          const builds = new SqlBuildRepository(tx);
-          if (await builds.hasActiveBuild(version.id)) throw conflict('build_active', `version ${version.id} already has a queued or running build; cancel it first or wait`);
-          const created = await builds.createQueued({ ownerId: version.ownerId, applicationId: version.applicationId, versionId: version.id });
-          await enqueueBuild(tx, created.id, services.config.queue.maxAttempts);
-          return created;
-        });
+        const build = await rebuildVersion(services, ownerOf(request), request.params.versionId);
         services.metrics.buildsQueued.inc();
         return reply.status(202).send(buildJson(build));
       },

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DeploymentHistoryJson, DeploymentJson, PromoteResultJson } from '../../api/routes/deployments.ts';
+import type { DeploymentHistoryJson, DeploymentJson, PromoteResultJson } from '../../api/deployment-json.ts';
 import type { ApiClient } from '../api-client.ts';
 import { apiCommand, contextFor, parsePositiveInteger, type CommonFlags } from '../context.ts';
 import { formatBytes, type Column, type Output } from '../output.ts';

@@ -30,12 +30,12 @@ export interface FairShareLimits {
 /** A 429 (or 503) that tells the client when to try again. */
 export class TestbedLimitError extends UserError {
   constructor(
-    status: 429 | 503,
+    kind: 'rate_limited' | 'unavailable',
     code: string,
     message: string,
     readonly retryAfterSeconds: number,
   ) {
-    super(status, code, message);
+    super(kind, code, message);
     this.name = 'TestbedLimitError';
   }
 }
@@ -147,7 +147,7 @@ export class SlotScheduler {
     }
     const waitSeconds = Math.max(1, Math.ceil((1 - owner.tokens) / this.limits.ownerRate));
     throw new TestbedLimitError(
-      429,
+      'rate_limited',
       'owner_rate_limit',
       `owner ${ownerId} is above the test bed's rate limit of ${this.limits.ownerRate} calls/s (burst ${this.limits.ownerBurst}; KILN_TESTBED_OWNER_RATE, KILN_TESTBED_OWNER_BURST)`,
       waitSeconds,
@@ -156,7 +156,7 @@ export class SlotScheduler {
 
   private concurrencyError(owner: OwnerState): TestbedLimitError {
     return new TestbedLimitError(
-      429,
+      'rate_limited',
       'owner_concurrency_limit',
       `this owner already has ${owner.running} test bed calls running (the limit is ${this.limits.ownerSlots}, KILN_TESTBED_OWNER_SLOTS) and ${owner.queue.length} waiting (KILN_TESTBED_OWNER_QUEUE ${this.limits.ownerQueue}, KILN_TESTBED_QUEUE_WAIT_MS ${this.limits.queueWaitMs}); retry later`,
       Math.max(1, Math.ceil(this.limits.queueWaitMs / 1000)),
@@ -178,11 +178,11 @@ export class SlotScheduler {
     if (owner.queue.length === 0) this.leaveTurn(waiter.ownerId);
     this.forgetIdle(waiter.ownerId, owner);
     if (this.total === 0) {
-      waiter.fail(new TestbedLimitError(503, 'no_test_bed_runners', `no test bed runner connected within ${this.limits.queueWaitMs} ms (start one with \`kiln testbed\`, or local ones with KILN_TESTBED_RUNNERS)`, 5));
+      waiter.fail(new TestbedLimitError('unavailable', 'no_test_bed_runners', `no test bed runner connected within ${this.limits.queueWaitMs} ms (start one with \`kiln testbed\`, or local ones with KILN_TESTBED_RUNNERS)`, 5));
     } else if (owner.running >= this.limits.ownerSlots) {
       waiter.fail(this.concurrencyError(owner));
     } else {
-      waiter.fail(new TestbedLimitError(503, 'test_bed_busy', `every test bed slot (${this.total}) stayed busy for ${this.limits.queueWaitMs} ms (KILN_TESTBED_QUEUE_WAIT_MS)`, 1));
+      waiter.fail(new TestbedLimitError('unavailable', 'test_bed_busy', `every test bed slot (${this.total}) stayed busy for ${this.limits.queueWaitMs} ms (KILN_TESTBED_QUEUE_WAIT_MS)`, 1));
     }
   }
 

@@ -11,13 +11,13 @@
  */
 import type { Duplex } from 'node:stream';
 import { deserialize, serialize } from 'node:v8';
-import { PlatformError, UserError } from '../../errors.ts';
+import { PlatformError, UserError, type UserErrorKind } from '../../errors.ts';
 
 /** A frame above this closes the connection: neither side can make the other buffer without bound. */
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
 /** An error as it crosses the wire: which family it is, so the other side can rethrow the same kind. */
-export type WireError = { family: 'user'; status: number; code: string; message: string } | { family: 'platform'; code: string; message: string };
+export type WireError = { family: 'user'; kind: UserErrorKind; code: string; message: string } | { family: 'platform'; code: string; message: string };
 
 type Frame = { t: 'ask'; id: number; op: string; body: unknown } | { t: 'ok'; id: number; body: unknown } | { t: 'err'; id: number; error: WireError } | { t: 'note'; op: string; body: unknown };
 
@@ -172,11 +172,11 @@ export class Peer {
 }
 
 export function toWire(error: unknown): WireError {
-  if (error instanceof UserError) return { family: 'user', status: error.status, code: error.code, message: error.message };
+  if (error instanceof UserError) return { family: 'user', kind: error.kind, code: error.code, message: error.message };
   if (error instanceof PlatformError) return { family: 'platform', code: error.code, message: error.message };
   return { family: 'platform', code: 'runner_error', message: error instanceof Error ? error.message : String(error) };
 }
 
 export function fromWire(error: WireError): Error {
-  return error.family === 'user' ? new UserError(error.status, error.code, error.message) : new PlatformError(error.code, error.message);
+  return error.family === 'user' ? new UserError(error.kind, error.code, error.message) : new PlatformError(error.code, error.message);
 }

@@ -80,6 +80,6 @@ export class SqlVersionRepository implements VersionRepository {
   }
 }
 
-function duplicateVersion(version: string) {
+export function duplicateVersion(version: string) {
   return conflict('version_exists', `version ${version} already exists for this application; bump the version`);
 }

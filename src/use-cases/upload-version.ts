@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { inspectArchive } from '../archive/inspect.ts';
+import { insertVersionWithQueuedBuild } from '../queue/enqueue.ts';
+import type { Build } from '../store/metadata/repositories/builds.ts';
+import type { Version } from '../store/metadata/repositories/versions.ts';
+import type { OptimizeOptions } from '../store/metadata/schema.ts';
+import { sourceKey } from '../store/objects/keys.ts';
+import type { UseCaseContext } from './context.ts';
+import { requireApplication } from './lookups.ts';
+
+export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
+
+/** What the uploader says about the version (already validated by the caller's schema). */
+export interface UploadMetadata {
+  version: string;
+  language?: string;
+  kind?: string;
+  phases?: string[];
+  config?: string;
+  notes?: string;
+  optimize?: Partial<OptimizeOptions>;
+}
+
+export interface ReceivedUpload {
+  metadata: UploadMetadata;
+  /** The source archive, written by the receiver into the directory it was given. */
+  archivePath: string;
+}
+
+export interface UploadRequest {
+  ownerId: string;
+  applicationId: string;
+  /**
+   * Reads the upload into `tempDir`. Called only once the application is
+   * known to be the owner's, so a wrong id is refused before any body is read.
+   */
+  receive: (tempDir: string) => Promise<ReceivedUpload>;
+}
+
+export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications'>;
+
+/**
+ * A new version and its first build: the archive is inspected (limits,
+ * hostile entries), stored, and then the version, its queued build and the
+ * build's job are created in one statement (all or nothing, one round trip),
+ * so a worker never sees a job without its source, nor a version without
+ * its build.
+ */
+export async function uploadVersion(context: UploadContext, request: UploadRequest): Promise<{ version: Version; build: Build }> {
+  const application = await requireApplication(context, request.ownerId, request.applicationId);
+  const tempDir = path.join(context.config.dataDir, 'tmp', `upload-${randomUUID()}`);
+  await mkdir(tempDir, { recursive: true, mode: 0o700 });
+  try {
+    const { metadata, archivePath } = await request.receive(tempDir);
+    const summary = await inspectArchive(archivePath, context.config.archiveLimits);
+    const versionId = randomUUID();
+    const key = sourceKey({ ownerId: request.ownerId, id: versionId }, summary.format);
+    // Durability first: the object is written before any row points at it.
+    const stored = await context.objects.put(key, createReadStream(archivePath), { contentType: 'application/octet-stream' });
+    try {
+      return await insertVersionWithQueuedBuild(
+        context.database.db,
+        {
+          id: versionId,
+          ownerId: request.ownerId,
+          applicationId: application.id,
+          version: metadata.version,
+          language: metadata.language ?? null,
+          kind: metadata.kind ?? null,
+          phases: metadata.phases ?? [],
+          config: metadata.config ?? '',
+          notes: metadata.notes ?? '',
+          optimize: { ...DEFAULT_OPTIMIZE, ...metadata.optimize },
+          sourceKey: key,
+          sourceSha256: stored.sha256,
+          sourceSize: stored.size,
+          sourceFormat: summary.format,
+        },
+        context.config.queue.maxAttempts,
+      );
+    } catch (error) {
+      // No row refers to the object: remove it now rather than leave it to the consistency check.
+      await context.objects.delete(key).catch(() => undefined);
+      throw error;
+    }
+  } finally {
+    await rm(tempDir, { recursive: true, force: true });
+  }
+}
