@@ -24,15 +24,11 @@ import { supportsDependencyCache } from '../optimize/cache/plan.ts';
 import type { DependencyCacheStore } from '../optimize/cache/store.ts';
 import type { LimitName, Sandbox, SandboxLimits, SandboxResult } from '../sandbox/sandbox.ts';
 import { DEFAULT_LIMITS } from '../sandbox/sandbox.ts';
+import type { BuildOutcome as ProtocolOutcome, StageTiming } from './protocol.ts';
 
-export type BuildOutcomeState = 'succeeded' | 'failed' | 'cancelled' | 'crashed';
-
-export interface BuildStage {
-  name: string;
-  /** ISO 8601. */
-  startedAt: string;
-  durationMs: number;
-}
+// Declared once, in the worker protocol; the old names stay for this module's readers.
+export type BuildOutcomeState = ProtocolOutcome;
+export type BuildStage = StageTiming;
 
 export interface BuildOutcome {
   outcome: BuildOutcomeState;

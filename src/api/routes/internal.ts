@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { evaluateReport, INSPECT_DEADLINE_MS, type ArtifactVariant } from '../../evaluator/evaluate.ts';
+import { evaluateReport, INSPECT_DEADLINE_MS } from '../../evaluator/evaluate.ts';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { cacheNamespace } from '../../optimize/cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
@@ -10,20 +10,32 @@ import { completeJob } from '../../queue/complete.ts';
 import { LeaseLostError } from '../../queue/jobs.ts';
 import { heartbeat, releaseClaim, requireLease } from '../../queue/lease.ts';
 import type { Build } from '../../store/metadata/repositories/builds.ts';
-import { BinaryBody, errorResponses, Uuid } from '../schemas.ts';
+import {
+  ArtifactAnswerSchema,
+  ArtifactVariantSchema,
+  ClaimAnswerSchema,
+  ClaimRequestSchema,
+  HeartbeatAnswerSchema,
+  JobResultSchema,
+  type ArtifactVariant,
+  type JobSpec,
+  type ReportAnswer,
+} from '../../worker/protocol.ts';
+import { BinaryBody, Build as BuildSchema, errorResponses, Uuid } from '../schemas.ts';
 import { buildJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
 
 const JobParams = Type.Object({ jobId: Uuid });
 const LeaseHeaders = Type.Object({ 'x-kiln-lease': Type.String({ minLength: 1, maxLength: 100 }) });
-const WorkerId = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:@-]+$' });
+/** The public build, which the worker reads only `state` of (ReportAnswer). */
+const ResultAnswer = Type.Object({ build: BuildSchema, requeued: Type.Boolean() });
 
 /** Where each attempt's artifacts go: a stale attempt can never overwrite a newer one's. */
 export function artifactKey(build: Pick<Build, 'ownerId' | 'versionId' | 'id'>, attempt: number, variant: ArtifactVariant): string {
   return `owners/${build.ownerId}/versions/${build.versionId}/builds/${build.id}/attempt-${attempt}/${variant}.wasm`;
 }
 
-function jobPayload(services: Services, claimed: ClaimedJob) {
+function jobPayload(services: Services, claimed: ClaimedJob): JobSpec {
   const { job, build, version } = claimed;
   return {
     id: job.id,
@@ -90,8 +102,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       {
         config: { auth: 'worker' },
         schema: {
-          body: Type.Object({ workerId: WorkerId, waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })) }, { additionalProperties: false }),
-          response: { 200: Type.Unknown(), 204: Type.Null(), ...errorResponses },
+          body: ClaimRequestSchema,
+          response: { 200: ClaimAnswerSchema, 204: Type.Null(), ...errorResponses },
         },
       },
       async (request, reply) => {
@@ -118,7 +130,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
 
     app.post(
       '/internal/v1/jobs/:jobId/heartbeat',
-      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 200: Type.Object({ leaseExpiresAt: Type.String(), cancelRequested: Type.Boolean() }), ...errorResponses } } },
+      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 200: HeartbeatAnswerSchema, ...errorResponses } } },
       async (request) => {
         const answer = await heartbeat(database, request.params.jobId, request.headers['x-kiln-lease'], settings);
         return { leaseExpiresAt: answer.leaseExpiresAt.toISOString(), cancelRequested: answer.cancelRequested };
@@ -154,9 +166,9 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         config: { auth: 'worker' },
         bodyLimit: services.config.maxArtifactBytes,
         schema: {
-          params: Type.Object({ jobId: Uuid, variant: Type.Union([Type.Literal('original'), Type.Literal('optimized')]) }),
+          params: Type.Object({ jobId: Uuid, variant: ArtifactVariantSchema }),
           headers: LeaseHeaders,
-          response: { 200: Type.Object({ sha256: Type.String(), size: Type.Integer() }), ...errorResponses },
+          response: { 200: ArtifactAnswerSchema, ...errorResponses },
         },
       },
       async (request) => {
@@ -174,18 +186,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         schema: {
           params: JobParams,
           headers: LeaseHeaders,
-          body: Type.Object(
-            {
-              outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('crashed'), Type.Literal('cancelled')]),
-              reason: Type.Optional(Type.String({ maxLength: 4000 })),
-              language: Type.Optional(Type.String({ maxLength: 40 })),
-              kind: Type.Optional(Type.String({ maxLength: 40 })),
-              stages: Type.Array(Type.Object({ name: Type.String({ maxLength: 100 }), startedAt: Type.String({ maxLength: 40 }), durationMs: Type.Number({ minimum: 0 }) }), { maxItems: 50 }),
-              details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-            },
-            { additionalProperties: false },
-          ),
-          response: { 200: Type.Object({ build: Type.Unknown(), requeued: Type.Boolean() }), ...errorResponses },
+          body: JobResultSchema,
+          response: { 200: ResultAnswer, ...errorResponses },
         },
       },
       async (request) => {
@@ -210,7 +212,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
           if (completed.build.state === 'succeeded') services.buildEvents.succeeded(completed.build);
         }
         services.logs.touch(build.id);
-        return { build: buildJson(completed.build), requeued: completed.requeued };
+        // `satisfies`: the answer must stay readable as the protocol's ReportAnswer.
+        return { build: buildJson(completed.build), requeued: completed.requeued } satisfies ReportAnswer;
       },
     );
   };
