@@ -105,7 +105,7 @@ export class WorkerApiClient {
     job: JobSpec,
     method: string,
     route: string,
-    init: { json?: unknown; body?: Uint8Array; contentType?: string; timeoutMs: number; retry?: boolean | RetryPolicy },
+    init: { json?: unknown; body?: BodyInit; contentType?: string; timeoutMs: number; retry?: boolean | RetryPolicy },
   ): Promise<unknown> {
     const headers = { ...this.lease(job), ...(init.contentType ? { 'content-type': init.contentType } : {}) };
     return this.call(job, () => this.transport.json(method, this.jobPath(job, route), { headers, json: init.json, body: init.body, timeoutMs: init.timeoutMs, retry: init.retry }));
