@@ -106,7 +106,7 @@ export const ArtifactAnswerSchema = Type.Object({ sha256: Type.String(), size: T
 export type ArtifactAnswer = Static<typeof ArtifactAnswerSchema>;
 
 /** Bounds on a report's free-form details (facts, cache and fetch reports, optimize steps). */
-export const DETAILS_LIMITS = { maxKeys: 100, maxDepth: 6, maxStringLength: 16_000, maxItems: 1_000 } as const;
+export const DETAILS_LIMITS = { maxKeys: 100, maxDepth: 6, maxStringLength: 65_536, maxItems: 1_000 } as const;
 
 /**
  * A JSON value nested at most `depth` levels: what a report's details may
