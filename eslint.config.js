@@ -22,7 +22,8 @@ export const ZONES = {
   archive: ['errors.ts'],
   sandbox: ['errors.ts'],
   wasm: ['errors.ts'],
-  store: ['errors.ts'],
+  // The build records keep the worker protocol's types (outcome, stages, optimize options).
+  store: ['worker/protocol.ts', 'errors.ts'],
   edge: ['errors.ts', 'format'],
   // The build path: never the API, server, store, queue, evaluator, test bed or edge.
   'build-cache': ['build-kit', 'format', 'sandbox', 'errors.ts'],

@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LANGUAGE_IDS } from '../languages/ids.ts';
 import { APP_KINDS } from '../wasm/app-kinds.ts';
+import { BuildOutcomeSchema, OptimizeOptionsSchema, StageTimingSchema } from '../worker/protocol.ts';
 
 /** Shared TypeBox schemas: they validate requests and document /openapi.json. */
 
@@ -16,14 +17,8 @@ export const ErrorBody = Type.Object(
 export const Language = Type.Union(LANGUAGE_IDS.map((id) => Type.Literal(id)));
 export const Kind = Type.Union(APP_KINDS.map((kind) => Type.Literal(kind)));
 export const Phase = Type.Union([Type.Literal('request_headers'), Type.Literal('request_body'), Type.Literal('response_headers'), Type.Literal('response_body'), Type.Literal('log')]);
-export const BuildStateSchema = Type.Union([
-  Type.Literal('queued'),
-  Type.Literal('running'),
-  Type.Literal('succeeded'),
-  Type.Literal('failed'),
-  Type.Literal('crashed'),
-  Type.Literal('cancelled'),
-]);
+/** A build is queued, running, or ended with one of the worker protocol's outcomes. */
+export const BuildStateSchema = Type.Union([Type.Literal('queued'), Type.Literal('running'), ...BuildOutcomeSchema.anyOf]);
 
 export const ApplicationName = Type.String({ minLength: 1, maxLength: 100, pattern: '^[a-z0-9][a-z0-9-]*$', description: 'lower-case letters, digits and dashes' });
 export const Notes = Type.String({ maxLength: 10_000 });
@@ -33,17 +28,8 @@ export const SEMVER_PATTERN =
   '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\\.(?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\\+([0-9a-zA-Z-]+(?:\\.[0-9a-zA-Z-]+)*))?$';
 export const SemVer = Type.String({ maxLength: 128, pattern: SEMVER_PATTERN, description: 'a semantic version, e.g. 1.2.3' });
 
-export const OptimizeSchema = Type.Object(
-  {
-    strip: Type.Optional(Type.Boolean()),
-    wasmOpt: Type.Optional(
-      Type.Union([Type.Literal('off'), Type.Literal('O1'), Type.Literal('O2'), Type.Literal('O3'), Type.Literal('O4'), Type.Literal('Os'), Type.Literal('Oz')]),
-    ),
-    wizer: Type.Optional(Type.Boolean()),
-    memoryCapPages: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 65536 }))),
-  },
-  { additionalProperties: false },
-);
+/** What an upload may ask for: any of the job's optimize options; the rest take their defaults. */
+export const OptimizeSchema = Type.Partial(OptimizeOptionsSchema, { additionalProperties: false });
 
 export const VersionMetadata = Type.Object(
   {
@@ -78,7 +64,7 @@ export const Build = Type.Object(
     kind: Nullable(Type.String()),
     attempts: Type.Integer(),
     cancelRequested: Type.Boolean(),
-    stages: Type.Array(Type.Object({ name: Type.String(), startedAt: Type.String(), durationMs: Type.Number() })),
+    stages: Type.Array(StageTimingSchema),
     artifacts: Type.Record(Type.String(), Artifact),
     details: Type.Record(Type.String(), Type.Unknown()),
     logBytes: Type.Integer(),

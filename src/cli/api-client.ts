@@ -8,6 +8,7 @@
  * API cannot drift apart without the type check noticing.
  */
 import type { Build, BuildState, InvokeBody, InvokeResult, Page, Version, VersionMetadata, Application } from '../api/types.ts';
+import { HttpApiError, HttpTransport, HttpUnreachableError, type HttpRequest, type RequestSummary } from '../transport/http.ts';
 import { describeTokenSource, type ResolvedConfig } from './config.ts';
 import { readSse } from './sse.ts';
 
@@ -46,38 +47,20 @@ export interface VersionPatch {
   notes?: string;
 }
 
-/** The API answered with an error; `message` already says what to do. */
-export class KilnApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'KilnApiError';
-  }
-}
+/**
+ * The API answered with an error; `message` already says what to do. The
+ * transport's one error class (src/transport/http.ts), under the name the
+ * CLI's commands know.
+ */
+export const KilnApiError = HttpApiError;
+export type KilnApiError = HttpApiError;
 
 /** No answer at all: the server is down, the URL is wrong, or the network is. */
-export class KilnUnreachableError extends Error {
-  constructor(
-    readonly url: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'KilnUnreachableError';
-  }
-}
+export const KilnUnreachableError = HttpUnreachableError;
+export type KilnUnreachableError = HttpUnreachableError;
 
-interface RequestOptions {
-  query?: Record<string, string | number | undefined>;
-  json?: unknown;
-  body?: BodyInit;
-  headers?: Record<string, string>;
-  signal?: AbortSignal;
-  /** Plain calls give up after this; uploads, downloads and streams pass 0 (none). */
-  timeoutMs?: number;
-}
+/** Plain calls give up after `timeoutMs`; uploads, downloads and streams pass 0 (none). */
+type RequestOptions = Omit<HttpRequest, 'retry'>;
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 /** Reconnections of a dropped log stream before giving up. */
@@ -89,7 +72,21 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (value: string): boolean => UUID.test(value);
 
 export class ApiClient {
-  constructor(readonly config: ResolvedConfig) {}
+  private readonly transport: HttpTransport;
+
+  constructor(readonly config: ResolvedConfig) {
+    this.transport = new HttpTransport({
+      baseUrl: config.url,
+      token: config.token,
+      userAgent: 'kiln-cli',
+      timeoutMs: DEFAULT_TIMEOUT_MS,
+      describe: {
+        apiError: (failure, request) => this.explain(failure.status, failure.code, failure.message, request),
+        unreachable: (why) =>
+          `cannot reach Kiln at ${this.url} (${why}). Is it running? Start one here with \`kiln serve\`, or point the CLI at yours with --url, KILN_URL or \`kiln login <url>\`.`,
+      },
+    });
+  }
 
   get url(): string {
     return this.config.url;
@@ -304,68 +301,17 @@ export class ApiClient {
     } while (cursor);
   }
 
+  /** The API's JSON answer; typed by the API's schemas, which the server validates and serializes with. */
   async json<T>(method: string, route: string, options: RequestOptions = {}): Promise<T> {
-    const response = await this.send(method, route, options);
-    const text = await response.text();
-    if (text === '') return undefined as T;
-    try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw new KilnApiError(response.status, 'invalid_response', `${this.url} answered ${method} ${route} with something that is not JSON; is this a Kiln server?`);
-    }
+    return (await this.transport.json(method, route, options)) as T;
   }
 
+  /** The response of a successful request, body unread; idempotent requests ride out a restarting server. */
   async send(method: string, route: string, options: RequestOptions = {}): Promise<Response> {
-    const url = new URL(`${this.url}${route}`);
-    for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
-    const headers: Record<string, string> = { 'user-agent': 'kiln-cli', ...options.headers };
-    if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
-    let body = options.body;
-    if (options.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(options.json);
-    }
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const signals = [options.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((signal): signal is AbortSignal => signal !== undefined);
-    const init: RequestInit & { duplex?: 'half' } = { method, headers, body, signal: signals.length > 0 ? AbortSignal.any(signals) : undefined };
-    // A streamed request body needs this (undici's rule for fetch uploads).
-    if (body instanceof ReadableStream) init.duplex = 'half';
-    let response: Response;
-    try {
-      response = await fetch(url, init);
-    } catch (error) {
-      if (options.signal?.aborted) throw error;
-      throw this.unreachable(error, timeoutMs);
-    }
-    if (!response.ok) throw await this.apiError(response, method, route);
-    return response;
+    return this.transport.request(method, route, options);
   }
 
-  private unreachable(error: unknown, timeoutMs: number): KilnUnreachableError {
-    const name = error instanceof Error ? error.name : '';
-    const cause = error instanceof Error ? (error.cause as { code?: string; message?: string } | undefined) : undefined;
-    const why = name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error)));
-    return new KilnUnreachableError(
-      this.url,
-      `cannot reach Kiln at ${this.url} (${why}). Is it running? Start one here with \`kiln serve\`, or point the CLI at yours with --url, KILN_URL or \`kiln login <url>\`.`,
-    );
-  }
-
-  private async apiError(response: Response, method: string, route: string): Promise<KilnApiError> {
-    const text = await response.text().catch(() => '');
-    let code = `http_${response.status}`;
-    let message = text.slice(0, 500) || response.statusText;
-    try {
-      const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-      if (typeof parsed.error?.code === 'string') code = parsed.error.code;
-      if (typeof parsed.error?.message === 'string') message = parsed.error.message;
-    } catch {
-      // Not our error shape (a proxy's HTML page, say): keep the text.
-    }
-    return new KilnApiError(response.status, code, this.explain(response.status, code, message, method, route));
-  }
-
-  private explain(status: number, code: string, message: string, method: string, route: string): string {
+  private explain(status: number, code: string, message: string, { method, path: route }: RequestSummary): string {
     const login = `Run \`kiln login ${this.url}\` with a valid token, or set KILN_TOKEN`;
     if (status === 401 && !this.config.token) {
       return `no token for ${this.url}. ${login}. (On the machine running \`kiln serve\`, run kiln from its directory, or below it: the CLI reads .kiln/local-token there.)`;

@@ -4,35 +4,21 @@
  * of the CLI, and so its errors say whether trying again can help.
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { HttpApiError, HttpTransport, HttpUnreachableError, NO_RETRY } from '../transport/http.ts';
 import { ManifestSchema, type Manifest, type ManifestEntry } from './manifest.ts';
 
 const manifestChecker = TypeCompiler.Compile(ManifestSchema);
 
-/** The API answered with an error. `retriable`: the server's fault or overload (5xx, 408, 429). */
-export class EdgeApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EdgeApiError';
-  }
-
-  get retriable(): boolean {
-    return this.status >= 500 || this.status === 408 || this.status === 429;
-  }
-}
+/**
+ * The API answered with an error. `retriable`: the server's fault or overload
+ * (5xx, 408, 429). The transport's one error class, under the sync's name.
+ */
+export const EdgeApiError = HttpApiError;
+export type EdgeApiError = HttpApiError;
 
 /** No answer at all (down, wrong URL, network): always worth another try. */
-export class EdgeUnreachableError extends Error {
-  readonly retriable = true;
-
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'EdgeUnreachableError';
-  }
-}
+export const EdgeUnreachableError = HttpUnreachableError;
+export type EdgeUnreachableError = HttpUnreachableError;
 
 export type ManifestAnswer = { changed: false; etag: string } | { changed: true; etag: string | undefined; manifest: Manifest };
 
@@ -46,9 +32,21 @@ export interface EdgeClientOptions {
 
 export class EdgeClient {
   private readonly base: string;
+  private readonly transport: HttpTransport;
 
   constructor(private readonly options: EdgeClientOptions) {
     this.base = options.url.replace(/\/+$/, '');
+    this.transport = new HttpTransport({
+      baseUrl: this.base,
+      token: options.token,
+      userAgent: 'kiln-edge-sync',
+      // The sync engine retries whole rounds itself (src/edge/sync.ts), with its own backoff and events.
+      retry: NO_RETRY,
+      describe: {
+        apiError: ({ status, message }) => `${this.base} answered ${status}: ${message}${status === 401 || status === 403 ? TOKEN_HINT : ''}`,
+        unreachable: (why) => `cannot reach Kiln at ${this.base} (${why})`,
+      },
+    });
   }
 
   get url(): string {
@@ -59,7 +57,7 @@ export class EdgeClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (etag) headers['if-none-match'] = etag;
     const route = `/v1/edge/manifest?environment=${encodeURIComponent(environment)}`;
-    const response = await this.request(`${this.base}${route}`, headers, this.options.timeoutMs ?? 30_000, signal);
+    const response = await this.transport.request('GET', route, { headers, timeoutMs: this.options.timeoutMs ?? 30_000, signal });
     if (response.status === 304) {
       // Cancelled, not read: a 304 that wrongly announces a body would otherwise
       // keep the request (and this process) waiting for bytes that never come.
@@ -84,7 +82,7 @@ export class EdgeClient {
   /** The artifact's body, unread: the caller verifies it while writing. */
   async download(entry: ManifestEntry, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
     const url = this.artifactUrl(entry);
-    const response = await this.request(url, { accept: 'application/wasm' }, this.options.downloadTimeoutMs ?? 300_000, signal);
+    const response = await this.transport.request('GET', url, { headers: { accept: 'application/wasm' }, timeoutMs: this.options.downloadTimeoutMs ?? 300_000, signal });
     if (response.status !== 200 || !response.body) throw new EdgeApiError(response.status, 'unexpected_status', `downloading ${url} answered ${response.status}`);
     return response.body;
   }
@@ -99,38 +97,6 @@ export class EdgeClient {
     if (resolved.origin !== new URL(this.base).origin) throw new EdgeApiError(400, 'foreign_url', `refusing to download ${resolved.href}: it is not on ${this.base}`);
     return resolved.href;
   }
-
-  private async request(url: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<Response> {
-    const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])];
-    let response: Response;
-    try {
-      response = await fetch(url, { headers: { ...headers, authorization: `Bearer ${this.options.token}`, 'user-agent': 'kiln-edge-sync' }, signal: AbortSignal.any(signals) });
-    } catch (error) {
-      if (signal?.aborted) throw error;
-      throw new EdgeUnreachableError(`cannot reach Kiln at ${this.base} (${describeFetchError(error, timeoutMs)})`, { cause: error });
-    }
-    if (response.status >= 400) throw await apiError(response, this.base);
-    return response;
-  }
 }
 
-function describeFetchError(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && error.name === 'TimeoutError') return `no answer within ${timeoutMs / 1000} s`;
-  const cause = error instanceof Error ? (error.cause as { code?: string; message?: string } | undefined) : undefined;
-  return cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
-}
-
-async function apiError(response: Response, base: string): Promise<EdgeApiError> {
-  const text = await response.text().catch(() => '');
-  let code = `http_${response.status}`;
-  let message = text.slice(0, 300) || response.statusText;
-  try {
-    const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-    if (typeof parsed.error?.code === 'string') code = parsed.error.code;
-    if (typeof parsed.error?.message === 'string') message = parsed.error.message;
-  } catch {
-    // not our error shape: keep the text
-  }
-  const hint = response.status === 401 || response.status === 403 ? ' (kiln edge sync needs an edge token: an operator creates one with POST /v1/edge-tokens or `kiln edge token create`)' : '';
-  return new EdgeApiError(response.status, code, `${base} answered ${response.status}: ${message}${hint}`);
-}
+const TOKEN_HINT = ' (kiln edge sync needs an edge token: an operator creates one with POST /v1/edge-tokens or `kiln edge token create`)';

@@ -1,5 +1,4 @@
 import { UserError } from '../errors.ts';
-import type { ArtifactRecord } from '../store/metadata/schema.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
 import { inspectComponent, isComponentBinary } from '../wasm/component.ts';
 import { checkComponentKind } from '../wasm/component-kind.ts';
@@ -7,21 +6,11 @@ import { inspectModule, type ModuleInfo } from '../wasm/inspect.ts';
 import { inspectOffThread, type InspectLimits } from './inspect-thread.ts';
 import { checkKind, detectKind, type AppKind } from '../wasm/kind.ts';
 import type { CompletionReport } from '../queue/complete.ts';
-
-export const ARTIFACT_VARIANTS = ['original', 'optimized'] as const;
-export type ArtifactVariant = (typeof ARTIFACT_VARIANTS)[number];
-
-export interface WorkerReport {
-  outcome: CompletionReport['outcome'];
-  reason?: string;
-  language?: string;
-  kind?: string;
-  stages: CompletionReport['stages'];
-  details?: Record<string, unknown>;
-}
+import type { ArtifactRecord, ArtifactVariant, JobResult } from '../worker/protocol.ts';
 
 interface EvaluationInput {
-  report: WorkerReport;
+  /** What the worker reported (already validated against the protocol's JobResult). */
+  report: JobResult;
   /** The kind the uploader declared, if any. */
   declaredKind: string | null;
   declaredLanguage: string | null;

@@ -4,7 +4,7 @@
  * with the reason, and the original is served. Nothing runs, so this costs
  * no sandbox time.
  */
-import type { OptimizeOptions } from '../store/metadata/schema.ts';
+import type { OptimizeOptions } from './options.ts';
 import type { OptimizeResult, StepName, StepReport } from './optimize.ts';
 
 const WHY_SKIPPED: Readonly<Record<StepName, string>> = {

@@ -19,7 +19,7 @@
 import { errorMessage } from '../errors.ts';
 import { createWorkDir } from '../sandbox/volume.ts';
 import type { Sandbox, SandboxLimits } from '../sandbox/sandbox.ts';
-import type { OptimizeOptions } from '../store/metadata/schema.ts';
+import type { OptimizeOptions } from './options.ts';
 import { inspectModule, type ModuleInfo } from '../wasm/inspect.ts';
 import { checkKind, type AppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import type { OptimizeOptions } from '../store/metadata/schema.ts';
+import type { OptimizeOptions } from './options.ts';
 import type { AppKind } from '../wasm/kind.ts';
 import { WASM_OPT } from './wasm-opt.ts';
 import { findWizerDirectory } from './wizer.ts';

@@ -3,7 +3,7 @@
  * wasm-opt only parses and rewrites the module, but a parser bug fed a
  * hostile module is still a way in, so it runs in the sandbox like Wizer.
  */
-import type { OptimizeOptions } from '../store/metadata/schema.ts';
+import type { OptimizeOptions } from './options.ts';
 import { runTool, type ToolContext, type ToolOutcome } from './tool-run.ts';
 
 export const WASM_OPT = '/usr/bin/wasm-opt';

@@ -1,14 +1,13 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../store/metadata/database.ts';
-import { builds, jobs, type ArtifactRecord, type StageTiming } from '../store/metadata/schema.ts';
+import { builds, jobs } from '../store/metadata/schema.ts';
 import type { Build } from '../store/metadata/repositories/builds.ts';
 import { JOBS_CHANNEL, LeaseLostError } from './jobs.ts';
 import { endJob, requeue } from './lease.ts';
-
-export type Outcome = 'succeeded' | 'failed' | 'crashed' | 'cancelled';
+import type { ArtifactRecord, BuildOutcome, StageTiming } from '../worker/protocol.ts';
 
 export interface CompletionReport {
-  outcome: Outcome;
+  outcome: BuildOutcome;
   reason: string | null;
   language: string | null;
   kind: string | null;

@@ -1,6 +1,7 @@
 import { and, eq, lt, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../store/metadata/database.ts';
 import { builds, jobs } from '../store/metadata/schema.ts';
+import type { BuildOutcome } from '../worker/protocol.ts';
 import { JOBS_CHANNEL, LeaseLostError, type Job, type QueueSettings } from './jobs.ts';
 
 /** The job, if `leaseToken` is its current, unexpired lease. */
@@ -75,7 +76,7 @@ export async function requeue(tx: Executor, job: Job): Promise<void> {
 export async function endJob(
   tx: Executor,
   job: Job,
-  state: 'succeeded' | 'failed' | 'crashed' | 'cancelled',
+  state: BuildOutcome,
   reason: string | null,
   extra: Partial<typeof builds.$inferInsert> = {},
 ): Promise<void> {

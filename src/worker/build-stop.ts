@@ -5,15 +5,11 @@
  * Outcomes separate blame (BRIEF §2.1): `failed` is the user's, `crashed` is Kiln's.
  */
 import { UserError, errorMessage } from '../errors.ts';
+import type { BuildOutcome as ProtocolOutcome, StageTiming } from './protocol.ts';
 
-export type BuildOutcomeState = 'succeeded' | 'failed' | 'cancelled' | 'crashed';
-
-export interface BuildStage {
-  name: string;
-  /** ISO 8601. */
-  startedAt: string;
-  durationMs: number;
-}
+// Declared once, in the worker protocol; the old names stay for the build job's readers.
+export type BuildOutcomeState = ProtocolOutcome;
+export type BuildStage = StageTiming;
 
 /** Raised inside runBuild to end it with a given outcome. */
 export class BuildStop extends Error {

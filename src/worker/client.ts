@@ -1,43 +1,9 @@
-import type { ArchiveLimits } from '../archive/limits.ts';
-import type { SandboxLimits } from '../sandbox/sandbox.ts';
-import type { OptimizeOptions, StageTiming } from '../store/metadata/schema.ts';
+import type { TSchema, Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { HttpApiError, HttpTransport, type RetryPolicy } from '../transport/http.ts';
+import { ArtifactAnswerSchema, ClaimAnswerSchema, HeartbeatAnswerSchema, ReportAnswerSchema, type ArtifactAnswer, type ArtifactVariant, type HeartbeatAnswer, type JobResult, type JobSpec, type ReportAnswer } from './protocol.ts';
 
-/** A job as the API hands it out (see docs/worker-protocol.md). */
-export interface JobSpec {
-  id: string;
-  buildId: string;
-  versionId: string;
-  attempt: number;
-  leaseToken: string;
-  leaseExpiresAt: string;
-  language: string | null;
-  kind: string | null;
-  phases: string[];
-  config: string;
-  optimize: OptimizeOptions;
-  sourceSha256: string;
-  sourceFormat: string;
-  limits: SandboxLimits;
-  /**
-   * The archive limits the API accepted the upload under, so the worker
-   * extracts with the same ones. Absent from older APIs: the defaults.
-   */
-  archiveLimits?: ArchiveLimits;
-  /**
-   * Opaque per-owner namespace for the dependency cache (a hash, never the
-   * owner id or a token). Absent from older APIs: no cache then.
-   */
-  cacheNamespace?: string;
-}
-
-export interface JobResult {
-  outcome: 'succeeded' | 'failed' | 'crashed' | 'cancelled';
-  reason?: string;
-  language?: string;
-  kind?: string;
-  stages: StageTiming[];
-  details?: Record<string, unknown>;
-}
+export type { JobResult, JobSpec } from './protocol.ts';
 
 /** The API said this worker no longer holds the job: stop working on it. */
 export class LeaseLost extends Error {
@@ -47,83 +13,119 @@ export class LeaseLost extends Error {
   }
 }
 
-/** The API could not be reached or answered 5xx: worth retrying. */
-export class ApiUnavailable extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ApiUnavailable';
+/**
+ * The API answered something the worker protocol does not allow (a job
+ * without its limits, say): the API and this worker disagree on the
+ * protocol. The platform's fault; the worker does not guess its way on.
+ */
+export class ProtocolMismatch extends Error {
+  constructor(what: string, problem: string) {
+    super(`the Kiln API's answer to ${what} does not follow the worker protocol: ${problem}; are the API and this worker the same version?`);
+    this.name = 'ProtocolMismatch';
   }
 }
 
+/**
+ * A result report is retried for about 45 s while the API is unreachable or
+ * answers 502/503/504 (a database restart): longer than a restart takes,
+ * shorter than giving up the lease would cost (heartbeats keep running).
+ */
+const REPORT_RETRY: RetryPolicy = { attempts: 12, baseDelayMs: 500, maxDelayMs: 5_000 };
+/** A few retries ride out a short API or database outage without losing log lines. */
+const LOG_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 400, maxDelayMs: 3_200 };
+
+/** Compiled once: every answer the worker acts on is checked against the protocol first. */
+function decoder<T extends TSchema>(schema: T, what: string): (value: unknown) => Static<T> {
+  const checker = TypeCompiler.Compile(schema);
+  return (value) => {
+    if (checker.Check(value)) return value;
+    const first = checker.Errors(value).First();
+    throw new ProtocolMismatch(what, `${first?.path || '/'} ${first?.message ?? 'is invalid'}`);
+  };
+}
+
+const decodeClaim = decoder(ClaimAnswerSchema, 'claim');
+const decodeHeartbeat = decoder(HeartbeatAnswerSchema, 'heartbeat');
+const decodeArtifact = decoder(ArtifactAnswerSchema, 'an artifact upload');
+const decodeReport = decoder(ReportAnswerSchema, 'a result report');
+
 /** The worker's only link to Kiln: HTTP with a worker token, nothing else. */
 export class WorkerApiClient {
-  constructor(
-    private readonly baseUrl: string,
-    private readonly token: string,
-  ) {}
+  private readonly transport: HttpTransport;
 
-  private async call(method: string, path: string, init: { body?: BodyInit; contentType?: string; lease?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
-    if (init.contentType) headers['content-type'] = init.contentType;
-    if (init.lease) headers['x-kiln-lease'] = init.lease;
-    // One controller per call: the deadline also covers reading the body, and
-    // the caller's signal is unhooked once the answer arrived (AbortSignal.any
-    // would leave a listener on a long-lived signal for every call).
-    const controller = new AbortController();
-    const deadline = setTimeout(() => controller.abort(new Error(`no answer within ${init.timeoutMs ?? 30_000} ms`)), init.timeoutMs ?? 30_000);
-    deadline.unref();
-    const forward = () => controller.abort(init.signal?.reason);
-    init.signal?.addEventListener('abort', forward);
-    if (init.signal?.aborted) forward();
-    let response: Response;
-    try {
-      response = await fetch(new URL(path, this.baseUrl), { method, headers, body: init.body, signal: controller.signal });
-    } catch (error) {
-      throw new ApiUnavailable(`cannot reach the Kiln API at ${this.baseUrl}: ${(error as Error).message}`, { cause: error });
-    } finally {
-      init.signal?.removeEventListener('abort', forward);
-    }
-    if (response.status === 409) {
-      await response.body?.cancel();
-      throw new LeaseLost(path);
-    }
-    if (response.status >= 500) throw new ApiUnavailable(`the Kiln API answered ${response.status} to ${method} ${path}: ${await response.text()}`);
-    if (response.status >= 400) throw new Error(`the Kiln API refused ${method} ${path} (${response.status}): ${await response.text()}`);
-    return response;
-  }
-
-  async claim(workerId: string, waitMs: number, signal?: AbortSignal): Promise<JobSpec | undefined> {
-    const response = await this.call('POST', '/internal/v1/jobs/claim', {
-      body: JSON.stringify({ workerId, waitMs }),
-      contentType: 'application/json',
-      timeoutMs: waitMs + 15_000,
-      signal,
+  constructor(baseUrl: string, token: string) {
+    this.transport = new HttpTransport({
+      baseUrl,
+      token,
+      userAgent: 'kiln-worker',
+      describe: { unreachable: (why) => `cannot reach the Kiln API at ${baseUrl}: ${why}` },
     });
-    if (response.status === 204) return undefined;
-    const { job } = (await response.json()) as { job: JobSpec };
-    return job;
   }
 
-  async heartbeat(job: JobSpec): Promise<{ cancelRequested: boolean }> {
-    const response = await this.call('POST', `/internal/v1/jobs/${job.id}/heartbeat`, { lease: job.leaseToken, timeoutMs: 10_000 });
-    return (await response.json()) as { cancelRequested: boolean };
+  /** The job the API handed out, or undefined when none arrived within `waitMs`. */
+  async claim(workerId: string, waitMs: number, signal?: AbortSignal): Promise<JobSpec | undefined> {
+    // Not retried: a claim whose answer was lost is handed back by the API, and the slot loop backs off.
+    const answer = await this.transport.json('POST', '/internal/v1/jobs/claim', { json: { workerId, waitMs }, timeoutMs: waitMs + 15_000, signal });
+    if (answer === undefined) return undefined;
+    return decodeClaim(answer).job;
   }
 
+  async heartbeat(job: JobSpec): Promise<HeartbeatAnswer> {
+    // Not retried: the next heartbeat comes sooner than a retry would.
+    return decodeHeartbeat(await this.leased(job, 'POST', 'heartbeat', { timeoutMs: 10_000, retry: false }));
+  }
+
+  /** The source archive's response, body unread (the worker streams it to disk and checks its sha256). */
   async downloadSource(job: JobSpec): Promise<Response> {
-    return this.call('GET', `/internal/v1/jobs/${job.id}/source`, { lease: job.leaseToken, timeoutMs: 120_000 });
+    return this.call(job, () => this.transport.request('GET', this.jobPath(job, 'source'), { headers: this.lease(job), timeoutMs: 120_000 }));
   }
 
   async appendLog(job: JobSpec, data: Buffer): Promise<void> {
-    await this.call('POST', `/internal/v1/jobs/${job.id}/logs`, { lease: job.leaseToken, body: new Uint8Array(data), contentType: 'application/octet-stream' });
+    // Appending twice (an answer lost after the append) repeats a few lines; losing them is worse.
+    await this.call(job, () =>
+      this.transport.request('POST', this.jobPath(job, 'logs'), {
+        headers: { ...this.lease(job), 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(data),
+        retry: LOG_RETRY,
+      }),
+    ).then((response) => response.body?.cancel());
   }
 
-  async uploadArtifact(job: JobSpec, variant: 'original' | 'optimized', bytes: Buffer): Promise<{ sha256: string; size: number }> {
-    const response = await this.call('PUT', `/internal/v1/jobs/${job.id}/artifacts/${variant}`, { lease: job.leaseToken, body: new Uint8Array(bytes), contentType: 'application/wasm', timeoutMs: 120_000 });
-    return (await response.json()) as { sha256: string; size: number };
+  async uploadArtifact(job: JobSpec, variant: ArtifactVariant, bytes: Buffer): Promise<ArtifactAnswer> {
+    return decodeArtifact(await this.leased(job, 'PUT', `artifacts/${variant}`, { body: new Uint8Array(bytes), contentType: 'application/wasm', timeoutMs: 120_000 }));
   }
 
-  async report(job: JobSpec, result: JobResult): Promise<{ build: { state: string }; requeued: boolean }> {
-    const response = await this.call('POST', `/internal/v1/jobs/${job.id}/result`, { lease: job.leaseToken, body: JSON.stringify(result), contentType: 'application/json', timeoutMs: 60_000 });
-    return (await response.json()) as { build: { state: string }; requeued: boolean };
+  /** Reports the attempt's result; safe to repeat, because completion is conditional on the lease. */
+  async report(job: JobSpec, result: JobResult): Promise<ReportAnswer> {
+    return decodeReport(await this.leased(job, 'POST', 'result', { json: result, timeoutMs: 60_000, retry: REPORT_RETRY }));
+  }
+
+  /** A JSON call on a leased job. */
+  private async leased(
+    job: JobSpec,
+    method: string,
+    route: string,
+    init: { json?: unknown; body?: BodyInit; contentType?: string; timeoutMs: number; retry?: boolean | RetryPolicy },
+  ): Promise<unknown> {
+    const headers = { ...this.lease(job), ...(init.contentType ? { 'content-type': init.contentType } : {}) };
+    return this.call(job, () => this.transport.json(method, this.jobPath(job, route), { headers, json: init.json, body: init.body, timeoutMs: init.timeoutMs, retry: init.retry }));
+  }
+
+  /** A 409 on a job means its lease is gone (expired, cancelled, completed): the worker must drop it. */
+  private async call<T>(job: JobSpec, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof HttpApiError && error.status === 409) throw new LeaseLost(job.id);
+      throw error;
+    }
+  }
+
+  private jobPath(job: JobSpec, route: string): string {
+    return `/internal/v1/jobs/${encodeURIComponent(job.id)}/${route}`;
+  }
+
+  private lease(job: JobSpec): Record<string, string> {
+    return { 'x-kiln-lease': job.leaseToken };
   }
 }

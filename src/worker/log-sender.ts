@@ -1,4 +1,5 @@
-import { ApiUnavailable, type JobSpec, type WorkerApiClient } from './client.ts';
+import type { WorkerApiClient } from './client.ts';
+import type { JobSpec } from './protocol.ts';
 
 /**
  * Batches build output and sends it in order: one request in flight, the
@@ -39,7 +40,10 @@ export class LogSender {
     }, delayMs);
   }
 
-  /** Sends everything written so far; resolves once the API has stored it. */
+  /**
+   * Sends everything written so far; resolves once the API has stored it.
+   * (The client retries a batch through a short API outage.)
+   */
   flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
@@ -50,24 +54,12 @@ export class LogSender {
       this.pending = [];
       this.pendingBytes = 0;
       this.inFlight = this.inFlight.then(() =>
-        this.send(batch).catch((error: unknown) => {
+        this.client.appendLog(this.job, batch).catch((error: unknown) => {
           this.failure ??= error;
         }),
       );
     }
     return this.inFlight;
-  }
-
-  /** A few retries ride out a short API or database outage without losing log lines. */
-  private async send(batch: Buffer): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.client.appendLog(this.job, batch);
-      } catch (error) {
-        if (!(error instanceof ApiUnavailable) || attempt >= 5) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 400 * attempt));
-      }
-    }
   }
 
   /** The first error a send hit (e.g. the lease was lost), if any. */

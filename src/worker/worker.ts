@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { extractArchive } from '../archive/extract.ts';
-import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from '../archive/limits.ts';
+import type { ArchiveLimits } from '../archive/limits.ts';
 import { errorMessage, UserError } from '../errors.ts';
 import type { FetchConfig } from '../fetch/config.ts';
 import type { LanguageRegistry } from '../languages/index.ts';
@@ -17,8 +17,9 @@ import { OptimizeResultCache, optimizeSafely, type OptimizeDetails } from '../op
 import { createWorkDir, type WorkDir } from '../sandbox/index.ts';
 import type { Sandbox } from '../sandbox/sandbox.ts';
 import { runBuild, type BuildStage } from './build-job.ts';
-import { ApiUnavailable, LeaseLost, type JobResult, type JobSpec, WorkerApiClient } from './client.ts';
+import { LeaseLost, WorkerApiClient } from './client.ts';
 import { LogSender } from './log-sender.ts';
+import type { JobResult, JobSpec } from './protocol.ts';
 
 export interface WorkerOptions {
   apiUrl: string;
@@ -147,7 +148,7 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
     await timed(stages, 'download', () => download(client, job, archive));
     workDir = await createWorkDir(options.workRoot, job.limits.diskBytes, `job-${job.id.slice(0, 8)}`);
     const jobDir = workDir.path;
-    const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src'), job.archiveLimits ?? DEFAULT_ARCHIVE_LIMITS));
+    const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src'), job.archiveLimits));
     if (extracted) {
       result = { outcome: 'failed', reason: extracted, stages };
     } else {
@@ -189,7 +190,7 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
     if (result.reason) log.line(`${result.outcome}: ${result.reason}`);
     await log.flush();
     if (!lease.lost()) {
-      const answer = await reportWithRetry(client, job, result);
+      const answer = await client.report(job, result);
       logger.info({ state: answer.build.state, requeued: answer.requeued }, 'job reported');
     }
   } catch (error) {
@@ -231,7 +232,7 @@ async function optimizeStage(
   return { ...result, details: { ...result.details, ...optimized.details } };
 }
 
-/** The job's owner namespace, when the API sent a well-formed one (older APIs send none). */
+/** The job's owner namespace, when the API sent a well-formed one. */
 function cacheFor(options: SlotOptions, job: JobSpec): { store: DependencyCacheStore; namespace: string } | undefined {
   if (options.cacheStore === undefined || !DependencyCacheStore.isNamespace(job.cacheNamespace)) return undefined;
   return { store: options.cacheStore, namespace: job.cacheNamespace };
@@ -242,22 +243,6 @@ async function cleanup(hostDir: string, workDir: WorkDir | undefined, lease: { s
   stopping.removeEventListener('abort', onStop);
   await workDir?.dispose().catch(() => undefined);
   await rm(hostDir, { recursive: true, force: true }).catch(() => undefined);
-}
-
-/**
- * Retries while the API is unreachable or answers 503 (a database restart):
- * about 45 s, longer than a restart takes, shorter than giving up the lease
- * would cost (the heartbeats keep running meanwhile).
- */
-async function reportWithRetry(client: WorkerApiClient, job: JobSpec, result: JobResult) {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await client.report(job, result);
-    } catch (error) {
-      if (!(error instanceof ApiUnavailable) || attempt >= 12) throw error;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * attempt, 5_000)));
-    }
-  }
 }
 
 async function timed<T>(stages: BuildStage[], name: string, work: () => Promise<T>): Promise<T> {

@@ -11,15 +11,26 @@ import { LeaseLostError } from '../../queue/jobs.ts';
 import { heartbeat, releaseClaim, requireLease } from '../../queue/lease.ts';
 import type { Build } from '../../store/metadata/repositories/builds.ts';
 import { artifactKey, attemptsPrefix } from '../../store/objects/keys.ts';
-import { BinaryBody, errorResponses, Uuid } from '../schemas.ts';
+import {
+  ArtifactAnswerSchema,
+  ArtifactVariantSchema,
+  ClaimAnswerSchema,
+  ClaimRequestSchema,
+  HeartbeatAnswerSchema,
+  JobResultSchema,
+  type JobSpec,
+  type ReportAnswer,
+} from '../../worker/protocol.ts';
+import { BinaryBody, Build as BuildSchema, errorResponses, Uuid } from '../schemas.ts';
 import { buildJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
 
 const JobParams = Type.Object({ jobId: Uuid });
 const LeaseHeaders = Type.Object({ 'x-kiln-lease': Type.String({ minLength: 1, maxLength: 100 }) });
-const WorkerId = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._:@-]+$' });
+/** The public build, which the worker reads only `state` of (ReportAnswer). */
+const ResultAnswer = Type.Object({ build: BuildSchema, requeued: Type.Boolean() });
 
-function jobPayload(services: Services, claimed: ClaimedJob) {
+function jobPayload(services: Services, claimed: ClaimedJob): JobSpec {
   const { job, build, version } = claimed;
   return {
     id: job.id,
@@ -86,8 +97,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       {
         config: { auth: 'worker' },
         schema: {
-          body: Type.Object({ workerId: WorkerId, waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })) }, { additionalProperties: false }),
-          response: { 200: Type.Unknown(), 204: Type.Null(), ...errorResponses },
+          body: ClaimRequestSchema,
+          response: { 200: ClaimAnswerSchema, 204: Type.Null(), ...errorResponses },
         },
       },
       async (request, reply) => {
@@ -114,7 +125,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
 
     app.post(
       '/internal/v1/jobs/:jobId/heartbeat',
-      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 200: Type.Object({ leaseExpiresAt: Type.String(), cancelRequested: Type.Boolean() }), ...errorResponses } } },
+      { config: { auth: 'worker' }, schema: { params: JobParams, headers: LeaseHeaders, response: { 200: HeartbeatAnswerSchema, ...errorResponses } } },
       async (request) => {
         const answer = await heartbeat(database, request.params.jobId, request.headers['x-kiln-lease'], settings);
         return { leaseExpiresAt: answer.leaseExpiresAt.toISOString(), cancelRequested: answer.cancelRequested };
@@ -150,9 +161,9 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         config: { auth: 'worker' },
         bodyLimit: services.config.maxArtifactBytes,
         schema: {
-          params: Type.Object({ jobId: Uuid, variant: Type.Union([Type.Literal('original'), Type.Literal('optimized')]) }),
+          params: Type.Object({ jobId: Uuid, variant: ArtifactVariantSchema }),
           headers: LeaseHeaders,
-          response: { 200: Type.Object({ sha256: Type.String(), size: Type.Integer() }), ...errorResponses },
+          response: { 200: ArtifactAnswerSchema, ...errorResponses },
         },
       },
       async (request) => {
@@ -170,18 +181,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         schema: {
           params: JobParams,
           headers: LeaseHeaders,
-          body: Type.Object(
-            {
-              outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('crashed'), Type.Literal('cancelled')]),
-              reason: Type.Optional(Type.String({ maxLength: 4000 })),
-              language: Type.Optional(Type.String({ maxLength: 40 })),
-              kind: Type.Optional(Type.String({ maxLength: 40 })),
-              stages: Type.Array(Type.Object({ name: Type.String({ maxLength: 100 }), startedAt: Type.String({ maxLength: 40 }), durationMs: Type.Number({ minimum: 0 }) }), { maxItems: 50 }),
-              details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-            },
-            { additionalProperties: false },
-          ),
-          response: { 200: Type.Object({ build: Type.Unknown(), requeued: Type.Boolean() }), ...errorResponses },
+          body: JobResultSchema,
+          response: { 200: ResultAnswer, ...errorResponses },
         },
       },
       async (request) => {
@@ -206,7 +207,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
           if (completed.build.state === 'succeeded') services.buildEvents.succeeded(completed.build);
         }
         services.logs.touch(build.id);
-        return { build: buildJson(completed.build), requeued: completed.requeued };
+        // `satisfies`: the answer must stay readable as the protocol's ReportAnswer.
+        return { build: buildJson(completed.build), requeued: completed.requeued } satisfies ReportAnswer;
       },
     );
   };

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { BUILD_OUTCOMES, type ArtifactRecord, type BuildOutcome, type OptimizeOptions, type StageTiming } from '../../worker/protocol.ts';
 
 /**
  * One schema for PGlite (embedded) and a real PostgreSQL server.
@@ -56,12 +57,9 @@ export const applications = pgTable(
   (t) => [uniqueIndex('applications_owner_name_idx').on(t.ownerId, t.name), index('applications_owner_created_idx').on(t.ownerId, t.createdAt)],
 );
 
-export interface OptimizeOptions {
-  strip: boolean;
-  wasmOpt: 'off' | 'O1' | 'O2' | 'O3' | 'O4' | 'Os' | 'Oz';
-  wizer: boolean;
-  memoryCapPages: number | null;
-}
+// The shapes a worker reports (optimize options, stage timings, artifact records) are the
+// worker protocol's (src/worker/protocol.ts): re-exported for the store's readers.
+export type { ArtifactRecord, OptimizeOptions, StageTiming };
 
 export const versions = pgTable(
   'versions',
@@ -90,20 +88,8 @@ export const versions = pgTable(
   (t) => [uniqueIndex('versions_app_version_idx').on(t.applicationId, t.version), index('versions_owner_idx').on(t.ownerId)],
 );
 
-export type BuildState = 'queued' | 'running' | 'succeeded' | 'failed' | 'crashed' | 'cancelled';
-export const TERMINAL_BUILD_STATES: readonly BuildState[] = ['succeeded', 'failed', 'crashed', 'cancelled'];
-
-export interface StageTiming {
-  name: string;
-  startedAt: string;
-  durationMs: number;
-}
-
-export interface ArtifactRecord {
-  key: string;
-  sha256: string;
-  size: number;
-}
+export type BuildState = 'queued' | 'running' | BuildOutcome;
+export const TERMINAL_BUILD_STATES: readonly BuildState[] = BUILD_OUTCOMES;
 
 export const builds = pgTable(
   'builds',
