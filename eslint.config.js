@@ -18,19 +18,21 @@ export const ZONES = {
   // Setting declarations and readers; each section (test bed, fetch, toolchains) declares its settings beside its code.
   config: ['errors.ts'],
   threads: [],
+  // The one HTTP client of the CLI, the worker and edge sync.
+  transport: [],
   'build-kit': ['errors.ts'],
   archive: ['errors.ts'],
   sandbox: ['errors.ts'],
   wasm: ['errors.ts'],
   // The build records keep the worker protocol's types (outcome, stages, optimize options).
   store: ['worker/protocol.ts', 'errors.ts'],
-  edge: ['errors.ts', 'format'],
+  edge: ['errors.ts', 'format', 'transport'],
   // The build path: never the API, server, store, queue, evaluator, test bed or edge.
   'build-cache': ['build-kit', 'format', 'sandbox', 'errors.ts'],
   fetch: ['build-cache', 'build-kit', 'config', 'format', 'sandbox', 'errors.ts'],
   optimize: ['build-kit', 'format', 'sandbox', 'wasm', 'errors.ts'],
   languages: ['build-cache', 'build-kit', 'config', 'fetch', 'format', 'sandbox', 'wasm', 'errors.ts'],
-  worker: ['archive', 'build-cache', 'build-kit', 'fetch', 'format', 'languages', 'optimize', 'sandbox', 'wasm', 'config.ts', 'errors.ts'],
+  worker: ['archive', 'build-cache', 'build-kit', 'fetch', 'format', 'languages', 'optimize', 'sandbox', 'transport', 'wasm', 'config.ts', 'errors.ts'],
   // The API side.
   // The one loader: reads every section's declarations, so no section may import it back.
   'config.ts': ['archive', 'config', 'edge', 'fetch', 'languages', 'optimize', 'queue', 'sandbox', 'store', 'testbed', 'wasm', 'errors.ts'],
