@@ -12,7 +12,7 @@ import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from 
 import { LIMIT_GRACE_MS, supervise, superviseWarm } from './supervise.ts';
 import type { LaunchSpec, Supervised } from './supervise.ts';
 import type { UidLease } from './uids.ts';
-import { discardSlot, slotFits } from './warm-pool.ts';
+import { slotFits } from './warm-pool.ts';
 import type { WarmPool, WarmSlot } from './warm-pool.ts';
 import { createWorkDir, isCapped, looksFull, privateVolumePrefix, StagedVolume } from './volume.ts';
 
@@ -80,8 +80,10 @@ export async function runJob(host: SandboxHost, backend: Backend, options: Sandb
     }
   } finally {
     // Also when the run ended before reaching the launcher (a work dir too large for the disk limit).
-    if (slot) await discardSlot(slot);
-    // Prepared after the run, so that preparing never competes with the run it would serve.
+    // Nothing of the run is alive any more (swept): removing the emptied
+    // groups and dirs and releasing the uid need not delay its result.
+    if (slot) void pool?.retire(slot);
+    // Prepared after the run (and after the retirement), so that preparing never competes with the run it would serve.
     void pool?.fill();
   }
 }
@@ -204,8 +206,8 @@ async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext,
     return await conclude(context, plan, supervised, slot.cgroup, notes);
   } finally {
     try {
+      // The emptied groups are removed when the slot is retired (warm-pool.ts).
       await sweep(slot.cgroup, slot.lease.uid);
-      await slot.cgroup.remove();
     } finally {
       // Before the caller finishes a staged volume: its tmpfs must not stay bound here.
       await slot.mounter.release(slot.buildDir);

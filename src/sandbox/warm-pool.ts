@@ -88,6 +88,8 @@ export interface WarmPoolOptions {
 
 export class WarmPool {
   private readonly idle: WarmSlot[] = [];
+  /** Slots being destroyed after their run. */
+  private readonly retiring = new Set<Promise<void>>();
   private filling?: Promise<void>;
   private closed = false;
   private failedAt = 0;
@@ -113,7 +115,7 @@ export class WarmPool {
     this.recent = [shape, ...this.recent.filter((other) => !sameShape(other, shape))].slice(0, Math.max(1, this.options.size));
     for (const slot of this.idle.filter((candidate) => candidate.launcher.exit !== undefined)) {
       this.idle.splice(this.idle.indexOf(slot), 1);
-      void discardSlot(slot);
+      void this.retire(slot);
     }
     const index = this.idle.findIndex((slot) => sameShape(slot.shape, shape));
     return this.idle.splice(Math.max(0, index), 1)[0];
@@ -132,7 +134,18 @@ export class WarmPool {
     return this.filling;
   }
 
+  /** Destroys a slot after its run; the next fill and close() wait for it. */
+  retire(slot: WarmSlot): Promise<void> {
+    const done: Promise<void> = discardSlot(slot)
+      .catch((error: unknown) => void (this.lastError = error))
+      .finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
+    return done;
+  }
+
   private async fillSerially(): Promise<void> {
+    // A retired slot's uid and groups are given back before new ones are taken.
+    await Promise.all(this.retiring);
     while (!this.closed && this.idle.length < this.options.size) {
       let slot: WarmSlot | undefined;
       try {
@@ -155,6 +168,7 @@ export class WarmPool {
   async close(): Promise<void> {
     this.closed = true;
     await this.filling;
+    await Promise.all(this.retiring);
     await Promise.all(this.idle.splice(0).map(discardSlot));
   }
 }
