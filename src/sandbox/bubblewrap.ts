@@ -9,6 +9,7 @@ import { runJob, selfTest } from './job.ts';
 import type { Backend, LaunchPlan, RunContext, WarmLaunchPlan } from './job.ts';
 import { DEFAULT_LIMITS, EGRESS_SOCKET } from './sandbox.ts';
 import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
+import { compileNative } from './native.ts';
 import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
 import { SlotMounter } from './slot-mounter.ts';
 import type { Supervised } from './supervise.ts';
@@ -44,6 +45,8 @@ const SHM_TMPFS_MAX = 64 * 1024 ** 2;
 const SECCOMP_FD = 4;
 const STATUS_FD = 5;
 const WORK_FD = 6;
+/** A prepared sandbox has no work dir fd: the waiter's binary is passed there instead (warm-pool.ts). */
+const WAITER_FD = 6;
 
 export type RootEntry = { name: string; symlink: string } | { name: string; dir: true };
 
@@ -65,6 +68,7 @@ export class BubblewrapSandbox implements Sandbox {
         host: this.host,
         size,
         seccompProgram: () => this.seccomp(),
+        waiterProgram: () => waiterProgram(this.host.cacheDir),
         armedArgv: (sandbox) => this.armedArgv(sandbox),
         mounter: this.mounter,
         initialShape: { diskBytes: DEFAULT_LIMITS.diskBytes, mounts: [] },
@@ -114,13 +118,14 @@ export class BubblewrapSandbox implements Sandbox {
   /**
    * A prepared slot's sandbox (warm-pool.ts): bwrap with the run's flags for
    * the slot's shape, /build bound from the slot's shared dir, and the
-   * waiter as its command (cwd /, environment replaced by the waiter).
+   * waiter as its command (cwd /; the waiter sets cwd and environment).
    */
   private async armedArgv(sandbox: ArmedSandbox): Promise<string[]> {
     const { lease, shape, buildDir } = sandbox;
     const [layout, etcDir] = await Promise.all([this.rootLayout(), this.host.etcDir(lease.uid, lease.gid)]);
     const args = bwrapArgs({ layout, etcDir, options: { env: {}, cwd: '/', mounts: [...shape.mounts] }, limits: { diskBytes: shape.diskBytes }, buildDir });
-    return [this.bwrap, ...args, '--', '/usr/bin/bash', '--norc', '--noprofile', '-c', SANDBOX_WAITER, 'kiln-wait'];
+    // The waiter (sandbox-waiter.c) is not inside the sandbox: bwrap execs it from its descriptor.
+    return [this.bwrap, ...args, '--', `/proc/self/fd/${WAITER_FD}`, String(WAITER_FD)];
   }
 
   /** The run in a slot's waiting sandbox: judged like a fresh one; the waiter gets cwd, environment and command. */
@@ -220,27 +225,10 @@ export function bwrapArgs(input: BwrapArgsInput): string[] {
   return args;
 }
 
-/**
- * The command of a prepared sandbox (bash, inside the sandbox: the run's
- * uid, seccomp applied). It reports W on fd 3 (the launch status pipe) once
- * reading, reads the request up to EOF, reports L, closes fd 3, does what
- * bwrap's --chdir, --clearenv and --setenv do for a fresh run, and execs
- * the command through env(1) — which is why a command named like
- * NAME=VALUE never takes this path (job.ts). EOF without a request (the
- * slot is being discarded) ends it without running anything.
- */
-export const SANDBOX_WAITER = [
-  'printf W >&3',
-  'mapfile -d "" -t request',
-  'exec 0</dev/null',
-  '[ "${#request[@]}" -ge 3 ] || exit 0',
-  'printf L >&3',
-  'exec 3>&-',
-  // As bwrap's --chdir in a fresh run: a missing cwd fails the command (exit 1), not the sandbox.
-  'cd -- "${request[0]}" || exit 1',
-  'count=${request[1]}',
-  'exec /usr/bin/env -i -- "${request[@]:2:count}" "${request[@]:2+count}"',
-].join('\n');
+/** The command of a prepared sandbox (sandbox-waiter.c), compiled once like the seccomp generator. */
+function waiterProgram(cacheDir: string): Promise<string> {
+  return compileNative({ source: new URL('./sandbox-waiter.c', import.meta.url), name: 'kiln-sandbox-waiter', flags: [], needs: 'gcc (or clang)', cacheDir });
+}
 
 /** The waiter's request: cwd, the number of variables, NAME=VALUE each, the command; NUL-separated. */
 export function waiterRequest(options: Pick<SandboxRunOptions, 'cwd' | 'env' | 'command'>): string {

@@ -173,9 +173,7 @@ function refusedSomething(report: CgroupReport): boolean {
  * run (warm-pool.ts), otherwise fresh in the slot's groups as its uid.
  */
 async function launchInSlot(host: SandboxHost, backend: Backend, pool: WarmPool, slot: WarmSlot, context: RunContext, notes: string[]): Promise<SandboxResult> {
-  // env(1) would read a command named like NAME=VALUE as an assignment (see bubblewrap.ts).
-  const usable = slot.launcher.exit === undefined && !(context.options.command[0] ?? '').includes('=');
-  if (usable && (await slotFits(slot, context.options))) {
+  if (slot.launcher.exit === undefined && (await slotFits(slot, context.options))) {
     pool.runs.inWaitingSandbox++;
     return launchWarm(backend, slot, context, notes);
   }

@@ -58,8 +58,9 @@ export class UidPool {
     // Round robin from after the last uid handed out: a uid just released
     // (a run that ended, a prepared slot that replaces it) is the last to
     // be reused, so consecutive runs get different uids.
+    const first = this.cursor;
     for (let step = 0; step < this.size; step++) {
-      const uid = this.base + ((this.cursor + step) % this.size);
+      const uid = this.base + ((first + step) % this.size);
       if (this.held.has(uid)) continue;
       this.cursor = (uid - this.base + 1) % this.size;
       // Claim in-process first: concurrent acquire() calls must not race on one file.

@@ -79,6 +79,8 @@ export interface WarmPoolOptions {
   size: number;
   /** Path of the compiled seccomp program each sandbox is started with. */
   seccompProgram: () => Promise<string>;
+  /** Path of the waiter binary, handed to the sandbox program as the descriptor after the status pipe. */
+  waiterProgram: () => Promise<string>;
   /** The waiting sandbox's argv (the backend's program, its waiter as the command). */
   armedArgv: (sandbox: ArmedSandbox) => Promise<string[]>;
   mounter: SlotMounter;
@@ -214,12 +216,17 @@ async function prepareSlot(options: WarmPoolOptions, shape: SlotShape): Promise<
     await mkdir(stageDir, { mode: 0o700 });
     await mounter.share(buildDir);
     const [sources, argv] = await Promise.all([identities(shape), options.armedArgv({ lease, shape, buildDir })]);
-    const seccomp = await open(await options.seccompProgram(), 'r');
-    try {
-      launcher = startWarmLauncher({ argv, uid: lease.uid, gid: lease.gid, cgroupProcs: cgroup.procsFiles, ulimits: [['-c', 0]], extraFds: [seccomp.fd, 'collect'] });
-    } finally {
-      // The launcher holds its own copy of the descriptor.
+    const [seccompPath, waiterPath] = await Promise.all([options.seccompProgram(), options.waiterProgram()]);
+    const seccomp = await open(seccompPath, 'r');
+    const waiter = await open(waiterPath, 'r').catch(async (error: unknown) => {
       await seccomp.close();
+      throw error;
+    });
+    try {
+      launcher = startWarmLauncher({ argv, uid: lease.uid, gid: lease.gid, cgroupProcs: cgroup.procsFiles, ulimits: [['-c', 0]], extraFds: [seccomp.fd, 'collect', waiter.fd] });
+    } finally {
+      // The launcher holds its own copies of the descriptors.
+      await Promise.all([seccomp.close(), waiter.close()]);
     }
     await waitUntilWaiting(launcher);
     return { id, lease, cgroup, launcher, shape, sources, buildDir, stageDir, mounter };

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { BubblewrapSandbox } from '../../src/sandbox/bubblewrap.ts';
 import { probeCgroups } from '../../src/sandbox/cgroups.ts';
 import { createWorkDir } from '../../src/sandbox/volume.ts';
-import { compilePrograms, sh, survivors } from './helpers.ts';
+import { compilePrograms, sh, survivors, TEST_LIMITS } from './helpers.ts';
 import type { Captured, Programs, ShOptions } from './helpers.ts';
 
 /**
@@ -218,6 +218,39 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     assert.equal(pooledRun.captured.output, freshRun.captured.output);
     assert.equal(pooledRun.written, 'written\n');
     assert.deepEqual(pooledRun.captured.result.notes, []);
+  });
+
+  test('a missing command or cwd fails in a waiting sandbox as it does in a fresh one', async () => {
+    const runBoth = async (options: ShOptions & { command: string[] }) => {
+      const outcomes: Array<{ exitCode: number | null; output: string }> = [];
+      for (const sandbox of ['pooled', fresh] as const) {
+        const work = await createWorkDir(root, 64 * 1024 ** 2);
+        try {
+          const chunks: Buffer[] = [];
+          const run = { ...options, env: {}, cwd: options.cwd ?? '/build', workDir: work.path, limits: TEST_LIMITS, onOutput: (chunk: Buffer) => chunks.push(chunk) };
+          if (sandbox === 'pooled') {
+            await inWaitingSandbox('true');
+            await warm.warmUp();
+            const before = warm.warmState.inWaitingSandbox;
+            const result = await warm.run(run);
+            assert.equal(warm.warmState.inWaitingSandbox, before + 1, 'the run did not use the waiting sandbox');
+            outcomes.push({ exitCode: result.exitCode, output: Buffer.concat(chunks).toString('utf8') });
+          } else {
+            const result = await sandbox.run(run);
+            outcomes.push({ exitCode: result.exitCode, output: Buffer.concat(chunks).toString('utf8') });
+          }
+        } finally {
+          await work.dispose();
+        }
+      }
+      return outcomes;
+    };
+    const [pooledMissing, freshMissing] = await runBoth({ command: ['no-such-command-kiln'] });
+    assert.deepEqual(pooledMissing, freshMissing);
+    assert.match(pooledMissing?.output ?? '', /execvp no-such-command-kiln/);
+    const [pooledCwd, freshCwd] = await runBoth({ command: ['/usr/bin/true'], cwd: '/build/nowhere' });
+    assert.deepEqual(pooledCwd, freshCwd);
+    assert.match(pooledCwd?.output ?? '', /Can't chdir to \/build\/nowhere/);
   });
 
   test('a run of another shape takes a slot and starts its own sandbox in the slot\'s groups', async () => {
