@@ -80,7 +80,9 @@ export async function measureSandboxStart(runs: number, options: { fallbacks?: b
     const bareBwrapMsP50 = await median(runs, bareBwrap);
     line('bwrap bare', bareBwrapMsP50);
     const sandboxStartMsP50 = await median(runs, sandboxed(warm, work.path), () => warm.warmUp());
-    if (warm.warmState.lastError) console.log(`warm pool failed: ${String(warm.warmState.lastError)}`);
+    const state = warm.warmState;
+    if (state.lastError) console.log(`warm pool failed: ${String(state.lastError)}`);
+    console.log(`  (runs in a waiting sandbox: ${state.inWaitingSandbox}, started fresh in a slot: ${state.freshInSlot})`);
     line('bubblewrap warm', sandboxStartMsP50);
     const sandboxFreshMsP50 = await median(runs, sandboxed(new BubblewrapSandbox(base), work.path));
     line('bubblewrap fresh', sandboxFreshMsP50);

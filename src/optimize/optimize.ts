@@ -105,6 +105,13 @@ export interface OptimizeInput {
 const TOOL_LOG_BYTES = 1024 * 1024;
 /** Optimized modules may grow (a Wizer snapshot holds the initialized heap); never past this. */
 const MAX_OPTIMIZED_BYTES = 128 * 1024 ** 2;
+/**
+ * Modules up to this size have the original's start-up measured while the
+ * sandboxed steps run (decision 0035); the two runs then share the job's
+ * memory limit half and half. Larger modules go one run at a time, each with
+ * the whole limit, because wasm-opt's memory grows with the module.
+ */
+export const OVERLAP_MAX_BYTES = 4 * 1024 ** 2;
 
 interface Candidate {
   bytes: Uint8Array;
@@ -124,15 +131,29 @@ export async function optimizeArtifact(input: OptimizeInput): Promise<OptimizeRe
     input.log(`\n==> optimize: ${describeOptions(input.options)}\nkiln: optimize: same module, options and tools as an earlier build: reusing its result`);
     return reused;
   }
-  const volume = await createWorkDir(input.workRoot, input.limits.diskBytes, 'optimize');
+  const overlap = overlapsMeasurement(input);
+  const limits = { ...input.limits, logBytes: Math.min(input.limits.logBytes, TOOL_LOG_BYTES), memoryBytes: overlap ? Math.floor(input.limits.memoryBytes / 2) : input.limits.memoryBytes };
+  // Two volumes when the original is measured alongside: each run hands its volume to its own uid.
+  const volumes = await Promise.all(Array.from({ length: overlap ? 2 : 1 }, () => createWorkDir(input.workRoot, input.limits.diskBytes, 'optimize')));
   try {
-    const context: ToolContext = { sandbox: input.sandbox, volume: volume.path, limits: { ...input.limits, logBytes: Math.min(input.limits.logBytes, TOOL_LOG_BYTES) }, onOutput: input.onOutput, signal: input.signal };
-    const result = await optimizeIn(context, input);
+    const [main, side] = volumes.map((volume): ToolContext => ({ sandbox: input.sandbox, volume: volume.path, limits, onOutput: input.onOutput, signal: input.signal }));
+    const result = await optimizeIn(main as ToolContext, input, side);
     if (key !== undefined && isClean(result.details)) input.cache?.store.set(key, result);
     return result;
   } finally {
-    await volume.dispose().catch(() => undefined);
+    await Promise.all(volumes.map((volume) => volume.dispose().catch(() => undefined)));
   }
+}
+
+/**
+ * The original's start-up does not depend on any step, so for a small
+ * module it is measured while the sandboxed steps (Wizer, wasm-opt) run.
+ * Nothing to overlap without a sandboxed step.
+ */
+function overlapsMeasurement(input: OptimizeInput): boolean {
+  const measuring = input.measure ?? anyRequested(input.options);
+  const sandboxedStep = (input.options.wizer && input.wizerDirectory !== null) || input.options.wasmOpt !== 'off';
+  return measuring && sandboxedStep && input.original.length <= OVERLAP_MAX_BYTES;
 }
 
 /** Worth reusing: no step failed and every requested start-up was measured. */
@@ -141,25 +162,41 @@ function isClean(details: OptimizeDetails): boolean {
   return details.optimize.steps.every((step) => step.status !== 'failed') && variants.every((variant) => variant.startup === null || isStartupTimes(variant.startup));
 }
 
-async function optimizeIn(context: ToolContext, input: OptimizeInput): Promise<OptimizeResult> {
+/** `side`: a second volume where the original's start-up is measured while the steps run. */
+async function optimizeIn(context: ToolContext, input: OptimizeInput, side?: ToolContext): Promise<OptimizeResult> {
   input.log(`\n==> optimize: ${describeOptions(input.options)}`);
   const original: Candidate = { bytes: input.original, info: inspectModule(input.original, { validate: false }), wizened: false };
-  let current = original;
-  const steps: StepReport[] = [];
-  for (const step of pipeline(input)) {
-    const outcome = await timedStep(step.name, current, () => step.run(context, current));
-    steps.push(outcome.report);
-    logStep(input.log, outcome.report);
-    if (outcome.next) current = outcome.next;
-  }
-  const failures = steps.filter((step) => step.status === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`);
+  const originalStartup = side ? measureStartup(side, input.original, input.kind, { name: 'measure-original.wasm' }) : undefined;
+  // Settled before anything throws on, so that the side volume is never removed under a running measurement.
+  const steps = await settledWith(runSteps(context, input, original), originalStartup);
+  const current = steps.current;
+  const failures = steps.reports.filter((step) => step.status === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`);
   const applied = current !== original;
-  const report: OptimizeReport = { steps, served: applied ? 'optimized' : 'original' };
+  const report: OptimizeReport = { steps: steps.reports, served: applied ? 'optimized' : 'original' };
   if (!applied && failures.length > 0) report.fallbackReason = failures.join('; ');
   const details: OptimizeDetails = { variants: { original: { bytes: original.bytes.length, startup: null } }, optimize: report };
   if (applied) details.variants.optimized = { bytes: current.bytes.length, startup: null };
-  if (input.measure ?? anyRequested(input.options)) await measureVariants(context, input, details, applied ? current.bytes : undefined);
+  if (input.measure ?? anyRequested(input.options)) await measureVariants(context, input, details, applied ? current.bytes : undefined, originalStartup);
   return finish(input, details, applied ? current.bytes : undefined);
+}
+
+async function runSteps(context: ToolContext, input: OptimizeInput, original: Candidate): Promise<{ current: Candidate; reports: StepReport[] }> {
+  let current = original;
+  const reports: StepReport[] = [];
+  for (const step of pipeline(input)) {
+    const outcome = await timedStep(step.name, current, () => step.run(context, current));
+    reports.push(outcome.report);
+    logStep(input.log, outcome.report);
+    if (outcome.next) current = outcome.next;
+  }
+  return { current, reports };
+}
+
+/** `work`'s outcome, once `alongside` (if any) has settled too. */
+async function settledWith<T>(work: Promise<T>, alongside: Promise<unknown> | undefined): Promise<T> {
+  const [outcome] = await Promise.allSettled([work, alongside]);
+  if (outcome.status === 'rejected') throw outcome.reason;
+  return outcome.value;
 }
 
 /** Drops the optimized variant when it fails to start although the original starts. */
@@ -183,8 +220,8 @@ function finish(input: OptimizeInput, details: OptimizeDetails, optimized: Uint8
   return { optimized, details };
 }
 
-async function measureVariants(context: ToolContext, input: OptimizeInput, details: OptimizeDetails, optimized: Uint8Array | undefined): Promise<void> {
-  details.variants.original.startup = await measureStartup(context, input.original, input.kind, { name: 'measure-original.wasm' });
+async function measureVariants(context: ToolContext, input: OptimizeInput, details: OptimizeDetails, optimized: Uint8Array | undefined, originalStartup?: Promise<StartupMeasurement>): Promise<void> {
+  details.variants.original.startup = await (originalStartup ?? measureStartup(context, input.original, input.kind, { name: 'measure-original.wasm' }));
   if (optimized !== undefined && details.variants.optimized) {
     details.variants.optimized.startup = await measureStartup(context, optimized, input.kind, { name: 'measure-optimized.wasm' });
   }

@@ -6,12 +6,15 @@ import { runHost } from './exec.ts';
 import { ETC_FROM_HOST, ROOT_ENTRIES, SANDBOX_HOME, SandboxHost, sandboxEnv } from './host.ts';
 import type { SandboxHostOptions } from './host.ts';
 import { runJob, selfTest } from './job.ts';
-import type { Backend, LaunchPlan, RunContext } from './job.ts';
-import { EGRESS_SOCKET } from './sandbox.ts';
+import type { Backend, LaunchPlan, RunContext, WarmLaunchPlan } from './job.ts';
+import { DEFAULT_LIMITS, EGRESS_SOCKET } from './sandbox.ts';
 import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
+import { compileNative } from './native.ts';
 import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
+import { SlotMounter } from './slot-mounter.ts';
 import type { Supervised } from './supervise.ts';
 import { WarmPool } from './warm-pool.ts';
+import type { ArmedSandbox } from './warm-pool.ts';
 
 /**
  * The default sandbox: bubblewrap, launched as a per-run unprivileged host
@@ -42,6 +45,8 @@ const SHM_TMPFS_MAX = 64 * 1024 ** 2;
 const SECCOMP_FD = 4;
 const STATUS_FD = 5;
 const WORK_FD = 6;
+/** A prepared sandbox has no work dir fd: the waiter's binary is passed there instead (warm-pool.ts). */
+const WAITER_FD = 6;
 
 export type RootEntry = { name: string; symlink: string } | { name: string; dir: true };
 
@@ -51,12 +56,24 @@ export class BubblewrapSandbox implements Sandbox {
   private readonly bwrap: string;
   private layout?: Promise<RootEntry[]>;
   private readonly pool?: WarmPool;
+  private readonly mounter?: SlotMounter;
 
   constructor(options: BubblewrapOptions = {}) {
     this.host = new SandboxHost(options);
     this.bwrap = options.bwrapPath ?? '/usr/bin/bwrap';
     const size = options.warmPool ?? 0;
-    if (size > 0) this.pool = new WarmPool({ host: this.host, size, seccompProgram: () => this.seccomp() });
+    if (size > 0) {
+      this.mounter = new SlotMounter(this.host.cacheDir);
+      this.pool = new WarmPool({
+        host: this.host,
+        size,
+        seccompProgram: () => this.seccomp(),
+        waiterProgram: () => waiterProgram(this.host.cacheDir),
+        armedArgv: (sandbox) => this.armedArgv(sandbox),
+        mounter: this.mounter,
+        initialShape: { diskBytes: DEFAULT_LIMITS.diskBytes, mounts: [] },
+      });
+    }
   }
 
   async check(): Promise<void> {
@@ -76,14 +93,18 @@ export class BubblewrapSandbox implements Sandbox {
     await this.pool?.fill();
   }
 
-  /** How many prepared sandboxes are ready, and why the last preparation failed (if it did). */
-  get warmState(): { ready: number; lastError?: unknown } {
-    return { ready: this.pool?.ready ?? 0, lastError: this.pool?.lastError };
+  /**
+   * How many prepared sandboxes are ready, why the last preparation failed
+   * (if it did), and how the runs that took a slot ran (warm-pool.ts).
+   */
+  get warmState(): { ready: number; lastError?: unknown; inWaitingSandbox: number; freshInSlot: number } {
+    return { ready: this.pool?.ready ?? 0, lastError: this.pool?.lastError, inWaitingSandbox: this.pool?.runs.inWaitingSandbox ?? 0, freshInSlot: this.pool?.runs.freshInSlot ?? 0 };
   }
 
   /** Destroys the prepared sandboxes; runs in progress finish normally. */
   async close(): Promise<void> {
     await this.pool?.close();
+    this.mounter?.close();
   }
 
   private readonly backend: Backend = { plan: (context) => this.plan(context), warmPlan: (context) => this.warmPlan(context) };
@@ -94,10 +115,23 @@ export class BubblewrapSandbox implements Sandbox {
     });
   }
 
-  /** A prepared slot's launcher holds the seccomp program at SECCOMP_FD, the status pipe at STATUS_FD, and opens the work dir at WORK_FD. */
-  private async warmPlan(context: RunContext): Promise<LaunchPlan> {
+  /**
+   * A prepared slot's sandbox (warm-pool.ts): bwrap with the run's flags for
+   * the slot's shape, /build bound from the slot's shared dir, and the
+   * waiter as its command (cwd /; the waiter sets cwd and environment).
+   */
+  private async armedArgv(sandbox: ArmedSandbox): Promise<string[]> {
+    const { lease, shape, buildDir } = sandbox;
+    const [layout, etcDir] = await Promise.all([this.rootLayout(), this.host.etcDir(lease.uid, lease.gid)]);
+    const args = bwrapArgs({ layout, etcDir, options: { env: {}, cwd: '/', mounts: [...shape.mounts] }, limits: { diskBytes: shape.diskBytes }, buildDir });
+    // The waiter (sandbox-waiter.c) is not inside the sandbox: bwrap execs it from its descriptor.
+    return [this.bwrap, ...args, '--', `/proc/self/fd/${WAITER_FD}`, String(WAITER_FD)];
+  }
+
+  /** The run in a slot's waiting sandbox: judged like a fresh one; the waiter gets cwd, environment and command. */
+  private async warmPlan(context: RunContext): Promise<WarmLaunchPlan> {
     const [layout, etcDir] = await Promise.all([this.rootLayout(), this.host.etcDir(context.lease.uid, context.lease.gid)]);
-    return this.launchPlan(context, layout, etcDir, [], async () => undefined);
+    return { ...this.launchPlan(context, layout, etcDir, [], async () => undefined), request: waiterRequest(context.options) };
   }
 
   private async plan(context: RunContext): Promise<LaunchPlan> {
@@ -157,6 +191,8 @@ export interface BwrapArgsInput {
   etcDir: string;
   options: Pick<SandboxRunOptions, 'env' | 'cwd' | 'mounts' | 'egress'>;
   limits: Pick<SandboxLimits, 'diskBytes'>;
+  /** A prepared slot's shared dir to bind at /build (default: the work dir passed as WORK_FD). */
+  buildDir?: string;
 }
 
 /** The bwrap options for one run, up to (not including) `--` and the command. */
@@ -180,12 +216,24 @@ export function bwrapArgs(input: BwrapArgsInput): string[] {
   // Scratch space dies with the namespace; its pages count against the memory cgroup.
   args.push('--size', String(limits.diskBytes), '--tmpfs', '/tmp', '--symlink', '../tmp', '/var/tmp');
   args.push('--size', String(Math.min(limits.diskBytes, HOME_TMPFS_MAX)), '--tmpfs', SANDBOX_HOME);
-  args.push('--bind-fd', String(WORK_FD), '/build');
+  if (input.buildDir) args.push('--bind', input.buildDir, '/build');
+  else args.push('--bind-fd', String(WORK_FD), '/build');
   for (const mount of options.mounts ?? []) args.push(mount.writable ? '--bind' : '--ro-bind', mount.host, mount.sandbox);
   if (options.egress) args.push('--bind', options.egress.socket, EGRESS_SOCKET);
   args.push('--remount-ro', '/', '--chdir', options.cwd, '--clearenv');
   for (const [key, value] of Object.entries(sandboxEnv(options.env))) args.push('--setenv', key, value);
   return args;
+}
+
+/** The command of a prepared sandbox (sandbox-waiter.c), compiled once like the seccomp generator. */
+function waiterProgram(cacheDir: string): Promise<string> {
+  return compileNative({ source: new URL('./sandbox-waiter.c', import.meta.url), name: 'kiln-sandbox-waiter', flags: [], needs: 'gcc (or clang)', cacheDir });
+}
+
+/** The waiter's request: cwd, the number of variables, NAME=VALUE each, the command; NUL-separated. */
+export function waiterRequest(options: Pick<SandboxRunOptions, 'cwd' | 'env' | 'command'>): string {
+  const env = Object.entries(sandboxEnv(options.env)).map(([key, value]) => `${key}=${value}`);
+  return [options.cwd, String(env.length), ...env, ...options.command].map((field) => `${field}\0`).join('');
 }
 
 /** bwrap writes `{ "child-pid": N, ... }` to the status fd once the command was started. */

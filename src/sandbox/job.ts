@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, rm, writeFile } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { RunCgroup, runCgroupName } from './cgroups.ts';
@@ -12,7 +12,7 @@ import type { LimitName, SandboxLimits, SandboxResult, SandboxRunOptions } from 
 import { LIMIT_GRACE_MS, supervise, superviseWarm } from './supervise.ts';
 import type { LaunchSpec, Supervised } from './supervise.ts';
 import type { UidLease } from './uids.ts';
-import { discardSlot } from './warm-pool.ts';
+import { slotFits } from './warm-pool.ts';
 import type { WarmPool, WarmSlot } from './warm-pool.ts';
 import { createWorkDir, isCapped, looksFull, privateVolumePrefix, StagedVolume } from './volume.ts';
 
@@ -54,12 +54,14 @@ export interface LaunchPlan {
 export interface Backend {
   plan(context: RunContext): Promise<LaunchPlan>;
   /**
-   * The plan for a prepared slot (warm-pool.ts): the same argv, with the
-   * extra fds the slot's launcher already holds (the work dir at the fd
-   * after them). Backends without it always start fresh.
+   * The plan for a prepared slot's waiting sandbox (warm-pool.ts): how to
+   * judge the run as plan() does, and the request its waiter reads (cwd,
+   * environment, command). Backends without it always start fresh.
    */
-  warmPlan?(context: RunContext): Promise<LaunchPlan>;
+  warmPlan?(context: RunContext): Promise<WarmLaunchPlan>;
 }
+
+export type WarmLaunchPlan = LaunchPlan & { request: string };
 
 type Launch = (context: RunContext, notes: string[]) => Promise<SandboxResult>;
 
@@ -67,9 +69,9 @@ export async function runJob(host: SandboxHost, backend: Backend, options: Sandb
   await validate(options);
   await host.prepare();
   // Prepared slots hold the build profile's seccomp program: a fetch step (egress) always starts fresh.
-  const slot = backend.warmPlan && !options.egress ? pool?.take() : undefined;
+  const slot = backend.warmPlan && !options.egress ? pool?.take(options) : undefined;
   try {
-    if (slot) return await runLeased(host, options, slot.lease, (context, notes) => launchWarm(backend, slot, context, notes));
+    if (slot) return await runLeased(host, options, slot.lease, (context, notes) => launchInSlot(host, backend, pool as WarmPool, slot, context, notes));
     const lease = await host.uids.acquire();
     try {
       // A reclaimed uid's previous holder died; its processes must not meet ours.
@@ -80,8 +82,10 @@ export async function runJob(host: SandboxHost, backend: Backend, options: Sandb
     }
   } finally {
     // Also when the run ended before reaching the launcher (a work dir too large for the disk limit).
-    if (slot) await discardSlot(slot);
-    // Prepared after the run, so that preparing never competes with the run it would serve.
+    // Nothing of the run is alive any more (swept): removing the emptied
+    // groups and dirs and releasing the uid need not delay its result.
+    if (slot) void pool?.retire(slot);
+    // Prepared after the run (and after the retirement), so that preparing never competes with the run it would serve.
     void pool?.fill();
   }
 }
@@ -115,7 +119,12 @@ async function runLeased(host: SandboxHost, options: SandboxRunOptions, lease: U
   }
 }
 
-async function launch(host: SandboxHost, backend: Backend, context: RunContext, notes: string[]): Promise<SandboxResult> {
+/**
+ * `slotGroups`: the groups of a prepared slot whose waiting sandbox did not
+ * fit the run and was killed: they get this run's limits instead of new
+ * groups being made (they were made for this slot and held nothing else).
+ */
+async function launch(host: SandboxHost, backend: Backend, context: RunContext, notes: string[], slotGroups?: RunCgroup): Promise<SandboxResult> {
   const { limits, lease } = context;
   const plan = await backend.plan(context);
   let cgroup: RunCgroup | undefined;
@@ -130,7 +139,11 @@ async function launch(host: SandboxHost, backend: Backend, context: RunContext, 
       extraFds: plan.extraFds,
       outputRelay: plan.outputRelay,
     };
-    if (probe.ok) {
+    if (slotGroups) {
+      cgroup = slotGroups;
+      await cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) });
+      spec.cgroupProcs = cgroup.procsFiles;
+    } else if (probe.ok) {
       cgroup = await RunCgroup.create(probe.parents, runCgroupName(context.id), { ...limits, pids: plan.hostPids(limits.pids) });
       if (plan.asRunUid) await cgroup.allowEntry(lease.uid, lease.gid);
       spec.cgroupProcs = cgroup.procsFiles;
@@ -159,21 +172,31 @@ function refusedSomething(report: CgroupReport): boolean {
 }
 
 /**
- * The same run in a prepared slot: the groups get this run's limits, the
- * request goes to the waiting launcher, and from there everything is as in
- * launch(): same watch, same verdict, same sweep and removal of the groups.
+ * A run in a prepared slot: in its waiting sandbox when the sandbox fits the
+ * run (warm-pool.ts), otherwise fresh in the slot's groups as its uid.
+ */
+async function launchInSlot(host: SandboxHost, backend: Backend, pool: WarmPool, slot: WarmSlot, context: RunContext, notes: string[]): Promise<SandboxResult> {
+  if (slot.launcher.exit === undefined && (await slotFits(slot, context.options))) {
+    pool.runs.inWaitingSandbox++;
+    return launchWarm(backend, slot, context, notes);
+  }
+  pool.runs.freshInSlot++;
+  await slot.cgroup.killAll();
+  return launch(host, backend, context, notes, slot.cgroup);
+}
+
+/**
+ * The run in the slot's waiting sandbox: the groups get this run's limits,
+ * the work dir is mounted where the sandbox's /build comes from, the waiter
+ * gets the request, and from there everything is as in launch(): same
+ * watch, same verdict, same sweep and removal of the groups.
  */
 async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext, notes: string[]): Promise<SandboxResult> {
   const { limits } = context;
   const plan = await (backend.warmPlan as NonNullable<Backend['warmPlan']>)(context);
   try {
-    const request = [context.volume, ...plan.argv];
-    if (request.some((arg) => arg.includes('\0'))) throw new PlatformError('sandbox_bad_options', 'a sandbox argument contains a NUL byte');
-    await Promise.all([
-      slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) }),
-      writeFile(slot.requestFile, request.map((arg) => `${arg}\0`).join(''), { mode: 0o600 }),
-    ]);
-    const supervised = await superviseWarm(slot.launcher, {
+    await Promise.all([slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) }), slot.mounter.bind(context.volume, slot.stageDir, slot.buildDir)]);
+    const supervised = await superviseWarm(slot.launcher, plan.request, {
       wallMs: limits.wallMs,
       logBytes: limits.logBytes,
       signal: context.options.signal,
@@ -184,10 +207,11 @@ async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext,
     return await conclude(context, plan, supervised, slot.cgroup, notes);
   } finally {
     try {
+      // The emptied groups are removed when the slot is retired (warm-pool.ts).
       await sweep(slot.cgroup, slot.lease.uid);
-      await slot.cgroup.remove();
     } finally {
-      await rm(slot.requestFile, { force: true });
+      // Before the caller finishes a staged volume: its tmpfs must not stay bound here.
+      await slot.mounter.release(slot.buildDir);
       await plan.cleanup();
     }
   }

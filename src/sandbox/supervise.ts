@@ -135,48 +135,20 @@ export function supervise(spec: LaunchSpec, watch: WatchOptions): Promise<Superv
 }
 
 /**
- * A launcher started ahead of its run (warm-pool.ts): already inside its
- * cgroups with its rlimits lowered and every foreign descriptor closed, it
- * blocks reading its stdin until the run's request arrives.
- *
- * It stays root until the last exec, because the request names the work dir
- * and the run's uid may have no search permission on its parents: root opens
- * it as WARM_WORK_FD, then `setpriv` drops to the run's uid (and no
- * supplementary groups, as spawn() with a uid does) and execs the sandbox
- * program. From there on the process is what `supervise` would have started.
+ * A sandbox started ahead of its run (warm-pool.ts, decision 0034): the
+ * launcher is the one `supervise` uses (the run's uid, inside its cgroups,
+ * rlimits lowered, foreign descriptors closed), except that it keeps the
+ * status pipe open for the program it execs: the sandbox program, whose
+ * command is a waiter that reports W on that pipe, reads its request on
+ * stdin, and reports L and closes the pipe just before it execs the run's
+ * command. So the launch status means the same as in `supervise`.
  */
-export interface WarmLaunchSpec {
-  /** Host credentials of the sandbox program. */
-  uid: number;
-  gid: number;
-  cgroupProcs: string[];
-  ulimits: Array<[string, number]>;
-  extraFds: Array<number | 'collect'>;
-  /** Root-only file the request is written to: the work dir, then the argv, NUL-separated. */
-  requestFile: string;
-}
+export type WarmLaunchSpec = LaunchSpec & { uid: number; gid: number };
 
-/** Where the warm launcher opens the request's work dir (right after the extra fds). */
-export function warmWorkFd(spec: Pick<WarmLaunchSpec, 'extraFds'>): number {
-  return FIRST_EXTRA_FD + spec.extraFds.length;
-}
-
-export function warmLauncherScript(spec: Pick<WarmLaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds' | 'uid' | 'gid'>): string {
-  const lastFd = FIRST_EXTRA_FD + spec.extraFds.length - 1;
-  const lines = [
-    'set -e',
-    `for fd in /proc/$$/fd/*; do fd=\${fd##*/}; if [ "$fd" -gt ${lastFd} ]; then eval "exec $fd>&-"; fi; done`,
-  ];
-  spec.cgroupProcs.forEach((_, index) => lines.push(`echo $$ > "$${index + 1}"`));
-  lines.push(`request_file=$${spec.cgroupProcs.length + 1}`);
-  for (const [flag, value] of spec.ulimits) lines.push(`ulimit ${flag} ${Math.floor(value)}`);
-  // EOF (the pool closed, or the service died) ends the launcher without running anything.
-  lines.push(`printf W >&${LAUNCH_STATUS_FD}`, 'IFS= read -r go || exit 0', '[ "$go" = run ] || exit 0');
-  lines.push('mapfile -d "" -t request < "$request_file"');
-  lines.push(`exec ${warmWorkFd(spec)}<"\${request[0]}" 0</dev/null`);
-  lines.push(`printf L >&${LAUNCH_STATUS_FD}`, `exec ${LAUNCH_STATUS_FD}>&-`);
-  lines.push(`exec /usr/bin/setpriv --reuid=${Math.floor(spec.uid)} --regid=${Math.floor(spec.gid)} --clear-groups -- "\${request[@]:1}" 2>&1`);
-  return lines.join('\n');
+export function warmLauncherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds'>): string {
+  const lines = launcherScript(spec).split('\n');
+  // The waiter inside the sandbox reports W and L itself.
+  return lines.filter((line) => line !== `printf L >&${LAUNCH_STATUS_FD}` && line !== `exec ${LAUNCH_STATUS_FD}>&-`).join('\n');
 }
 
 /** A started warm launcher; `exit` is set if it died while waiting. */
@@ -188,7 +160,7 @@ export interface WarmLauncher {
 
 /** Starts a warm launcher that does not keep the event loop alive while it waits. */
 export function startWarmLauncher(spec: WarmLaunchSpec): WarmLauncher {
-  const child = spawnLauncher(warmLauncherScript(spec), { ...spec, argv: [spec.requestFile] }, 'pipe', undefined, undefined);
+  const child = spawnLauncher(warmLauncherScript(spec), spec, 'pipe', spec.uid, spec.gid);
   const launcher: { child: ChildProcess; extraFds: Array<number | 'collect'>; exit?: { code: number | null; signal: string | null } } = { child, extraFds: spec.extraFds };
   child.on('exit', (code, signal) => (launcher.exit = { code, signal }));
   child.on('error', () => (launcher.exit ??= { code: null, signal: null }));
@@ -197,16 +169,15 @@ export function startWarmLauncher(spec: WarmLaunchSpec): WarmLauncher {
 }
 
 /**
- * Runs the request in a warm launcher and watches it exactly like `supervise`
- * (same wall clock, log cap, cancel and sweep). The caller wrote the request
- * file; the launcher reads it once told to go.
+ * Hands the waiting sandbox its request and watches the run exactly like
+ * `supervise` (same wall clock, log cap, cancel and sweep).
  */
-export function superviseWarm(launcher: WarmLauncher, watch: WatchOptions): Promise<Supervised> {
+export function superviseWarm(launcher: WarmLauncher, request: string, watch: WatchOptions): Promise<Supervised> {
   return new Promise((resolve) =>
     new Watcher(watch, resolve).start(() => {
       setHeld(launcher.child, true);
       launcher.child.stdin?.on('error', () => undefined);
-      launcher.child.stdin?.end('run\n');
+      launcher.child.stdin?.end(request);
       return launcher.child;
     }, launcher.extraFds),
   );

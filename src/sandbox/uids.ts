@@ -41,6 +41,7 @@ export class UidPool {
   readonly size: number;
   private readonly lockDir: string;
   private readonly held: Set<number>;
+  private cursor = 0;
 
   constructor(options: UidPoolOptions) {
     this.lockDir = options.lockDir;
@@ -54,8 +55,14 @@ export class UidPool {
 
   async acquire(): Promise<UidLease> {
     await mkdir(this.lockDir, { recursive: true, mode: 0o700 });
-    for (let uid = this.base; uid < this.base + this.size; uid++) {
+    // Round robin from after the last uid handed out: a uid just released
+    // (a run that ended, a prepared slot that replaces it) is the last to
+    // be reused, so consecutive runs get different uids.
+    const first = this.cursor;
+    for (let step = 0; step < this.size; step++) {
+      const uid = this.base + ((first + step) % this.size);
       if (this.held.has(uid)) continue;
+      this.cursor = (uid - this.base + 1) % this.size;
       // Claim in-process first: concurrent acquire() calls must not race on one file.
       this.held.add(uid);
       const outcome = await this.tryLock(uid).catch((error: unknown) => {

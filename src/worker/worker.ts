@@ -145,9 +145,13 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
   try {
     log.line(`worker ${options.name} building attempt ${job.attempt} in a ${options.sandbox.name} sandbox`);
     const archive = path.join(hostDir, 'source.archive');
-    await timed(stages, 'download', () => download(client, job, archive));
-    workDir = await createWorkDir(options.workRoot, job.limits.diskBytes, `job-${job.id.slice(0, 8)}`);
-    const jobDir = workDir.path;
+    // The work dir (a tmpfs mount) does not depend on the download: both at once.
+    const creating = createWorkDir(options.workRoot, job.limits.diskBytes, `job-${job.id.slice(0, 8)}`);
+    const [downloaded, created] = await Promise.allSettled([timed(stages, 'download', () => download(client, job, archive)), creating]);
+    if (created.status === 'fulfilled') workDir = created.value;
+    if (downloaded.status === 'rejected') throw downloaded.reason;
+    if (created.status === 'rejected') throw created.reason;
+    const jobDir = created.value.path;
     const extracted = await timed(stages, 'extract', () => extractSource(archive, path.join(jobDir, 'src'), job.archiveLimits));
     if (extracted) {
       result = { outcome: 'failed', reason: extracted, stages };
@@ -170,8 +174,9 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
       result = { outcome: outcome.outcome, reason: outcome.reason, language: outcome.language, kind: outcome.kind, stages, details: { ...outcome.facts, ...(outcome.cache ? { cache: outcome.cache } : {}), ...(outcome.fetch ? { fetch: outcome.fetch } : {}) } };
       if (outcome.outcome === 'succeeded' && outcome.artifactPath && outcome.kind) {
         const original = await readFile(outcome.artifactPath);
-        await timed(stages, 'upload', () => client.uploadArtifact(job, 'original', original));
-        result = await optimizeStage(options, client, job, { original, kind: outcome.kind, log, signal: abort.signal }, result);
+        // The optimizer works on its own copy: it runs while the original is uploaded.
+        const uploading = timed(stages, 'upload', () => client.uploadArtifact(job, 'original', original));
+        result = await optimizeStage(options, client, job, { original, kind: outcome.kind, log, signal: abort.signal, uploaded: uploading }, result);
       }
     }
   } catch (error) {
@@ -201,17 +206,19 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
 }
 
 /**
- * Runs after the original is uploaded, so a failed optimization costs only
- * the optimized variant; the details say what each step did and why.
+ * Runs while the original is uploaded (`built.uploaded`); a failed
+ * optimization costs only the optimized variant, and the optimized variant
+ * is uploaded only after the original. The details say what each step did
+ * and why.
  */
 async function optimizeStage(
   options: SlotOptions,
   client: WorkerApiClient,
   job: JobSpec,
-  built: { original: Buffer; kind: AppKind; log: LogSender; signal: AbortSignal },
+  built: { original: Buffer; kind: AppKind; log: LogSender; signal: AbortSignal; uploaded: Promise<unknown> },
   result: JobResult,
 ): Promise<JobResult> {
-  const optimized = await timed(result.stages, 'optimize', () =>
+  const optimizing = timed(result.stages, 'optimize', () =>
     optimizeSafely({
       original: built.original,
       kind: built.kind,
@@ -226,6 +233,11 @@ async function optimizeStage(
       cache: options.optimizeResults && DependencyCacheStore.isNamespace(job.cacheNamespace) ? { store: options.optimizeResults, namespace: job.cacheNamespace } : undefined,
     }),
   );
+  // A failed upload fails the job as before, once the optimizer (which never throws) has finished.
+  const [uploaded, settled] = await Promise.allSettled([built.uploaded, optimizing]);
+  if (uploaded.status === 'rejected') throw uploaded.reason;
+  if (settled.status === 'rejected') throw settled.reason;
+  const optimized = settled.value;
   if (optimized.cancelled) return { outcome: 'cancelled', reason: 'the build was cancelled', stages: result.stages };
   const bytes = optimized.optimized;
   if (bytes) await timed(result.stages, 'upload optimized', () => client.uploadArtifact(job, 'optimized', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { optimizeArtifact, OptimizeResultCache, type OptimizeDetails, type OptimizeInput } from '../../src/optimize/index.ts';
+import { OVERLAP_MAX_BYTES } from '../../src/optimize/optimize.ts';
 import { isStartupTimes } from '../../src/optimize/startup.ts';
 import { createSandbox } from '../../src/sandbox/index.ts';
 import type { Sandbox, SandboxLimits } from '../../src/sandbox/sandbox.ts';
@@ -40,6 +41,22 @@ async function optimize(original: Uint8Array, options: Partial<OptimizeInput['op
     measure,
   });
   return { ...result, log: lines.join('\n') };
+}
+
+/** `module` with a custom section of `size` payload bytes appended (too large to build through modules.ts' arrays). */
+function withCustomSection(module: Uint8Array, name: string, size: number): Uint8Array {
+  const leb = (value: number): number[] => {
+    const out: number[] = [];
+    do {
+      const byte = value & 0x7f;
+      value >>>= 7;
+      out.push(value === 0 ? byte : byte | 0x80);
+    } while (value !== 0);
+    return out;
+  };
+  const nameBytes = Buffer.from(name);
+  const content = Buffer.concat([Buffer.from(leb(nameBytes.length)), nameBytes, Buffer.alloc(size, 7)]);
+  return Buffer.concat([module, Buffer.from([0, ...leb(content.length)]), content]);
 }
 
 describe('the optimize stage', { timeout: 120_000 }, () => {
@@ -126,6 +143,63 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
     const before = runs;
     await once('a'.repeat(32), 'O2');
     assert.ok(runs > before, 'other options run again');
+  });
+
+  it('measures a small original while wasm-opt runs: its own volume, half the memory each (decision 0035)', async () => {
+    const real = createSandbox('bubblewrap');
+    const runs: Array<{ file: string; workDir: string; memoryBytes: number }> = [];
+    let measurementStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (measurementStarted = resolve));
+    const watching: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
+        if (file.includes('measure-original')) measurementStarted();
+        const result = await real.run(options);
+        // Run one after the other, wasm-opt would wait here for a measurement that comes after it.
+        if (file.includes('wasm-opt-in')) await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the original was not measured alongside wasm-opt')), 30_000))]);
+        return result;
+      },
+    };
+    const { details } = await optimizeArtifact({
+      original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
+      kind: 'wasi-command',
+      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+      sandbox: watching,
+      workRoot,
+      limits: LIMITS,
+      log: () => undefined,
+      onOutput: () => undefined,
+      measure: true,
+    });
+    assert.equal(details.optimize.steps.find((step) => step.name === 'wasm-opt')?.status, 'applied');
+    assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
+    assert.ok(isStartupTimes(details.variants.optimized?.startup), JSON.stringify(details.variants.optimized?.startup));
+    const byFile = (part: string) => runs.find((run) => run.file.includes(part));
+    assert.notEqual(byFile('measure-original')?.workDir, byFile('wasm-opt-in')?.workDir);
+    for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes / 2, run.file);
+  });
+
+  it('measures a module above the overlap size after the steps, with the whole memory limit', async () => {
+    const real = createSandbox('bubblewrap');
+    const runs: Array<{ file: string; memoryBytes: number }> = [];
+    const recording: Sandbox = { name: real.name, check: () => real.check(), run: (options) => (runs.push({ file: options.command.find((arg) => arg.endsWith('.wasm')) ?? '', memoryBytes: options.limits.memoryBytes }), real.run(options)) };
+    const large = withCustomSection(commandModule(), '.debug_line', OVERLAP_MAX_BYTES + 1);
+    await optimizeArtifact({
+      original: large,
+      kind: 'wasi-command',
+      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+      sandbox: recording,
+      workRoot,
+      limits: LIMITS,
+      log: () => undefined,
+      onOutput: () => undefined,
+      measure: true,
+    });
+    assert.deepEqual(runs.map((run) => run.file.replace(/^.*\//, '')), ['wasm-opt-in.wasm', 'measure-original.wasm', 'measure-optimized.wasm']);
+    for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes, run.file);
   });
 
   it('reports a module that traps on start as not started, without failing', async () => {

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { PlatformError } from '../../src/errors.ts';
-import { bwrapArgs } from '../../src/sandbox/bubblewrap.ts';
+import { bwrapArgs, waiterRequest } from '../../src/sandbox/bubblewrap.ts';
 import { parseCgroupMounts, parseProcCgroup } from '../../src/sandbox/cgroups.ts';
 import { sandboxEnv } from '../../src/sandbox/host.ts';
 import { compileNative } from '../../src/sandbox/native.ts';
 import { handOver } from '../../src/sandbox/ownership.ts';
 import { DEFAULT_LIMITS } from '../../src/sandbox/sandbox.ts';
 import { seccompProgram } from '../../src/sandbox/seccomp.ts';
-import { launcherScript } from '../../src/sandbox/supervise.ts';
+import { launcherScript, warmLauncherScript } from '../../src/sandbox/supervise.ts';
 import { UidPool } from '../../src/sandbox/uids.ts';
 import { createWorkDir, isCapped, looksFull } from '../../src/sandbox/volume.ts';
 
@@ -102,6 +102,37 @@ describe('launcher and bwrap arguments', () => {
     assert.ok(!args.some((arg) => arg.includes('shadow')));
     assert.equal(sandboxEnv({ HOME: '/build' })['HOME'], '/build');
     assert.equal(sandboxEnv({})['PATH'], '/usr/local/bin:/usr/bin:/bin');
+  });
+});
+
+describe('prepared sandboxes (decision 0034)', () => {
+  test('a prepared sandbox binds the slot\'s dir at /build instead of a work dir fd, with the same flags otherwise', () => {
+    const input = { layout: [], etcDir: '/state/etc/1', options: { env: {}, cwd: '/', mounts: [{ host: '/opt/tool', sandbox: '/opt/tool' }] }, limits: { diskBytes: 1024 } };
+    const fresh = bwrapArgs(input);
+    const prepared = bwrapArgs({ ...input, buildDir: '/state/volumes/slot' });
+    assert.ok(!prepared.includes('--bind-fd'));
+    assert.deepEqual(prepared.slice(prepared.indexOf('/state/volumes/slot') - 1, prepared.indexOf('/state/volumes/slot') + 2), ['--bind', '/state/volumes/slot', '/build']);
+    const withoutBuild = (args: string[]): string[] => args.filter((arg) => !['--bind', '--bind-fd', '6', '/state/volumes/slot', '/build'].includes(arg));
+    assert.deepEqual(withoutBuild(prepared), withoutBuild(fresh));
+  });
+
+  test('the waiter\'s request: cwd, the variable count, the whole environment with defaults, then the command', () => {
+    const fields = waiterRequest({ cwd: '/build/x', env: { HOME: '/build', A: 'b=c' }, command: ['/bin/sh', '-c', 'echo "$A"'] }).split('\0');
+    assert.equal(fields.pop(), '', 'every field ends with a NUL');
+    const count = Number(fields[1]);
+    const env = fields.slice(2, 2 + count);
+    assert.equal(fields[0], '/build/x');
+    assert.ok(env.includes('HOME=/build') && env.includes('A=b=c') && env.includes('PATH=/usr/local/bin:/usr/bin:/bin'));
+    assert.deepEqual(fields.slice(2 + count), ['/bin/sh', '-c', 'echo "$A"']);
+  });
+
+  test('a prepared launcher enters its groups like a fresh one but leaves the status pipe to the waiter', () => {
+    const spec = { cgroupProcs: ['/a'], ulimits: [['-c', 0]] as Array<[string, number]>, extraFds: [7, 'collect'] as Array<number | 'collect'> };
+    const script = warmLauncherScript(spec);
+    assert.match(script, /echo \$\$ > "\$1"\nshift 1/);
+    assert.doesNotMatch(script, /printf L/);
+    assert.doesNotMatch(script, /exec 3>&-/);
+    assert.match(launcherScript(spec), /exec 3>&-/);
   });
 });
 

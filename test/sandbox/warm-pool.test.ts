@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BubblewrapSandbox } from '../../src/sandbox/bubblewrap.ts';
 import { probeCgroups } from '../../src/sandbox/cgroups.ts';
 import { createWorkDir } from '../../src/sandbox/volume.ts';
-import { compilePrograms, sh, survivors } from './helpers.ts';
+import { compilePrograms, sh, survivors, TEST_LIMITS } from './helpers.ts';
 import type { Captured, Programs, ShOptions } from './helpers.ts';
 
 /**
@@ -53,6 +53,46 @@ async function pooled(script: string, extra: ShOptions = {}): Promise<Captured> 
   }
 }
 
+/**
+ * Like pooled(), and the run must have used the slot's waiting sandbox
+ * (decision 0034), not a fresh one started in the slot's groups. A run of
+ * the same shape beforehand (unless the previous run had it) makes the pool
+ * prepare slots of that shape.
+ */
+async function inWaitingSandbox(script: string, extra: ShOptions = {}, prime = true): Promise<Captured> {
+  if (prime) await pooled('true', extra);
+  const before = warm.warmState.inWaitingSandbox;
+  const captured = await pooled(script, extra);
+  assert.equal(warm.warmState.inWaitingSandbox, before + 1, 'the run did not use the waiting sandbox');
+  return captured;
+}
+
+/** Host mount points of this process's prepared slots (each idle slot has one: its shared /build source). */
+async function slotMounts(): Promise<string[]> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  return mountinfo.split('\n').map((line) => line.split(' ')[4] ?? '').filter((point) => point.includes(`stage-${process.pid}-slot`));
+}
+
+/**
+ * Processes of the pool uids that belong to no idle slot: what a run left
+ * behind. (An idle slot is a running sandbox, decision 0034: its bwrap, init
+ * and waiter run as the slot's uid inside the slot's groups, and a run's
+ * groups are removed when it ends.)
+ */
+async function runSurvivors(): Promise<number[]> {
+  // Listed first: a slot being prepared meanwhile has its processes in its groups by the time they are read.
+  const found = await survivors(UID_BASE, UID_POOL);
+  const probe = await probeCgroups();
+  const idle = new Set<number>();
+  if (probe.ok) {
+    for (const name of await ourCgroups()) {
+      const members = await readFile(join(probe.parents.pids, name, 'cgroup.procs'), 'utf8').catch(() => '');
+      for (const pid of members.split('\n').filter(Boolean)) idle.add(Number(pid));
+    }
+  }
+  return found.filter((pid) => !idle.has(pid));
+}
+
 async function ourCgroups(): Promise<string[]> {
   const probe = await probeCgroups();
   if (!probe.ok) return [];
@@ -73,29 +113,29 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
   });
 
   test('nothing of the previous run is left: files in /build, /tmp, $HOME, /dev/shm, or processes', async () => {
-    const planted = await pooled('echo x > /build/left; echo x > /tmp/left; echo x > "$HOME/left"; echo x > /dev/shm/left; setsid nohup sleep 1000 >/dev/null 2>&1 & sleep 0.2; echo planted');
+    const planted = await inWaitingSandbox('echo x > /build/left; echo x > /tmp/left; echo x > "$HOME/left"; echo x > /dev/shm/left; setsid nohup sleep 1000 >/dev/null 2>&1 & sleep 0.2; echo planted');
     assert.equal(planted.result.exitCode, 0, planted.output);
-    const next = await pooled('ls -A /build /tmp "$HOME" /dev/shm; ps -e -o comm= 2>/dev/null || ls /proc | grep -c "^[0-9]"');
+    const next = await inWaitingSandbox('ls -A /build /tmp "$HOME" /dev/shm; ps -e -o comm= 2>/dev/null || ls /proc | grep -c "^[0-9]"', {}, false);
     assert.equal(next.result.exitCode, 0, next.output);
     assert.doesNotMatch(next.output, /left/);
     assert.doesNotMatch(next.output, /sleep/);
-    assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
+    assert.deepEqual(await runSurvivors(), []);
   });
 
   test('limits are this run\'s own: a tight pids limit binds, and the next run with a loose one is not refused', async () => {
-    const bomb = await pooled('while :; do sleep 100 & done', { limits: { pids: 16 } });
+    const bomb = await inWaitingSandbox('while :; do sleep 100 & done', { limits: { pids: 16 } });
     assert.equal(bomb.result.limitHit, 'pids', JSON.stringify(bomb.result));
-    const next = await pooled('for i in $(seq 40); do sleep 1 & done; wait; echo done', { limits: { pids: 64 } });
+    const next = await inWaitingSandbox('for i in $(seq 40); do sleep 1 & done; wait; echo done', { limits: { pids: 64 } }, false);
     assert.equal(next.result.exitCode, 0, next.output);
     assert.equal(next.result.limitHit, undefined);
     assert.deepEqual(next.result.notes, [], 'counters of the previous run leaked into this one');
   });
 
   test('a memory limit binds, and the next run can use more than that limit', async () => {
-    const eat = await pooled('/opt/attack/eatmem', { mounts: [{ host: programs.dir, sandbox: '/opt/attack' }], limits: { memoryBytes: 96 * 1024 ** 2 } });
+    const eat = await inWaitingSandbox('/opt/attack/eatmem', { mounts: [{ host: programs.dir, sandbox: '/opt/attack' }], limits: { memoryBytes: 96 * 1024 ** 2 } });
     assert.equal(eat.result.limitHit, 'memory', `${JSON.stringify(eat.result)} ${eat.output}`);
     // 160 MiB in /tmp is charged to the memory cgroup: above the previous run's limit, below this one's.
-    const next = await pooled('head -c 167772160 /dev/zero > /tmp/fill && echo filled', { limits: { memoryBytes: 512 * 1024 ** 2, diskBytes: 256 * 1024 ** 2 } });
+    const next = await inWaitingSandbox('head -c 167772160 /dev/zero > /tmp/fill && echo filled', { limits: { memoryBytes: 512 * 1024 ** 2, diskBytes: 256 * 1024 ** 2 } });
     assert.equal(next.result.exitCode, 0, `${JSON.stringify(next.result)} ${next.output}`);
     assert.match(next.output, /filled/);
     assert.deepEqual(next.result.notes, []);
@@ -103,7 +143,7 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
 
   test('the seccomp filter refuses exactly what it refuses in a fresh sandbox', async () => {
     const mounts = [{ host: programs.dir, sandbox: '/opt/attack' }];
-    const pooledRun = await pooled('/opt/attack/probe', { mounts });
+    const pooledRun = await inWaitingSandbox('/opt/attack/probe', { mounts });
     const work = await createWorkDir(root, 64 * 1024 ** 2);
     try {
       const freshRun = await sh(fresh, work.path, '/opt/attack/probe', { mounts });
@@ -150,7 +190,101 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     assert.equal(result.limitHit, 'disk');
     await warm.warmUp();
     assert.equal((await ourCgroups()).length, warm.warmState.ready, 'only the ready slots have groups');
-    assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
+    assert.deepEqual(await runSurvivors(), []);
+  });
+
+  test('a run of the slots\' shape runs in the waiting sandbox and sees exactly what a fresh sandbox shows', async () => {
+    const mounts = [{ host: programs.dir, sandbox: '/opt/attack' }];
+    // cwd, environment, capabilities, seccomp, the visible mounts with their options, /build's entries, pid, rlimit.
+    const script = [
+      'pwd', 'env | sort', "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status",
+      "awk '{ options[$5] = $6 } END { for (point in options) print point, options[point] }' /proc/self/mountinfo | sort",
+      "ls -la /build | awk 'NR > 1 { print $1, $NF }'", 'echo pid $$', 'ulimit -c', 'ls /opt/attack >/dev/null && echo mounted',
+      'echo written > /build/sub/out', 'exit 7',
+    ].join('; ');
+    const extra: ShOptions = { mounts, cwd: '/build/sub', env: { KILN_TEST: 'a b=c' } };
+    const run = async (sandbox: BubblewrapSandbox | 'pooled'): Promise<{ captured: Captured; written: string }> => {
+      const work = await createWorkDir(root, 64 * 1024 ** 2);
+      try {
+        await mkdir(join(work.path, 'sub'));
+        const captured = sandbox === 'pooled' ? await inWaitingSandbox(script, { ...extra, workDir: work.path }) : await sh(sandbox, work.path, script, extra);
+        return { captured, written: await readFile(join(work.path, 'sub', 'out'), 'utf8') };
+      } finally {
+        await work.dispose();
+      }
+    };
+    const [pooledRun, freshRun] = [await run('pooled'), await run(fresh)];
+    assert.equal(pooledRun.captured.result.exitCode, 7, pooledRun.captured.output);
+    assert.equal(freshRun.captured.result.exitCode, 7, freshRun.captured.output);
+    assert.match(pooledRun.captured.output, /^\/build\/sub\n/);
+    assert.match(pooledRun.captured.output, /KILN_TEST=a b=c/);
+    assert.match(pooledRun.captured.output, /\/build rw,nosuid,nodev/);
+    assert.match(pooledRun.captured.output, /mounted/);
+    assert.equal(pooledRun.captured.output, freshRun.captured.output);
+    assert.equal(pooledRun.written, 'written\n');
+    assert.deepEqual(pooledRun.captured.result.notes, []);
+  });
+
+  test('a missing command or cwd fails in a waiting sandbox as it does in a fresh one', async () => {
+    const runBoth = async (options: ShOptions & { command: string[] }) => {
+      const outcomes: Array<{ exitCode: number | null; output: string }> = [];
+      for (const sandbox of ['pooled', fresh] as const) {
+        const work = await createWorkDir(root, 64 * 1024 ** 2);
+        try {
+          const chunks: Buffer[] = [];
+          const run = { ...options, env: {}, cwd: options.cwd ?? '/build', workDir: work.path, limits: TEST_LIMITS, onOutput: (chunk: Buffer) => chunks.push(chunk) };
+          if (sandbox === 'pooled') {
+            await inWaitingSandbox('true');
+            await warm.warmUp();
+            const before = warm.warmState.inWaitingSandbox;
+            const result = await warm.run(run);
+            assert.equal(warm.warmState.inWaitingSandbox, before + 1, 'the run did not use the waiting sandbox');
+            outcomes.push({ exitCode: result.exitCode, output: Buffer.concat(chunks).toString('utf8') });
+          } else {
+            const result = await sandbox.run(run);
+            outcomes.push({ exitCode: result.exitCode, output: Buffer.concat(chunks).toString('utf8') });
+          }
+        } finally {
+          await work.dispose();
+        }
+      }
+      return outcomes;
+    };
+    const [pooledMissing, freshMissing] = await runBoth({ command: ['no-such-command-kiln'] });
+    assert.deepEqual(pooledMissing, freshMissing);
+    assert.match(pooledMissing?.output ?? '', /execvp no-such-command-kiln/);
+    const [pooledCwd, freshCwd] = await runBoth({ command: ['/usr/bin/true'], cwd: '/build/nowhere' });
+    assert.deepEqual(pooledCwd, freshCwd);
+    assert.match(pooledCwd?.output ?? '', /Can't chdir to \/build\/nowhere/);
+  });
+
+  test('a run of another shape takes a slot and starts its own sandbox in the slot\'s groups', async () => {
+    await pooled('true');
+    const before = warm.warmState.freshInSlot;
+    const run = await pooled('df -k /tmp | tail -n 1', { limits: { diskBytes: 48 * 1024 ** 2 } });
+    assert.equal(run.result.exitCode, 0, run.output);
+    assert.equal(warm.warmState.freshInSlot, before + 1);
+    assert.match(run.output, /\b49152\b/, 'the run\'s own disk limit sizes /tmp');
+  });
+
+  test('after a run only the idle slots keep a mount, and a cancelled run in a waiting sandbox is released too', async () => {
+    await inWaitingSandbox('true');
+    await warm.warmUp();
+    assert.equal((await slotMounts()).length, warm.warmState.ready);
+    const controller = new AbortController();
+    const work = await createWorkDir(root, 64 * 1024 ** 2);
+    try {
+      const before = warm.warmState.inWaitingSandbox;
+      setTimeout(() => controller.abort(), 300);
+      const { result } = await sh(warm, work.path, 'sleep 30', { signal: controller.signal });
+      assert.equal(result.cancelled, true);
+      assert.equal(warm.warmState.inWaitingSandbox, before + 1, 'the run did not use the waiting sandbox');
+    } finally {
+      await work.dispose();
+    }
+    await warm.warmUp();
+    assert.equal((await slotMounts()).length, warm.warmState.ready);
+    assert.deepEqual(await runSurvivors(), []);
   });
 
   test('close() leaves no launcher, group or lease behind', async () => {
@@ -159,6 +293,12 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     assert.equal(warm.warmState.ready, 0);
     assert.deepEqual(await ourCgroups(), []);
     assert.deepEqual(await readdir(join(root, 'state', 'uids')).then((names) => names.filter((name) => name.startsWith('uid-'))), []);
+  });
+
+  test('close() leaves no slot mount, slot directory or waiting sandbox behind', async () => {
+    assert.deepEqual(await slotMounts(), []);
+    assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
+    assert.deepEqual((await readdir(join(root, 'state', 'volumes'))).filter((name) => name.includes('-slot')), []);
   });
 });
 

@@ -1,0 +1,76 @@
+/*
+ * kiln-sandbox-waiter: the command of a prepared sandbox (decision 0034).
+ * bwrap starts it, as the run's uid with seccomp applied, from a descriptor
+ * of this binary (argv[1] names it: the binary is not inside the sandbox).
+ *
+ * It reports W on fd 3 (the launch status pipe) and reads its request on
+ * stdin up to EOF: the cwd, the number of variables, NAME=VALUE each, then
+ * the command, every field NUL-terminated. Then it does what bwrap does for a
+ * fresh run, with bwrap's own messages and exit status on failure: reports L
+ * and closes fd 3, changes to the cwd, replaces the environment, and execs
+ * the command (searched in the new PATH, as bwrap's execvp does). EOF
+ * without a request (the slot is discarded) ends it without running anything.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The request is argv and environment: beyond this the kernel would refuse them anyway. */
+#define MAX_REQUEST (4 * 1024 * 1024)
+
+extern char **environ;
+
+static size_t read_request(char *buffer) {
+  size_t length = 0;
+  for (;;) {
+    ssize_t n = read(0, buffer + length, MAX_REQUEST - length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n == 0 ? length : 0;
+    length += (size_t)n;
+    if (length >= MAX_REQUEST) return 0;
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) close(atoi(argv[1]));
+  if (write(3, "W", 1) != 1) return 0;
+  char *buffer = malloc(MAX_REQUEST);
+  if (buffer == NULL) return 0;
+  size_t length = read_request(buffer);
+  if (length == 0 || buffer[length - 1] != '\0') return 0;
+  size_t count = 0;
+  for (size_t i = 0; i < length; i++) count += buffer[i] == '\0';
+  char **fields = calloc(count + 1, sizeof(char *));
+  if (fields == NULL) return 0;
+  for (size_t i = 0, start = 0, field = 0; i < length; i++) {
+    if (buffer[i] != '\0') continue;
+    fields[field++] = buffer + start;
+    start = i + 1;
+  }
+  char *end = NULL;
+  long variables = count >= 2 ? strtol(fields[1], &end, 10) : -1;
+  if (variables < 0 || end == NULL || *end != '\0' || (size_t)variables + 3 > count) return 0;
+  char **environment = fields + 2;
+  char **command = fields + 2 + variables;
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull < 0 || dup2(devnull, 0) < 0) return 0;
+  if (devnull != 0) close(devnull);
+  if (write(3, "L", 1) != 1) return 0;
+  close(3);
+  if (chdir(fields[0]) != 0) {
+    fprintf(stderr, "bwrap: Can't chdir to %s: %s\n", fields[0], strerror(errno));
+    return 1;
+  }
+  /* The command needs a NULL after the environment: move the environment into its own array. */
+  char **env = calloc((size_t)variables + 1, sizeof(char *));
+  if (env == NULL) return 1;
+  memcpy(env, environment, (size_t)variables * sizeof(char *));
+  environ = env;
+  execvp(command[0], command);
+  fprintf(stderr, "bwrap: execvp %s: %s\n", command[0], strerror(errno));
+  return 1;
+}
