@@ -57,7 +57,7 @@ export interface TestbedConfig {
   maxHttpCallResponseBytes: number;
   /** Upstream sockets of one owner (each owner has its own connection pool). */
   upstreamSocketsPerOwner: number;
-  /** Shared data and queues, per owner (summed over the owner's VMs in one test bed process). */
+  /** Shared data and queues, per owner (summed over the owner's VMs in all worker threads of one test bed process: a runner). */
   maxSharedKeys: number;
   maxSharedBytes: number;
   maxQueues: number;
@@ -122,10 +122,11 @@ export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
     maxHttpCallResponseBytes: integer(env, 'KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES', 1024 * 1024, 1024),
     upstreamSocketsPerOwner: integer(env, 'KILN_TESTBED_UPSTREAM_SOCKETS_PER_OWNER', 8, 1, 1024),
     maxSharedKeys: integer(env, 'KILN_TESTBED_MAX_SHARED_KEYS', 1_000, 1),
-    maxSharedBytes: integer(env, 'KILN_TESTBED_MAX_SHARED_BYTES', 4 * 1024 * 1024, 1024),
+    // At most 1 GiB: the per-owner counts are 32-bit cells shared by a runner's threads (owner-budget.ts).
+    maxSharedBytes: integer(env, 'KILN_TESTBED_MAX_SHARED_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxQueues: integer(env, 'KILN_TESTBED_MAX_QUEUES', 64, 1),
     maxQueueDepth: integer(env, 'KILN_TESTBED_MAX_QUEUE_DEPTH', 1_000, 1),
-    maxQueueBytes: integer(env, 'KILN_TESTBED_MAX_QUEUE_BYTES', 4 * 1024 * 1024, 1024),
+    maxQueueBytes: integer(env, 'KILN_TESTBED_MAX_QUEUE_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxLogLines: integer(env, 'KILN_TESTBED_MAX_LOG_LINES', 1_000, 10),
     maxLogBytes: integer(env, 'KILN_TESTBED_MAX_LOG_BYTES', 256 * 1024, 1024),
     maxResultBodyBytes: integer(env, 'KILN_TESTBED_MAX_RESULT_BODY_BYTES', 256 * 1024, 1024),

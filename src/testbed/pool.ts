@@ -22,6 +22,7 @@ import { Worker } from 'node:worker_threads';
 import type { ResourceLimits } from 'node:worker_threads';
 import { PlatformError } from '../errors.ts';
 import { Activity, BUSY_BUFFER_BYTES, BusyMarker } from './busy.ts';
+import type { OwnerBudgets } from './owner-budget.ts';
 import type { WorkerEvent, WorkerReply, WorkerRequest } from './protocol.ts';
 import type { TestbedWorkerData } from './worker.ts';
 
@@ -33,6 +34,8 @@ export interface PoolOptions {
   /** How long a timer callback may run before its worker is replaced. */
   backgroundDeadlineMs: number;
   resourceLimits: ResourceLimits;
+  /** The process's per-owner budget table: each worker gets a lane, given back (and emptied) when the thread is gone. */
+  budgets?: OwnerBudgets;
   onEvent?: (ref: WorkerRef, event: WorkerEvent) => void;
 }
 
@@ -97,6 +100,8 @@ interface PooledWorker {
   inflight: Inflight[];
   dead: boolean;
   slot: number;
+  /** Its lane in the owner budget table, -1 without one. */
+  lane: number;
 }
 
 const WATCHDOG_INTERVAL_MS = 100;
@@ -219,10 +224,12 @@ export class WorkerPool {
 
   private spawn(): PooledWorker {
     const buffer = new SharedArrayBuffer(BUSY_BUFFER_BYTES);
-    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs };
+    const { budgets } = this.options;
+    const lane = budgets ? budgets.takeLane() : -1;
+    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs, ...(budgets ? { budget: { layout: budgets.layout, lane } } : {}) };
     const worker = new Worker(bootstrapSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
     worker.unref();
-    const pooled: PooledWorker = { worker, generation: ++generations, busy: new BusyMarker(buffer), ready: Promise.resolve(), isReady: false, inflight: [], dead: false, slot: -1 };
+    const pooled: PooledWorker = { worker, generation: ++generations, busy: new BusyMarker(buffer), ready: Promise.resolve(), isReady: false, inflight: [], dead: false, slot: -1, lane };
     pooled.ready = new Promise<void>((resolve, reject) => {
       worker.on('message', (message: WorkerReply | WorkerEvent) => {
         if ('event' in message && message.event === 'ready') {
@@ -260,6 +267,8 @@ export class WorkerPool {
     if (spareIndex !== -1) this.spares.splice(spareIndex, 1);
     if (replace && !this.closed) this.refill(pooled);
     await pooled.worker.terminate().catch(() => undefined);
+    // Only now is the thread surely stopped: what its VMs held goes back to their owners.
+    if (pooled.lane !== -1) this.options.budgets?.releaseLane(pooled.lane);
   }
 
   /** The dead worker's slot gets a spare right away; a new spare starts behind it. */

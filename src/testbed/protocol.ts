@@ -6,6 +6,7 @@
  */
 import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
 import type { PlannedImport } from './link.ts';
+import type { OwnerTicket } from './owner-budget.ts';
 import type { MetricSnapshot } from './proxy-wasm/shared-state.ts';
 import type { LocalResponse } from './proxy-wasm/stream.ts';
 import type { Recording } from './recorder.ts';
@@ -33,7 +34,7 @@ export interface HostLimits {
   /** Log lines and their bytes recorded per message (the exchange also bounds them per call). */
   maxLogLines: number;
   maxLogBytes: number;
-  /** Per owner, over all its VMs in one worker: shared data and queues. */
+  /** Per owner, over all its VMs in one test bed process (owner-budget.ts): shared data and queues. */
   shared: OwnerSharedLimits;
   /** proxy_on_queue_ready deliveries per message (a filter re-enqueueing from it must not loop forever). */
   maxQueueDeliveries: number;
@@ -64,6 +65,8 @@ export interface VmSpec {
   /** Names proxy_http_call may target. */
   upstreams: string[];
   limits: HostLimits;
+  /** The owner's row in the process's budget table (absent: the worker's own accounts). */
+  ownerTicket?: OwnerTicket;
 }
 
 /** A proxy_http_call the main thread must perform and answer with filter.deliver. */

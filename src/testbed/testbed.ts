@@ -15,6 +15,7 @@ import { runExchange } from './exchange.ts';
 import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
 import type { ArtifactRef, PreparedModule } from './modules.ts';
 import { ModuleCache } from './modules.ts';
+import { OwnerBudgets } from './owner-budget.ts';
 import type { WorkerRef } from './pool.ts';
 import { WorkerLostError, WorkerPool, WorkerTimeoutError } from './pool.ts';
 import type { FailureOutcome, HostLimits, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
@@ -84,15 +85,23 @@ const MAX_OWNER_POOLS = 256;
 export class Testbed {
   readonly upstreams: Upstreams;
   private readonly modules: ModuleCache;
+  private readonly budgets: OwnerBudgets;
   private pool: WorkerPool | undefined;
 
-  /** `modules`: a cache shared with other Testbeds of the same process (a runner's slots share one). */
+  /**
+   * `modules` and `budgets`: shared with the other Testbeds of the same
+   * process (a runner's slots share one module cache, and one table of
+   * per-owner budgets: shared data and queues are bounded per owner per
+   * process, decision 0030).
+   */
   constructor(
     readonly config: TestbedConfig,
     modules?: ModuleCache,
+    budgets?: OwnerBudgets,
   ) {
     this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes, socketsPerOwner: config.upstreamSocketsPerOwner, maxOwnerPools: MAX_OWNER_POOLS });
     this.modules = modules ?? new ModuleCache(config.moduleCacheEntries, config.moduleShape);
+    this.budgets = budgets ?? new OwnerBudgets(budgetLanes(config.workers, config.spares));
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
 
@@ -105,6 +114,7 @@ export class Testbed {
       // A timer callback has no caller waiting, but calls may queue behind it: it gets a short budget.
       backgroundDeadlineMs: this.config.tickBudgetMs,
       resourceLimits: { maxOldGenerationSizeMb: this.config.workerHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
+      budgets: this.budgets,
       onEvent: (ref, event) => this.onWorkerEvent(ref, event),
     });
     return this.pool;
@@ -202,6 +212,7 @@ export class Testbed {
       logLevel,
       upstreams: this.upstreams.names(),
       limits: hostLimits(this.config),
+      ownerTicket: this.budgets.ticket(plugin.info.ownerId),
     };
   }
 
@@ -245,6 +256,15 @@ export class Testbed {
     const mb = Math.min(limits.memoryMb ?? this.config.memoryCapMb, this.config.memoryCapMb);
     return Math.max(1, Math.floor((mb * MB) / 65_536));
   }
+}
+
+/**
+ * Lanes (live worker threads) a budget table needs for `pools` pools of
+ * `workers` threads plus spares: twice that, because a stopped thread keeps
+ * its lane until it has exited while its replacement already runs.
+ */
+export function budgetLanes(workers: number, spares: number, pools = 1): number {
+  return 2 * pools * (workers + spares) + 2;
 }
 
 function hostLimits(config: TestbedConfig): HostLimits {

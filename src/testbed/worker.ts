@@ -10,9 +10,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Activity, BusyMarker } from './busy.ts';
 import { classifyFailure } from './failure.ts';
+import { OwnerBudgetLane } from './owner-budget.ts';
+import type { OwnerBudgetLayout } from './owner-budget.ts';
 import type { FilterEnd, FilterStep, GuestFailure, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
 import { deliverCallResponse, finishStream, runRequestPhase, runResponsePhase, stepFor } from './proxy-wasm/session.ts';
 import { PluginVm, recorderLimits } from './proxy-wasm/vm.ts';
+import type { AccountOpener } from './proxy-wasm/vm.ts';
 import { Recorder } from './recorder.ts';
 import { runWasiCommand } from './wasi/run.ts';
 
@@ -22,6 +25,8 @@ export interface TestbedWorkerData {
   maxWarmVms: number;
   /** A warm VM's timer stops firing after this long without a request. */
   idleTickStopMs: number;
+  /** The process's per-owner budget table and this thread's lane in it (pool.ts). */
+  budget?: { layout: OwnerBudgetLayout; lane: number };
 }
 
 /** Guest code failed: the reply carries the outcome instead of a value. */
@@ -44,6 +49,13 @@ const settings = workerData as TestbedWorkerData;
 const busy = new BusyMarker(settings.busy);
 const vms = new Map<string, VmEntry>();
 let freshCounter = 0;
+const lane = settings.budget ? new OwnerBudgetLane(settings.budget.layout, settings.budget.lane) : undefined;
+
+/** The process-wide account when the main thread sent a ticket; else PluginVm's per-thread default. */
+function accountFor(spec: VmSpec): AccountOpener | undefined {
+  const ticket = spec.ownerTicket;
+  return lane && ticket ? () => lane.open(ticket) : undefined;
+}
 
 port.on('message', (message: WorkerMessage) => handle(message));
 post({ event: 'ready' });
@@ -108,7 +120,7 @@ function start(spec: VmSpec, fresh: boolean, message: Extract<WorkerMessage, { o
 
 /** A new VM, started (instantiate, initialize, vm_start, configure) and registered. */
 function createVm(spec: VmSpec, fresh: boolean): VmEntry {
-  const vm = new PluginVm(fresh ? { ...spec, key: `${spec.key}#fresh-${++freshCounter}` } : spec);
+  const vm = new PluginVm(fresh ? { ...spec, key: `${spec.key}#fresh-${++freshCounter}` } : spec, accountFor(spec));
   const entry: VmEntry = { vm, fresh, tickerPeriod: 0 };
   vms.set(vm.spec.key, entry);
   guarded(entry, () => vm.start());

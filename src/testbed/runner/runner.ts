@@ -26,7 +26,8 @@ import { PlatformError, badRequest } from '../../errors.ts';
 import type { TestbedConfig } from '../config.ts';
 import type { ArtifactRef } from '../modules.ts';
 import { ModuleCache } from '../modules.ts';
-import { Testbed } from '../testbed.ts';
+import { OwnerBudgets } from '../owner-budget.ts';
+import { Testbed, budgetLanes } from '../testbed.ts';
 import { ComponentTestbed } from '../component/index.ts';
 import type { CompileOrder, RunnerCall, RunnerHello, WireTestbedConfig } from './messages.ts';
 import { OPS, fromWireConfig } from './messages.ts';
@@ -116,10 +117,15 @@ interface Slots {
   close(): Promise<unknown>;
 }
 
-/** One Testbed per slot, each with a single worker thread (and its warm spare), over one module cache; one component host. */
+/**
+ * One Testbed per slot, each with a single worker thread (and its warm
+ * spare), over one module cache and one table of per-owner budgets (shared
+ * data and queues are bounded per owner per runner process); one component host.
+ */
 function startSlots(config: TestbedConfig, count: number): Slots {
   const modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
-  const testbeds = Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules));
+  const budgets = new OwnerBudgets(budgetLanes(1, config.spares, count));
+  const testbeds = Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules, budgets));
   let components: ComponentTestbed | undefined;
   let closed = false;
   return {
