@@ -25,6 +25,7 @@ import { Activity, BUSY_BUFFER_BYTES, BusyMarker } from './busy.ts';
 import type { OwnerBudgets } from './owner-budget.ts';
 import type { WorkerEvent, WorkerReply, WorkerRequest } from './protocol.ts';
 import type { TestbedWorkerData } from './worker.ts';
+import { workerSource } from './worker-source.ts';
 
 export interface PoolOptions {
   size: number;
@@ -227,7 +228,7 @@ export class WorkerPool {
     const { budgets } = this.options;
     const lane = budgets ? budgets.takeLane() : -1;
     const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs, ...(budgets ? { budget: { layout: budgets.layout, lane } } : {}) };
-    const worker = new Worker(bootstrapSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
+    const worker = new Worker(workerSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
     worker.unref();
     const pooled: PooledWorker = { worker, generation: ++generations, busy: new BusyMarker(buffer), ready: Promise.resolve(), isReady: false, inflight: [], dead: false, slot: -1, lane };
     pooled.ready = new Promise<void>((resolve, reject) => {
@@ -303,17 +304,4 @@ function slotFor(key: string, slots: number): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
   return (hash >>> 0) % slots;
-}
-
-/**
- * The worker's entry as an eval'd script. Under tsx (how Kiln runs: bin/kiln)
- * worker threads do not inherit the TypeScript loader in Node 20, so the
- * script registers it before importing worker.ts.
- */
-function bootstrapSource(): string {
-  const typescript = import.meta.url.endsWith('.ts');
-  const target = JSON.stringify(new URL(typescript ? './worker.ts' : './worker.js', import.meta.url).href);
-  if (!typescript) return `import(${target});`;
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  return `import(${tsx}).then((api) => { api.register(); return import(${target}); });`;
 }
