@@ -100,6 +100,8 @@ export interface FilterStep {
   recording: Recording;
   /** Set once when a VM was created for this message. */
   vmStarted?: boolean;
+  /** The worker ends the stream itself right after this reply (the message asked with `endAfter`): send no filter.end. */
+  endsInWorker?: boolean;
 }
 
 export interface FilterEnd {
@@ -132,14 +134,24 @@ export interface WasiRunResult {
 
 export type WorkerRequest =
   | { op: 'wasi.run'; job: WasiJob }
-  | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number }
+  | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number; endAfter?: EndAfter }
   | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number }
-  | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData }
+  | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData; endAfter?: EndAfter }
   | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean }
   /** Forget a VM without running guest code: the exchange failed outside the worker (a limit, a lost deadline). */
   | { op: 'filter.drop'; vmKey: string };
 
 export type WorkerMessage = WorkerRequest & { id: number };
+
+/**
+ * "When this step leaves the stream done (nothing forwarded, no HTTP call
+ * pending), answer, then run its end (on_log, on_done) at once as background
+ * work" — saves the preview a round trip per request to the worker. The end
+ * runs under the background budget, like a timer callback.
+ */
+export interface EndAfter {
+  dispose: boolean;
+}
 
 /** Why guest code failed; the VM (or instance) it ran in is discarded. */
 export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost' | 'runner_lost';

@@ -66,11 +66,44 @@ function post(message: WorkerReply | WorkerEvent): void {
 
 function handle(message: WorkerMessage): void {
   busy.set(Activity.MESSAGE);
+  let endLater: (() => void) | undefined;
   try {
-    post({ id: message.id, ok: true, value: dispatch(message) });
+    const value = dispatch(message);
+    endLater = endAfterReply(message, value);
+    post({ id: message.id, ok: true, value });
   } catch (error) {
     if (error instanceof GuestError) post({ id: message.id, ok: false, failure: error.failure });
     else post({ id: message.id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  } finally {
+    busy.set(Activity.IDLE);
+  }
+  if (endLater) inBackground(endLater);
+}
+
+/** With `endAfter`, a step that leaves the stream done is marked, and its end is returned to run after the reply. */
+function endAfterReply(message: WorkerMessage, value: unknown): (() => void) | undefined {
+  if ((message.op !== 'filter.start' && message.op !== 'filter.response') || !message.endAfter) return undefined;
+  const step = value as FilterStep;
+  const done = step.calls.length === 0 && (step.state === 'complete' || step.state === 'respond' || step.state === 'closed' || step.state === 'paused');
+  if (!done) return undefined;
+  step.endsInWorker = true;
+  const { dispose } = message.endAfter;
+  return () => {
+    const entry = vms.get(step.vmKey);
+    if (!entry) return;
+    try {
+      end(entry, step.contextId, dispose);
+    } catch {
+      // end() discarded a VM whose guest failed; no caller waits for this.
+    }
+  };
+}
+
+/** Work no message waits for: the watchdog gives it the background budget (pool.ts). */
+function inBackground(work: () => void): void {
+  busy.set(Activity.BACKGROUND);
+  try {
+    work();
   } finally {
     busy.set(Activity.IDLE);
   }

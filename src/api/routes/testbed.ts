@@ -330,9 +330,12 @@ function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
  * they exist, so a hot version costs no database round trip per call. The
  * key includes the owner, so another owner's lookup still reaches the
  * database (and its 404); a deleted version is served at most `ttlMs` longer.
+ * An entry used in the second half of its life is looked up again in the
+ * background (refresh-ahead), so a hot version never waits for the database
+ * and is still never older than `ttlMs`; a failed refresh drops the entry.
  */
 class TargetCache {
-  private readonly entries = new Lru<string, { target: Target; until: number }>(1000);
+  private readonly entries = new Lru<string, { target: Target; until: number; refreshing: boolean }>(1000);
 
   constructor(
     private readonly services: Services,
@@ -342,10 +345,23 @@ class TargetCache {
   async get(ownerId: string, versionId: string, variant?: 'optimized' | 'original'): Promise<Target> {
     const key = `${ownerId}:${versionId}:${variant ?? ''}`;
     const cached = this.entries.get(key);
-    if (cached && cached.until > Date.now()) return cached.target;
+    const now = Date.now();
+    if (cached && cached.until > now) {
+      if (!cached.refreshing && cached.until - now < this.ttlMs / 2) this.refresh(key, cached, ownerId, versionId, variant);
+      return cached.target;
+    }
     const target = await resolveTarget(this.services, ownerId, versionId, variant);
-    if (this.ttlMs > 0) this.entries.set(key, { target, until: Date.now() + this.ttlMs });
+    if (this.ttlMs > 0) this.entries.set(key, { target, until: Date.now() + this.ttlMs, refreshing: false });
     return target;
+  }
+
+  private refresh(key: string, entry: { refreshing: boolean }, ownerId: string, versionId: string, variant: 'optimized' | 'original' | undefined): void {
+    entry.refreshing = true;
+    resolveTarget(this.services, ownerId, versionId, variant).then(
+      (target) => this.entries.set(key, { target, until: Date.now() + this.ttlMs, refreshing: false }),
+      // Gone or failing: the next call looks it up itself and gets the answer (a 404, say).
+      () => this.entries.delete(key),
+    );
   }
 }
 

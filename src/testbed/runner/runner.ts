@@ -27,7 +27,9 @@ import type { TestbedConfig } from '../config.ts';
 import type { ArtifactRef } from '../modules.ts';
 import { ModuleCache } from '../modules.ts';
 import { OwnerBudgets } from '../owner-budget.ts';
+import { emptyRecording } from '../recorder.ts';
 import { Testbed, budgetLanes } from '../testbed.ts';
+import type { FilterResult } from '../testbed.ts';
 import { ComponentTestbed } from '../component/index.ts';
 import type { CompileOrder, RunnerCall, RunnerHello, WireTestbedConfig } from './messages.ts';
 import { OPS, fromWireConfig } from './messages.ts';
@@ -50,13 +52,39 @@ export const EXECUTORS: Readonly<Record<string, Executor>> = {
   },
   'proxy-wasm': ({ testbed }, artifact, call) => {
     if (call.kind !== 'proxy-wasm') throw badRequest('wrong_kind', 'not a filter call');
-    return call.op === 'invoke' ? testbed.invokeFilter(artifact, call.plugin, call.invocation) : testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh);
+    if (call.op === 'invoke') return testbed.invokeFilter(artifact, call.plugin, call.invocation);
+    return testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh).then(previewAnswer);
   },
   'http-component': (slot, artifact, call) => {
     if (call.kind !== 'http-component') throw badRequest('wrong_kind', 'not an http-component call');
     return slot.components().invoke(artifact, call.request, call.limits);
   },
 };
+
+/**
+ * What the preview URL uses of a served request (src/api/routes/testbed.ts:
+ * the response, the outcome and its message, the guest time): the recording,
+ * the forwarded request and the upstream's response stay here rather than
+ * crossing the wire again on every request.
+ */
+export function previewAnswer(result: FilterResult): FilterResult {
+  const { outcome, message, limit, response, responseSource, guestMs, durationMs, vmStarted, module } = result;
+  return {
+    outcome,
+    ...(message === undefined ? {} : { message }),
+    ...(limit === undefined ? {} : { limit }),
+    ...(response === undefined ? {} : { response }),
+    ...(responseSource === undefined ? {} : { responseSource }),
+    recording: emptyRecording(),
+    httpCalls: [],
+    metrics: [],
+    sharedData: [],
+    guestMs,
+    durationMs,
+    vmStarted,
+    module,
+  };
+}
 
 export interface RunnerOptions {
   slots: number;
