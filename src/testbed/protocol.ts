@@ -138,6 +138,8 @@ export type WorkerRequest =
   | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number }
   | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData; endAfter?: EndAfter }
   | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean }
+  /** Start the warm VM for vm.key now if there is none (a build just succeeded): the first preview request finds it running. */
+  | { op: 'filter.warm'; vm: VmSpec }
   /** Forget a VM without running guest code: the exchange failed outside the worker (a limit, a lost deadline). */
   | { op: 'filter.drop'; vmKey: string };
 

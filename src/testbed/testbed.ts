@@ -175,8 +175,7 @@ export class Testbed {
    */
   async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string, fresh = false): Promise<FilterResult> {
     const prepared = await this.prepare(artifact, 'proxy-wasm', {});
-    const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
-    const vm = this.vmSpec(prepared, plugin, 0, `${plugin.info.versionId}:${prepared.key}:${configHash}`);
+    const vm = this.vmSpec(prepared, plugin, 0, warmVmKey(plugin, prepared));
     const report = await runExchange({
       pool: this.workers(),
       affinity: plugin.info.versionId,
@@ -193,6 +192,17 @@ export class Testbed {
       recordingLimits: this.recordingLimits(),
     });
     return { ...report, module: summary(prepared) };
+  }
+
+  /**
+   * Starts the filter's warm VM (the one serveFilter uses) without a request:
+   * a build just succeeded, and its first preview request should find the
+   * module compiled and the VM started. True when a VM was started.
+   */
+  async warmFilter(artifact: ArtifactRef, plugin: PluginSettings): Promise<boolean> {
+    const prepared = await this.prepare(artifact, 'proxy-wasm', {});
+    const { reply } = await this.workers().send({ op: 'filter.warm', vm: this.vmSpec(prepared, plugin, 0, warmVmKey(plugin, prepared)) }, { affinity: plugin.info.versionId, deadlineMs: this.config.timeoutMs });
+    return reply.ok && reply.value === true;
   }
 
   async close(): Promise<void> {
@@ -256,6 +266,12 @@ export class Testbed {
     const mb = Math.min(limits.memoryMb ?? this.config.memoryCapMb, this.config.memoryCapMb);
     return Math.max(1, Math.floor((mb * MB) / 65_536));
   }
+}
+
+/** The key of a version's warm VM: a new module or config is a new VM. */
+function warmVmKey(plugin: PluginSettings, prepared: PreparedModule): string {
+  const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
+  return `${plugin.info.versionId}:${prepared.key}:${configHash}`;
 }
 
 /**

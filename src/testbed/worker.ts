@@ -128,6 +128,11 @@ function dispatch(message: WorkerMessage): unknown {
     }
     case 'filter.end':
       return end(need(message.vmKey), message.contextId, message.dispose);
+    case 'filter.warm': {
+      if (vms.has(message.vm.key)) return false;
+      afterMessage(createVm(message.vm, false));
+      return true;
+    }
     case 'filter.drop': {
       const entry = vms.get(message.vmKey);
       if (entry) discard(entry);

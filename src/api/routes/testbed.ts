@@ -68,14 +68,17 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
     const config = options.config ?? loadTestbedConfig();
     const testbed = new RunnerTestbed(config);
     const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
-    const stopCompiling = services.buildEvents.onSucceeded((build) => precompile(services, testbed, build));
+    const targets = new TargetCache(services, config.previewCacheMs);
+    const stopCompiling = services.buildEvents.onSucceeded((build) => {
+      precompile(services, testbed, build);
+      warmFilter(testbed, targets, build);
+    });
     plugin.addHook('onClose', async () => {
       stopAccepting();
       stopCompiling();
       await testbed.close();
     });
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
-    const targets = new TargetCache(services, config.previewCacheMs);
 
     app.get(
       '/v1/testbed/runners',
@@ -387,4 +390,18 @@ function precompile(services: Services, testbed: RunnerTestbed, build: Build): v
   const record = build.artifacts.optimized ?? build.artifacts.original;
   if (!record) return;
   testbed.precompile({ sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) }, kind);
+}
+
+/**
+ * A filter's build succeeded: its version is looked up now (the cache then
+ * answers the first preview request) and its warm VM started on a free slot.
+ * Both only save time; a failure shows again, with its error, on first use.
+ */
+function warmFilter(testbed: RunnerTestbed, targets: TargetCache, build: Build): void {
+  if (build.kind !== 'proxy-wasm') return;
+  void targets
+    .get(build.ownerId, build.versionId)
+    // A version that asks for a fresh instance per request never uses a warm VM: compiling is all it needs.
+    .then((target) => (target.kind === 'proxy-wasm' && !target.preview.freshInstance ? testbed.warmFilter(target.artifact, target.plugin) : false))
+    .catch(() => undefined);
 }

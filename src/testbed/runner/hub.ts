@@ -101,6 +101,27 @@ export class RunnerHub {
     }
   }
 
+  /**
+   * Runs work for no owner (warming a just-built version) on a slot that is
+   * free now, or not at all: undefined when every slot is busy or its
+   * runner went away. Owners' calls always come first.
+   */
+  async runIdle<T>(affinity: string, artifact: ArtifactRef, kind: AppKind, build: (assignment: Assignment) => RunnerCall): Promise<T | undefined> {
+    const lease = this.scheduler.takeIdle(affinity);
+    if (!lease) return undefined;
+    try {
+      const link = this.links.get(lease.runner);
+      if (!link) return undefined;
+      this.artifacts.set(artifact.sha256, artifact);
+      return await link.peer.request<T>(OPS.call, build({ slot: lease.slot, sha256: artifact.sha256, kind }));
+    } catch (error) {
+      if (error instanceof PeerClosedError) return undefined;
+      throw error;
+    } finally {
+      lease.release();
+    }
+  }
+
   /** Asks every runner to compile a module now (a build succeeded), so its first call is warm. */
   compileEverywhere(artifact: ArtifactRef, kind: AppKind): void {
     this.artifacts.set(artifact.sha256, artifact);

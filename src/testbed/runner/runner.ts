@@ -53,6 +53,7 @@ export const EXECUTORS: Readonly<Record<string, Executor>> = {
   'proxy-wasm': ({ testbed }, artifact, call) => {
     if (call.kind !== 'proxy-wasm') throw badRequest('wrong_kind', 'not a filter call');
     if (call.op === 'invoke') return testbed.invokeFilter(artifact, call.plugin, call.invocation);
+    if (call.op === 'warm') return testbed.warmFilter(artifact, call.plugin);
     return testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh).then(previewAnswer);
   },
   'http-component': (slot, artifact, call) => {

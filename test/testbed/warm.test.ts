@@ -1,0 +1,44 @@
+/**
+ * A filter whose build succeeded is made ready before its first request:
+ * the runner compiles it and starts its warm VM on a free slot, and the
+ * first preview request runs in that VM (issue 16: the first request after
+ * an upload). Through a real runner process, without the HTTP API.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { loadTestbedConfig } from '../../src/testbed/config.ts';
+import type { HttpRequestData } from '../../src/testbed/http-message.ts';
+import { RunnerTestbed } from '../../src/testbed/runner/client.ts';
+import type { PluginSettings } from '../../src/testbed/testbed.ts';
+import { filterWat, wat } from './wat.ts';
+
+const artifact = (bytes: Uint8Array) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), load: async () => bytes });
+const pluginOf = (versionId: string): PluginSettings => ({ info: { ownerId: 'owner-warm', name: 'warm', rootId: '', vmId: versionId, versionId, version: '1.0.0', applicationId: 'app' }, config: '' });
+const request = (): HttpRequestData => ({ method: 'GET', path: '/', authority: 'example.test', scheme: 'http', headers: [], body: new Uint8Array(0), trailers: [] });
+
+const FILTER = wat(filterWat('(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))'));
+
+describe('warming a filter when its build succeeds', { timeout: 120_000 }, () => {
+  let testbed: RunnerTestbed;
+
+  before(() => {
+    testbed = new RunnerTestbed({ ...loadTestbedConfig({ KILN_TESTBED_RUNNERS: '1', KILN_TESTBED_WORKERS: '2', KILN_TESTBED_PREWARM: '1' }), timeoutMs: 10_000 });
+  });
+  after(() => testbed.close());
+
+  it('starts the warm VM the first preview request then uses', async () => {
+    for (let i = 0; i < 600 && testbed.hub.scheduler.slotCount === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    const warmed = await testbed.warmFilter(artifact(FILTER), pluginOf('v-warmed'));
+    assert.equal(warmed, true, 'a slot was free and the VM started');
+    const first = await testbed.serveFilter(artifact(FILTER), pluginOf('v-warmed'), request(), {}, 'echo');
+    assert.equal(first.outcome, 'ok', first.message);
+    assert.equal(first.vmStarted, false, 'the first request ran in the VM started at build time');
+  });
+
+  it('without warming, the first request starts the VM itself (the control)', async () => {
+    const first = await testbed.serveFilter(artifact(FILTER), pluginOf('v-cold'), request(), {}, 'echo');
+    assert.equal(first.outcome, 'ok', first.message);
+    assert.equal(first.vmStarted, true);
+  });
+});
