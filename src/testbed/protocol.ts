@@ -51,11 +51,20 @@ export interface OwnerSharedLimits {
   maxMetrics: number;
 }
 
-export interface VmSpec {
-  /** Warm VMs are kept under this key; fresh ones get a unique key. */
-  key: string;
+/**
+ * A compiled module and its import plan, named by the prepared module's key.
+ * The pool posts the module and plan to a worker once; later messages carry
+ * only the key (`cachedModule`), and the worker fills them in (see pool.ts).
+ */
+export interface ModuleParts {
+  moduleKey: string;
   module: WebAssembly.Module;
   plan: PlannedImport[];
+}
+
+export interface VmSpec extends ModuleParts {
+  /** Warm VMs are kept under this key; fresh ones get a unique key. */
+  key: string;
   capBytes: number;
   pluginConfig: Uint8Array;
   vmConfig: Uint8Array;
@@ -110,9 +119,7 @@ export interface FilterEnd {
   sharedData: Array<{ key: string; size: number; cas: number }>;
 }
 
-export interface WasiJob {
-  module: WebAssembly.Module;
-  plan: PlannedImport[];
+export interface WasiJob extends ModuleParts {
   capBytes: number;
   stdin: Uint8Array;
   args: string[];
@@ -143,7 +150,13 @@ export type WorkerRequest =
   /** Forget a VM without running guest code: the exchange failed outside the worker (a limit, a lost deadline). */
   | { op: 'filter.drop'; vmKey: string };
 
-export type WorkerMessage = WorkerRequest & { id: number };
+export type WorkerMessage = WorkerRequest & {
+  id: number;
+  /** The module and plan were left out: the worker has them under moduleKey (posted with an earlier message). */
+  cachedModule?: true;
+  /** Module keys the worker may forget (the pool stopped counting on them). */
+  forget?: string[];
+};
 
 /**
  * "When this step leaves the stream done (nothing forwarded, no HTTP call

@@ -128,7 +128,7 @@ export class Testbed {
   async invokeFunction(artifact: ArtifactRef, invocation: FunctionInvocation): Promise<FunctionResult> {
     const prepared = await this.prepare(artifact, 'wasi-command', invocation);
     const timeoutMs = this.timeout(invocation);
-    const job = { module: prepared.module, plan: prepared.plan, capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
+    const job = { moduleKey: prepared.key, module: prepared.module, plan: prepared.plan, capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
     const started = performance.now();
     const base = { exitCode: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0), stdoutTruncated: false, stderrTruncated: false, unimplemented: [], module: summary(prepared) };
     try {
@@ -213,6 +213,7 @@ export class Testbed {
   private vmSpec(prepared: PreparedModule, plugin: PluginSettings, logLevel: number, key: string): VmSpec {
     return {
       key,
+      moduleKey: prepared.key,
       module: prepared.module,
       plan: prepared.plan,
       capBytes: prepared.capBytes,

@@ -12,7 +12,7 @@ import { Activity, BusyMarker } from './busy.ts';
 import { classifyFailure } from './failure.ts';
 import { OwnerBudgetLane } from './owner-budget.ts';
 import type { OwnerBudgetLayout } from './owner-budget.ts';
-import type { FilterEnd, FilterStep, GuestFailure, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
+import type { FilterEnd, FilterStep, GuestFailure, ModuleParts, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
 import { deliverCallResponse, finishStream, runRequestPhase, runResponsePhase, stepFor } from './proxy-wasm/session.ts';
 import { PluginVm, recorderLimits } from './proxy-wasm/vm.ts';
 import type { AccountOpener } from './proxy-wasm/vm.ts';
@@ -64,10 +64,29 @@ function post(message: WorkerReply | WorkerEvent): void {
   port?.postMessage(message);
 }
 
+/** Compiled modules posted earlier, by key; the pool says when to forget one (pool.ts wireMessage). */
+const modules = new Map<string, { module: WebAssembly.Module; plan: ModuleParts['plan'] }>();
+
+/** Restores a module the pool left out, or keeps the one it sent. */
+function hydrate(message: WorkerMessage): void {
+  for (const key of message.forget ?? []) modules.delete(key);
+  const parts = message.op === 'wasi.run' ? message.job : message.op === 'filter.start' || message.op === 'filter.warm' ? message.vm : undefined;
+  if (!parts) return;
+  if (!message.cachedModule) {
+    modules.set(parts.moduleKey, { module: parts.module, plan: parts.plan });
+    return;
+  }
+  const cached = modules.get(parts.moduleKey);
+  if (!cached) throw new Error(`test bed worker: module ${parts.moduleKey} was not posted to this worker`);
+  parts.module = cached.module;
+  parts.plan = cached.plan;
+}
+
 function handle(message: WorkerMessage): void {
   busy.set(Activity.MESSAGE);
   let endLater: (() => void) | undefined;
   try {
+    hydrate(message);
     const value = dispatch(message);
     endLater = endAfterReply(message, value);
     post({ id: message.id, ok: true, value });
