@@ -16,6 +16,7 @@ import type { FilterEnd, FilterStep, GuestFailure, ModuleParts, VmSpec, WorkerEv
 import { deliverCallResponse, finishStream, runRequestPhase, runResponsePhase, stepFor } from './proxy-wasm/session.ts';
 import { PluginVm, recorderLimits } from './proxy-wasm/vm.ts';
 import type { AccountOpener } from './proxy-wasm/vm.ts';
+import { Lru } from './lru.ts';
 import { Recorder } from './recorder.ts';
 import { runWasiCommand } from './wasi/run.ts';
 
@@ -97,6 +98,35 @@ function handle(message: WorkerMessage): void {
     busy.set(Activity.IDLE);
   }
   if (endLater) inBackground(endLater);
+  if (message.op === 'filter.start' && message.fresh && message.endAfter) {
+    const spec = message.vm;
+    inBackground(() => startFreshAhead(spec));
+  }
+}
+
+/**
+ * Preview requests of a version with a fresh instance per request: the VM
+ * for the next request is started after this one's answer, while the worker
+ * would be idle, and is used by that request only — no state survives a
+ * request, and the start (instantiate, _initialize, vm_start, configure) is
+ * off the request's path. One per version at most, and at most maxWarmVms.
+ */
+const freshAhead = new Lru<string, VmEntry>(settings.maxWarmVms, (entry) => discard(entry));
+
+function startFreshAhead(spec: VmSpec): void {
+  if (freshAhead.get(spec.key)) return;
+  try {
+    freshAhead.set(spec.key, createVm(spec, true));
+  } catch {
+    // createVm discarded the VM: the next request starts its own and reports the failure.
+  }
+}
+
+function takeFreshAhead(key: string): VmEntry | undefined {
+  const entry = freshAhead.get(key);
+  if (!entry) return undefined;
+  freshAhead.delete(key);
+  return vms.has(entry.vm.spec.key) ? entry : undefined;
 }
 
 /** With `endAfter`, a step that leaves the stream done is marked, and its end is returned to run after the reply. */
@@ -162,7 +192,7 @@ function dispatch(message: WorkerMessage): unknown {
 
 function start(spec: VmSpec, fresh: boolean, message: Extract<WorkerMessage, { op: 'filter.start' }>): FilterStep {
   const existing = fresh ? undefined : vms.get(spec.key);
-  const entry = existing ?? createVm(spec, fresh);
+  const entry = existing ?? (fresh && message.endAfter ? takeFreshAhead(spec.key) : undefined) ?? createVm(spec, fresh);
   const { vm } = entry;
   let contextId = 0;
   guarded(entry, () => {

@@ -19,7 +19,17 @@ const request = (): HttpRequestData => ({ method: 'GET', path: '/', authority: '
 
 const FILTER = wat(filterWat('(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))'));
 
-describe('warming a filter when its build succeeds', { timeout: 120_000 }, () => {
+/** Counts requests in linear memory and traps from the second one on: it passes only if no state survives a request. */
+const ONCE_PER_INSTANCE_FILTER = wat(
+  filterWat(
+    `(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+       (i32.store (i32.const 2000) (i32.add (i32.load (i32.const 2000)) (i32.const 1)))
+       (if (i32.gt_u (i32.load (i32.const 2000)) (i32.const 1)) (then unreachable))
+       (i32.const 0))`,
+  ),
+);
+
+describe('warming a filter when its build succeeds, and fresh instances started ahead', { timeout: 120_000 }, () => {
   let testbed: RunnerTestbed;
 
   before(() => {
@@ -34,6 +44,18 @@ describe('warming a filter when its build succeeds', { timeout: 120_000 }, () =>
     const first = await testbed.serveFilter(artifact(FILTER), pluginOf('v-warmed'), request(), {}, 'echo');
     assert.equal(first.outcome, 'ok', first.message);
     assert.equal(first.vmStarted, false, 'the first request ran in the VM started at build time');
+  });
+
+  it('gives every fresh-instance preview request a VM no request used before (the next one is started ahead)', async () => {
+    for (let i = 0; i < 4; i++) {
+      const result = await testbed.serveFilter(artifact(ONCE_PER_INSTANCE_FILTER), pluginOf('v-fresh'), request(), {}, 'echo', true);
+      assert.equal(result.outcome, 'ok', `request ${i + 1}: ${result.message ?? ''}`);
+      assert.equal(result.vmStarted, true);
+    }
+    // The control: the warm VM of the same filter keeps its state, so its second request traps.
+    const warm = [];
+    for (let i = 0; i < 2; i++) warm.push(await testbed.serveFilter(artifact(ONCE_PER_INSTANCE_FILTER), pluginOf('v-kept'), request(), {}, 'echo'));
+    assert.deepEqual(warm.map((result) => result.outcome), ['ok', 'trap']);
   });
 
   it('without warming, the first request starts the VM itself (the control)', async () => {
