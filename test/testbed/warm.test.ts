@@ -46,6 +46,15 @@ describe('warming a filter when its build succeeds, and fresh instances started 
     assert.equal(first.vmStarted, false, 'the first request ran in the VM started at build time');
   });
 
+  it('a request that arrives while its version is being warmed waits for that VM instead of starting another', async () => {
+    const FRESH_COPY = wat(filterWat('(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)) (data (i32.const 300) "racing")'));
+    const warming = testbed.warmFilter(artifact(FRESH_COPY), pluginOf('v-racing'));
+    const first = await testbed.serveFilter(artifact(FRESH_COPY), pluginOf('v-racing'), request(), {}, 'echo');
+    assert.equal(await warming, true);
+    assert.equal(first.outcome, 'ok', first.message);
+    assert.equal(first.vmStarted, false, 'the request used the VM the warming started');
+  });
+
   it('gives every fresh-instance preview request a VM no request used before (the next one is started ahead)', async () => {
     for (let i = 0; i < 4; i++) {
       const result = await testbed.serveFilter(artifact(ONCE_PER_INSTANCE_FILTER), pluginOf('v-fresh'), request(), {}, 'echo', true);
