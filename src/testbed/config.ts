@@ -41,6 +41,12 @@ export interface TestbedConfig {
   /** Per stream (stdout, stderr) of a function. */
   maxOutputBytes: number;
   workerHeapMb: number;
+  /**
+   * Niceness of the worker threads that run guest code (Linux, per thread; 0 leaves them as they are): the
+   * API's and runners' main threads come before any tenant's Wasm, so one owner's busy loops cannot starve
+   * the I/O of another owner's calls on a small machine.
+   */
+  guestNice: number;
   /** Operator allow-list: name → origin. `echo` is built in. */
   upstreams: Map<string, URL>;
   upstreamTimeoutMs: number;
@@ -111,6 +117,7 @@ export function loadTestbedConfig(env: Env = process.env): TestbedConfig {
     maxBodyBytes: integer(env, 'KILN_TESTBED_MAX_BODY_BYTES', 8 * 1024 * 1024, 1024),
     maxOutputBytes: integer(env, 'KILN_TESTBED_MAX_OUTPUT_BYTES', 1024 * 1024, 1024),
     workerHeapMb: integer(env, 'KILN_TESTBED_WORKER_HEAP_MB', 256, 32),
+    guestNice: integer(env, 'KILN_TESTBED_GUEST_NICE', 5, 0, 19),
     upstreams,
     upstreamTimeoutMs: integer(env, 'KILN_TESTBED_UPSTREAM_TIMEOUT_MS', 10_000, 100),
     previewCacheMs: integer(env, 'KILN_TESTBED_PREVIEW_CACHE_MS', 1_000, 0),

@@ -36,6 +36,8 @@ export interface PoolOptions {
   /** How long a timer callback may run before its worker is replaced. */
   backgroundDeadlineMs: number;
   resourceLimits: ResourceLimits;
+  /** Niceness each worker thread gives itself (TestbedConfig.guestNice). */
+  guestNice?: number;
   /** The process's per-owner budget table: each worker gets a lane, given back (and emptied) when the thread is gone. */
   budgets?: OwnerBudgets;
   onEvent?: (ref: WorkerRef, event: WorkerEvent) => void;
@@ -254,7 +256,7 @@ export class WorkerPool {
     const buffer = new SharedArrayBuffer(BUSY_BUFFER_BYTES);
     const { budgets } = this.options;
     const lane = budgets ? budgets.takeLane() : -1;
-    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs, ...(budgets ? { budget: { layout: budgets.layout, lane } } : {}) };
+    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs, guestNice: this.options.guestNice ?? 0, ...(budgets ? { budget: { layout: budgets.layout, lane } } : {}) };
     const worker = new Worker(workerSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
     worker.unref();
     const forget: string[] = [];

@@ -115,6 +115,7 @@ export class Testbed {
       backgroundDeadlineMs: this.config.tickBudgetMs,
       resourceLimits: { maxOldGenerationSizeMb: this.config.workerHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
       budgets: this.budgets,
+      guestNice: this.config.guestNice,
       onEvent: (ref, event) => this.onWorkerEvent(ref, event),
     });
     return this.pool;

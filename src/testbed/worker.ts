@@ -7,6 +7,8 @@
  * its VMs across requests) in a small LRU, and the fresh VMs of invocations
  * until their exchange ends. A VM whose guest code failed is discarded.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Activity, BusyMarker } from './busy.ts';
 import { classifyFailure } from './failure.ts';
@@ -26,6 +28,8 @@ export interface TestbedWorkerData {
   maxWarmVms: number;
   /** A warm VM's timer stops firing after this long without a request. */
   idleTickStopMs: number;
+  /** Niceness this thread gives itself before running guest code (0: unchanged). */
+  guestNice: number;
   /** The process's per-owner budget table and this thread's lane in it (pool.ts). */
   budget?: { layout: OwnerBudgetLayout; lane: number };
 }
@@ -58,8 +62,25 @@ function accountFor(spec: VmSpec): AccountOpener | undefined {
   return lane && ticket ? () => lane.open(ticket) : undefined;
 }
 
+lowerThreadPriority(settings.guestNice);
 port.on('message', (message: WorkerMessage) => handle(message));
 post({ event: 'ready' });
+
+/**
+ * Linux keeps a niceness per thread, and setpriority() with a thread id
+ * changes that thread only: guest code then yields to the process's main
+ * thread and to the API (decision 0029). Raising one's own niceness needs
+ * no privilege. Elsewhere, or if it fails, the thread keeps its priority.
+ */
+function lowerThreadPriority(nice: number): void {
+  if (nice <= 0) return;
+  try {
+    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(threadId) && threadId > 0) setPriority(threadId, nice);
+  } catch {
+    // Not Linux, or no /proc: same priority as the rest of the process.
+  }
+}
 
 function post(message: WorkerReply | WorkerEvent): void {
   port?.postMessage(message);
