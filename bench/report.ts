@@ -51,6 +51,7 @@ const ROWS: Row[] = [
   { field: 'invokePerSecond', label: 'HTTP invoke of a small function', unit: '/s', target: { kind: 'min', value: 2000 } },
   { field: 'firstRequestAfterUploadMs', label: 'first request after upload (1 MB)', unit: 'ms', target: { kind: 'max', value: 5 } },
   { field: 'freshInstanceUs', label: 'fresh instance per request, added', unit: 'µs', target: { kind: 'max', value: 50 } },
+  { field: 'victimP99Ratio', label: "victim owner's p99 under busy loops / idle", unit: '×', target: { kind: 'max', value: 2 } },
   { field: 'pgGetBuildPerSecond', label: 'PostgreSQL: GET /v1/builds/:id', unit: '/s', target: { kind: 'min', value: 5000 }, reference: 'healthzPerSecond' },
   { field: 'pgGetBuildP99Ms', label: 'PostgreSQL: GET /v1/builds/:id p99', unit: 'ms', target: { kind: 'below', value: 20 } },
   { field: 'pgGetQueuedBuildPerSecond', label: '  GET of a queued build (a query each)', unit: '/s' },

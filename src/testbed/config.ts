@@ -46,6 +46,12 @@ export interface TestbedConfig {
   /** Per stream (stdout, stderr) of a function. */
   maxOutputBytes: number;
   workerHeapMb: number;
+  /**
+   * Niceness of the worker threads that run guest code (Linux, per thread; 0 leaves them as they are): the
+   * API's and runners' main threads come before any tenant's Wasm, so one owner's busy loops cannot starve
+   * the I/O of another owner's calls on a small machine.
+   */
+  guestNice: number;
   /** Operator allow-list: name → origin. `echo` is built in. */
   upstreams: Map<string, URL>;
   upstreamTimeoutMs: number;
@@ -62,7 +68,7 @@ export interface TestbedConfig {
   maxHttpCallResponseBytes: number;
   /** Upstream sockets of one owner (each owner has its own connection pool). */
   upstreamSocketsPerOwner: number;
-  /** Shared data and queues, per owner (summed over the owner's VMs in one test bed process). */
+  /** Shared data and queues, per owner (summed over the owner's VMs in all worker threads of one test bed process: a runner). */
   maxSharedKeys: number;
   maxSharedBytes: number;
   maxQueues: number;
@@ -110,6 +116,7 @@ export const TESTBED_SETTINGS = {
   maxBodyBytes: int('KILN_TESTBED_MAX_BODY_BYTES', 'maxBodyBytes', 8 * MIB, 1024, undefined, 'Bodies a filter may build, and upstream response bodies, bytes'),
   maxOutputBytes: int('KILN_TESTBED_MAX_OUTPUT_BYTES', 'maxOutputBytes', MIB, 1024, undefined, 'Output per stream (stdout, stderr) of a function, bytes'),
   workerHeapMb: int('KILN_TESTBED_WORKER_HEAP_MB', 'workerHeapMb', 256, 32, undefined, 'V8 heap of one worker thread, MiB'),
+  guestNice: int('KILN_TESTBED_GUEST_NICE', 'guestNice', 5, 0, 19, 'Nice value guest worker threads give themselves (Linux), so the API and runner main threads come first under a busy loop (decision 0029)'),
   upstreams: customSetting<Map<string, URL> | undefined>({
     env: 'KILN_TESTBED_UPSTREAMS',
     key: 'testbed.upstreams',
@@ -136,10 +143,10 @@ export const TESTBED_SETTINGS = {
   maxHttpCallResponseBytes: int('KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES', 'maxHttpCallResponseBytes', MIB, 1024, undefined, 'Body of each call response, bytes'),
   upstreamSocketsPerOwner: int('KILN_TESTBED_UPSTREAM_SOCKETS_PER_OWNER', 'upstreamSocketsPerOwner', 8, 1, 1024, 'Upstream sockets of one owner (each owner has its own connection pool)'),
   maxSharedKeys: int('KILN_TESTBED_MAX_SHARED_KEYS', 'maxSharedKeys', 1_000, 1, undefined, "Shared-data keys per owner (summed over the owner's VMs in one runner)"),
-  maxSharedBytes: int('KILN_TESTBED_MAX_SHARED_BYTES', 'maxSharedBytes', 4 * MIB, 1024, undefined, 'Shared-data bytes per owner'),
+  maxSharedBytes: int('KILN_TESTBED_MAX_SHARED_BYTES', 'maxSharedBytes', 4 * MIB, 1024, 1024 * MIB, 'Shared-data bytes per owner per runner process (decision 0030; at most 1 GiB: shared 32-bit counters)'),
   maxQueues: int('KILN_TESTBED_MAX_QUEUES', 'maxQueues', 64, 1, undefined, 'Shared queues per owner'),
   maxQueueDepth: int('KILN_TESTBED_MAX_QUEUE_DEPTH', 'maxQueueDepth', 1_000, 1, undefined, 'Items per shared queue'),
-  maxQueueBytes: int('KILN_TESTBED_MAX_QUEUE_BYTES', 'maxQueueBytes', 4 * MIB, 1024, undefined, 'Bytes in the shared queues of one owner'),
+  maxQueueBytes: int('KILN_TESTBED_MAX_QUEUE_BYTES', 'maxQueueBytes', 4 * MIB, 1024, 1024 * MIB, 'Bytes in the shared queues of one owner per runner process (at most 1 GiB)'),
   maxLogLines: int('KILN_TESTBED_MAX_LOG_LINES', 'maxLogLines', 1_000, 10, undefined, 'Log lines kept per call (or preview request)'),
   maxLogBytes: int('KILN_TESTBED_MAX_LOG_BYTES', 'maxLogBytes', 256 * 1024, 1024, undefined, 'Log bytes kept per call'),
   maxResultBodyBytes: int('KILN_TESTBED_MAX_RESULT_BODY_BYTES', 'maxResultBodyBytes', 256 * 1024, 1024, undefined, "Bytes of each body shown in a call's result (the rest is counted, not shown)"),
@@ -172,6 +179,7 @@ export function testbedConfigFrom(reader: SettingReader): TestbedConfig {
     maxBodyBytes: read(s.maxBodyBytes),
     maxOutputBytes: read(s.maxOutputBytes),
     workerHeapMb: read(s.workerHeapMb),
+    guestNice: read(s.guestNice),
     upstreams: read(s.upstreams) ?? parseUpstreamList(undefined),
     upstreamTimeoutMs: read(s.upstreamTimeoutMs),
     previewCacheMs: read(s.previewCacheMs),

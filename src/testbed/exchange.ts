@@ -137,7 +137,9 @@ class ExchangeRun {
 
   private async drive(): Promise<void> {
     const { setup } = this;
-    let step = await this.step({ op: 'filter.start', vm: setup.vm, fresh: setup.fresh, request: setup.request, connection: setup.connection, ticks: setup.ticks });
+    // The preview lets the worker end a finished stream by itself, right after answering (one message fewer per request).
+    const endAfter = setup.endInBackground ? { endAfter: { dispose: setup.fresh } } : {};
+    let step = await this.step({ op: 'filter.start', vm: setup.vm, fresh: setup.fresh, request: setup.request, connection: setup.connection, ticks: setup.ticks, ...endAfter });
     this.vmKey = step.vmKey;
     this.contextId = step.contextId;
     this.report.vmStarted = step.vmStarted === true;
@@ -147,9 +149,10 @@ class ExchangeRun {
       const answer = await setup.upstream(step.request);
       this.report.upstreamResponse = answer.response;
       if (answer.error !== undefined) this.report.upstreamError = answer.error;
-      step = await this.settle(await this.step({ op: 'filter.response', vmKey: this.vmKey, contextId: this.contextId, response: answer.response }));
+      step = await this.settle(await this.step({ op: 'filter.response', vmKey: this.vmKey, contextId: this.contextId, response: answer.response, ...endAfter }));
     }
     this.conclude(step);
+    if (step.endsInWorker) return;
     const end = this.end();
     if (setup.endInBackground) end.catch(() => this.dropVm());
     else await end;

@@ -22,9 +22,11 @@ import { Worker } from 'node:worker_threads';
 import type { ResourceLimits } from 'node:worker_threads';
 import { PlatformError } from '../errors.ts';
 import { Activity, BUSY_BUFFER_BYTES, BusyMarker } from './busy.ts';
-import type { WorkerEvent, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { OwnerBudgets } from './owner-budget.ts';
+import { Lru } from './lru.ts';
+import type { ModuleParts, WorkerEvent, WorkerMessage, WorkerReply, WorkerRequest } from './protocol.ts';
 import type { TestbedWorkerData } from './worker.ts';
-import { threadEntrySource } from '../threads/entry-source.ts';
+import { workerSource } from './worker-source.ts';
 
 export interface PoolOptions {
   size: number;
@@ -34,6 +36,10 @@ export interface PoolOptions {
   /** How long a timer callback may run before its worker is replaced. */
   backgroundDeadlineMs: number;
   resourceLimits: ResourceLimits;
+  /** Niceness each worker thread gives itself (TestbedConfig.guestNice). */
+  guestNice?: number;
+  /** The process's per-owner budget table: each worker gets a lane, given back (and emptied) when the thread is gone. */
+  budgets?: OwnerBudgets;
   onEvent?: (ref: WorkerRef, event: WorkerEvent) => void;
 }
 
@@ -98,7 +104,16 @@ interface PooledWorker {
   inflight: Inflight[];
   dead: boolean;
   slot: number;
+  /** Its lane in the owner budget table, -1 without one. */
+  lane: number;
+  /** Module keys this worker has been posted (it keeps them until told to forget). */
+  modules: Lru<string, true>;
+  /** Keys dropped from `modules`, sent with the next message. */
+  forget: string[];
 }
+
+/** Compiled modules a worker keeps between messages (the pool decides which: see moduleParts). */
+const WORKER_MODULES = 32;
 
 const WATCHDOG_INTERVAL_MS = 100;
 let generations = 0;
@@ -154,7 +169,7 @@ export class WorkerPool {
     return new Promise<WorkerReply>((resolve, reject) => {
       const inflight: Inflight = { id: this.nextId++, deadlineMs, resolve, reject };
       try {
-        pooled.worker.postMessage({ ...message, id: inflight.id });
+        pooled.worker.postMessage(this.wireMessage(pooled, message, inflight.id));
       } catch (error) {
         reject(new PlatformError('testbed_post_failed', `could not hand the invocation to a test bed worker: ${String(error)}`));
         return;
@@ -162,6 +177,25 @@ export class WorkerPool {
       pooled.inflight.push(inflight);
       if (pooled.inflight.length === 1) this.armHead(pooled);
     });
+  }
+
+  /**
+   * The message as posted to this worker: a compiled module it was already
+   * posted is left out (posting a WebAssembly.Module and its import plan
+   * costs each side tens of microseconds per message, a warm preview request
+   * or a function call included); the worker fills it in from its cache.
+   * Messages reach a worker in order, so a key it was sent is there.
+   */
+  private wireMessage(pooled: PooledWorker, message: WorkerRequest, id: number): WorkerMessage {
+    const parts = moduleParts(message);
+    const forget = pooled.forget.splice(0);
+    const extra = forget.length > 0 ? { forget } : {};
+    if (!parts) return { ...message, id, ...extra };
+    if (pooled.modules.get(parts.moduleKey)) return { ...withoutModule(message), id, cachedModule: true, ...extra };
+    pooled.modules.set(parts.moduleKey, true);
+    // set() may have evicted a key: the worker forgets it after taking this message's module.
+    const evicted = pooled.forget.splice(0);
+    return { ...message, id, ...(forget.length + evicted.length > 0 ? { forget: [...forget, ...evicted] } : {}) };
   }
 
   /** Only the message being run has its clock running (see the header comment). */
@@ -220,10 +254,14 @@ export class WorkerPool {
 
   private spawn(): PooledWorker {
     const buffer = new SharedArrayBuffer(BUSY_BUFFER_BYTES);
-    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs };
-    const worker = new Worker(threadEntrySource(import.meta.url, './worker'), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
+    const { budgets } = this.options;
+    const lane = budgets ? budgets.takeLane() : -1;
+    const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs, guestNice: this.options.guestNice ?? 0, ...(budgets ? { budget: { layout: budgets.layout, lane } } : {}) };
+    const worker = new Worker(workerSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
     worker.unref();
-    const pooled: PooledWorker = { worker, generation: ++generations, busy: new BusyMarker(buffer), ready: Promise.resolve(), isReady: false, inflight: [], dead: false, slot: -1 };
+    const forget: string[] = [];
+    const modules = new Lru<string, true>(WORKER_MODULES, (_, key) => forget.push(key));
+    const pooled: PooledWorker = { worker, generation: ++generations, busy: new BusyMarker(buffer), ready: Promise.resolve(), isReady: false, inflight: [], dead: false, slot: -1, lane, modules, forget };
     pooled.ready = new Promise<void>((resolve, reject) => {
       worker.on('message', (message: WorkerReply | WorkerEvent) => {
         if ('event' in message && message.event === 'ready') {
@@ -261,6 +299,8 @@ export class WorkerPool {
     if (spareIndex !== -1) this.spares.splice(spareIndex, 1);
     if (replace && !this.closed) this.refill(pooled);
     await pooled.worker.terminate().catch(() => undefined);
+    // Only now is the thread surely stopped: what its VMs held goes back to their owners.
+    if (pooled.lane !== -1) this.options.budgets?.releaseLane(pooled.lane);
   }
 
   /** The dead worker's slot gets a spare right away; a new spare starts behind it. */
@@ -288,6 +328,21 @@ export class WorkerPool {
 /** While a timer callback runs, no message has started (the worker runs one thing at a time). */
 function hungInBackground(): WorkerLostError {
   return new WorkerLostError('a timer callback of a filter hung the test bed worker; it was replaced', false, true);
+}
+
+/** The module a message carries, if any. */
+export function moduleParts(message: WorkerRequest): ModuleParts | undefined {
+  if (message.op === 'wasi.run') return message.job;
+  if (message.op === 'filter.start' || message.op === 'filter.warm') return message.vm;
+  return undefined;
+}
+
+/** The message without its module and plan (the worker restores them by moduleKey). */
+function withoutModule(message: WorkerRequest): WorkerRequest {
+  const strip = <T extends ModuleParts>(parts: T): T => ({ ...parts, module: undefined, plan: undefined }) as unknown as T;
+  if (message.op === 'wasi.run') return { ...message, job: strip(message.job) };
+  if (message.op === 'filter.start' || message.op === 'filter.warm') return { ...message, vm: strip(message.vm) };
+  return message;
 }
 
 /** FNV-1a: a stable spread of affinity keys over the slots. */

@@ -6,6 +6,7 @@
  */
 import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
 import type { PlannedImport } from './link.ts';
+import type { OwnerTicket } from './owner-budget.ts';
 import type { MetricSnapshot } from './proxy-wasm/shared-state.ts';
 import type { LocalResponse } from './proxy-wasm/stream.ts';
 import type { Recording } from './recorder.ts';
@@ -33,7 +34,7 @@ export interface HostLimits {
   /** Log lines and their bytes recorded per message (the exchange also bounds them per call). */
   maxLogLines: number;
   maxLogBytes: number;
-  /** Per owner, over all its VMs in one worker: shared data and queues. */
+  /** Per owner, over all its VMs in one test bed process (owner-budget.ts): shared data and queues. */
   shared: OwnerSharedLimits;
   /** proxy_on_queue_ready deliveries per message (a filter re-enqueueing from it must not loop forever). */
   maxQueueDeliveries: number;
@@ -50,11 +51,20 @@ export interface OwnerSharedLimits {
   maxMetrics: number;
 }
 
-export interface VmSpec {
-  /** Warm VMs are kept under this key; fresh ones get a unique key. */
-  key: string;
+/**
+ * A compiled module and its import plan, named by the prepared module's key.
+ * The pool posts the module and plan to a worker once; later messages carry
+ * only the key (`cachedModule`), and the worker fills them in (see pool.ts).
+ */
+export interface ModuleParts {
+  moduleKey: string;
   module: WebAssembly.Module;
   plan: PlannedImport[];
+}
+
+export interface VmSpec extends ModuleParts {
+  /** Warm VMs are kept under this key; fresh ones get a unique key. */
+  key: string;
   capBytes: number;
   pluginConfig: Uint8Array;
   vmConfig: Uint8Array;
@@ -64,6 +74,8 @@ export interface VmSpec {
   /** Names proxy_http_call may target. */
   upstreams: string[];
   limits: HostLimits;
+  /** The owner's row in the process's budget table (absent: the worker's own accounts). */
+  ownerTicket?: OwnerTicket;
 }
 
 /** A proxy_http_call (or proxy_grpc_call/stream) the main thread must perform and answer with filter.deliver. */
@@ -99,6 +111,8 @@ export interface FilterStep {
   recording: Recording;
   /** Set once when a VM was created for this message. */
   vmStarted?: boolean;
+  /** The worker ends the stream itself right after this reply (the message asked with `endAfter`): send no filter.end. */
+  endsInWorker?: boolean;
 }
 
 export interface FilterEnd {
@@ -107,9 +121,7 @@ export interface FilterEnd {
   sharedData: Array<{ key: string; size: number; cas: number }>;
 }
 
-export interface WasiJob {
-  module: WebAssembly.Module;
-  plan: PlannedImport[];
+export interface WasiJob extends ModuleParts {
   capBytes: number;
   stdin: Uint8Array;
   args: string[];
@@ -131,14 +143,32 @@ export interface WasiRunResult {
 
 export type WorkerRequest =
   | { op: 'wasi.run'; job: WasiJob }
-  | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number }
+  | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number; endAfter?: EndAfter }
   | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number }
-  | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData }
+  | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData; endAfter?: EndAfter }
   | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean }
+  /** Start the warm VM for vm.key now if there is none (a build just succeeded): the first preview request finds it running. */
+  | { op: 'filter.warm'; vm: VmSpec }
   /** Forget a VM without running guest code: the exchange failed outside the worker (a limit, a lost deadline). */
   | { op: 'filter.drop'; vmKey: string };
 
-export type WorkerMessage = WorkerRequest & { id: number };
+export type WorkerMessage = WorkerRequest & {
+  id: number;
+  /** The module and plan were left out: the worker has them under moduleKey (posted with an earlier message). */
+  cachedModule?: true;
+  /** Module keys the worker may forget (the pool stopped counting on them). */
+  forget?: string[];
+};
+
+/**
+ * "When this step leaves the stream done (nothing forwarded, no HTTP call
+ * pending), answer, then run its end (on_log, on_done) at once as background
+ * work" — saves the preview a round trip per request to the worker. The end
+ * runs under the background budget, like a timer callback.
+ */
+export interface EndAfter {
+  dispose: boolean;
+}
 
 /** Why guest code failed; the VM (or instance) it ran in is discarded. */
 export type FailureOutcome = 'trap' | 'memory_limit' | 'vm_start_failed' | 'configure_failed' | 'exited' | 'vm_lost' | 'runner_lost';

@@ -15,6 +15,7 @@ import { runExchange } from './exchange.ts';
 import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
 import type { ArtifactRef, PreparedModule } from './modules.ts';
 import { ModuleCache } from './modules.ts';
+import { OwnerBudgets } from './owner-budget.ts';
 import type { WorkerRef } from './pool.ts';
 import { WorkerLostError, WorkerPool, WorkerTimeoutError } from './pool.ts';
 import type { FailureOutcome, HostLimits, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
@@ -87,16 +88,24 @@ export class Testbed {
   /** Filters' gRPC calls: HTTP/2 sessions per owner and origin (decision 0033). */
   private readonly grpc: GrpcUpstreams;
   private readonly modules: ModuleCache;
+  private readonly budgets: OwnerBudgets;
   private pool: WorkerPool | undefined;
 
-  /** `modules`: a cache shared with other Testbeds of the same process (a runner's slots share one). */
+  /**
+   * `modules` and `budgets`: shared with the other Testbeds of the same
+   * process (a runner's slots share one module cache, and one table of
+   * per-owner budgets: shared data and queues are bounded per owner per
+   * process, decision 0030).
+   */
   constructor(
     readonly config: TestbedConfig,
     modules?: ModuleCache,
+    budgets?: OwnerBudgets,
   ) {
     this.upstreams = new Upstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxBodyBytes, socketsPerOwner: config.upstreamSocketsPerOwner, maxOwnerPools: MAX_OWNER_POOLS });
     this.grpc = new GrpcUpstreams(config.upstreams, { timeoutMs: config.upstreamTimeoutMs, maxResponseBytes: config.maxHttpCallResponseBytes, maxSessions: MAX_OWNER_POOLS });
     this.modules = modules ?? new ModuleCache(config.moduleCacheEntries, config.moduleShape);
+    this.budgets = budgets ?? new OwnerBudgets(budgetLanes(config.workers, config.spares));
     if (config.prewarm) void this.workers().warm().catch(() => undefined);
   }
 
@@ -109,6 +118,8 @@ export class Testbed {
       // A timer callback has no caller waiting, but calls may queue behind it: it gets a short budget.
       backgroundDeadlineMs: this.config.tickBudgetMs,
       resourceLimits: { maxOldGenerationSizeMb: this.config.workerHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
+      budgets: this.budgets,
+      guestNice: this.config.guestNice,
       onEvent: (ref, event) => this.onWorkerEvent(ref, event),
     });
     return this.pool;
@@ -122,7 +133,7 @@ export class Testbed {
   async invokeFunction(artifact: ArtifactRef, invocation: FunctionInvocation): Promise<FunctionResult> {
     const prepared = await this.prepare(artifact, 'wasi-command', invocation);
     const timeoutMs = this.timeout(invocation);
-    const job = { module: prepared.module, plan: prepared.plan, capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
+    const job = { moduleKey: prepared.key, module: prepared.module, plan: prepared.plan, capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
     const started = performance.now();
     const base = { exitCode: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0), stdoutTruncated: false, stderrTruncated: false, unimplemented: [], module: summary(prepared) };
     try {
@@ -169,8 +180,7 @@ export class Testbed {
    */
   async serveFilter(artifact: ArtifactRef, plugin: PluginSettings, request: HttpRequestData, connection: Partial<ConnectionInfo>, upstream: string, fresh = false): Promise<FilterResult> {
     const prepared = await this.prepare(artifact, 'proxy-wasm', {});
-    const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
-    const vm = this.vmSpec(prepared, plugin, 0, `${plugin.info.versionId}:${prepared.key}:${configHash}`);
+    const vm = this.vmSpec(prepared, plugin, 0, warmVmKey(plugin, prepared));
     const report = await runExchange({
       pool: this.workers(),
       affinity: plugin.info.versionId,
@@ -189,6 +199,17 @@ export class Testbed {
     return { ...report, module: summary(prepared) };
   }
 
+  /**
+   * Starts the filter's warm VM (the one serveFilter uses) without a request:
+   * a build just succeeded, and its first preview request should find the
+   * module compiled and the VM started. True when a VM was started.
+   */
+  async warmFilter(artifact: ArtifactRef, plugin: PluginSettings): Promise<boolean> {
+    const prepared = await this.prepare(artifact, 'proxy-wasm', {});
+    const { reply } = await this.workers().send({ op: 'filter.warm', vm: this.vmSpec(prepared, plugin, 0, warmVmKey(plugin, prepared)) }, { affinity: plugin.info.versionId, deadlineMs: this.config.timeoutMs });
+    return reply.ok && reply.value === true;
+  }
+
   async close(): Promise<void> {
     this.upstreams.close();
     this.grpc.close();
@@ -198,6 +219,7 @@ export class Testbed {
   private vmSpec(prepared: PreparedModule, plugin: PluginSettings, logLevel: number, key: string): VmSpec {
     return {
       key,
+      moduleKey: prepared.key,
       module: prepared.module,
       plan: prepared.plan,
       capBytes: prepared.capBytes,
@@ -207,6 +229,7 @@ export class Testbed {
       logLevel,
       upstreams: this.upstreams.names(),
       limits: hostLimits(this.config),
+      ownerTicket: this.budgets.ticket(plugin.info.ownerId),
     };
   }
 
@@ -251,6 +274,21 @@ export class Testbed {
     const mb = Math.min(limits.memoryMb ?? this.config.memoryCapMb, this.config.memoryCapMb);
     return Math.max(1, Math.floor((mb * MB) / 65_536));
   }
+}
+
+/** The key of a version's warm VM: a new module or config is a new VM. */
+function warmVmKey(plugin: PluginSettings, prepared: PreparedModule): string {
+  const configHash = createHash('sha256').update(plugin.config).digest('hex').slice(0, 16);
+  return `${plugin.info.versionId}:${prepared.key}:${configHash}`;
+}
+
+/**
+ * Lanes (live worker threads) a budget table needs for `pools` pools of
+ * `workers` threads plus spares: twice that, because a stopped thread keeps
+ * its lane until it has exited while its replacement already runs.
+ */
+export function budgetLanes(workers: number, spares: number, pools = 1): number {
+  return 2 * pools * (workers + spares) + 2;
 }
 
 function hostLimits(config: TestbedConfig): HostLimits {

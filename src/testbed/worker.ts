@@ -7,12 +7,18 @@
  * its VMs across requests) in a small LRU, and the fresh VMs of invocations
  * until their exchange ends. A VM whose guest code failed is discarded.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Activity, BusyMarker } from './busy.ts';
 import { classifyFailure } from './failure.ts';
-import type { FilterEnd, FilterStep, GuestFailure, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
+import { OwnerBudgetLane } from './owner-budget.ts';
+import type { OwnerBudgetLayout } from './owner-budget.ts';
+import type { FilterEnd, FilterStep, GuestFailure, ModuleParts, VmSpec, WorkerEvent, WorkerMessage, WorkerReply } from './protocol.ts';
 import { deliverCallResponse, finishStream, runRequestPhase, runResponsePhase, stepFor } from './proxy-wasm/session.ts';
 import { PluginVm, recorderLimits } from './proxy-wasm/vm.ts';
+import type { AccountOpener } from './proxy-wasm/vm.ts';
+import { Lru } from './lru.ts';
 import { Recorder } from './recorder.ts';
 import { runWasiCommand } from './wasi/run.ts';
 
@@ -22,6 +28,10 @@ export interface TestbedWorkerData {
   maxWarmVms: number;
   /** A warm VM's timer stops firing after this long without a request. */
   idleTickStopMs: number;
+  /** Niceness this thread gives itself before running guest code (0: unchanged). */
+  guestNice: number;
+  /** The process's per-owner budget table and this thread's lane in it (pool.ts). */
+  budget?: { layout: OwnerBudgetLayout; lane: number };
 }
 
 /** Guest code failed: the reply carries the outcome instead of a value. */
@@ -44,21 +54,126 @@ const settings = workerData as TestbedWorkerData;
 const busy = new BusyMarker(settings.busy);
 const vms = new Map<string, VmEntry>();
 let freshCounter = 0;
+const lane = settings.budget ? new OwnerBudgetLane(settings.budget.layout, settings.budget.lane) : undefined;
 
+/** The process-wide account when the main thread sent a ticket; else PluginVm's per-thread default. */
+function accountFor(spec: VmSpec): AccountOpener | undefined {
+  const ticket = spec.ownerTicket;
+  return lane && ticket ? () => lane.open(ticket) : undefined;
+}
+
+lowerThreadPriority(settings.guestNice);
 port.on('message', (message: WorkerMessage) => handle(message));
 post({ event: 'ready' });
+
+/**
+ * Linux keeps a niceness per thread, and setpriority() with a thread id
+ * changes that thread only: guest code then yields to the process's main
+ * thread and to the API (decision 0029). Raising one's own niceness needs
+ * no privilege. Elsewhere, or if it fails, the thread keeps its priority.
+ */
+function lowerThreadPriority(nice: number): void {
+  if (nice <= 0) return;
+  try {
+    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(threadId) && threadId > 0) setPriority(threadId, nice);
+  } catch {
+    // Not Linux, or no /proc: same priority as the rest of the process.
+  }
+}
 
 function post(message: WorkerReply | WorkerEvent): void {
   port?.postMessage(message);
 }
 
+/** Compiled modules posted earlier, by key; the pool says when to forget one (pool.ts wireMessage). */
+const modules = new Map<string, { module: WebAssembly.Module; plan: ModuleParts['plan'] }>();
+
+/** Restores a module the pool left out, or keeps the one it sent. */
+function hydrate(message: WorkerMessage): void {
+  for (const key of message.forget ?? []) modules.delete(key);
+  const parts = message.op === 'wasi.run' ? message.job : message.op === 'filter.start' || message.op === 'filter.warm' ? message.vm : undefined;
+  if (!parts) return;
+  if (!message.cachedModule) {
+    modules.set(parts.moduleKey, { module: parts.module, plan: parts.plan });
+    return;
+  }
+  const cached = modules.get(parts.moduleKey);
+  if (!cached) throw new Error(`test bed worker: module ${parts.moduleKey} was not posted to this worker`);
+  parts.module = cached.module;
+  parts.plan = cached.plan;
+}
+
 function handle(message: WorkerMessage): void {
   busy.set(Activity.MESSAGE);
+  let endLater: (() => void) | undefined;
   try {
-    post({ id: message.id, ok: true, value: dispatch(message) });
+    hydrate(message);
+    const value = dispatch(message);
+    endLater = endAfterReply(message, value);
+    post({ id: message.id, ok: true, value });
   } catch (error) {
     if (error instanceof GuestError) post({ id: message.id, ok: false, failure: error.failure });
     else post({ id: message.id, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  } finally {
+    busy.set(Activity.IDLE);
+  }
+  if (endLater) inBackground(endLater);
+  if (message.op === 'filter.start' && message.fresh && message.endAfter) {
+    const spec = message.vm;
+    inBackground(() => startFreshAhead(spec));
+  }
+}
+
+/**
+ * Preview requests of a version with a fresh instance per request: the VM
+ * for the next request is started after this one's answer, while the worker
+ * would be idle, and is used by that request only — no state survives a
+ * request, and the start (instantiate, _initialize, vm_start, configure) is
+ * off the request's path. One per version at most, and at most maxWarmVms.
+ */
+const freshAhead = new Lru<string, VmEntry>(settings.maxWarmVms, (entry) => discard(entry));
+
+function startFreshAhead(spec: VmSpec): void {
+  if (freshAhead.get(spec.key)) return;
+  try {
+    freshAhead.set(spec.key, createVm(spec, true));
+  } catch {
+    // createVm discarded the VM: the next request starts its own and reports the failure.
+  }
+}
+
+function takeFreshAhead(key: string): VmEntry | undefined {
+  const entry = freshAhead.get(key);
+  if (!entry) return undefined;
+  freshAhead.delete(key);
+  return vms.has(entry.vm.spec.key) ? entry : undefined;
+}
+
+/** With `endAfter`, a step that leaves the stream done is marked, and its end is returned to run after the reply. */
+function endAfterReply(message: WorkerMessage, value: unknown): (() => void) | undefined {
+  if ((message.op !== 'filter.start' && message.op !== 'filter.response') || !message.endAfter) return undefined;
+  const step = value as FilterStep;
+  const done = step.calls.length === 0 && (step.state === 'complete' || step.state === 'respond' || step.state === 'closed' || step.state === 'paused');
+  if (!done) return undefined;
+  step.endsInWorker = true;
+  const { dispose } = message.endAfter;
+  return () => {
+    const entry = vms.get(step.vmKey);
+    if (!entry) return;
+    try {
+      end(entry, step.contextId, dispose);
+    } catch {
+      // end() discarded a VM whose guest failed; no caller waits for this.
+    }
+  };
+}
+
+/** Work no message waits for: the watchdog gives it the background budget (pool.ts). */
+function inBackground(work: () => void): void {
+  busy.set(Activity.BACKGROUND);
+  try {
+    work();
   } finally {
     busy.set(Activity.IDLE);
   }
@@ -83,6 +198,11 @@ function dispatch(message: WorkerMessage): unknown {
     }
     case 'filter.end':
       return end(need(message.vmKey), message.contextId, message.dispose);
+    case 'filter.warm': {
+      if (vms.has(message.vm.key)) return false;
+      afterMessage(createVm(message.vm, false));
+      return true;
+    }
     case 'filter.drop': {
       const entry = vms.get(message.vmKey);
       if (entry) discard(entry);
@@ -93,7 +213,7 @@ function dispatch(message: WorkerMessage): unknown {
 
 function start(spec: VmSpec, fresh: boolean, message: Extract<WorkerMessage, { op: 'filter.start' }>): FilterStep {
   const existing = fresh ? undefined : vms.get(spec.key);
-  const entry = existing ?? createVm(spec, fresh);
+  const entry = existing ?? (fresh && message.endAfter ? takeFreshAhead(spec.key) : undefined) ?? createVm(spec, fresh);
   const { vm } = entry;
   let contextId = 0;
   guarded(entry, () => {
@@ -108,7 +228,7 @@ function start(spec: VmSpec, fresh: boolean, message: Extract<WorkerMessage, { o
 
 /** A new VM, started (instantiate, initialize, vm_start, configure) and registered. */
 function createVm(spec: VmSpec, fresh: boolean): VmEntry {
-  const vm = new PluginVm(fresh ? { ...spec, key: `${spec.key}#fresh-${++freshCounter}` } : spec);
+  const vm = new PluginVm(fresh ? { ...spec, key: `${spec.key}#fresh-${++freshCounter}` } : spec, accountFor(spec));
   const entry: VmEntry = { vm, fresh, tickerPeriod: 0 };
   vms.set(vm.spec.key, entry);
   guarded(entry, () => vm.start());

@@ -20,6 +20,7 @@
  * Retry-After) and hands the call over.
  */
 import { Type } from '@sinclair/typebox';
+import type { TSchema } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { badRequest, conflict, notFound, unprocessable } from '../../errors.ts';
@@ -67,14 +68,17 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
     const config = options.config ?? services.config.testbed;
     const testbed = new RunnerTestbed(config);
     const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
-    const stopCompiling = services.buildEvents.onSucceeded((build) => precompile(services, testbed, build));
+    const targets = new TargetCache(services, config.previewCacheMs);
+    const stopCompiling = services.buildEvents.onSucceeded((build) => {
+      precompile(services, testbed, build);
+      warmFilter(testbed, targets, build);
+    });
     plugin.addHook('onClose', async () => {
       stopAccepting();
       stopCompiling();
       await testbed.close();
     });
     const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
-    const targets = new TargetCache(services, config.previewCacheMs);
 
     app.get(
       '/v1/testbed/runners',
@@ -104,9 +108,21 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
         const body = request.body;
         const target = await targets.get(ownerOf(request), request.params.versionId, body.variant);
         checkLimits(body, config);
-        if (target.kind === 'wasi-command') return withRetryAfter(reply, () => invokeFunction(testbed, target, body));
-        if (target.kind === 'http-component') return withRetryAfter(reply, () => invokeComponent(testbed, target, body, request, config));
-        return withRetryAfter(reply, () => invokeFilter(testbed, target, body, request));
+        // The 200 schema is a union of three results: its serializer would validate every result against each
+        // branch to pick one (the largest single cost of an invoke in a profile). The kind is known: its own
+        // schema serializes it (compiled once by Fastify, cached per schema).
+        // Set only once the result is there: an error's body goes through the error handler's serializer.
+        const serializeAs = (schema: TSchema) => reply.type('application/json; charset=utf-8').serializer(reply.compileSerializationSchema(schema));
+        if (target.kind === 'wasi-command') {
+          const result = await withRetryAfter(reply, () => invokeFunction(testbed, target, body));
+          return serializeAs(FunctionResultSchema).send(result);
+        }
+        if (target.kind === 'http-component') {
+          const result = await withRetryAfter(reply, () => invokeComponent(testbed, target, body, request, config));
+          return serializeAs(ComponentResultSchema).send(result);
+        }
+        const result = await withRetryAfter(reply, () => invokeFilter(testbed, target, body, request));
+        return serializeAs(FilterResultSchema).send(result);
       },
     );
 
@@ -340,9 +356,12 @@ function sendPreview(reply: FastifyReply, result: FilterResult): FastifyReply {
  * they exist, so a hot version costs no database round trip per call. The
  * key includes the owner, so another owner's lookup still reaches the
  * database (and its 404); a deleted version is served at most `ttlMs` longer.
+ * An entry used in the second half of its life is looked up again in the
+ * background (refresh-ahead), so a hot version never waits for the database
+ * and is still never older than `ttlMs`; a failed refresh drops the entry.
  */
 class TargetCache {
-  private readonly entries = new Lru<string, { target: Target; until: number }>(1000);
+  private readonly entries = new Lru<string, { target: Target; until: number; refreshing: boolean }>(1000);
 
   constructor(
     private readonly services: Services,
@@ -352,10 +371,23 @@ class TargetCache {
   async get(ownerId: string, versionId: string, variant?: 'optimized' | 'original'): Promise<Target> {
     const key = `${ownerId}:${versionId}:${variant ?? ''}`;
     const cached = this.entries.get(key);
-    if (cached && cached.until > Date.now()) return cached.target;
+    const now = Date.now();
+    if (cached && cached.until > now) {
+      if (!cached.refreshing && cached.until - now < this.ttlMs / 2) this.refresh(key, cached, ownerId, versionId, variant);
+      return cached.target;
+    }
     const target = await resolveTarget(this.services, ownerId, versionId, variant);
-    if (this.ttlMs > 0) this.entries.set(key, { target, until: Date.now() + this.ttlMs });
+    if (this.ttlMs > 0) this.entries.set(key, { target, until: Date.now() + this.ttlMs, refreshing: false });
     return target;
+  }
+
+  private refresh(key: string, entry: { refreshing: boolean }, ownerId: string, versionId: string, variant: 'optimized' | 'original' | undefined): void {
+    entry.refreshing = true;
+    resolveTarget(this.services, ownerId, versionId, variant).then(
+      (target) => this.entries.set(key, { target, until: Date.now() + this.ttlMs, refreshing: false }),
+      // Gone or failing: the next call looks it up itself and gets the answer (a 404, say).
+      () => this.entries.delete(key),
+    );
   }
 }
 
@@ -381,4 +413,18 @@ function precompile(services: Services, testbed: RunnerTestbed, build: Build): v
   const record = build.artifacts.optimized ?? build.artifacts.original;
   if (!record) return;
   testbed.precompile({ sha256: record.sha256, load: async () => new Uint8Array((await services.objects.getBuffer(record.key)).body) }, kind);
+}
+
+/**
+ * A filter's build succeeded: its version is looked up now (the cache then
+ * answers the first preview request) and its warm VM started on a free slot.
+ * Both only save time; a failure shows again, with its error, on first use.
+ */
+function warmFilter(testbed: RunnerTestbed, targets: TargetCache, build: Build): void {
+  if (build.kind !== 'proxy-wasm') return;
+  void targets
+    .get(build.ownerId, build.versionId)
+    // A version that asks for a fresh instance per request never uses a warm VM: compiling is all it needs.
+    .then((target) => (target.kind === 'proxy-wasm' && !target.preview.freshInstance ? testbed.warmFilter(target.artifact, target.plugin) : false))
+    .catch(() => undefined);
 }

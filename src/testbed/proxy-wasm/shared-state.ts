@@ -3,10 +3,13 @@
  * compare-and-swap, the named queues and the metrics. It lives as long as
  * the plugin's VM (in a real proxy it outlives requests the same way).
  *
- * It is bounded PER OWNER: every VM of one owner in this worker draws on the
- * same OwnerUsage, so a tenant cannot multiply its share by starting more
- * versions or VMs. A VM gives its share back when it is disposed.
+ * It is bounded PER OWNER: every VM of one owner in this test bed process
+ * draws on the same OwnerAccount (owner-budget.ts: one table shared by the
+ * process's worker threads), so a tenant cannot multiply its share by
+ * starting more versions or VMs, or by landing on more workers. A VM gives
+ * its share back when it is disposed.
  */
+import type { OwnerAccount } from '../owner-budget.ts';
 import type { OwnerSharedLimits } from '../protocol.ts';
 import type { MetricTypeName } from './abi.ts';
 import { Status } from './abi.ts';
@@ -14,40 +17,6 @@ import { Status } from './abi.ts';
 export type SharedLimits = OwnerSharedLimits;
 
 export const DEFAULT_SHARED_LIMITS: SharedLimits = { maxSharedKeys: 1_000, maxSharedBytes: 4 * 1024 * 1024, maxQueues: 64, maxQueueDepth: 1_000, maxQueueBytes: 4 * 1024 * 1024, maxMetrics: 1000 };
-
-/** What one owner's VMs hold in this worker, summed. */
-export class OwnerUsage {
-  sharedKeys = 0;
-  sharedBytes = 0;
-  queues = 0;
-  queueBytes = 0;
-  /** VMs drawing on it; the registry forgets an owner when none is left. */
-  holders = 0;
-}
-
-/** One OwnerUsage per owner, per worker thread. */
-export class OwnerUsageRegistry {
-  private readonly byOwner = new Map<string, OwnerUsage>();
-
-  acquire(ownerId: string): OwnerUsage {
-    let usage = this.byOwner.get(ownerId);
-    if (!usage) {
-      usage = new OwnerUsage();
-      this.byOwner.set(ownerId, usage);
-    }
-    usage.holders++;
-    return usage;
-  }
-
-  release(ownerId: string): void {
-    const usage = this.byOwner.get(ownerId);
-    if (usage && --usage.holders <= 0) this.byOwner.delete(ownerId);
-  }
-
-  get(ownerId: string): OwnerUsage | undefined {
-    return this.byOwner.get(ownerId);
-  }
-}
 
 /** Tells the filter's recording which limit refused what. */
 export type LimitReporter = (limit: string, note: string) => void;
@@ -64,7 +33,7 @@ export class SharedData {
 
   constructor(
     private readonly limits: SharedLimits,
-    private readonly usage: OwnerUsage,
+    private readonly usage: OwnerAccount,
     private readonly refused: LimitReporter,
   ) {}
 
@@ -77,17 +46,17 @@ export class SharedData {
     const existing = this.entries.get(key);
     if (cas !== 0 && existing !== undefined && existing.cas !== cas) return Status.CAS_MISMATCH;
     const { usage, limits } = this;
-    if (!existing && usage.sharedKeys + 1 > limits.maxSharedKeys) {
+    if (!existing && !usage.reserve('sharedKeys', 1, limits.maxSharedKeys)) {
       this.refused('maxSharedKeys', `proxy_set_shared_data refused: the owner's filters already hold ${limits.maxSharedKeys} keys`);
       return Status.INTERNAL_FAILURE;
     }
     const delta = value.length + key.length - (existing ? existing.value.length + key.length : 0);
-    if (delta > 0 && usage.sharedBytes + delta > limits.maxSharedBytes) {
+    if (delta > 0 && !usage.reserve('sharedBytes', delta, limits.maxSharedBytes)) {
+      if (!existing) usage.give('sharedKeys', 1);
       this.refused('maxSharedBytes', `proxy_set_shared_data refused: the owner's shared data would exceed ${limits.maxSharedBytes} bytes`);
       return Status.INTERNAL_FAILURE;
     }
-    usage.sharedBytes += delta;
-    if (!existing) usage.sharedKeys++;
+    if (delta < 0) usage.give('sharedBytes', -delta);
     this.entries.set(key, { value, cas: this.nextCas });
     this.nextCas = this.nextCas >= 0xffff_ffff ? 1 : this.nextCas + 1;
     return Status.OK;
@@ -96,8 +65,8 @@ export class SharedData {
   /** Gives the owner's share back (the VM is going away). */
   clear(): void {
     for (const [key, entry] of this.entries) {
-      this.usage.sharedBytes -= key.length + entry.value.length;
-      this.usage.sharedKeys--;
+      this.usage.give('sharedBytes', key.length + entry.value.length);
+      this.usage.give('sharedKeys', 1);
     }
     this.entries.clear();
   }
@@ -121,7 +90,7 @@ export class SharedQueues {
 
   constructor(
     private readonly limits: SharedLimits,
-    private readonly usage: OwnerUsage,
+    private readonly usage: OwnerAccount,
     private readonly refused: LimitReporter,
   ) {}
 
@@ -129,11 +98,10 @@ export class SharedQueues {
   register(name: string, ownerContextId: number): number | undefined {
     const existing = this.byName.get(name);
     if (existing !== undefined) return existing;
-    if (this.usage.queues + 1 > this.limits.maxQueues) {
+    if (!this.usage.reserve('queues', 1, this.limits.maxQueues)) {
       this.refused('maxQueues', `proxy_register_shared_queue refused: the owner's filters already have ${this.limits.maxQueues} queues`);
       return undefined;
     }
-    this.usage.queues++;
     const id = this.nextId++;
     this.byId.set(id, { name, ownerContextId, items: [] });
     this.byName.set(name, id);
@@ -152,20 +120,19 @@ export class SharedQueues {
       this.refused('maxQueueDepth', `proxy_enqueue_shared_queue refused: queue ${JSON.stringify(queue.name)} already holds ${this.limits.maxQueueDepth} items`);
       return { status: Status.INTERNAL_FAILURE };
     }
-    if (this.usage.queueBytes + value.length > this.limits.maxQueueBytes) {
+    if (!this.usage.reserve('queueBytes', value.length, this.limits.maxQueueBytes)) {
       this.refused('maxQueueBytes', `proxy_enqueue_shared_queue refused: the owner's queues would exceed ${this.limits.maxQueueBytes} bytes`);
       return { status: Status.INTERNAL_FAILURE };
     }
     queue.items.push(value);
-    this.usage.queueBytes += value.length;
     return { status: Status.OK, owner: queue.ownerContextId };
   }
 
   /** Gives the owner's share back (the VM is going away). */
   clear(): void {
     for (const queue of this.byId.values()) {
-      for (const item of queue.items) this.usage.queueBytes -= item.length;
-      this.usage.queues--;
+      for (const item of queue.items) this.usage.give('queueBytes', item.length);
+      this.usage.give('queues', 1);
     }
     this.byId.clear();
     this.byName.clear();
@@ -176,7 +143,7 @@ export class SharedQueues {
     if (!queue) return { status: Status.NOT_FOUND };
     const value = queue.items.shift();
     if (value === undefined) return { status: Status.EMPTY };
-    this.usage.queueBytes -= value.length;
+    this.usage.give('queueBytes', value.length);
     return { status: Status.OK, value };
   }
 }

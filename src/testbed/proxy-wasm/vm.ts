@@ -18,11 +18,15 @@ import type { LogLevelName } from './abi.ts';
 import type { HeaderMap } from './header-map.ts';
 import type { GrpcCallInfo, GrpcReceived, GrpcStreamDraft } from './host/grpc-calls.ts';
 import { hostImports } from './host/index.ts';
-import { Metrics, OwnerUsageRegistry, SharedData, SharedQueues } from './shared-state.ts';
-
-/** The owners of this worker thread's VMs (module state is per thread). */
-const PROCESS_OWNERS = new OwnerUsageRegistry();
+import { Metrics, SharedData, SharedQueues } from './shared-state.ts';
 import { StreamState } from './stream.ts';
+import { LocalOwnerAccounts } from '../owner-budget.ts';
+import type { OwnerAccount } from '../owner-budget.ts';
+
+/** Where a VM's owner account comes from: the process-wide table in a pooled worker (worker.ts), else this thread's. */
+export type AccountOpener = (spec: VmSpec) => OwnerAccount;
+const THREAD_ACCOUNTS = new LocalOwnerAccounts();
+const openInThread: AccountOpener = (spec) => THREAD_ACCOUNTS.open(spec.plugin.ownerId);
 
 /** The guest did something that makes the plugin unusable (a callback answered false). */
 export class VmStartFailure extends Error {
@@ -76,16 +80,19 @@ export class PluginVm {
   private guestMemory: GuestMemory | undefined;
   private allocator: GuestFunction | undefined;
 
+  private readonly account: OwnerAccount;
+
   /**
-   * `owners` is the worker's registry: the VM's shared data and queues count
-   * against its owner's limits until dispose().
+   * `openAccount` gives the VM its owner's account: its shared data and
+   * queues count against the owner's limits until dispose().
    */
   constructor(
     readonly spec: VmSpec,
-    private readonly owners: OwnerUsageRegistry = PROCESS_OWNERS,
+    openAccount: AccountOpener = openInThread,
   ) {
     this.recorder = new Recorder(recorderLimits(spec));
-    const usage = owners.acquire(spec.plugin.ownerId);
+    const usage = openAccount(spec);
+    this.account = usage;
     const refused = (limit: string, note: string): void => this.recorder.limit(limit, note);
     this.shared = new SharedData(spec.limits.shared, usage, refused);
     this.queues = new SharedQueues(spec.limits.shared, usage, refused);
@@ -98,7 +105,7 @@ export class PluginVm {
     this.disposed = true;
     this.shared.clear();
     this.queues.clear();
-    this.owners.release(this.spec.plugin.ownerId);
+    this.account.close();
   }
 
   get memory(): GuestMemory {

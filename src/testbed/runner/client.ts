@@ -91,6 +91,17 @@ export class RunnerTestbed {
     this.hub.compileEverywhere(artifact, kind);
   }
 
+  /**
+   * A filter's build succeeded: its warm VM is started now on a free slot
+   * (which its version then prefers), so the first preview request finds the
+   * module compiled and the VM running. Skipped when no slot is free.
+   */
+  async warmFilter(artifact: ArtifactRef, plugin: PluginSettings): Promise<boolean> {
+    this.startLocal();
+    const started = await this.hub.runIdle<boolean>(plugin.info.versionId, artifact, 'proxy-wasm', (assignment) => ({ kind: 'proxy-wasm', op: 'warm', assignment, plugin }));
+    return started === true;
+  }
+
   runners(): RunnerInfo[] {
     return this.hub.runners();
   }

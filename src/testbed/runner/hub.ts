@@ -52,6 +52,8 @@ export class RunnerHub {
   /** What runners may fetch: only artifacts the API sent them calls or compile orders for. */
   private readonly artifacts = new Lru<string, ArtifactRef>(1024);
   private readonly joinListeners: Array<(info: RunnerInfo) => void> = [];
+  /** Versions being warmed (runIdle), and when that ends. */
+  private readonly warming = new Map<string, Promise<void>>();
   private readonly leaveListeners: Array<(info: RunnerInfo, reason: string) => void> = [];
 
   constructor(
@@ -86,6 +88,10 @@ export class RunnerHub {
    * RunnerLostError; limits become TestbedLimitError (429/503).
    */
   async run<T>(ownerId: string, affinity: string, artifact: ArtifactRef, kind: AppKind, build: (assignment: Assignment) => RunnerCall): Promise<T> {
+    // A call that arrives while its version is being warmed waits for it (bounded by the warm call's deadline):
+    // it then finds the VM on the slot its version prefers, instead of starting a second one beside it.
+    const warming = this.warming.get(affinity);
+    if (warming) await warming;
     const lease = await this.scheduler.acquire(ownerId, affinity);
     try {
       const link = this.links.get(lease.runner);
@@ -97,6 +103,37 @@ export class RunnerHub {
       if (error instanceof PeerClosedError) throw new RunnerLostError(error.reason);
       throw error;
     } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * Runs work for no owner (warming a just-built version) on a slot that is
+   * free now, or not at all: undefined when every slot is busy or its
+   * runner went away. Owners' calls always come first.
+   */
+  async runIdle<T>(affinity: string, artifact: ArtifactRef, kind: AppKind, build: (assignment: Assignment) => RunnerCall): Promise<T | undefined> {
+    const lease = this.scheduler.takeIdle(affinity);
+    if (!lease) return undefined;
+    const link = this.links.get(lease.runner);
+    if (!link) {
+      lease.release();
+      return undefined;
+    }
+    this.artifacts.set(artifact.sha256, artifact);
+    const answer = link.peer.request<T>(OPS.call, build({ slot: lease.slot, sha256: artifact.sha256, kind }));
+    const settled = answer.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.warming.set(affinity, settled);
+    try {
+      return await answer;
+    } catch (error) {
+      if (error instanceof PeerClosedError) return undefined;
+      throw error;
+    } finally {
+      if (this.warming.get(affinity) === settled) this.warming.delete(affinity);
       lease.release();
     }
   }

@@ -32,6 +32,7 @@ export interface Assignment {
 export type RunnerCall =
   | { kind: 'wasi-command'; op: 'invoke'; assignment: Assignment; invocation: FunctionInvocation }
   | { kind: 'proxy-wasm'; op: 'invoke'; assignment: Assignment; plugin: PluginSettings; invocation: FilterInvocation }
+  | { kind: 'proxy-wasm'; op: 'warm'; assignment: Assignment; plugin: PluginSettings }
   | { kind: 'proxy-wasm'; op: 'serve'; assignment: Assignment; plugin: PluginSettings; request: HttpRequestData; connection: Partial<ConnectionInfo>; upstream: string; fresh: boolean }
   | { kind: 'http-component'; op: 'invoke'; assignment: Assignment; ownerId: string; request: HttpRequestData; limits: ComponentLimits };
 

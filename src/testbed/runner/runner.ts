@@ -26,7 +26,10 @@ import { PlatformError, badRequest } from '../../errors.ts';
 import type { TestbedConfig } from '../config.ts';
 import type { ArtifactRef } from '../modules.ts';
 import { ModuleCache } from '../modules.ts';
-import { Testbed } from '../testbed.ts';
+import { OwnerBudgets } from '../owner-budget.ts';
+import { emptyRecording } from '../recorder.ts';
+import { Testbed, budgetLanes } from '../testbed.ts';
+import type { FilterResult } from '../testbed.ts';
 import { ComponentTestbed } from '../component/index.ts';
 import type { CompileOrder, RunnerCall, RunnerHello, WireTestbedConfig } from './messages.ts';
 import { OPS, fromWireConfig } from './messages.ts';
@@ -49,13 +52,40 @@ export const EXECUTORS: Readonly<Record<string, Executor>> = {
   },
   'proxy-wasm': ({ testbed }, artifact, call) => {
     if (call.kind !== 'proxy-wasm') throw badRequest('wrong_kind', 'not a filter call');
-    return call.op === 'invoke' ? testbed.invokeFilter(artifact, call.plugin, call.invocation) : testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh);
+    if (call.op === 'invoke') return testbed.invokeFilter(artifact, call.plugin, call.invocation);
+    if (call.op === 'warm') return testbed.warmFilter(artifact, call.plugin);
+    return testbed.serveFilter(artifact, call.plugin, call.request, call.connection, call.upstream, call.fresh).then(previewAnswer);
   },
   'http-component': (slot, artifact, call) => {
     if (call.kind !== 'http-component') throw badRequest('wrong_kind', 'not an http-component call');
     return slot.components().invoke(artifact, call.request, call.limits, call.ownerId);
   },
 };
+
+/**
+ * What the preview URL uses of a served request (src/api/routes/testbed.ts:
+ * the response, the outcome and its message, the guest time): the recording,
+ * the forwarded request and the upstream's response stay here rather than
+ * crossing the wire again on every request.
+ */
+export function previewAnswer(result: FilterResult): FilterResult {
+  const { outcome, message, limit, response, responseSource, guestMs, durationMs, vmStarted, module } = result;
+  return {
+    outcome,
+    ...(message === undefined ? {} : { message }),
+    ...(limit === undefined ? {} : { limit }),
+    ...(response === undefined ? {} : { response }),
+    ...(responseSource === undefined ? {} : { responseSource }),
+    recording: emptyRecording(),
+    httpCalls: [],
+    metrics: [],
+    sharedData: [],
+    guestMs,
+    durationMs,
+    vmStarted,
+    module,
+  };
+}
 
 export interface RunnerOptions {
   slots: number;
@@ -116,10 +146,15 @@ interface Slots {
   close(): Promise<unknown>;
 }
 
-/** One Testbed per slot, each with a single worker thread (and its warm spare), over one module cache; one component host. */
+/**
+ * One Testbed per slot, each with a single worker thread (and its warm
+ * spare), over one module cache and one table of per-owner budgets (shared
+ * data and queues are bounded per owner per runner process); one component host.
+ */
 function startSlots(config: TestbedConfig, count: number): Slots {
   const modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
-  const testbeds = Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules));
+  const budgets = new OwnerBudgets(budgetLanes(1, config.spares, count));
+  const testbeds = Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules, budgets));
   let components: ComponentTestbed | undefined;
   let closed = false;
   return {

@@ -122,6 +122,25 @@ export class SlotScheduler {
     });
   }
 
+  /**
+   * A slot for work no owner is charged for (warming a version whose build
+   * just succeeded): only when one is free now and no owner's call is
+   * waiting, so it never delays a call; the key then prefers that slot.
+   */
+  takeIdle(affinity: string): (SlotRef & { release(): void }) | undefined {
+    if (this.free.length === 0 || this.turn.length > 0) return undefined;
+    const slot = this.takeSlot(affinity);
+    let released = false;
+    return {
+      ...slot,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.returnSlot(slot);
+      },
+    };
+  }
+
   /** Calls held and waiting, per owner (for /v1/testbed/runners and tests). */
   usage(): Record<string, { running: number; queued: number }> {
     return Object.fromEntries([...this.owners].map(([id, state]) => [id, { running: state.running, queued: state.queue.length }]));
