@@ -27,13 +27,7 @@ class CappedOutput {
   }
 
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let at = 0;
-    for (const chunk of this.chunks) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    return out;
+    return Buffer.concat(this.chunks, this.size);
   }
 }
 
