@@ -37,7 +37,7 @@ export const ZONES = {
   // The one loader: reads every section's declarations, so no section may import it back.
   'config.ts': ['archive', 'config', 'edge', 'fetch', 'languages', 'optimize', 'queue', 'sandbox', 'store', 'testbed', 'wasm', 'errors.ts'],
   // What the API does, one module per operation, free of HTTP.
-  'use-cases': ['archive', 'edge', 'queue', 'store', 'testbed', 'wasm', 'config.ts', 'errors.ts'],
+  'use-cases': ['archive', 'build-cache', 'edge', 'evaluator', 'queue', 'store', 'testbed', 'wasm', 'worker/protocol.ts', 'config.ts', 'errors.ts'],
   queue: ['store', 'worker/protocol.ts', 'errors.ts'],
   evaluator: ['queue', 'store', 'threads', 'wasm', 'worker/protocol.ts', 'errors.ts'],
   operations: ['store', 'config.ts', 'errors.ts'],

@@ -36,15 +36,15 @@ for (const { flavour, skip } of flavours) {
     }
 
     async function upload(appId: string, metadata: unknown, archive?: Buffer, filename?: string) {
-      return api('POST', `/v1/applications/${appId}/versions`, { body: versionForm(metadata, archive, filename) });
+      const answer = await api('POST', `/v1/applications/${appId}/versions`, { body: versionForm(metadata, archive, filename) });
+      const buildId = (answer.body as Json | undefined)?.build?.id;
+      if (answer.status === 202 && typeof buildId === 'string') ownBuilds.add(buildId);
+      return answer;
     }
 
-    /** Which test first claimed each build's job: a job comes back to a later test only if its lease ran out. */
-    const claimedBy = new Map<string, string>();
-    let currentTest = '';
-    beforeEach((context) => {
-      currentTest = context.name;
-    });
+    /** The builds the running test uploaded: claim() plays a worker for those only. */
+    const ownBuilds = new Set<string>();
+    beforeEach(() => ownBuilds.clear());
 
     /** Plays a worker: claims the next job and runs `work` with a lease-carrying caller. */
     async function claim(waitMs = 5_000) {
@@ -53,13 +53,11 @@ for (const { flavour, skip } of flavours) {
         const claimed = await asWorker('POST', '/internal/v1/jobs/claim', { json: { workerId: 'test-worker', waitMs } });
         assert.equal(claimed.status, 200, JSON.stringify(claimed.body));
         job = claimed.body.job as Json;
-        const claimant = claimedBy.get(job.buildId as string);
-        if (claimant === undefined || claimant === currentTest) break;
-        // An earlier test left this job leased on purpose; its 1.5 s lease ran out and the queue handed it out
-        // again (on a loaded machine that can land in a later test). End it; this test's own job comes next.
+        if (ownBuilds.has(job.buildId as string)) break;
+        // An earlier test left this job leased on purpose (a vanished worker, a lost race); its 1.5 s lease ran
+        // out and the queue handed it out again, which on a loaded machine lands in a later test. End it.
         await asWorker('POST', `/internal/v1/jobs/${job.id}/result`, { json: { outcome: 'failed', reason: 'left by an earlier test', stages: [] }, headers: { 'x-kiln-lease': job.leaseToken } });
       }
-      claimedBy.set(job.buildId as string, currentTest);
       const leased = (method: string, route: string, options: Parameters<typeof call>[3] = {}) =>
         asWorker(method, `/internal/v1/jobs/${job.id}${route}`, { ...options, headers: { 'x-kiln-lease': job.leaseToken, ...options.headers } });
       return { job, leased };

@@ -1,16 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { evaluateReport, INSPECT_DEADLINE_MS } from '../../evaluator/evaluate.ts';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
-import { cacheNamespace } from '../../build-cache/namespace.ts';
 import { badRequest, notFound } from '../../errors.ts';
-import { claimWithWait, type ClaimedJob } from '../../queue/claim.ts';
-import { completeJob } from '../../queue/complete.ts';
 import { LeaseLostError } from '../../queue/jobs.ts';
-import { heartbeat, releaseClaim, requireLease } from '../../queue/lease.ts';
-import type { Build } from '../../store/metadata/repositories/builds.ts';
-import { artifactKey, attemptsPrefix } from '../../store/objects/keys.ts';
+import { heartbeat, requireLease } from '../../queue/lease.ts';
+import { artifactKey } from '../../store/objects/keys.ts';
+import { claimJob, reportResult } from '../../use-cases/worker-jobs.ts';
 import {
   ArtifactAnswerSchema,
   ArtifactVariantSchema,
@@ -18,7 +14,6 @@ import {
   ClaimRequestSchema,
   HeartbeatAnswerSchema,
   JobResultSchema,
-  type JobSpec,
   type ReportAnswer,
 } from '../../worker/protocol.ts';
 import { BinaryBody, Build as BuildSchema, errorResponses, Uuid } from '../schemas.ts';
@@ -29,30 +24,6 @@ const JobParams = Type.Object({ jobId: Uuid });
 const LeaseHeaders = Type.Object({ 'x-kiln-lease': Type.String({ minLength: 1, maxLength: 100 }) });
 /** The public build, which the worker reads only `state` of (ReportAnswer). */
 const ResultAnswer = Type.Object({ build: BuildSchema, requeued: Type.Boolean() });
-
-function jobPayload(services: Services, claimed: ClaimedJob): JobSpec {
-  const { job, build, version } = claimed;
-  return {
-    id: job.id,
-    buildId: build.id,
-    versionId: version.id,
-    attempt: job.attempt,
-    leaseToken: job.leaseToken ?? '',
-    leaseExpiresAt: job.leaseExpiresAt?.toISOString() ?? '',
-    language: version.language,
-    kind: version.kind,
-    phases: version.phases,
-    config: version.config,
-    optimize: version.optimize,
-    sourceSha256: version.sourceSha256,
-    sourceFormat: version.sourceFormat,
-    limits: services.config.buildLimits,
-    // The upload was accepted under these; the worker must not refuse it under others.
-    archiveLimits: services.config.archiveLimits,
-    // Opaque per-owner partition of the workers' dependency cache (a hash, never the owner's id or tokens).
-    cacheNamespace: cacheNamespace(build.ownerId),
-  };
-}
 
 export function internalRoutes(services: Services): FastifyPluginAsync {
   return async (plugin) => {
@@ -71,18 +42,6 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
     app.addHook('onClose', async () => {
       await Promise.allSettled([...longPolls]);
     });
-
-    /** The job for a worker, or undefined; a job claimed for a worker that left meanwhile is handed back. */
-    const answerClaim = async (workerId: string, waitMs: number, signal: AbortSignal) => {
-      const claimed = await claimWithWait(database, workerId, settings, waitMs, signal);
-      if (!claimed) return undefined;
-      if (signal.aborted) {
-        await releaseClaim(database, claimed.job.id, claimed.job.leaseToken ?? '');
-        return undefined;
-      }
-      await services.logs.appendLine(claimed.build.id, `attempt ${claimed.job.attempt} claimed by worker ${workerId}`);
-      return jobPayload(services, claimed);
-    };
 
     /** The job and its build, if the request's lease is current. */
     const leased = async (request: { params: { jobId: string }; headers: { 'x-kiln-lease': string } }) => {
@@ -111,7 +70,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         });
         const onShutdown = () => abort.abort();
         shuttingDown.signal.addEventListener('abort', onShutdown);
-        const work = answerClaim(request.body.workerId, request.body.waitMs ?? 0, abort.signal);
+        const work = claimJob(services, request.body.workerId, request.body.waitMs ?? 0, abort.signal);
         longPolls.add(work);
         try {
           const job = await work;
@@ -187,41 +146,14 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       },
       async (request) => {
         const { job, build } = await leased(request);
-        const version = await services.versions.get(build.ownerId, build.versionId);
-        if (!version) throw new LeaseLostError(job.id);
-        const report = await evaluateReport(services.objects, {
-          report: request.body,
-          declaredKind: version.kind,
-          declaredLanguage: version.language,
-          artifactKeys: { original: artifactKey(build, job.attempt, 'original'), optimized: artifactKey(build, job.attempt, 'optimized') },
-          inspect: { maxBytes: services.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS },
-        });
-        if (report.outcome !== request.body.outcome) await services.logs.appendLine(build.id, `evaluator: ${report.reason ?? report.outcome}`);
-        const completed = await completeJob(database, job.id, request.headers['x-kiln-lease'], report);
-        if (completed.requeued) {
-          await services.logs.appendLine(build.id, `attempt ${job.attempt} crashed (${report.reason ?? 'platform fault'}); re-queued`);
-        } else {
-          services.metrics.buildsFinished.inc({ state: completed.build.state });
-          await services.logs.finalize(build.id);
-          await removeStaleAttempts(services, completed.build);
-          if (completed.build.state === 'succeeded') services.buildEvents.succeeded(completed.build);
-        }
-        services.logs.touch(build.id);
+        const buildEnded = (ended: typeof build) => {
+          services.metrics.buildsFinished.inc({ state: ended.state });
+          if (ended.state === 'succeeded') services.buildEvents.succeeded(ended);
+        };
+        const completed = await reportResult({ ...services, buildEnded }, job, build, request.headers['x-kiln-lease'], request.body);
         // `satisfies`: the answer must stay readable as the protocol's ReportAnswer.
         return { build: buildJson(completed.build), requeued: completed.requeued } satisfies ReportAnswer;
       },
     );
   };
-}
-
-/** Objects of earlier attempts are never served: delete them once the build ended. */
-async function removeStaleAttempts(services: Services, build: Build): Promise<void> {
-  const keep = new Set(Object.values(build.artifacts).map((record) => record.key));
-  try {
-    for await (const object of services.objects.list(attemptsPrefix(build))) {
-      if (!keep.has(object.key)) await services.objects.delete(object.key);
-    }
-  } catch (error) {
-    services.logger.warn({ err: error, buildId: build.id }, 'could not remove stale attempt artifacts');
-  }
 }
