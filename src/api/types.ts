@@ -6,6 +6,7 @@
  * loads nothing of the server at run time (nor into the UI bundle).
  */
 import type { Static } from '@sinclair/typebox';
+import type { BuildOutcome } from '../worker/protocol.ts';
 import type {
   Application as ApplicationSchema,
   Build as BuildSchema,
@@ -45,5 +46,15 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
-export const TERMINAL_STATES: readonly BuildState[] = ['succeeded', 'failed', 'crashed', 'cancelled'];
+/**
+ * The outcomes are declared in the worker protocol (BUILD_OUTCOMES), whose
+ * TypeBox schema this type-only module must not load into the UI bundle; so
+ * the list is spelled here and the type check holds it to the protocol's,
+ * both ways (nothing missing, nothing extra).
+ */
+const OUTCOMES = ['succeeded', 'failed', 'crashed', 'cancelled'] as const satisfies readonly BuildOutcome[];
+type MissingOutcome = Exclude<BuildOutcome, (typeof OUTCOMES)[number]>;
+const everyOutcomeListed: MissingOutcome extends never ? true : MissingOutcome = true;
+void everyOutcomeListed;
+export const TERMINAL_STATES: readonly BuildState[] = OUTCOMES;
 export const BUILD_STATES: readonly BuildState[] = ['queued', 'running', ...TERMINAL_STATES];
