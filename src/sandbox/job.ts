@@ -261,12 +261,12 @@ async function classify(context: RunContext, plan: LaunchPlan, run: Supervised, 
   const exitCode = run.signal ? null : plan.exitCode ? plan.exitCode(run) : run.exitCode;
   const cancelled = run.stopped === 'cancel';
   const failed = run.stopped !== undefined || run.signal !== null || exitCode !== 0;
-  const limitHit = cancelled || !failed ? undefined : await limitOf(context, run, report);
+  // A limit that refused work ends the run as that limit even when the program then exited 0: a fork bomb
+  // whose processes die out on their own before the grace kill is the same attack as one that lingers.
+  const refused = report !== undefined && refusedSomething(report);
+  const limitHit = cancelled || !(failed || refused) ? undefined : await limitOf(context, run, report);
   if (limitHit) notes.push(describeLimit(limitHit, context.limits, report));
   if (run.stopped === 'limit') notes.push(`the run did not end by itself within ${LIMIT_GRACE_MS} ms of a limit refusing it work (something still held it open): it was killed`);
-  if (!failed && report && refusedSomething(report)) {
-    notes.push(`the run succeeded although limits refused work: ${report.oomKills} OOM kill(s), ${report.pidsRefused} refused fork(s)`);
-  }
   return { exitCode, signal: run.signal, limitHit, cancelled, durationMs: run.durationMs, notes };
 }
 

@@ -506,7 +506,9 @@ fn main() {
 `;
     const attacked = await runAttack('attack-forkbomb-daemon', { buildRs });
     assertFailed(attacked, new RegExp(`process limit of ${LIMITS.pids}`));
-    assert.match(attacked.log, /did not end by itself .* it was killed/, 'the pids limit ended the run, not the wall clock');
+    // Killed 2 s after the refusals while the daemon still held cargo's pipes, or the bomb died out first:
+    // either way the pids limit ended the build, not the wall clock.
+    assert.doesNotMatch(attacked.log, /wall-clock limit/, 'the pids limit ended the run, not the wall clock');
     await assertContained('fork bomb daemon', attacked);
   });
 
