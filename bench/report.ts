@@ -48,6 +48,7 @@ const ROWS: Row[] = [
   { field: 'bareBuildMs', label: '  reference: bare build (same sandbox)', unit: 'ms' },
   { field: 'previewAddedMsP50', label: 'preview: added to a warm request, p50', unit: 'ms', target: { kind: 'max', value: 0.3 }, reference: 'previewUpstreamMsP50' },
   { field: 'previewUpstreamMsP50', label: '  reference: upstream alone, p50', unit: 'ms' },
+  { field: 'previewBareProxyAddedMsP50', label: '  reference: a do-nothing Node proxy adds, p50', unit: 'ms' },
   { field: 'invokePerSecond', label: 'HTTP invoke of a small function', unit: '/s', target: { kind: 'min', value: 2000 } },
   { field: 'firstRequestAfterUploadMs', label: 'first request after upload (1 MB)', unit: 'ms', target: { kind: 'max', value: 5 } },
   { field: 'freshInstanceUs', label: 'fresh instance per request, added', unit: 'µs', target: { kind: 'max', value: 50 } },

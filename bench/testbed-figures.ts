@@ -11,6 +11,8 @@ export interface TestbedFigures {
   previewAddedMsP50: number | null;
   /** Its reference: p50 of the upstream alone, same client, same run (ms). */
   previewUpstreamMsP50: number | null;
+  /** What a do-nothing node:http reverse proxy adds over the upstream alone, same run (ms): the floor of one hop. */
+  previewBareProxyAddedMsP50: number | null;
   /** HTTP `invoke` of a small function per second. */
   invokePerSecond: number | null;
   /** First preview request after the build of a 1 MB module succeeded (ms). */
@@ -28,6 +30,7 @@ export async function measureTestbedFigures(warmRuns: number): Promise<TestbedFi
     return {
       previewAddedMsP50: preview.previewAddedMsP50,
       previewUpstreamMsP50: preview.upstreamMsP50,
+      previewBareProxyAddedMsP50: preview.bareProxyAddedMsP50,
       invokePerSecond: await invokePerSecond(bench),
       firstRequestAfterUploadMs: await firstRequestAfterUpload(bench),
       freshInstanceUs: await freshInstanceUs(bench),

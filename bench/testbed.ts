@@ -17,7 +17,10 @@
  *   previewAdded: p50 of GET to the upstream directly vs GET through
  *     /preview/:id/* (client → API → runner (filter, upstream call) → API →
  *     client); "added" is the difference. GET /healthz of the same API is
- *     printed beside it: one plain hop through Kiln's HTTP stack.
+ *     printed beside it: one plain hop through Kiln's HTTP stack; and the same
+ *     request through a do-nothing node:http reverse proxy in this process
+ *     (the floor of any hop written in Node on this machine). The series
+ *     take turns every 50 requests.
  *   firstRequestAfterUpload: a ~1 MB filter (real code, a unique copy each
  *     time so nothing is cached) is published; the clock starts when its build
  *     has succeeded (the runners are told to compile it then) and stops when
@@ -195,24 +198,105 @@ export interface PreviewFigures {
   /** What Kiln and the filter add at p50 (issue 16: previewAddedMsP50, target ≤ 0.3). */
   previewAddedMsP50: number;
   healthzMsP50: number;
+  /** What a do-nothing reverse proxy (node:http, keep-alive agent) in the API's process adds at p50: the floor of any hop written in Node here. */
+  bareProxyAddedMsP50: number;
 }
 
-/** Warm request through a filter (runners out of process) vs the upstream alone. */
+/** Requests per turn when the series take turns (see previewAdded). */
+const TURN = 50;
+
+/**
+ * Warm request through a filter (runners out of process) vs the upstream
+ * alone, and vs a do-nothing Node reverse proxy to the same upstream. The
+ * series take turns in blocks of TURN requests, so a change of the
+ * machine's load during the run reaches all of them alike.
+ */
 export async function previewAdded(bench: TestbedBench): Promise<PreviewFigures> {
   const { t, runs } = bench;
   const id = await publish(t, wat(SMALL_FILTER), { kind: 'proxy-wasm', config: JSON.stringify({ preview: { upstream: 'backend' } }) });
   const auth = { authorization: `Bearer ${t.ownerToken}` };
-  const direct = await latencies(runs, async () => drain(await fetch(`${bench.upstreamUrl}/x`)));
-  const through = await latencies(runs, async () => drain(await fetch(`${t.url}/preview/${id}/x`, { headers: auth })));
-  // One plain hop through Kiln's HTTP stack (Fastify, hooks, metrics), for scale.
-  const plainHop = await latencies(runs, async () => drain(await fetch(`${t.url}/healthz`)));
-  const figures = { upstreamMsP50: percentile(direct, 50), throughMsP50: percentile(through, 50), previewAddedMsP50: percentile(through, 50) - percentile(direct, 50), healthzMsP50: percentile(plainHop, 50) };
-  console.log(`warm request (${runs} sequential, keep-alive; filter in a runner process)`);
-  console.log(`  upstream alone          p50 ${figures.upstreamMsP50.toFixed(3)} ms   p99 ${percentile(direct, 99).toFixed(3)} ms`);
-  console.log(`  through /preview        p50 ${figures.throughMsP50.toFixed(3)} ms   p99 ${percentile(through, 99).toFixed(3)} ms`);
-  console.log(`  added by Kiln + filter  p50 ${figures.previewAddedMsP50.toFixed(3)} ms   ${(figures.previewAddedMsP50 / WARM_TARGET_MS).toFixed(2)}x the ${WARM_TARGET_MS} ms target`);
-  console.log(`  Kiln /healthz (a plain API hop, no filter)  p50 ${figures.healthzMsP50.toFixed(3)} ms`);
-  return figures;
+  const proxy = await startBareProxy(bench.upstreamUrl);
+  try {
+    const series = {
+      direct: async () => drain(await fetch(`${bench.upstreamUrl}/x`)),
+      through: async () => drain(await fetch(`${t.url}/preview/${id}/x`, { headers: auth })),
+      // A bare proxy hop with nothing to do, in this process like the API: the cost of the hop itself.
+      bareProxy: async () => drain(await fetch(`${proxy.url}/x`)),
+      // One plain hop through Kiln's HTTP stack (Fastify, hooks, metrics), for scale.
+      healthz: async () => drain(await fetch(`${t.url}/healthz`)),
+    };
+    const times = await interleavedLatencies(runs, series);
+    const p50 = (name: keyof typeof series) => percentile(times[name], 50);
+    const figures = {
+      upstreamMsP50: p50('direct'),
+      throughMsP50: p50('through'),
+      previewAddedMsP50: p50('through') - p50('direct'),
+      healthzMsP50: p50('healthz'),
+      bareProxyAddedMsP50: p50('bareProxy') - p50('direct'),
+    };
+    console.log(`warm request (${runs} sequential per series, keep-alive, series taking turns every ${TURN}; filter in a runner process)`);
+    console.log(`  upstream alone          p50 ${figures.upstreamMsP50.toFixed(3)} ms   p99 ${percentile(times.direct, 99).toFixed(3)} ms`);
+    console.log(`  through /preview        p50 ${figures.throughMsP50.toFixed(3)} ms   p99 ${percentile(times.through, 99).toFixed(3)} ms`);
+    console.log(`  added by Kiln + filter  p50 ${figures.previewAddedMsP50.toFixed(3)} ms   ${(figures.previewAddedMsP50 / WARM_TARGET_MS).toFixed(2)}x the ${WARM_TARGET_MS} ms target`);
+    console.log(`  added by a do-nothing Node reverse proxy (the floor of one hop here)  p50 ${figures.bareProxyAddedMsP50.toFixed(3)} ms`);
+    console.log(`  Kiln /healthz (a plain API hop, no filter)  p50 ${figures.healthzMsP50.toFixed(3)} ms`);
+    return figures;
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** Sorted latencies per series; the series take turns every TURN requests after a warm-up of each. */
+async function interleavedLatencies<K extends string>(runs: number, series: Record<K, () => Promise<void>>): Promise<Record<K, number[]>> {
+  const names = Object.keys(series) as K[];
+  const times = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
+  for (const name of names) for (let i = 0; i < Math.min(200, runs); i++) await series[name]();
+  for (let done = 0; done < runs; done += TURN) {
+    for (const name of names) {
+      for (let i = 0; i < Math.min(TURN, runs - done); i++) {
+        const started = performance.now();
+        await series[name]();
+        times[name].push(performance.now() - started);
+      }
+    }
+  }
+  for (const name of names) times[name].sort((a, b) => a - b);
+  return times;
+}
+
+/**
+ * The least a reverse proxy written with node:http can do: read the
+ * request, send it upstream over a keep-alive agent, copy the response back.
+ * No filter, no auth, no second process.
+ */
+async function startBareProxy(upstreamUrl: string): Promise<{ url: string; close(): Promise<void> }> {
+  const upstream = new URL(upstreamUrl);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const server = http.createServer((request, response) => {
+    const body: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => body.push(chunk));
+    request.on('end', () => {
+      const forwarded = http.request({ host: upstream.hostname, port: upstream.port, method: request.method, path: request.url, agent }, (answer) => {
+        const parts: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => parts.push(chunk));
+        answer.on('end', () => {
+          const bytes = Buffer.concat(parts);
+          response.writeHead(answer.statusCode ?? 502, { 'content-type': answer.headers['content-type'] ?? 'application/octet-stream', 'content-length': bytes.length });
+          response.end(bytes);
+        });
+      });
+      forwarded.on('error', () => response.writeHead(502).end());
+      forwarded.end(Buffer.concat(body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      agent.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /** Build succeeded → first preview response, for fresh ~1 MB modules (median ms; issue 16: firstRequestAfterUploadMs, target ≤ 5). */
