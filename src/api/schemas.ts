@@ -107,8 +107,12 @@ export const pageOf = <T extends TSchema>(item: T) => Type.Object({ items: Type.
 /** No body at all: a serialized `null` would announce four bytes that a 304 never carries. */
 export const NotModified = Type.Unsafe<undefined>({ description: 'not modified (If-None-Match matched): no body' });
 
-/** Binary or text bodies (artifacts, archives, logs): documented, not serialized. */
-export const BinaryBody = Type.Unknown({ description: 'binary or text content' });
+/**
+ * Binary or text bodies (artifacts, archives, logs): OpenAPI's binary string.
+ * Never serialized: Fastify sends Buffers, streams and strings with a non-JSON
+ * content type as they are.
+ */
+export const BinaryBody = Type.Unsafe<Uint8Array | string>({ type: 'string', format: 'binary', description: 'binary or text content' });
 
 export const errorResponses = {
   400: ErrorBody,

@@ -181,3 +181,23 @@ export const ComponentResultSchema = Type.Object({
   module: Type.Object({ sha256: Type.String(), size: Type.Integer(), memoryCapBytes: Type.Integer(), prepareMs: Type.Number() }),
   timings: Type.Object({ totalMs: Type.Number(), instantiateMs: Type.Number(), handleMs: Type.Number(), prewarmed: Type.Boolean() }),
 });
+
+/** GET /v1/testbed/runners (admin): the runner processes, the API's slots and what each owner holds. */
+export const RunnerListingSchema = Type.Object({
+  runners: Type.Array(
+    Type.Object({
+      id: Type.Integer(),
+      origin: Type.Union([Type.Literal('local'), Type.Literal('remote')]),
+      name: Type.String(),
+      pid: Type.Integer(),
+      slots: Type.Integer(),
+      kinds: Type.Array(Type.String()),
+      address: Type.Optional(Type.String({ description: 'where a remote runner connected from' })),
+      connectedAt: Type.String({ format: 'date-time' }),
+      calls: Type.Integer({ description: 'calls sent to it since it connected' }),
+    }),
+  ),
+  localPids: Type.Array(Type.Integer(), { description: 'pids of the runner processes this API started' }),
+  slots: Type.Integer({ description: 'slots over every connected runner' }),
+  owners: Type.Record(Type.String(), Type.Object({ running: Type.Integer(), queued: Type.Integer() }), { description: 'per owner id: calls running and waiting' }),
+});

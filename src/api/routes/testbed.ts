@@ -21,7 +21,7 @@ import { Type } from '@sinclair/typebox';
 import type { TSchema } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody } from '../../testbed/api-schemas.ts';
+import { ComponentResultSchema, FilterResultSchema, FunctionResultSchema, InvokeBody, RunnerListingSchema } from '../../testbed/api-schemas.ts';
 import type { ComponentResult } from '../../testbed/component/index.ts';
 import type { TestbedConfig } from '../../testbed/config.ts';
 import type { HttpRequestData } from '../../testbed/http-message.ts';
@@ -62,7 +62,7 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
 
     app.get(
       '/v1/testbed/runners',
-      { config: { auth: 'admin' }, schema: { tags: ['testbed'], summary: 'Test bed runner processes, their slots and the calls each owner holds', response: { 200: Type.Unknown(), ...errorResponses } } },
+      { config: { auth: 'admin' }, schema: { tags: ['testbed'], summary: 'Test bed runner processes, their slots and the calls each owner holds', response: { 200: RunnerListingSchema, ...errorResponses } } },
       async () => ({ runners: testbed.runners(), localPids: testbed.localPids(), slots: testbed.hub.scheduler.slotCount, owners: testbed.hub.scheduler.usage() }),
     );
 
