@@ -4,9 +4,10 @@
  * API's test bed) try to grow the host without bound while a second owner
  * keeps invoking a normal filter. Each case asserts that the API is the same
  * process and still answers, that every victim call succeeded, that the
- * attacker's call ended at the named limit, and that the memory of the
- * process running the modules (here the API's: its worker threads) stays
- * within a generous bound. Run against both storage backends.
+ * attacker's call ended at the named limit, and that the API process's
+ * memory stays within a generous bound (the modules run in a runner
+ * process: the outgoing-flood cases below check its pid and memory too).
+ * Run against both storage backends.
  *
  * The outgoing paths are attacked too: an http-component (JavaScript, built
  * by componentize-js in the sandbox) floods fetch() at an allowed upstream
