@@ -178,6 +178,7 @@ export const ComponentResultSchema = Type.Object({
       limit: Type.Optional(Type.String({ description: 'the test bed limit (TestbedConfig field) that refused or ended the call' })),
     }),
   ),
+  droppedOutgoing: Type.Integer({ description: 'outgoing calls made past the first 64 listed in `outgoing`: counted, not listed' }),
   module: Type.Object({ sha256: Type.String(), size: Type.Integer(), memoryCapBytes: Type.Integer(), prepareMs: Type.Number() }),
   timings: Type.Object({ totalMs: Type.Number(), instantiateMs: Type.Number(), handleMs: Type.Number(), prewarmed: Type.Boolean() }),
 });

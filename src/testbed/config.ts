@@ -138,7 +138,7 @@ export const TESTBED_SETTINGS = {
   maxDataSegments: int('KILN_TESTBED_MAX_DATA_SEGMENTS', 'moduleShape.maxDataSegments', DEFAULT_MODULE_SHAPE_LIMITS.maxDataSegments, 1, 1_000_000, 'Data segments a module may declare'),
   maxHeaderCount: int('KILN_TESTBED_MAX_HEADERS', 'maxHeaderCount', 100, 8, 10_000, 'Headers per header or trailer map a filter builds (Envoy: 100)'),
   maxHeaderBytes: int('KILN_TESTBED_MAX_HEADER_BYTES', 'maxHeaderBytes', 60 * 1024, 1024, 16 * MIB, 'Bytes per header or trailer map (Envoy: 60 KiB)'),
-  maxHttpCalls: int('KILN_TESTBED_MAX_HTTP_CALLS', 'maxHttpCalls', 16, 1, 1024, 'proxy_http_call calls per step'),
+  maxHttpCalls: int('KILN_TESTBED_MAX_HTTP_CALLS', 'maxHttpCalls', 16, 1, 1024, 'HTTP and gRPC calls a filter may have in flight at once (and outgoing calls per component request)'),
   maxHttpCallRounds: int('KILN_TESTBED_MAX_HTTP_CALL_ROUNDS', 'maxHttpCallRounds', 16, 1, 1024, 'Rounds of calls made from call responses'),
   maxHttpCallResponseBytes: int('KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES', 'maxHttpCallResponseBytes', MIB, 1024, undefined, 'Body of each call response, bytes'),
   upstreamSocketsPerOwner: int('KILN_TESTBED_UPSTREAM_SOCKETS_PER_OWNER', 'upstreamSocketsPerOwner', 8, 1, 1024, 'Upstream sockets of one owner (each owner has its own connection pool)'),

@@ -4,15 +4,30 @@
  * API's test bed) try to grow the host without bound while a second owner
  * keeps invoking a normal filter. Each case asserts that the API is the same
  * process and still answers, that every victim call succeeded, that the
- * attacker's call ended at the named limit, and that the memory of the
- * process running the modules (here the API's: its worker threads) stays
- * within a generous bound. Run against both storage backends.
+ * attacker's call ended at the named limit, and that the API process's
+ * memory stays within a generous bound (the modules run in a runner
+ * process: the outgoing-flood cases below check its pid and memory too).
+ * Run against both storage backends.
+ *
+ * The outgoing paths are attacked too: an http-component (JavaScript, built
+ * by componentize-js in the sandbox) floods fetch() at an allowed upstream
+ * that answers without end or never answers, and a filter floods gRPC calls
+ * (16 MiB messages, a stream fed until refused, calls from every answer) at
+ * a gRPC upstream with methods that hang or answer without end. Those cases
+ * also check the runner process: the same process afterwards, its memory
+ * bounded, and no upstream stream left open.
  *
  * Busy loops, tick storms and killed runners belong to the runner-process
  * suite, not here.
  */
 import assert from 'node:assert/strict';
+import { access, readFile } from 'node:fs/promises';
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { toolchainDir } from '../../src/languages/javascript/toolchain.ts';
 import { s3Skip } from '../support/backends.ts';
 import { call, startTestKiln } from '../support/kiln.ts';
 import type { StorageFlavour, TestKiln } from '../support/kiln.ts';
@@ -39,6 +54,132 @@ const TABLE_GROWER = filterWat(
     (i32.const 0))`,
 );
 
+/** What a flooding upstream writes at most per request: far past maxHttpCallResponseBytes (1 MiB by default). */
+const ENDLESS_BYTES = 64 * MIB;
+/** The upstream timeout the suite runs with: the hanging upstreams' calls end at it (limit upstreamTimeoutMs). */
+const UPSTREAM_TIMEOUT_MS = 1_000;
+
+interface Upstream {
+  port: number;
+  /** Requests (or gRPC calls) seen, by path. */
+  seen: Map<string, number>;
+  /** Requests or streams still open (a hanging one stays open until the test bed gives up on it). */
+  open(): number;
+  close(): void;
+}
+
+/** Writes ENDLESS_BYTES in 64 KiB chunks, as fast as the reader takes them, until it goes away. */
+function pump(out: NodeJS.WritableStream & { destroyed: boolean }, first?: Buffer): void {
+  const chunk = Buffer.alloc(64 * 1024, 0x78);
+  let sent = 0;
+  if (first) out.write(first);
+  const more = (): void => {
+    while (!out.destroyed && sent < ENDLESS_BYTES) {
+      sent += chunk.length;
+      if (!out.write(chunk)) {
+        out.once('drain', more);
+        return;
+      }
+    }
+    if (!out.destroyed) out.end();
+  };
+  more();
+}
+
+function counted(seen: Map<string, number>, path: string): void {
+  seen.set(path, (seen.get(path) ?? 0) + 1);
+}
+
+/** An allowed HTTP upstream: /endless answers ENDLESS_BYTES, /hang never answers, anything else "ok". */
+async function startHttpUpstream(): Promise<Upstream> {
+  const seen = new Map<string, number>();
+  const open = new Set<http.ServerResponse>();
+  const server = http.createServer((request, response) => {
+    const path = request.url ?? '/';
+    counted(seen, path);
+    open.add(response);
+    response.on('close', () => open.delete(response));
+    if (path === '/endless') {
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      pump(response);
+    } else if (path !== '/hang') response.end('ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    open: () => open.size,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** gRPC's length prefix for one message of `length` bytes. */
+function grpcPrefix(length: number): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
+}
+
+/** kiln.test.Echo for the floods: Hang never answers, Huge answers one message without end, the rest answer "pong". */
+async function startGrpcUpstream(): Promise<Upstream> {
+  const seen = new Map<string, number>();
+  const open = new Set<http2.ServerHttp2Stream>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const server = http2.createServer();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+  });
+  server.on('stream', (stream, headers) => {
+    const path = String(headers[':path']);
+    counted(seen, path);
+    open.add(stream);
+    stream.on('close', () => open.delete(stream));
+    stream.on('error', () => undefined);
+    stream.resume();
+    if (path.endsWith('/Hang')) return;
+    stream.on('end', () => {
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      if (path.endsWith('/Huge')) pump(stream, grpcPrefix(ENDLESS_BYTES));
+      else stream.end(Buffer.concat([grpcPrefix(4), Buffer.from('pong')]));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    open: () => [...open].filter((stream) => !stream.closed).length,
+    close: () => {
+      for (const session of sessions) session.destroy();
+      server.close();
+    },
+  };
+}
+
+/** Why the JavaScript component case cannot run here (then it skips), or false. */
+async function componentToolchainSkip(): Promise<string | false> {
+  try {
+    await access(join(toolchainDir(), 'node_modules/@bytecodealliance/componentize-js/package.json'));
+    return false;
+  } catch {
+    return 'the JavaScript component toolchain is not installed (bash scripts/install-js-toolchain.sh)';
+  }
+}
+const componentSkip = skip || (await componentToolchainSkip());
+
+/** The resident memory of a process, from /proc (the runners are other processes than this one). */
+async function rssOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  assert.ok(kib, `no VmRSS for ${pid}`);
+  return Number(kib) * 1024;
+}
+
 interface Flavour {
   name: string;
   flavour: StorageFlavour;
@@ -54,6 +195,10 @@ let builder: SandboxBuilder;
 let hostileModule: Uint8Array;
 let rustModule: Uint8Array;
 let victimModule: Uint8Array;
+let grpcFloodModule: Uint8Array;
+let fetchFloodComponent: Uint8Array | undefined;
+let httpUpstream: Upstream;
+let grpcUpstream: Upstream;
 
 describe('hostile modules', { skip, timeout: 600_000 }, () => {
   before(async () => {
@@ -61,8 +206,16 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
     hostileModule = await builder.build(`${FIXTURES}hostile-filter`, undefined, FIXTURE_ABI_H);
     rustModule = await builder.build(`${FIXTURES}hostile-rust`);
     victimModule = await builder.build(`${FIXTURES}abi-filter`);
+    grpcFloodModule = await builder.build(`${FIXTURES}hostile-grpc`, undefined, { 'src/abi.h': `${FIXTURES}grpc-filter/src/abi.h` });
+    if (!componentSkip) fetchFloodComponent = await builder.build(`${FIXTURES}hostile-component`, 'http-component');
+    httpUpstream = await startHttpUpstream();
+    grpcUpstream = await startGrpcUpstream();
   });
-  after(() => builder?.dispose());
+  after(async () => {
+    httpUpstream?.close();
+    grpcUpstream?.close();
+    await builder?.dispose();
+  });
 
   for (const flavour of FLAVOURS) {
     describe(flavour.name, { skip: flavour.skip }, () => {
@@ -70,16 +223,29 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
       let attacker: string;
       let rustAttacker: string;
       let tableAttacker: string;
+      let grpcAttacker: string;
+      let componentAttacker: string | undefined;
       let victim: string;
       let victimToken: string;
 
       before(async () => {
-        t = await startTestKiln({ flavour: flavour.flavour, env: { KILN_TESTBED_WORKERS: '1', KILN_TESTBED_MAX_HTTP_CALL_ROUNDS: '8' } });
+        t = await startTestKiln({
+          flavour: flavour.flavour,
+          env: {
+            KILN_TESTBED_WORKERS: '1',
+            KILN_TESTBED_MAX_HTTP_CALL_ROUNDS: '8',
+            // The outgoing floods' upstreams (the other cases use the built-in echo, answered in the runner).
+            KILN_TESTBED_UPSTREAMS: `grpc=http://127.0.0.1:${grpcUpstream.port},backend=http://127.0.0.1:${httpUpstream.port}`,
+            KILN_TESTBED_UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
+          },
+        });
         process.env.KILN_TESTBED_WORKERS = '1';
         attacker = await publish(t, hostileModule, { kind: 'proxy-wasm', name: 'attacker' });
         rustAttacker = await publish(t, rustModule, { kind: 'proxy-wasm', name: 'rust-attacker' });
         // clang 14 with Kiln's link flags cannot emit a growable table: this one module is our own WAT, uploaded as the build.
         tableAttacker = await publish(t, wat(TABLE_GROWER), { kind: 'proxy-wasm', name: 'table-attacker' });
+        grpcAttacker = await publish(t, grpcFloodModule, { kind: 'proxy-wasm', name: 'grpc-attacker' });
+        if (fetchFloodComponent) componentAttacker = await publish(t, fetchFloodComponent, { kind: 'http-component', name: 'fetch-attacker' });
         const bob = await call<Json>(t.url, 'POST', '/v1/owners', { token: t.adminToken, json: { name: `victim-${flavour.flavour}` } });
         victimToken = bob.body.token as string;
         victim = await publish({ ...t, ownerToken: victimToken }, victimModule, { kind: 'proxy-wasm', name: 'victim' });
@@ -133,6 +299,38 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
         for (let i = 0; i < times; i++) out.push(await invoke(t.ownerToken, id, path, 10_000));
         return out;
       };
+
+      /** The local runners' pids (the test bed's admin listing). */
+      const runnerPids = async (): Promise<number[]> => {
+        const listing = await call<Json>(t.url, 'GET', '/v1/testbed/runners', { token: t.adminToken });
+        return (listing.body.runners as Json[]).map((runner) => runner.pid as number).sort();
+      };
+
+      /**
+       * underAttack, and the runner process too: the outgoing floods run
+       * there, so it must be the same process afterwards (nothing crashed)
+       * with its memory within the same bound.
+       */
+      async function runnerUnderAttack(attack: () => Promise<Array<Awaited<ReturnType<typeof invoke>>>>) {
+        // The victim's first call starts the runner (and warms its filter) if no case ran before.
+        assert.equal((await invoke(victimToken, victim, '/anything', 10_000)).status, 200);
+        const pids = await runnerPids();
+        assert.ok(pids.length > 0, 'a local runner is running');
+        const rssBefore = await Promise.all(pids.map(rssOf));
+        const results = await underAttack(attack);
+        assert.deepEqual(await runnerPids(), pids, 'the runner is the same process');
+        for (const [index, pid] of pids.entries()) {
+          const grown = (await rssOf(pid)) - (rssBefore[index] ?? 0);
+          assert.ok(grown < RSS_BOUND, `the runner's RSS grew ${Math.round(grown / MIB)} MiB during the attack`);
+        }
+        return results;
+      }
+
+      /** Waits until `upstream` holds no open request or stream (the test bed ended what it started). */
+      async function drained(upstream: Upstream): Promise<number> {
+        for (let i = 0; i < 100 && upstream.open() > 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+        return upstream.open();
+      }
 
       it('table growth by millions of entries fails at the table cap', async () => {
         const [answer] = await underAttack(() => repeat(3, '/', tableAttacker));
@@ -205,6 +403,63 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
         assert.ok(shared?.body.limitsHit.some((name: string) => name === 'maxSharedKeys' || name === 'maxSharedBytes'));
         assert.equal(header(queue, 'x-queue-status'), '10');
         assert.ok(queue?.body.limitsHit.includes('maxQueueDepth'));
+      });
+
+      it('gRPC floods: calls past maxHttpCalls are refused, calls from every answer stop at maxHttpCallRounds, a hanging upstream at upstreamTimeoutMs (VMs dropped, streams closed)', async () => {
+        const hangsBefore = grpcUpstream.seen.get('/kiln.test.Echo/Hang') ?? 0;
+        // Each VM holds 24 MiB of touched memory: 24 leaked VMs would be 576 MiB of the runner's RSS, over the bound.
+        const answers = await runnerUnderAttack(() => repeat(24, '/grpc-flood', grpcAttacker));
+        for (const answer of answers) {
+          assert.equal(answer.status, 200, JSON.stringify(answer.body).slice(0, 500));
+          assert.equal(answer.body.outcome, 'limit_exceeded', answer.body.message);
+          assert.equal(answer.body.limit, 'maxHttpCallRounds');
+          assert.ok(answer.body.limitsHit.includes('maxHttpCalls'), JSON.stringify(answer.body.limitsHit));
+          assert.ok(answer.body.limitsHit.includes('upstreamTimeoutMs'), JSON.stringify(answer.body.limitsHit));
+          const calls = answer.body.httpCalls as Json[];
+          // 16 calls at once (maxHttpCalls) in each of 8 rounds: the 10,000 tried at first and the 100 from each answer never went out.
+          assert.ok(calls.length <= 16 * 8, `${calls.length} gRPC calls were made`);
+          assert.equal(calls.filter((made) => made.path === '/kiln.test.Echo/Hang').length, 16);
+        }
+        assert.equal((grpcUpstream.seen.get('/kiln.test.Echo/Hang') ?? 0) - hangsBefore, 16 * answers.length, 'only maxHttpCalls hanging calls per request reached the upstream');
+        assert.equal(await drained(grpcUpstream), 0, 'every hanging gRPC stream was cancelled');
+      });
+
+      it('gRPC floods: a 16 MiB message and an overfed stream stop at maxBodyBytes, an endless answer at maxHttpCallResponseBytes', async () => {
+        const [answer] = await runnerUnderAttack(() => repeat(1, '/grpc-big', grpcAttacker));
+        assert.equal(answer?.body.outcome, 'ok', answer?.body.message);
+        assert.equal(answer?.body.response.status, 503, JSON.stringify(answer?.body).slice(0, 1000));
+        // INTERNAL_FAILURE for the 16 MiB message; 8 of 1 MiB fill maxBodyBytes (8 MiB), the 9th is BAD_ARGUMENT;
+        // the endless answer closes RESOURCE_EXHAUSTED (8).
+        assert.match(answer?.body.response.body.text, /^big=10 sent=8 refused=2 closed 8: the answer is larger than \d+ bytes \(limit maxHttpCallResponseBytes\)$/);
+        assert.ok(answer?.body.limitsHit.includes('maxBodyBytes'), JSON.stringify(answer?.body.limitsHit));
+        assert.ok(answer?.body.limitsHit.includes('maxHttpCallResponseBytes'), JSON.stringify(answer?.body.limitsHit));
+        assert.equal(await drained(grpcUpstream), 0, 'the endless gRPC answer was cancelled');
+      });
+
+      it('fetch() floods from a component: endless answers stop at maxHttpCallResponseBytes, calls past maxHttpCalls are refused and only counted, a hanging upstream ends at upstreamTimeoutMs', { skip: componentSkip }, async () => {
+        const endlessBefore = httpUpstream.seen.get('/endless') ?? 0;
+        const endless = encodeURIComponent(`http://127.0.0.1:${httpUpstream.port}/endless`);
+        const hang = encodeURIComponent(`http://127.0.0.1:${httpUpstream.port}/hang`);
+        const id = componentAttacker as string;
+        const [flood, hanging] = await runnerUnderAttack(async () => [
+          ...(await repeat(1, `/flood?to=${endless}&n=3000&together=8`, id)),
+          ...(await repeat(1, `/flood?to=${hang}&n=3`, id)),
+        ]);
+        assert.equal(flood?.status, 200, JSON.stringify(flood?.body).slice(0, 500));
+        assert.equal(flood?.body.outcome, 'ok', flood?.body.message);
+        assert.match(flood?.body.response.body.text, /^ok=0 failed=3000 /);
+        const records = flood?.body.outgoing as Json[];
+        assert.equal(records.length, 64, 'the first 64 calls are listed');
+        assert.equal(flood?.body.droppedOutgoing, 3000 - 64, 'the others are counted');
+        for (const record of records.slice(0, 16)) assert.equal(record.limit, 'maxHttpCallResponseBytes', JSON.stringify(record));
+        for (const record of records.slice(16)) assert.equal(record.limit, 'maxHttpCalls', JSON.stringify(record));
+        assert.equal((httpUpstream.seen.get('/endless') ?? 0) - endlessBefore, 16, 'only maxHttpCalls calls reached the upstream');
+        assert.ok((flood?.raw.length ?? Infinity) < 256 * 1024, `the result is ${flood?.raw.length} bytes`);
+
+        assert.equal(hanging?.body.outcome, 'ok', hanging?.body.message);
+        assert.match(hanging?.body.response.body.text, /^ok=0 failed=3 /);
+        assert.deepEqual((hanging?.body.outgoing as Json[]).map((record) => record.limit), ['upstreamTimeoutMs', 'upstreamTimeoutMs', 'upstreamTimeoutMs']);
+        assert.equal(await drained(httpUpstream), 0, 'every hanging request was closed');
       });
     });
   }

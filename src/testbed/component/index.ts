@@ -42,6 +42,8 @@ export interface ComponentResult {
   logs: Array<{ stream: 'stdout' | 'stderr'; line: string }>;
   droppedLogBytes: number;
   outgoing: Array<{ authority: string; pathWithQuery: string; allowed: boolean; status?: number; error?: string; limit?: string }>;
+  /** Outgoing calls made past the first MAX_OUTGOING_RECORDS (wasi-http-host.ts): counted, not listed. */
+  droppedOutgoing: number;
   module: { sha256: string; size: number; memoryCapBytes: number; prepareMs: number };
   timings: { totalMs: number; instantiateMs: number; handleMs: number; prewarmed: boolean };
 }
@@ -77,14 +79,14 @@ export class ComponentTestbed {
       if (error instanceof ComponentRunnerLostError) {
         const module = { sha256: artifact.sha256, size: 0, memoryCapBytes: capPages * PAGE_SIZE, prepareMs: 0 };
         const timings = { totalMs: performance.now() - started, instantiateMs: 0, handleMs: 0, prewarmed: false };
-        return { kind: 'http-component', outcome: 'vm_lost', message: error.message, response: null, logs: [], droppedLogBytes: 0, outgoing: [], module, timings };
+        return { kind: 'http-component', outcome: 'vm_lost', message: error.message, response: null, logs: [], droppedLogBytes: 0, outgoing: [], droppedOutgoing: 0, module, timings };
       }
       throw error;
     }
     const deadlineMs = Math.min(limits.timeoutMs ?? this.config.timeoutMs, this.config.maxTimeoutMs);
     const prepared = this.sizes.get(key) ?? { size: 0, prepareMs: 0 };
     const module = { sha256: artifact.sha256, size: prepared.size, memoryCapBytes: capPages * PAGE_SIZE, prepareMs: prepared.prepareMs };
-    const base = { kind: 'http-component' as const, response: null, logs: [], droppedLogBytes: 0, outgoing: [], module };
+    const base = { kind: 'http-component' as const, response: null, logs: [], droppedLogBytes: 0, outgoing: [], droppedOutgoing: 0, module };
     let reply;
     try {
       reply = await this.runner.handle(
@@ -147,6 +149,7 @@ function resultOf(base: Omit<ComponentResult, 'outcome' | 'timings'>, reply: Han
     logs: reply.record.logs,
     droppedLogBytes: reply.record.droppedLogBytes,
     outgoing: reply.record.outgoing,
+    droppedOutgoing: reply.record.droppedOutgoing,
     timings: { totalMs, ...reply.timings },
   };
 }

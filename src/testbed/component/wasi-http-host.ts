@@ -75,8 +75,21 @@ export interface HostLimits {
 export interface ExchangeRecord {
   logs: Array<{ stream: 'stdout' | 'stderr'; line: string }>;
   droppedLogBytes: number;
+  /** The first MAX_OUTGOING_RECORDS outgoing calls of the request. */
   outgoing: OutgoingRecord[];
+  /** Outgoing calls made past MAX_OUTGOING_RECORDS: counted, not listed. */
+  droppedOutgoing: number;
 }
+
+/**
+ * Outgoing calls listed per request. A refused call (not allowed, or past
+ * maxHttpCalls) costs the guest microseconds, so a loop of them until the
+ * deadline would otherwise list hundreds of thousands, all carried to the
+ * API and rendered in its result.
+ */
+export const MAX_OUTGOING_RECORDS = 64;
+/** Characters of a call's authority and path kept in its record (the guest chooses their length). */
+const RECORDED_TEXT_CHARS = 2048;
 
 export interface OutgoingRecord {
   authority: string;
@@ -515,13 +528,23 @@ function isAllowed(answer: OutgoingAnswer): boolean {
 
 /** What the result shows of one outgoing call. */
 function outgoingRecord(call: OutgoingCall, answer: OutgoingAnswer): OutgoingRecord {
-  const record: OutgoingRecord = { authority: call.authority, pathWithQuery: call.pathWithQuery, allowed: isAllowed(answer) };
+  const record: OutgoingRecord = { authority: clip(call.authority), pathWithQuery: clip(call.pathWithQuery), allowed: isAllowed(answer) };
   if (answer.ok) record.status = answer.status;
   else {
     if (answer.reason !== undefined) record.error = answer.reason;
     if (answer.limit !== undefined) record.limit = answer.limit;
   }
   return record;
+}
+
+function clip(text: string): string {
+  return text.length > RECORDED_TEXT_CHARS ? `${text.slice(0, RECORDED_TEXT_CHARS)}…` : text;
+}
+
+/** Lists the call, or only counts it once the request has listed MAX_OUTGOING_RECORDS. */
+function recordOutgoing(record: ExchangeRecord, call: OutgoingCall, answer: OutgoingAnswer): void {
+  if (record.outgoing.length < MAX_OUTGOING_RECORDS) record.outgoing.push(outgoingRecord(call, answer));
+  else record.droppedOutgoing += 1;
 }
 
 /** Terminal and file-system resources exist as types only: the host never hands one out. */
@@ -615,7 +638,7 @@ export function createComponentHost(limits: HostLimits): ComponentHost {
       };
       // A call made after its exchange ended (a pre-warmed instance's start-up) is refused.
       const result = exchange !== undefined && exchange === current ? exchange.outgoing(call, firstByteTimeout) : refuseAll();
-      exchange?.record.outgoing.push(outgoingRecord(call, result));
+      if (exchange !== undefined) recordOutgoing(exchange.record, call, result);
       if (!result.ok) return { tag: 'err', val: result.error };
       return { tag: 'ok', val: new IncomingResponse(result.status, Fields.locked(result.headers), result.body) };
     };
@@ -691,7 +714,7 @@ export function createComponentHost(limits: HostLimits): ComponentHost {
     'wasi:random/random': random,
   };
   const begin = (input: ExchangeInput, outgoing: OutgoingHandler): Exchange => {
-    const record: ExchangeRecord = { logs: [], droppedLogBytes: 0, outgoing: [] };
+    const record: ExchangeRecord = { logs: [], droppedLogBytes: 0, outgoing: [], droppedOutgoing: 0 };
     current = { record, logBytes: 0, outgoing };
     let answer: ResponseResult | undefined;
     const outparam = new ResponseOutparam((result) => {

@@ -138,6 +138,7 @@ function lostComponent(error: unknown, artifact: ArtifactRef, started: number): 
     logs: [],
     droppedLogBytes: 0,
     outgoing: [],
+    droppedOutgoing: 0,
     module: { sha256: artifact.sha256, size: 0, memoryCapBytes: 0, prepareMs: 0 },
     timings: { totalMs: performance.now() - started, instantiateMs: 0, handleMs: 0, prewarmed: false },
   };

@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import type { Duplex } from 'node:stream';
 
 export interface LocalRunnerOptions {
@@ -52,9 +53,10 @@ export class LocalRunners {
   private spawnOne(): void {
     const startedAt = Date.now();
     // The runner's settings arrive over the pipe (OPS.configure), never from its environment:
-    // what the child inherits is only what node itself needs.
+    // the child gets only what node itself needs (runnerEnvironment), not the API's credentials.
     const child = spawn(process.execPath, [...loaderArgs(), `--max-old-space-size=${this.options.heapMb}`, entryPath(), '--slots', String(this.options.slots), '--fd', String(RUNNER_FD)], {
       stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+      env: runnerEnvironment(process.env),
     });
     this.children.add(child);
     const pipe = child.stdio[3] as Duplex | null;
@@ -70,6 +72,43 @@ export class LocalRunners {
     });
     child.once('error', () => undefined);
   }
+}
+
+/**
+ * Variables passed to a local runner when the API has them, and why each is
+ * needed. Everything else of the API's environment stays behind: the
+ * database URL, S3 keys, tokens, NODE_OPTIONS (the runner's flags are the
+ * explicit arguments above). Tenant code runs in this process's worker
+ * threads, so whatever it holds is what a module that escaped the Wasm
+ * sandbox could read.
+ *
+ * Not passed, on purpose: PATH (node is started by its absolute path and a
+ * runner starts no program), HOME (nothing reads it; os.homedir() falls back
+ * to the passwd entry), LANG/LC_* and TZ (nothing in a runner formats for a
+ * locale or zone; without them every runner behaves the same, whatever the
+ * operator's shell), proxy variables (node's http ignores them).
+ */
+const PASSED_VARIABLES = [
+  // Runners make the allowed upstreams' HTTPS calls: an operator's private CA must be trusted there too.
+  // It is a path to public certificates, not a secret.
+  'NODE_EXTRA_CA_CERTS',
+  // tsx's own settings for loading Kiln's TypeScript (only present when the operator set them).
+  'TSX_TSCONFIG_PATH',
+  'TSX_DISABLE_CACHE',
+] as const;
+
+/**
+ * The whole environment of a local runner: TMPDIR (tsx keeps its compile
+ * cache under os.tmpdir(); the API's resolved one, however it was set) and
+ * the variables above.
+ */
+export function runnerEnvironment(parent: NodeJS.ProcessEnv, tmpdir = os.tmpdir()): Record<string, string> {
+  const env: Record<string, string> = { TMPDIR: tmpdir };
+  for (const name of PASSED_VARIABLES) {
+    const value = parent[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
 }
 
 /** Under tsx (how Kiln runs), the child needs the TypeScript loader too. */

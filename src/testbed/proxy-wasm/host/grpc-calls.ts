@@ -189,8 +189,14 @@ function readMetadata(vm: PluginVm, what: string, pointer: WasmValue | undefined
   return own;
 }
 
+/**
+ * Calls in flight (HTTP and gRPC, this step's and those still unanswered)
+ * stay under maxHttpCalls: counting only this step's would let each answer
+ * of a round make maxHttpCalls more, a fan-out that grows by that factor
+ * per round.
+ */
 function callsLeft(vm: PluginVm, what: string): boolean {
-  if (vm.outgoingCalls.length < vm.spec.limits.maxHttpCalls) return true;
+  if (vm.pendingCalls.size < vm.spec.limits.maxHttpCalls) return true;
   vm.recorder.limit('maxHttpCalls', `${what} refused: more than ${vm.spec.limits.maxHttpCalls} calls at once`);
   return false;
 }

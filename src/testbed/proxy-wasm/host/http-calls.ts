@@ -77,7 +77,8 @@ function refuse(vm: PluginVm, upstream: string, headers: HeaderPairs | undefined
   if (missing.length > 0) return { status: Status.BAD_ARGUMENT, why: `the headers lack ${missing.join(', ')}` };
   const problem = firstHeaderProblem(headers, PSEUDO) ?? firstHeaderProblem(trailers) ?? methodProblem(pseudo(headers, ':method')) ?? pathProblem(pseudo(headers, ':path'));
   if (problem !== undefined) return { status: Status.BAD_ARGUMENT, why: problem };
-  if (vm.outgoingCalls.length >= vm.spec.limits.maxHttpCalls) {
+  // Calls in flight, not only this step's: each response of a round could otherwise make maxHttpCalls more (fan-out).
+  if (vm.pendingCalls.size >= vm.spec.limits.maxHttpCalls) {
     vm.recorder.limit('maxHttpCalls', `proxy_http_call refused: more than ${vm.spec.limits.maxHttpCalls} calls at once`);
     return { status: Status.INTERNAL_FAILURE, why: `more than ${vm.spec.limits.maxHttpCalls} calls at once` };
   }
