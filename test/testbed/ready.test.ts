@@ -7,8 +7,9 @@
  * database and runs in the VM already started. A module the test bed
  * refuses still has its build recorded succeeded.
  *
- * Through a real Kiln (embedded store) and real runner processes: the
- * repositories are the server's, wrapped only to count their look-ups.
+ * Through a real Kiln (embedded store, then the PostgreSQL and S3 servers)
+ * and real runner processes: the repositories are the server's, wrapped
+ * only to count their look-ups.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -23,7 +24,7 @@ import { RunnerTestbed } from '../../src/testbed/runner/client.ts';
 import { TryVersion } from '../../src/use-cases/try-version.ts';
 import type { SucceedingBuild } from '../../src/use-cases/worker-jobs.ts';
 import { call, startTestKiln } from '../support/kiln.ts';
-import type { TestKiln } from '../support/kiln.ts';
+import type { StorageFlavour, TestKiln } from '../support/kiln.ts';
 import { publish } from './support.ts';
 import type { Json } from './support.ts';
 import { filterWat, wat } from './wat.ts';
@@ -48,16 +49,19 @@ function countingLookups(services: Services, counted: Record<string, number>): P
   return { versions: count('versions', services.versions), builds: count('builds', services.builds), applications: count('applications', services.applications), objects: services.objects };
 }
 
-describe('a successful build is ready on the test bed before it is recorded succeeded', { timeout: 120_000 }, () => {
+for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) describe(`a successful build is ready on the test bed before it is recorded succeeded (${flavour})`, { timeout: 180_000 }, () => {
   let t: TestKiln;
   let testbed: RunnerTestbed;
   let config: TestbedConfig;
 
   before(async () => {
     process.env.KILN_TESTBED_MAX_FUNCTIONS = '16';
-    t = await startTestKiln();
+    t = await startTestKiln({ flavour });
     config = { ...loadTestbedConfig({ KILN_TESTBED_RUNNERS: '1', KILN_TESTBED_WORKERS: '2', KILN_TESTBED_PREWARM: '1' }), timeoutMs: 10_000, previewCacheMs: 60_000 };
     testbed = new RunnerTestbed(config);
+    // Readying is best effort: with no runner connected yet there is no slot to warm on. Wait for its slots.
+    for (let i = 0; i < 600 && testbed.hub.scheduler.slotCount === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(testbed.hub.scheduler.slotCount > 0, 'the local runner connected');
   });
   after(async () => {
     delete process.env.KILN_TESTBED_MAX_FUNCTIONS;
