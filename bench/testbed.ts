@@ -23,10 +23,13 @@
  *     take turns every 50 requests.
  *   firstRequestAfterUpload: a ~1 MB filter (real code, a unique copy each
  *     time so nothing is cached) is published; the clock starts when its build
- *     has succeeded (the runners are told to compile it then) and stops when
- *     the first preview response has arrived.
+ *     has succeeded (the runners compile it and start its warm VM before the
+ *     success is recorded, bounded: decision 0040) and stops when the first
+ *     preview response has arrived.
  *   invokePerSecond: a small WASI function (stdin → stdout) through
- *     POST /v1/versions/:id/invoke, one caller and four.
+ *     POST /v1/versions/:id/invoke, one caller and four, on a thread of
+ *     their own (as bench/api.ts's load); `fetch` on the API's event loop
+ *     printed beside it.
  *   freshInstanceUs: the same small filter previewed with and without
  *     `preview.freshInstance`.
  *   victimP99Ratio: a second owner's sequential invokes, idle and while the
@@ -38,6 +41,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { call, startTestKiln } from '../test/support/kiln.ts';
 import type { TestKiln } from '../test/support/kiln.ts';
 import { publish } from '../test/testbed/support.ts';
@@ -312,12 +316,76 @@ export async function firstRequestAfterUpload(bench: TestbedBench, copies = 7): 
   }
   times.sort((a, b) => a - b);
   const median = percentile(times, 50);
-  console.log(`first request after upload of a ${(big.length / 1024 / 1024).toFixed(2)} MB module (${times.length} fresh copies; the runners compile when the build succeeds)`);
+  console.log(`first request after upload of a ${(big.length / 1024 / 1024).toFixed(2)} MB module (${times.length} fresh copies; compiled and warm before the build is recorded succeeded)`);
   console.log(`  median ${median.toFixed(1)} ms   min ${(times[0] ?? NaN).toFixed(1)} ms   max ${(times.at(-1) ?? NaN).toFixed(1)} ms   ${(median / FIRST_TARGET_MS).toFixed(2)}x the ${FIRST_TARGET_MS} ms target`);
   return median;
 }
 
-/** HTTP invoke of a small function, calls/s with 4 callers of one owner (issue 16: invokePerSecond, target ≥ 2,000). */
+/**
+ * Closed-loop callers on a thread of their own (worker_threads, keep-alive
+ * http.Agent), as in bench/api.ts: the client does not share the API's
+ * event loop, so the figure is the API's (it still shares the machine's
+ * cores). Each answer must be 200 with outcome "ok", or the run fails.
+ */
+const INVOKE_LOAD = `
+const http = require('node:http');
+const { parentPort, workerData } = require('node:worker_threads');
+const { url, path, token, callers, warmupMs, durationMs } = workerData;
+const target = new URL(url);
+const agent = new http.Agent({ keepAlive: true, maxSockets: callers });
+const body = JSON.stringify({ input: { text: 'hello' } });
+const headers = { authorization: 'Bearer ' + token, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+let measuring = false, running = true, done = 0, failure;
+function once() {
+  return new Promise((resolve) => {
+    const request = http.request({ host: target.hostname, port: target.port, path, method: 'POST', agent, headers }, (response) => {
+      const chunks = [];
+      response.on('data', (chunk) => chunks.push(chunk));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (response.statusCode !== 200 || JSON.parse(text).outcome !== 'ok') { failure ??= response.statusCode + ' ' + text.slice(0, 300); running = false; }
+        else if (measuring) done++;
+        resolve();
+      });
+    });
+    request.on('error', (error) => { failure ??= String(error); running = false; resolve(); });
+    request.end(body);
+  });
+}
+async function caller() { while (running) await once(); }
+const all = Array.from({ length: callers }, caller);
+let startedAt = 0;
+setTimeout(() => {
+  measuring = true;
+  startedAt = performance.now();
+  setTimeout(() => {
+    measuring = false;
+    running = false;
+    const measuredMs = performance.now() - startedAt;
+    Promise.all(all).then(() => { agent.destroy(); parentPort.postMessage({ done, measuredMs, failure }); });
+  }, durationMs);
+}, warmupMs);
+`;
+
+async function rateOnOwnThread(bench: TestbedBench, path: string, callers: number, ms: number): Promise<number> {
+  const result = await new Promise<{ done: number; measuredMs: number; failure?: string }>((resolve, reject) => {
+    const worker = new Worker(INVOKE_LOAD, { eval: true, workerData: { url: bench.t.url, path, token: bench.t.ownerToken, callers, warmupMs: 300, durationMs: ms } });
+    worker.once('message', (message: { done: number; measuredMs: number; failure?: string }) => {
+      void worker.terminate();
+      resolve(message);
+    });
+    worker.once('error', reject);
+  });
+  if (result.failure) throw new Error(`invoke failed: ${result.failure}`);
+  return (result.done * 1000) / result.measuredMs;
+}
+
+/**
+ * HTTP invoke of a small function, calls/s with 1 and 4 callers of one owner
+ * (issue 16: invokePerSecond, target ≥ 2,000): the better of the two with the
+ * callers on their own thread. The same with `fetch` on the API's own event
+ * loop is printed beside it, for comparison with earlier runs.
+ */
 export async function invokePerSecond(bench: TestbedBench, ms = 3_000): Promise<number> {
   const { t } = bench;
   const id = await publish(t, wat(CAT), { kind: 'wasi-command' });
@@ -325,11 +393,14 @@ export async function invokePerSecond(bench: TestbedBench, ms = 3_000): Promise<
     const answer = await call<{ outcome: string }>(t.url, 'POST', `/v1/versions/${id}/invoke`, { token: t.ownerToken, json: { input: { text: 'hello' } } });
     if (answer.body.outcome !== 'ok') throw new Error(JSON.stringify(answer.body));
   };
-  const one = await rate(ms, 1, overHttp);
-  const four = await rate(ms, 4, overHttp);
+  const path = `/v1/versions/${id}/invoke`;
+  const one = await rateOnOwnThread(bench, path, 1, ms);
+  const four = await rateOnOwnThread(bench, path, 4, ms);
+  const sharedOne = await rate(ms, 1, overHttp);
+  const sharedFour = await rate(ms, 4, overHttp);
   console.log(`HTTP invoke of a small function (stdin → stdout), per second over ${ms / 1000} s`);
-  console.log(`  1 at a time   ${one.toFixed(0)}/s`);
-  console.log(`  4 at once     ${four.toFixed(0)}/s   ${(four / INVOKE_TARGET_PER_S).toFixed(2)}x the ${INVOKE_TARGET_PER_S}/s target`);
+  console.log(`  callers on their own thread:   1 at a time ${one.toFixed(0)}/s   4 at once ${four.toFixed(0)}/s   ${(Math.max(one, four) / INVOKE_TARGET_PER_S).toFixed(2)}x the ${INVOKE_TARGET_PER_S}/s target`);
+  console.log(`  fetch on the API's event loop: 1 at a time ${sharedOne.toFixed(0)}/s   4 at once ${sharedFour.toFixed(0)}/s   (earlier runs' method)`);
   return Math.max(one, four);
 }
 

@@ -57,6 +57,12 @@ export interface TestbedConfig {
   upstreamTimeoutMs: number;
   /** How long the preview URL may reuse what it looked up for a version (version, build, artifact). */
   previewCacheMs: number;
+  /**
+   * How long a successful build's report may wait, before the build is recorded succeeded, for its module to be
+   * compiled on the runners and a filter's warm VM started (decision 0040); 0 leaves it all to after the report.
+   * At most 10 s: the worker waits for its report's answer (60 s), and the report is judged first.
+   */
+  readyWaitMs: number;
   /** Tables (each table's maximum is capped), functions, globals, segments a module may declare. */
   moduleShape: ModuleShapeLimits;
   /** Per header or trailer map a filter builds (Envoy: 100 headers, 60 KiB). */
@@ -129,6 +135,7 @@ export const TESTBED_SETTINGS = {
   }),
   upstreamTimeoutMs: int('KILN_TESTBED_UPSTREAM_TIMEOUT_MS', 'upstreamTimeoutMs', 10_000, 100, undefined, 'Timeout of one upstream request, ms'),
   previewCacheMs: int('KILN_TESTBED_PREVIEW_CACHE_MS', 'previewCacheMs', 1_000, 0, undefined, 'How long the preview URL may reuse what it looked up for a version, ms'),
+  readyWaitMs: int('KILN_TESTBED_READY_WAIT_MS', 'readyWaitMs', 1_000, 0, 10_000, "How long a successful build may wait to be recorded succeeded while the runners compile its module and start a filter's warm VM, ms (best effort; 0: after)"),
   maxTables: int('KILN_TESTBED_MAX_TABLES', 'moduleShape.maxTables', DEFAULT_MODULE_SHAPE_LIMITS.maxTables, 1, 1_000_000, 'Tables a module may declare (imported and defined)'),
   maxTableEntries: int('KILN_TESTBED_MAX_TABLE_ENTRIES', 'moduleShape.maxTableEntries', DEFAULT_MODULE_SHAPE_LIMITS.maxTableEntries, 1, 1_000_000, "Entries per table (every defined table's maximum is capped to it)"),
   maxTypes: int('KILN_TESTBED_MAX_TYPES', 'moduleShape.maxTypes', DEFAULT_MODULE_SHAPE_LIMITS.maxTypes, 1, 1_000_000, 'Function types a module may declare'),
@@ -183,6 +190,7 @@ export function testbedConfigFrom(reader: SettingReader): TestbedConfig {
     upstreams: read(s.upstreams) ?? parseUpstreamList(undefined),
     upstreamTimeoutMs: read(s.upstreamTimeoutMs),
     previewCacheMs: read(s.previewCacheMs),
+    readyWaitMs: read(s.readyWaitMs),
     // V8 has hard limits of its own (1M functions and globals, 10M table entries): the shape limits stay under them.
     moduleShape: {
       maxTables: read(s.maxTables),

@@ -11,6 +11,7 @@
 import { badRequest, conflict, notFound, unprocessable } from '../errors.ts';
 import type { Build } from '../store/metadata/repositories/builds.ts';
 import type { Version } from '../store/metadata/repositories/versions.ts';
+import type { ArtifactRecord } from '../worker/protocol.ts';
 import type { InvokeBody } from '../testbed/api-schemas.ts';
 import { componentResultJson, type ComponentResult } from '../testbed/component/index.ts';
 import type { TestbedConfig } from '../testbed/config.ts';
@@ -25,6 +26,7 @@ import type { FilterResult, PluginSettings } from '../testbed/testbed.ts';
 import { ECHO_UPSTREAM } from '../testbed/upstream.ts';
 import type { AppKind } from '../wasm/kind.ts';
 import type { UseCaseContext } from './context.ts';
+import type { SucceedingBuild } from './worker-jobs.ts';
 
 type Lookups = Pick<UseCaseContext, 'versions' | 'builds' | 'applications' | 'objects'>;
 type Variant = 'optimized' | 'original';
@@ -57,6 +59,8 @@ export type PreviewResult = { kind: 'http-component'; result: ComponentResult } 
 
 export class TryVersion {
   private readonly targets: TargetCache;
+  /** Targets worked out for builds about to be recorded succeeded, by build id (buildSucceeding → buildSucceeded). */
+  private readonly ready = new Lru<string, Target>(256);
 
   constructor(
     private readonly lookups: Lookups,
@@ -86,24 +90,55 @@ export class TryVersion {
   }
 
   /**
-   * A build succeeded: its module is compiled (a component: transpiled and
-   * pre-warmed) on the runners before anyone calls it; a filter's version is
-   * looked up now (the cache then answers the first preview request) and its
-   * warm VM started on a free slot. All of it only saves time: a failure
-   * shows again, with its error, on first use.
+   * A function's or filter's report was judged a success and is about to be
+   * committed (decision 0040): what the version will run as is worked out
+   * now, its module compiled on every runner and a filter's warm VM started
+   * on a free slot, so that the build is seen succeeded only once its first
+   * call finds all of that ready. The caller bounds the wait
+   * (KILN_TESTBED_READY_WAIT_MS); nothing here can fail the build, and no
+   * owner is charged (the warm VM takes only a slot that is free).
+   * Components are left to buildSucceeded: transpiling takes seconds.
+   */
+  async buildSucceeding({ build, version }: SucceedingBuild): Promise<void> {
+    const kind = build.kind ?? version.kind;
+    if (kind !== 'proxy-wasm' && kind !== 'wasi-command') return;
+    const application = await this.lookups.applications.get(build.ownerId, version.applicationId);
+    const target = targetOf(this.lookups, version, build, application);
+    this.ready.set(build.id, target);
+    await Promise.all([this.testbed.precompile(target.artifact, target.kind), this.warm(target)]);
+  }
+
+  /**
+   * A build succeeded (committed): the version's cache entry is filled with
+   * what buildSucceeding worked out, so the first request reads nothing from
+   * the database. Without that (a component, no wait configured, or the
+   * report came another way), the module is compiled (a component:
+   * transpiled and pre-warmed) on the runners now and a filter's version
+   * looked up and its warm VM started, racing the first request. All of it
+   * only saves time: a failure shows again, with its error, on first use.
    */
   buildSucceeded(build: Build): void {
+    const ready = this.ready.get(build.id);
+    this.ready.delete(build.id);
+    if (ready && ready.artifact.sha256 === chosenArtifact(build)?.sha256) {
+      this.targets.fill(build.ownerId, build.versionId, ready);
+      return;
+    }
     const kind = build.kind;
     if (kind !== 'proxy-wasm' && kind !== 'wasi-command' && kind !== 'http-component') return;
-    const record = build.artifacts.optimized ?? build.artifacts.original;
+    const record = chosenArtifact(build);
     if (!record) return;
-    this.testbed.precompile({ sha256: record.sha256, load: async () => new Uint8Array((await this.lookups.objects.getBuffer(record.key)).body) }, kind);
+    void this.testbed.precompile(artifactRef(this.lookups, record), kind);
     if (kind !== 'proxy-wasm') return;
     void this.targets
       .get(build.ownerId, build.versionId)
-      // A version that asks for a fresh instance per request never uses a warm VM: compiling is all it needs.
-      .then((target) => (target.kind === 'proxy-wasm' && !target.preview.freshInstance ? this.testbed.warmFilter(target.artifact, target.plugin) : false))
+      .then((target) => this.warm(target))
       .catch(() => undefined);
+  }
+
+  /** Starts a filter's warm VM on a free slot; a version that asks for a fresh instance per request never uses one. */
+  private async warm(target: Target): Promise<void> {
+    if (target.kind === 'proxy-wasm' && !target.preview.freshInstance) await this.testbed.warmFilter(target.artifact, target.plugin);
   }
 
   private async invokeFunction(target: Target, body: InvokeBody) {
@@ -210,6 +245,11 @@ async function resolveTarget(lookups: Lookups, ownerId: string, versionId: strin
   if (!version) throw notFound('version', versionId);
   const [build, application] = await Promise.all([lookups.builds.latestSucceeded(version.id), lookups.applications.get(ownerId, version.applicationId)]);
   if (!build) throw conflict('no_artifact', `version ${version.id} has no successful build yet; see GET /v1/builds?versionId=${version.id}`);
+  return targetOf(lookups, version, build, application, variant);
+}
+
+/** What `version` runs as with `build`'s artifact (the optimized one unless `variant` says otherwise). */
+function targetOf(lookups: Lookups, version: Version, build: Build, application: { name: string } | undefined, variant?: Variant): Target {
   const chosen = variant ?? (build.artifacts.optimized ? 'optimized' : 'original');
   const record = build.artifacts[chosen];
   if (!record) throw notFound('artifact variant', chosen);
@@ -218,13 +258,22 @@ async function resolveTarget(lookups: Lookups, ownerId: string, versionId: strin
   return {
     version,
     kind,
-    artifact: { sha256: record.sha256, load: async () => new Uint8Array((await lookups.objects.getBuffer(record.key)).body) },
+    artifact: artifactRef(lookups, record),
     plugin: {
-      info: { ownerId, name: application?.name ?? version.id, rootId: previewRootId(version.config), vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
+      info: { ownerId: version.ownerId, name: application?.name ?? version.id, rootId: previewRootId(version.config), vmId: version.id, versionId: version.id, version: version.version, applicationId: version.applicationId },
       config: version.config,
     },
     preview: { upstream: previewUpstream(version.config), freshInstance: previewFreshInstance(version.config) },
   };
+}
+
+/** The artifact a build runs as by default: the optimized one when it has one. */
+function chosenArtifact(build: Build): ArtifactRecord | undefined {
+  return build.artifacts.optimized ?? build.artifacts.original;
+}
+
+function artifactRef(lookups: Lookups, record: ArtifactRecord): ArtifactRef {
+  return { sha256: record.sha256, load: async () => new Uint8Array((await lookups.objects.getBuffer(record.key)).body) };
 }
 
 /**
@@ -256,6 +305,11 @@ class TargetCache {
     const target = await resolveTarget(this.lookups, ownerId, versionId, variant);
     if (this.ttlMs > 0) this.entries.set(key, { target, until: Date.now() + this.ttlMs, refreshing: false });
     return target;
+  }
+
+  /** What a version runs as, known without a look-up (its build was just committed): kept as a fresh entry. */
+  fill(ownerId: string, versionId: string, target: Target): void {
+    if (this.ttlMs > 0) this.entries.set(`${ownerId}:${versionId}:`, { target, until: Date.now() + this.ttlMs, refreshing: false });
   }
 
   private refresh(key: string, entry: { refreshing: boolean }, ownerId: string, versionId: string, variant: Variant | undefined): void {

@@ -12,14 +12,31 @@ import { completeJob } from '../queue/complete.ts';
 import { LeaseLostError, type Job } from '../queue/jobs.ts';
 import { releaseClaim } from '../queue/lease.ts';
 import type { Build } from '../store/metadata/repositories/builds.ts';
+import type { Version } from '../store/metadata/repositories/versions.ts';
 import { artifactKey, attemptsPrefix } from '../store/objects/keys.ts';
 import type { JobResult, JobSpec } from '../worker/protocol.ts';
 import type { UseCaseContext } from './context.ts';
+
+/**
+ * A build about to be recorded succeeded: its row as it will be (kind and
+ * artifacts from the judged report; its state is still `running`), and its
+ * version. The commit may still fail (a lost lease): nothing done with it may
+ * show as the version's state before the build-succeeded news.
+ */
+export interface SucceedingBuild {
+  build: Build;
+  version: Version;
+}
 
 type JobContext = Pick<UseCaseContext, 'config' | 'database' | 'logs'>;
 type ReportContext = Pick<UseCaseContext, 'config' | 'database' | 'logs' | 'objects' | 'versions' | 'logger'> & {
   /** A build reached an end state (not re-queued): metrics and build-succeeded listeners. */
   buildEnded(build: Build): void;
+  /**
+   * A report was judged a success and is about to be committed: bounded, best-effort preparation (the test
+   * bed readies the module, decision 0040). It never rejects and never changes the outcome.
+   */
+  buildSucceeding?(candidate: SucceedingBuild): Promise<void>;
 };
 
 /** The next job for a worker, or undefined; a job claimed for a worker that left meanwhile is handed back. */
@@ -70,6 +87,8 @@ export async function reportResult(context: ReportContext, job: Job, build: Buil
     inspect: { maxBytes: context.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS },
   });
   if (report.outcome !== result.outcome) await context.logs.appendLine(build.id, `evaluator: ${report.reason ?? report.outcome}`);
+  // Before the commit, so that whoever sees the build succeeded finds its module ready on the test bed.
+  if (report.outcome === 'succeeded') await context.buildSucceeding?.({ build: { ...build, kind: report.kind, artifacts: report.artifacts }, version });
   const completed = await completeJob(context.database, job.id, leaseToken, report);
   if (completed.requeued) {
     await context.logs.appendLine(build.id, `attempt ${job.attempt} crashed (${report.reason ?? 'platform fault'}); re-queued`);

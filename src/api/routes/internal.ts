@@ -150,7 +150,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
           services.metrics.buildsFinished.inc({ state: ended.state });
           if (ended.state === 'succeeded') services.buildEvents.succeeded(ended);
         };
-        const completed = await reportResult({ ...services, buildEnded }, job, build, request.headers['x-kiln-lease'], request.body);
+        const completed = await reportResult({ ...services, buildEnded, buildSucceeding: (candidate) => services.buildEvents.succeeding(candidate) }, job, build, request.headers['x-kiln-lease'], request.body);
         // `satisfies`: the answer must stay readable as the protocol's ReportAnswer.
         return { build: buildJson(completed.build), requeued: completed.requeued } satisfies ReportAnswer;
       },

@@ -52,9 +52,12 @@ export function testbedRoutes(services: Services, options: TestbedRouteOptions =
     const testbed = new RunnerTestbed(config);
     const tryVersion = new TryVersion(services, testbed, config);
     const stopAccepting = acceptRunnerUpgrades(plugin.server, (token) => isWorkerToken(services, token), (socket, address) => testbed.hub.attach(socket, 'remote', address));
+    // Ready before the build is seen succeeded (bounded by readyWaitMs), then its target cached (decision 0040).
+    const stopReadying = services.buildEvents.onSucceeding((candidate) => tryVersion.buildSucceeding(candidate), { withinMs: config.readyWaitMs });
     const stopWarming = services.buildEvents.onSucceeded((build) => tryVersion.buildSucceeded(build));
     plugin.addHook('onClose', async () => {
       stopAccepting();
+      stopReadying();
       stopWarming();
       await testbed.close();
     });

@@ -85,10 +85,14 @@ export class RunnerTestbed {
       .catch((error: unknown) => lostComponent(error, artifact, started));
   }
 
-  /** A build succeeded: the runners compile its module now, so the first call finds it ready. */
-  precompile(artifact: ArtifactRef, kind: AppKind): void {
+  /**
+   * A build succeeded (or is about to be recorded so): the runners compile
+   * its module now, so the first call finds it ready. Resolves when every
+   * connected runner has answered; never rejects.
+   */
+  precompile(artifact: ArtifactRef, kind: AppKind): Promise<void> {
     this.startLocal();
-    this.hub.compileEverywhere(artifact, kind);
+    return this.hub.compileEverywhere(artifact, kind);
   }
 
   /**

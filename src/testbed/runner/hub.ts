@@ -10,7 +10,7 @@ import type { AppKind } from '../../wasm/kind.ts';
 import type { TestbedConfig } from '../config.ts';
 import { Lru } from '../lru.ts';
 import type { ArtifactRef } from '../modules.ts';
-import type { Assignment, RunnerCall, RunnerHello } from './messages.ts';
+import type { Assignment, CompileOrder, RunnerCall, RunnerHello } from './messages.ts';
 import { OPS, toWireConfig } from './messages.ts';
 import type { FairShareLimits } from './scheduler.ts';
 import { SlotScheduler } from './scheduler.ts';
@@ -138,10 +138,16 @@ export class RunnerHub {
     }
   }
 
-  /** Asks every runner to compile a module now (a build succeeded), so its first call is warm. */
-  compileEverywhere(artifact: ArtifactRef, kind: AppKind): void {
+  /**
+   * Asks every runner to compile a module now (a build succeeded), so its
+   * first call is warm. Resolves when each runner has answered (compiled, or
+   * failed: a module that does not compile fails again, with its 422, when
+   * it is called) or gone; never rejects.
+   */
+  compileEverywhere(artifact: ArtifactRef, kind: AppKind): Promise<void> {
     this.artifacts.set(artifact.sha256, artifact);
-    for (const link of this.links.values()) link.peer.notify(OPS.compile, { sha256: artifact.sha256, kind });
+    const answers = [...this.links.values()].map((link) => link.peer.request(OPS.compile, { sha256: artifact.sha256, kind } satisfies CompileOrder));
+    return Promise.allSettled(answers).then(() => undefined);
   }
 
   close(): void {

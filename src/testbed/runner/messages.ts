@@ -46,7 +46,7 @@ export const OPS = {
   configure: 'configure',
   /** API → runner: run one call (RunnerCall). */
   call: 'call',
-  /** API → runner note: compile this module now (a build just succeeded). */
+  /** API → runner: compile this module now (a build just succeeded); answered once it is compiled. */
   compile: 'compile',
   /** Runner → API: the bytes of an artifact, by sha256. */
   artifact: 'artifact',

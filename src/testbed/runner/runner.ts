@@ -114,16 +114,16 @@ export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<R
     if (!executor) throw new PlatformError('runner_unknown_kind', `this runner cannot run ${call.kind} modules`);
     return executor({ testbed, components: () => slots.components() }, artifact(call.assignment.sha256), call);
   });
-  peer.onNote(OPS.compile, (body) => {
+  // Answered once the module is ready, so the API can wait for it (bounded) before it records the build succeeded.
+  peer.handle(OPS.compile, async (body) => {
     const order = body as CompileOrder;
+    const slots = await ready;
     // Compiling ahead is an optimisation: a module that does not compile fails again, with its 422, when it is called.
     const kind = order.kind;
-    if (kind === 'wasi-command' || kind === 'proxy-wasm') {
-      void ready.then((slots) => slots.testbeds[0]?.prepare(artifact(order.sha256), kind, {})).catch(() => undefined);
-    } else if (kind === 'http-component') {
-      // Transpiling takes seconds: done now, the first invoke or preview finds the component warm.
-      void ready.then((slots) => slots.components().prepare(artifact(order.sha256))).catch(() => undefined);
-    }
+    if (kind === 'wasi-command' || kind === 'proxy-wasm') await slots.testbeds[0]?.prepare(artifact(order.sha256), kind, {});
+    // Transpiling takes seconds: done now, the first invoke or preview finds the component warm.
+    else if (kind === 'http-component') await slots.components().prepare(artifact(order.sha256));
+    return true;
   });
   const config = fromWireConfig(await peer.request<WireTestbedConfig>(OPS.configure, hello));
   const slots = startSlots(config, options.slots);
