@@ -25,7 +25,7 @@ import { checkKind, type AppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
 import { OptimizeResultCache } from './result-cache.ts';
 import { skipComponentOptimization } from './component.ts';
-import { isStartupTimes, measureStartup, type StartupMeasurement } from './startup.ts';
+import { isStartupTimes, measureStartup, prepareMeasurement, type PreparedMeasurement, type StartupMeasurement } from './startup.ts';
 import { stripCustomSections } from './strip.ts';
 import { OptimizeCancelled, putFile, takeFile, type ToolContext, type ToolOutcome } from './tool-run.ts';
 import { runWasmOpt } from './wasm-opt.ts';
@@ -162,22 +162,55 @@ function isClean(details: OptimizeDetails): boolean {
   return details.optimize.steps.every((step) => step.status !== 'failed') && variants.every((variant) => variant.startup === null || isStartupTimes(variant.startup));
 }
 
-/** `side`: a second volume where the original's start-up is measured while the steps run. */
+/**
+ * `side`: a second volume where the original's start-up is measured while
+ * the steps run; after that, the same lane starts the optimized variant's
+ * measuring process, which waits there for the steps' result (decision 0039).
+ */
 async function optimizeIn(context: ToolContext, input: OptimizeInput, side?: ToolContext): Promise<OptimizeResult> {
   input.log(`\n==> optimize: ${describeOptions(input.options)}`);
   const original: Candidate = { bytes: input.original, info: inspectModule(input.original, { validate: false }), wizened: false };
-  const originalStartup = side ? measureStartup(side, input.original, input.kind, { name: 'measure-original.wasm' }) : undefined;
-  // Settled before anything throws on, so that the side volume is never removed under a running measurement.
-  const steps = await settledWith(runSteps(context, input, original), originalStartup);
-  const current = steps.current;
-  const failures = steps.reports.filter((step) => step.status === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`);
-  const applied = current !== original;
-  const report: OptimizeReport = { steps: steps.reports, served: applied ? 'optimized' : 'original' };
-  if (!applied && failures.length > 0) report.fallbackReason = failures.join('; ');
-  const details: OptimizeDetails = { variants: { original: { bytes: original.bytes.length, startup: null } }, optimize: report };
-  if (applied) details.variants.optimized = { bytes: current.bytes.length, startup: null };
-  if (input.measure ?? anyRequested(input.options)) await measureVariants(context, input, details, applied ? current.bytes : undefined, originalStartup);
-  return finish(input, details, applied ? current.bytes : undefined);
+  const sideLane = side ? startSideLane(side, input) : undefined;
+  try {
+    // Settled before anything throws on, so that the side volume is never removed under a running measurement.
+    const steps = await settledWith(runSteps(context, input, original), sideLane?.original);
+    const current = steps.current;
+    const failures = steps.reports.filter((step) => step.status === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`);
+    const applied = current !== original;
+    const report: OptimizeReport = { steps: steps.reports, served: applied ? 'optimized' : 'original' };
+    if (!applied && failures.length > 0) report.fallbackReason = failures.join('; ');
+    const details: OptimizeDetails = { variants: { original: { bytes: original.bytes.length, startup: null } }, optimize: report };
+    if (applied) details.variants.optimized = { bytes: current.bytes.length, startup: null };
+    if (input.measure ?? anyRequested(input.options)) await measureVariants(context, input, details, applied ? current.bytes : undefined, sideLane);
+    return finish(input, details, applied ? current.bytes : undefined);
+  } finally {
+    await sideLane?.release();
+  }
+}
+
+interface SideLane {
+  original: Promise<StartupMeasurement>;
+  /** The optimized variant's measuring process, started once the original's is over. */
+  optimized: Promise<PreparedMeasurement>;
+  /** Lets a measuring process that got no module go, and waits until the lane's runs are over. */
+  release(): Promise<void>;
+}
+
+/** One run at a time in the side volume, so the stage never has more than two runs at once (decision 0035). */
+function startSideLane(side: ToolContext, input: OptimizeInput): SideLane {
+  const original = measureStartup(side, input.original, input.kind, { name: 'measure-original.wasm' });
+  const optimized = original.then(() => prepareMeasurement(side, input.kind, { name: 'measure-optimized.wasm' }));
+  // Whoever needs them reads them later; a rejection (a cancel) must not count as unhandled meanwhile.
+  for (const run of [original, optimized]) run.catch(() => undefined);
+  return {
+    original,
+    optimized,
+    async release() {
+      await Promise.allSettled([original]);
+      const prepared = await optimized.catch(() => undefined);
+      await prepared?.release();
+    },
+  };
 }
 
 async function runSteps(context: ToolContext, input: OptimizeInput, original: Candidate): Promise<{ current: Candidate; reports: StepReport[] }> {
@@ -220,10 +253,11 @@ function finish(input: OptimizeInput, details: OptimizeDetails, optimized: Uint8
   return { optimized, details };
 }
 
-async function measureVariants(context: ToolContext, input: OptimizeInput, details: OptimizeDetails, optimized: Uint8Array | undefined, originalStartup?: Promise<StartupMeasurement>): Promise<void> {
-  details.variants.original.startup = await (originalStartup ?? measureStartup(context, input.original, input.kind, { name: 'measure-original.wasm' }));
+async function measureVariants(context: ToolContext, input: OptimizeInput, details: OptimizeDetails, optimized: Uint8Array | undefined, sideLane?: SideLane): Promise<void> {
+  details.variants.original.startup = await (sideLane?.original ?? measureStartup(context, input.original, input.kind, { name: 'measure-original.wasm' }));
   if (optimized !== undefined && details.variants.optimized) {
-    details.variants.optimized.startup = await measureStartup(context, optimized, input.kind, { name: 'measure-optimized.wasm' });
+    const prepared = await sideLane?.optimized;
+    details.variants.optimized.startup = await (prepared ? prepared.measure(optimized) : measureStartup(context, optimized, input.kind, { name: 'measure-optimized.wasm' }));
   }
 }
 
