@@ -10,7 +10,8 @@
  *         the numbers show what pre-initialization bought even when the first
  *         call's input would not reach that work.
  *   host: only what a host does (the bench uses it with a real request).
- * It first waits for the go file (at most <wait ms>): the stage may start the
+ * It first writes <go path>.ready (the sandbox has set up the volume, so the
+ * stage may now write into it) and waits for the go file (at most <wait ms>): the stage may start the
  * process before the module exists (startup.ts, prepareMeasurement), so that
  * node's own start overlaps the steps. "measure" in it: measure; anything
  * else: exit without measuring. Every measurement goes through this wait,
@@ -30,7 +31,7 @@
  *                 stub: `proxy_get_*` answer NotFound, other calls Ok.
  */
 export const STARTUP_SCRIPT = String.raw`
-import { existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { WASI } from 'node:wasi';
 
 const [kind, file, mode, inputFile, goFile, waitMs] = process.argv.slice(2);
@@ -131,12 +132,14 @@ function filterPhases(instance, wasi) {
 
 // A stat every POLL_MS: cheap, and works on any filesystem the sandbox binds (no inotify needed).
 async function waitForGo() {
+  // The run has started (the sandbox has handed it the volume): from now on the stage may write into it.
+  writeFileSync(goFile + '.ready', '');
   const deadline = performance.now() + WAIT_MS;
   while (!existsSync(goFile)) {
-    if (performance.now() > deadline) return false;
+    if (performance.now() > deadline) return 'no module within ' + WAIT_MS + ' ms';
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
-  return readFileSync(goFile, 'utf8') === 'measure';
+  return readFileSync(goFile, 'utf8') === 'measure' ? 'go' : 'released';
 }
 
 function measure() {
@@ -157,6 +160,7 @@ function measure() {
   }
 }
 
-if (await waitForGo()) measure();
-else say({ ok: false, skipped: true, error: 'no module was handed over' });
+const go = await waitForGo();
+if (go === 'go') measure();
+else say({ ok: false, skipped: true, error: go });
 `;

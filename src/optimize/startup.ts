@@ -18,7 +18,8 @@
  * On top of that the copy we measure gets a memory maximum (setMemoryMaximum),
  * so `memory.grow` fails inside V8 long before the cgroup limit is reached.
  */
-import { rename } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppKind } from '../wasm/kind.ts';
 import { errorMessage } from '../errors.ts';
@@ -51,6 +52,8 @@ export interface MeasureOptions {
 /** 1 GiB: far beyond what a first call needs, far below what would hurt the worker. */
 export const MEASURE_MEMORY_CAP_PAGES = 16_384;
 const MEASURE_WALL_MS = 30_000;
+/** How often the stage looks for the prepared process's ready file. */
+const READY_POLL_MS = 2;
 const WALL_ERROR = `start-up did not finish within ${MEASURE_WALL_MS / 1000} s`;
 const SCRIPT_NAME = 'kiln-startup.mjs';
 const ANSWER = /^KILN_STARTUP (\{.*\})$/m;
@@ -92,11 +95,11 @@ export const PREPARED_WAIT_MS = 60_000;
  * measureStartup would start, with the same script: it only waits for its
  * go file before it reads the module, and the timed phases start after that.
  */
-export function prepareMeasurement(context: ToolContext, kind: AppKind, options: MeasureOptions): PreparedMeasurement {
+export function prepareMeasurement(context: ToolContext, kind: AppKind, options: MeasureOptions, waitMs = PREPARED_WAIT_MS): PreparedMeasurement {
   // The sandbox's wall covers the wait too; once the module is handed over, this bounds the measurement itself.
   const deadline = new AbortController();
   const signal = context.signal ? AbortSignal.any([context.signal, deadline.signal]) : deadline.signal;
-  const run = startMeasuring({ ...context, signal }, kind, options, PREPARED_WAIT_MS);
+  const run = startMeasuring({ ...context, signal }, kind, options, waitMs);
   // Settled here so that a cancelled or failed run is never an unhandled rejection; measure() and release() read it.
   const settled = run.then(
     (outcome) => ({ ok: true as const, outcome }),
@@ -106,11 +109,14 @@ export function prepareMeasurement(context: ToolContext, kind: AppKind, options:
   let exited = false;
   void settled.then(() => (exited = true));
   const fresh = (module: Uint8Array) => measureStartup(context, module, kind, options);
+  // Writing into the volume while the sandbox still hands it to the run's uid would race that walk.
+  const ready = () => until(() => exited || existsSync(join(context.volume, readyFileOf(options.name))));
   return {
     async measure(module) {
       if (handed !== 'no') throw new Error('a prepared measurement measures once');
-      if (exited) return settledAnswer(await settled, () => fresh(module));
       handed = 'measure';
+      await ready();
+      if (exited) return settledAnswer(await settled, () => fresh(module));
       const capped = capForMeasuring(module);
       if ('error' in capped) {
         await handOver(context.volume, options.name, 'release');
@@ -128,11 +134,16 @@ export function prepareMeasurement(context: ToolContext, kind: AppKind, options:
     async release() {
       if (handed === 'no') {
         handed = 'release';
+        await ready();
         if (!exited) await handOver(context.volume, options.name, 'release').catch(() => undefined);
       }
       await settled;
     },
   };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
 }
 
 /** The waiting run's answer; a fresh measurement when it exited before it got its module. */
@@ -153,6 +164,7 @@ function capForMeasuring(module: Uint8Array): { bytes: Uint8Array } | { error: s
 function startMeasuring(context: ToolContext, kind: AppKind, options: MeasureOptions, waitMs = 0): Promise<ToolOutcome> {
   return (async () => {
     await putFile(context.volume, SCRIPT_NAME, STARTUP_SCRIPT);
+    await rm(join(context.volume, readyFileOf(options.name)), { force: true });
     const stdin = options.input === undefined ? '' : `/build/${options.name}.stdin`;
     if (options.input !== undefined) await putFile(context.volume, `${options.name}.stdin`, options.input);
     const mode = options.callInit === false ? 'host' : 'init';
@@ -172,6 +184,8 @@ async function handOver(volume: string, name: string, word: 'measure' | 'release
 }
 
 const goFileOf = (name: string) => `${name}.go`;
+/** Written by the script once it runs (startup-script.ts). */
+const readyFileOf = (name: string) => `${goFileOf(name)}.ready`;
 
 function answerOf(run: ToolOutcome): StartupMeasurement {
   if (!run.ok && run.reason.startsWith('wall')) return { error: WALL_ERROR };

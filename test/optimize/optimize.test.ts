@@ -182,6 +182,83 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
     for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes / 2, run.file);
   });
 
+  it('starts the optimized variant\'s measuring process in the side volume while wasm-opt runs, never more than two runs at once (decision 0039)', async () => {
+    const real = createSandbox('bubblewrap');
+    const runs: Array<{ file: string; workDir: string; memoryBytes: number }> = [];
+    let running = 0;
+    let mostAtOnce = 0;
+    let preparedStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (preparedStarted = resolve));
+    const watching: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
+        mostAtOnce = Math.max(mostAtOnce, ++running);
+        if (file.includes('measure-optimized')) preparedStarted();
+        try {
+          const result = await real.run(options);
+          // Started only after the steps, the optimized variant's process would never come while wasm-opt waits here.
+          if (file.includes('wasm-opt-in')) await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the optimized measurement was not started while wasm-opt ran')), 30_000))]);
+          return result;
+        } finally {
+          running--;
+        }
+      },
+    };
+    const { details } = await optimizeArtifact({
+      original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
+      kind: 'wasi-command',
+      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+      sandbox: watching,
+      workRoot,
+      limits: LIMITS,
+      log: () => undefined,
+      onOutput: () => undefined,
+      measure: true,
+    });
+    assert.ok(isStartupTimes(details.variants.optimized?.startup), JSON.stringify(details.variants.optimized?.startup));
+    assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
+    const byFile = (part: string) => runs.filter((run) => run.file.includes(part));
+    assert.equal(byFile('measure-optimized').length, 1, 'the prepared process measured it; no second one');
+    assert.equal(byFile('measure-optimized')[0]?.workDir, byFile('measure-original')[0]?.workDir);
+    assert.ok(mostAtOnce <= 2, `${mostAtOnce} runs at once`);
+    for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes / 2, run.file);
+  });
+
+  it('lets the prepared measuring process go when no optimized variant is offered', async () => {
+    const real = createSandbox('bubblewrap');
+    const outputs = new Map<string, string>();
+    const failingWasmOpt: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        if (file.includes('wasm-opt-in')) return { exitCode: 1, signal: null, cancelled: false, durationMs: 0, notes: [] };
+        let output = '';
+        const result = await real.run({ ...options, onOutput: (chunk) => ((output += chunk.toString('utf8')), options.onOutput?.(chunk)) });
+        outputs.set(file, output);
+        return result;
+      },
+    };
+    const { optimized, details } = await optimizeArtifact({
+      original: commandModule(),
+      kind: 'wasi-command',
+      options: { strip: false, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+      sandbox: failingWasmOpt,
+      workRoot,
+      limits: LIMITS,
+      log: () => undefined,
+      onOutput: () => undefined,
+      measure: true,
+    });
+    assert.equal(optimized, undefined);
+    assert.equal(details.optimize.served, 'original');
+    assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
+    assert.match(outputs.get('/build/measure-optimized.wasm') ?? '', /"skipped":true,"error":"released"/);
+  });
+
   it('measures a module above the overlap size after the steps, with the whole memory limit', async () => {
     const real = createSandbox('bubblewrap');
     const runs: Array<{ file: string; memoryBytes: number }> = [];
