@@ -4,11 +4,11 @@
  * original is served when nothing could be done, and start-up is measured.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { optimizeArtifact, OptimizeResultCache, type OptimizeDetails, type OptimizeInput } from '../../src/optimize/index.ts';
+import { OptimizeCancelled, optimizeArtifact, OptimizeResultCache, type OptimizeDetails, type OptimizeInput } from '../../src/optimize/index.ts';
 import { OVERLAP_MAX_BYTES } from '../../src/optimize/optimize.ts';
 import { isStartupTimes } from '../../src/optimize/startup.ts';
 import { createSandbox } from '../../src/sandbox/index.ts';
@@ -257,6 +257,47 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
     assert.equal(details.optimize.served, 'original');
     assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
     assert.match(outputs.get('/build/measure-optimized.wasm') ?? '', /"skipped":true,"error":"released"/);
+  });
+
+  it('stops a waiting prepared measurement on cancel and removes the volumes only after every run ended', async () => {
+    const real = createSandbox('bubblewrap');
+    const cancel = new AbortController();
+    const ended: string[] = [];
+    let preparedStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (preparedStarted = resolve));
+    const root = await mkdtemp(join(workRoot, 'cancel-'));
+    await chmod(root, 0o755);
+    const cancelling: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        if (file.includes('measure-optimized')) preparedStarted();
+        if (file.includes('wasm-opt-in')) void started.then(() => cancel.abort());
+        try {
+          return await real.run(options);
+        } finally {
+          ended.push(file);
+        }
+      },
+    };
+    await assert.rejects(
+      optimizeArtifact({
+        original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
+        kind: 'wasi-command',
+        options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+        sandbox: cancelling,
+        workRoot: root,
+        limits: LIMITS,
+        log: () => undefined,
+        onOutput: () => undefined,
+        measure: true,
+        signal: cancel.signal,
+      }),
+      OptimizeCancelled,
+    );
+    assert.ok(ended.some((file) => file.includes('measure-optimized')), 'the prepared run ended');
+    assert.deepEqual(await readdir(root), [], 'both volumes are gone');
   });
 
   it('measures a module above the overlap size after the steps, with the whole memory limit', async () => {
