@@ -90,6 +90,13 @@ describe('the prepared start-up measurement', { timeout: 120_000 }, () => {
     assert.equal(prepared.error, direct.error);
   });
 
+  it('measures with a given stdin and as a plain host, the way the benchmarks call it', async () => {
+    const { context, runs } = await recordingContext();
+    const startup = await measureStartup(context, commandModule({ init: [0x00] }), 'wasi-command', { name: 'stdin.wasm', input: Buffer.from('{}'), callInit: false });
+    assert.ok(isStartupTimes(startup), `the trapping init is not called as a plain host: ${JSON.stringify(startup)}`);
+    assert.ok(runs[0]?.command.includes('/build/stdin.wasm.stdin'));
+  });
+
   it('exits without measuring when released', async () => {
     const { context, runs } = await recordingContext();
     const prepared = prepareMeasurement(context, 'wasi-command', { name: 'never.wasm' }, NEVER_MS);
