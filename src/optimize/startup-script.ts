@@ -11,13 +11,14 @@
  *         call's input would not reach that work.
  *   host: only what a host does (the bench uses it with a real request).
  * It first writes <go path>.ready (the sandbox has set up the volume, so the
- * stage may now write into it) and waits for the go file (at most <wait ms>): the stage may start the
- * process before the module exists (startup.ts, prepareMeasurement), so that
- * node's own start overlaps the steps. "measure" in it: measure; anything
- * else: exit without measuring. Every measurement goes through this wait,
- * the original's too (its go file is there before the start), so both
- * variants are measured by the same code after the same kind of start; the
- * timed phases never include node's start or the wait.
+ * stage may now write into it), then waits at most <wait ms> for the go
+ * file: the stage may start the process before the module exists
+ * (startup.ts, prepareMeasurement), so that node's own start overlaps the
+ * steps. "measure" in it: measure; anything else: exit without measuring.
+ * Every measurement goes through this wait, the original's too (its go file
+ * is there before the start), so both variants are measured by the same
+ * code after the same kind of start; the timed phases never include node's
+ * start or the wait.
  * It prints one line `KILN_STARTUP {json}`: {ok, compileMs, instantiateMs,
  * initMs, firstCallMs, exitCode?} or {ok: false, error}. The module's own
  * stdout/stderr go to /dev/null, so it cannot forge that line.
