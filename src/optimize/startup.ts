@@ -88,9 +88,9 @@ export interface PreparedMeasurement {
 export const PREPARED_WAIT_MS = 60_000;
 
 /**
- * Starts the measuring process for a module that does not exist yet (the
- * optimized variant while the steps still run), so node's own start in the
- * sandbox (~half of a measurement's cost for a small module) is off the
+ * Starts the measuring process for a module that is not handed over yet
+ * (the stage starts one per variant while the steps run), so node's own
+ * start in the sandbox (most of a small module's measuring run) is off the
  * stage's critical path. The process is the same fresh process
  * measureStartup would start, with the same script: it only waits for its
  * go file before it reads the module, and the timed phases start after that.
