@@ -13,7 +13,7 @@
  *
  * Usage: node --import tsx bench/optimize-stage.ts [runs] [example] [--levels]   (default 5, rust-filter)
  */
-import { cp, mkdir, readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BASE_DIRECTORIES } from '../src/build-kit/paths.ts';
@@ -127,6 +127,7 @@ async function main(): Promise<void> {
     if (LEVELS) await levels(sandbox, workRoot, raw);
   } finally {
     await sandbox.close?.();
+    await rm(workRoot, { recursive: true, force: true });
   }
 }
 
