@@ -25,7 +25,7 @@ import { checkKind, type AppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
 import { OptimizeResultCache } from './result-cache.ts';
 import { skipComponentOptimization } from './component.ts';
-import { isStartupTimes, measureStartup, type StartupMeasurement } from './startup.ts';
+import { isStartupTimes, measureStartup, prepareMeasurement, type PreparedMeasurement, type StartupMeasurement } from './startup.ts';
 import { stripCustomSections } from './strip.ts';
 import { OptimizeCancelled, putFile, takeFile, type ToolContext, type ToolOutcome } from './tool-run.ts';
 import { runWasmOpt } from './wasm-opt.ts';
@@ -106,10 +106,13 @@ const TOOL_LOG_BYTES = 1024 * 1024;
 /** Optimized modules may grow (a Wizer snapshot holds the initialized heap); never past this. */
 const MAX_OPTIMIZED_BYTES = 128 * 1024 ** 2;
 /**
- * Modules up to this size have the original's start-up measured while the
- * sandboxed steps run (decision 0035); the two runs then share the job's
- * memory limit half and half. Larger modules go one run at a time, each with
- * the whole limit, because wasm-opt's memory grows with the module.
+ * Modules up to this size have both measuring processes started while the
+ * sandboxed steps run (decisions 0035, 0039); every run then gets half the
+ * job's memory limit. Only one of them works on untrusted input at a time
+ * (a tool, or one measurement after the steps; a waiting process is our
+ * script alone), so together they stay near what one run of the build could
+ * use. Larger modules go one run at a time, each with the whole limit,
+ * because wasm-opt's memory grows with the module.
  */
 export const OVERLAP_MAX_BYTES = 4 * 1024 ** 2;
 
@@ -133,11 +136,11 @@ export async function optimizeArtifact(input: OptimizeInput): Promise<OptimizeRe
   }
   const overlap = overlapsMeasurement(input);
   const limits = { ...input.limits, logBytes: Math.min(input.limits.logBytes, TOOL_LOG_BYTES), memoryBytes: overlap ? Math.floor(input.limits.memoryBytes / 2) : input.limits.memoryBytes };
-  // Two volumes when the original is measured alongside: each run hands its volume to its own uid.
-  const volumes = await Promise.all(Array.from({ length: overlap ? 2 : 1 }, () => createWorkDir(input.workRoot, input.limits.diskBytes, 'optimize')));
+  // Three volumes when both measuring processes wait while the steps run: each run hands its volume to its own uid.
+  const volumes = await Promise.all(Array.from({ length: overlap ? 3 : 1 }, () => createWorkDir(input.workRoot, input.limits.diskBytes, 'optimize')));
   try {
-    const [main, side] = volumes.map((volume): ToolContext => ({ sandbox: input.sandbox, volume: volume.path, limits, onOutput: input.onOutput, signal: input.signal }));
-    const result = await optimizeIn(main as ToolContext, input, side);
+    const [main, forOriginal, forOptimized] = volumes.map((volume): ToolContext => ({ sandbox: input.sandbox, volume: volume.path, limits, onOutput: input.onOutput, signal: input.signal }));
+    const result = await optimizeIn(main as ToolContext, input, forOriginal && forOptimized && { original: forOriginal, optimized: forOptimized });
     if (key !== undefined && isClean(result.details)) input.cache?.store.set(key, result);
     return result;
   } finally {
@@ -146,9 +149,9 @@ export async function optimizeArtifact(input: OptimizeInput): Promise<OptimizeRe
 }
 
 /**
- * The original's start-up does not depend on any step, so for a small
- * module it is measured while the sandboxed steps (Wizer, wasm-opt) run.
- * Nothing to overlap without a sandboxed step.
+ * For a small module, both variants' measuring processes are started while
+ * the sandboxed steps (Wizer, wasm-opt) run and wait there for their module
+ * (decisions 0035, 0039). Nothing to overlap without a sandboxed step.
  */
 function overlapsMeasurement(input: OptimizeInput): boolean {
   const measuring = input.measure ?? anyRequested(input.options);
@@ -162,22 +165,41 @@ function isClean(details: OptimizeDetails): boolean {
   return details.optimize.steps.every((step) => step.status !== 'failed') && variants.every((variant) => variant.startup === null || isStartupTimes(variant.startup));
 }
 
-/** `side`: a second volume where the original's start-up is measured while the steps run. */
-async function optimizeIn(context: ToolContext, input: OptimizeInput, side?: ToolContext): Promise<OptimizeResult> {
+/** The two measuring processes started with the steps, one per variant, each in its own volume. */
+interface Prepared {
+  original: PreparedMeasurement;
+  optimized: PreparedMeasurement;
+}
+
+/**
+ * `lanes`: the volumes where the two variants' measuring processes start
+ * right away and wait while the steps run, so that node's start is off the
+ * critical path. Both are measured after the steps, one after the other,
+ * with none of the stage's tools running: the same conditions for both
+ * variants (decision 0039).
+ */
+async function optimizeIn(context: ToolContext, input: OptimizeInput, lanes?: { original: ToolContext; optimized: ToolContext }): Promise<OptimizeResult> {
   input.log(`\n==> optimize: ${describeOptions(input.options)}`);
   const original: Candidate = { bytes: input.original, info: inspectModule(input.original, { validate: false }), wizened: false };
-  const originalStartup = side ? measureStartup(side, input.original, input.kind, { name: 'measure-original.wasm' }) : undefined;
-  // Settled before anything throws on, so that the side volume is never removed under a running measurement.
-  const steps = await settledWith(runSteps(context, input, original), originalStartup);
-  const current = steps.current;
-  const failures = steps.reports.filter((step) => step.status === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`);
-  const applied = current !== original;
-  const report: OptimizeReport = { steps: steps.reports, served: applied ? 'optimized' : 'original' };
-  if (!applied && failures.length > 0) report.fallbackReason = failures.join('; ');
-  const details: OptimizeDetails = { variants: { original: { bytes: original.bytes.length, startup: null } }, optimize: report };
-  if (applied) details.variants.optimized = { bytes: current.bytes.length, startup: null };
-  if (input.measure ?? anyRequested(input.options)) await measureVariants(context, input, details, applied ? current.bytes : undefined, originalStartup);
-  return finish(input, details, applied ? current.bytes : undefined);
+  const prepared: Prepared | undefined = lanes && {
+    original: prepareMeasurement(lanes.original, input.kind, { name: 'measure-original.wasm' }),
+    optimized: prepareMeasurement(lanes.optimized, input.kind, { name: 'measure-optimized.wasm' }),
+  };
+  try {
+    const steps = await runSteps(context, input, original);
+    const current = steps.current;
+    const failures = steps.reports.filter((step) => step.status === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`);
+    const applied = current !== original;
+    const report: OptimizeReport = { steps: steps.reports, served: applied ? 'optimized' : 'original' };
+    if (!applied && failures.length > 0) report.fallbackReason = failures.join('; ');
+    const details: OptimizeDetails = { variants: { original: { bytes: original.bytes.length, startup: null } }, optimize: report };
+    if (applied) details.variants.optimized = { bytes: current.bytes.length, startup: null };
+    if (input.measure ?? anyRequested(input.options)) await measureVariants(context, input, details, applied ? current.bytes : undefined, prepared);
+    return finish(input, details, applied ? current.bytes : undefined);
+  } finally {
+    // A process that got no module is let go; the volumes are removed only once both runs are over.
+    await Promise.all([prepared?.original.release(), prepared?.optimized.release()]);
+  }
 }
 
 async function runSteps(context: ToolContext, input: OptimizeInput, original: Candidate): Promise<{ current: Candidate; reports: StepReport[] }> {
@@ -190,13 +212,6 @@ async function runSteps(context: ToolContext, input: OptimizeInput, original: Ca
     if (outcome.next) current = outcome.next;
   }
   return { current, reports };
-}
-
-/** `work`'s outcome, once `alongside` (if any) has settled too. */
-async function settledWith<T>(work: Promise<T>, alongside: Promise<unknown> | undefined): Promise<T> {
-  const [outcome] = await Promise.allSettled([work, alongside]);
-  if (outcome.status === 'rejected') throw outcome.reason;
-  return outcome.value;
 }
 
 /** Drops the optimized variant when it fails to start although the original starts. */
@@ -220,10 +235,11 @@ function finish(input: OptimizeInput, details: OptimizeDetails, optimized: Uint8
   return { optimized, details };
 }
 
-async function measureVariants(context: ToolContext, input: OptimizeInput, details: OptimizeDetails, optimized: Uint8Array | undefined, originalStartup?: Promise<StartupMeasurement>): Promise<void> {
-  details.variants.original.startup = await (originalStartup ?? measureStartup(context, input.original, input.kind, { name: 'measure-original.wasm' }));
+/** One variant after the other, so neither is measured while anything else of the stage runs. */
+async function measureVariants(context: ToolContext, input: OptimizeInput, details: OptimizeDetails, optimized: Uint8Array | undefined, prepared?: Prepared): Promise<void> {
+  details.variants.original.startup = await (prepared ? prepared.original.measure(input.original) : measureStartup(context, input.original, input.kind, { name: 'measure-original.wasm' }));
   if (optimized !== undefined && details.variants.optimized) {
-    details.variants.optimized.startup = await measureStartup(context, optimized, input.kind, { name: 'measure-optimized.wasm' });
+    details.variants.optimized.startup = await (prepared ? prepared.optimized.measure(optimized) : measureStartup(context, optimized, input.kind, { name: 'measure-optimized.wasm' }));
   }
 }
 

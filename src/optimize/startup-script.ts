@@ -4,12 +4,21 @@
  * text: it is written into the measurement volume next to the module, so the
  * sandbox needs no view of Kiln's sources or node_modules.
  *
- * argv: <kind> <module path> <"init" | "host"> [stdin path]
+ * argv: <kind> <module path> <"init" | "host"> <stdin path or ""> <go path> <wait ms>
  *   init: also call the module's `wizer-initialize` export, when it has one,
  *         as part of initialization — the work Wizer moves to build time, so
  *         the numbers show what pre-initialization bought even when the first
  *         call's input would not reach that work.
  *   host: only what a host does (the bench uses it with a real request).
+ * It first writes <go path>.ready (the sandbox has set up the volume, so the
+ * stage may now write into it), then waits at most <wait ms> for the go
+ * file: the stage may start the process before the module exists
+ * (startup.ts, prepareMeasurement), so that node's own start overlaps the
+ * steps. "measure" in it: measure; anything else: exit without measuring.
+ * Every measurement goes through this wait, the original's too (its go file
+ * is there before the start), so both variants are measured by the same
+ * code after the same kind of start; the timed phases never include node's
+ * start or the wait.
  * It prints one line `KILN_STARTUP {json}`: {ok, compileMs, instantiateMs,
  * initMs, firstCallMs, exitCode?} or {ok: false, error}. The module's own
  * stdout/stderr go to /dev/null, so it cannot forge that line.
@@ -23,11 +32,12 @@
  *                 stub: `proxy_get_*` answer NotFound, other calls Ok.
  */
 export const STARTUP_SCRIPT = String.raw`
-import { openSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { WASI } from 'node:wasi';
 
-const [kind, file, mode, inputFile] = process.argv.slice(2);
+const [kind, file, mode, inputFile, goFile, waitMs] = process.argv.slice(2);
+const WAIT_MS = Number(waitMs) || 0;
+const POLL_MS = 2;
 const INIT = 'wizer-initialize';
 const say = (value) => process.stdout.write('KILN_STARTUP ' + JSON.stringify(value) + '\n');
 const since = (start) => Math.round((performance.now() - start) * 1000) / 1000;
@@ -121,19 +131,37 @@ function filterPhases(instance, wasi) {
   return times;
 }
 
-try {
-  const bytes = readFileSync(file);
-  let started = performance.now();
-  const module = new WebAssembly.Module(bytes);
-  const compileMs = since(started);
-  const wasi = newWasi();
-  const imports = importsFor(module, wasi);
-  started = performance.now();
-  const instance = new WebAssembly.Instance(module, imports);
-  const instantiateMs = since(started);
-  const phases = kind === 'proxy-wasm' ? filterPhases(instance, wasi) : commandPhases(instance, wasi);
-  say({ ok: true, compileMs, instantiateMs, ...phases });
-} catch (error) {
-  say({ ok: false, error: String((error && error.message) || error).slice(0, 300) });
+// A stat every POLL_MS: cheap, and works on any filesystem the sandbox binds (no inotify needed).
+async function waitForGo() {
+  // The run has started (the sandbox has handed it the volume): from now on the stage may write into it.
+  writeFileSync(goFile + '.ready', '');
+  const deadline = performance.now() + WAIT_MS;
+  while (!existsSync(goFile)) {
+    if (performance.now() > deadline) return 'no module within ' + WAIT_MS + ' ms';
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  return readFileSync(goFile, 'utf8') === 'measure' ? 'go' : 'released';
 }
+
+function measure() {
+  try {
+    const bytes = readFileSync(file);
+    let started = performance.now();
+    const module = new WebAssembly.Module(bytes);
+    const compileMs = since(started);
+    const wasi = newWasi();
+    const imports = importsFor(module, wasi);
+    started = performance.now();
+    const instance = new WebAssembly.Instance(module, imports);
+    const instantiateMs = since(started);
+    const phases = kind === 'proxy-wasm' ? filterPhases(instance, wasi) : commandPhases(instance, wasi);
+    say({ ok: true, compileMs, instantiateMs, ...phases });
+  } catch (error) {
+    say({ ok: false, error: String((error && error.message) || error).slice(0, 300) });
+  }
+}
+
+const go = await waitForGo();
+if (go === 'go') measure();
+else say({ ok: false, skipped: true, error: go });
 `;

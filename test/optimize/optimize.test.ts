@@ -4,11 +4,12 @@
  * original is served when nothing could be done, and start-up is measured.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { optimizeArtifact, OptimizeResultCache, type OptimizeDetails, type OptimizeInput } from '../../src/optimize/index.ts';
+import { OptimizeCancelled, optimizeArtifact, OptimizeResultCache, type OptimizeDetails, type OptimizeInput } from '../../src/optimize/index.ts';
 import { OVERLAP_MAX_BYTES } from '../../src/optimize/optimize.ts';
 import { isStartupTimes } from '../../src/optimize/startup.ts';
 import { createSandbox } from '../../src/sandbox/index.ts';
@@ -145,7 +146,7 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
     assert.ok(runs > before, 'other options run again');
   });
 
-  it('measures a small original while wasm-opt runs: its own volume, half the memory each (decision 0035)', async () => {
+  it('starts a small original\'s measurement while wasm-opt runs: its own volume, half the memory each (decision 0035)', async () => {
     const real = createSandbox('bubblewrap');
     const runs: Array<{ file: string; workDir: string; memoryBytes: number }> = [];
     let measurementStarted: () => void = () => undefined;
@@ -180,6 +181,125 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
     const byFile = (part: string) => runs.find((run) => run.file.includes(part));
     assert.notEqual(byFile('measure-original')?.workDir, byFile('wasm-opt-in')?.workDir);
     for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes / 2, run.file);
+  });
+
+  it('starts both measuring processes while wasm-opt runs and measures them after it, one after the other, each in its own volume (decision 0039)', async () => {
+    const real = createSandbox('bubblewrap');
+    const runs: Array<{ file: string; workDir: string; memoryBytes: number }> = [];
+    const handedDuring: string[] = [];
+    let bothStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (bothStarted = resolve));
+    /** Whether the stage has already handed `file` (e.g. measure-original.wasm) to its waiting process. */
+    const handed = (file: string) => runs.some((run) => run.file.endsWith(file) && existsSync(join(run.workDir, file)));
+    const watching: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
+        if (runs.filter((run) => run.file.includes('measure-')).length === 2) bothStarted();
+        const result = await real.run(options);
+        if (file.includes('wasm-opt-in')) {
+          // Started only after the steps, the processes would never come while wasm-opt waits here.
+          await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the measuring processes were not started while wasm-opt ran')), 30_000))]);
+          for (const name of ['measure-original.wasm', 'measure-optimized.wasm']) if (handed(name)) handedDuring.push(`${name} during wasm-opt`);
+        }
+        if (file.includes('measure-original') && handed('measure-optimized.wasm')) handedDuring.push('measure-optimized.wasm during the original');
+        return result;
+      },
+    };
+    const { details } = await optimizeArtifact({
+      original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
+      kind: 'wasi-command',
+      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+      sandbox: watching,
+      workRoot,
+      limits: LIMITS,
+      log: () => undefined,
+      onOutput: () => undefined,
+      measure: true,
+    });
+    assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
+    assert.ok(isStartupTimes(details.variants.optimized?.startup), JSON.stringify(details.variants.optimized?.startup));
+    assert.deepEqual(handedDuring, [], 'each variant is measured alone');
+    const byFile = (part: string) => runs.filter((run) => run.file.includes(part));
+    assert.equal(byFile('measure-optimized').length, 1, 'the waiting process measured it; no second one');
+    assert.equal(byFile('measure-original').length, 1);
+    assert.equal(new Set(runs.map((run) => run.workDir)).size, 3, 'three runs at once, three volumes');
+    for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes / 2, run.file);
+  });
+
+  it('lets the prepared measuring process go when no optimized variant is offered', async () => {
+    const real = createSandbox('bubblewrap');
+    const outputs = new Map<string, string>();
+    const failingWasmOpt: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        if (file.includes('wasm-opt-in')) return { exitCode: 1, signal: null, cancelled: false, durationMs: 0, notes: [] };
+        let output = '';
+        const result = await real.run({ ...options, onOutput: (chunk) => ((output += chunk.toString('utf8')), options.onOutput?.(chunk)) });
+        outputs.set(file, output);
+        return result;
+      },
+    };
+    const { optimized, details } = await optimizeArtifact({
+      original: commandModule(),
+      kind: 'wasi-command',
+      options: { strip: false, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+      sandbox: failingWasmOpt,
+      workRoot,
+      limits: LIMITS,
+      log: () => undefined,
+      onOutput: () => undefined,
+      measure: true,
+    });
+    assert.equal(optimized, undefined);
+    assert.equal(details.optimize.served, 'original');
+    assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
+    assert.match(outputs.get('/build/measure-optimized.wasm') ?? '', /"skipped":true,"error":"released"/);
+  });
+
+  it('stops a waiting prepared measurement on cancel and removes the volumes only after every run ended', async () => {
+    const real = createSandbox('bubblewrap');
+    const cancel = new AbortController();
+    const ended: string[] = [];
+    let preparedStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (preparedStarted = resolve));
+    const root = await mkdtemp(join(workRoot, 'cancel-'));
+    await chmod(root, 0o755);
+    const cancelling: Sandbox = {
+      name: real.name,
+      check: () => real.check(),
+      run: async (options) => {
+        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+        if (file.includes('measure-optimized')) preparedStarted();
+        if (file.includes('wasm-opt-in')) void started.then(() => cancel.abort());
+        try {
+          return await real.run(options);
+        } finally {
+          ended.push(file);
+        }
+      },
+    };
+    await assert.rejects(
+      optimizeArtifact({
+        original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
+        kind: 'wasi-command',
+        options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
+        sandbox: cancelling,
+        workRoot: root,
+        limits: LIMITS,
+        log: () => undefined,
+        onOutput: () => undefined,
+        measure: true,
+        signal: cancel.signal,
+      }),
+      OptimizeCancelled,
+    );
+    assert.ok(ended.some((file) => file.includes('measure-optimized')), 'the prepared run ended');
+    assert.deepEqual(await readdir(root), [], 'both volumes are gone');
   });
 
   it('measures a module above the overlap size after the steps, with the whole memory limit', async () => {
