@@ -14,19 +14,20 @@
  * same namespace; a build is only ever handed the tree of its own namespace
  * and key, as a copy: nothing a build does reaches the kept tree.
  *
- * The host copies a tree a build wrote, but never interprets it: `cp -a` as
- * root never follows a symlink in the source and writes into a destination
- * it has just emptied (as StagedVolume does), and the times are rewritten
- * with lutimes (a link itself, never its target). The manifest (entries and
+ * The host copies a tree a build wrote, but never interprets it: it copies
+ * directories, regular files and links only (a link is recreated, never
+ * followed; anything else and the tree is not kept), into directories it
+ * has just created, without set-id bits, and rewrites the times with
+ * lutimes (a link itself, never its target). The manifest (entries and
  * bytes counted by the worker when it kept the tree) is checked against the
  * copy: a tree damaged on disk, or removed while it was copied, is dropped
  * and the build falls back to the tarball.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, lutimes, mkdir, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, copyFile, lstat, lutimes, mkdir, readdir, readFile, readlink, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../errors.ts';
-import { runHost } from '../sandbox/exec.ts';
 
 export interface TreeOptions {
   /** Host directory holding the trees (created 0700). */
@@ -61,8 +62,6 @@ const HEX = /^[0-9a-f]{16,128}$/;
 const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** A keep takes seconds: a partial copy this old was left by a killed worker. */
 const STALE_PARTIAL_MS = 3600_000;
-/** Copies are of at most maxTreeBytes into a tmpfs: minutes would mean something is wrong. */
-const COPY_TIMEOUT_MS = 2 * 60_000;
 
 export class RestoredTrees {
   /** Keeps and evictions of one process run one at a time (the copies into jobs do not wait). */
@@ -87,9 +86,7 @@ export class RestoredTrees {
     const restoredAt = new Date(now.getTime() - 10_000);
     try {
       await removeAll(jobDir, directories);
-      const copied = await runHost('/usr/bin/cp', ['-a', '--', ...directories.map((name) => join(tree, name)), `${jobDir}/`], { timeoutMs: COPY_TIMEOUT_MS });
-      if (copied.code !== 0) throw new Error(`cp exited with ${copied.code}: ${copied.stderr.trim().slice(0, 300)}`);
-      const found = await walkAll(jobDir, directories, (path) => lutimes(path, restoredAt, restoredAt));
+      const found = await copyDirectories(tree, directories, jobDir, { maxBytes: manifest.bytes, stampAt: restoredAt });
       if (found.entries !== manifest.entries || found.bytes !== manifest.bytes) {
         throw new Error(`the copy holds ${found.entries} entries and ${found.bytes} bytes, its manifest ${manifest.entries} and ${manifest.bytes}`);
       }
@@ -115,18 +112,14 @@ export class RestoredTrees {
   private async keepNow(namespace: string, key: string, jobDir: string, directories: string[]): Promise<TreeOutcome> {
     checkNames(directories);
     const tree = this.treePath(namespace, key);
-    const size = await walkAll(jobDir, directories).catch((error: unknown) => error as Error);
-    if (size instanceof Error) return { ok: false, reason: `the job holds no complete entry (${size.message})` };
-    if (size.bytes > this.options.maxTreeBytes) return { ok: false, reason: `${size.bytes} bytes unpacked, more than the ${this.options.maxTreeBytes}-byte limit` };
     const parent = join(this.options.root, namespace);
     await mkdir(parent, { recursive: true, mode: 0o700 });
     const partial = join(parent, `${PARTIAL_PREFIX}${randomBytes(6).toString('hex')}`);
     try {
       await mkdir(partial, { mode: 0o700 });
-      const copied = await runHost('/usr/bin/cp', ['-a', '--', ...directories.map((name) => join(jobDir, name)), `${partial}/`], { timeoutMs: COPY_TIMEOUT_MS });
-      if (copied.code !== 0) return { ok: false, reason: `cp exited with ${copied.code}: ${copied.stderr.trim().slice(0, 300)}` };
-      // The manifest counts what was copied, which is what a hand-over will find.
-      const kept = await walkAll(partial, directories);
+      // The manifest counts what was copied, which is what a hand-over must find again.
+      const kept = await copyDirectories(jobDir, directories, partial, { maxBytes: this.options.maxTreeBytes }).catch((error: unknown) => error as Error);
+      if (kept instanceof Error) return { ok: false, reason: kept.message };
       const manifest: TreeManifest = { directories, entries: kept.entries, bytes: kept.bytes };
       await writeFile(join(partial, MANIFEST), JSON.stringify(manifest), { mode: 0o600 });
       // One tree per owner: the earlier one (any key) goes before this one is put in place.
@@ -213,36 +206,72 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 async function removeAll(base: string, directories: string[]): Promise<void> {
-  for (const name of directories) await rm(join(base, name), { recursive: true, force: true });
+  for (const name of directories) {
+    const path = join(base, name);
+    // Usually absent: one lstat instead of rm's walk.
+    if ((await lstat(path).catch(() => undefined)) !== undefined) await rm(path, { recursive: true, force: true });
+  }
+}
+
+interface Tally {
+  entries: number;
+  bytes: number;
 }
 
 /**
- * Counts every entry under base/<directory> (each must be a real
- * directory) and the bytes of its regular files, never following a link;
- * `visit` sees each path, the directories themselves included.
+ * Copies base/<directory> for each directory (each must be a real
+ * directory) into `destination`, which must not hold them, in one parallel
+ * pass: no process to start, and each entry is read once. Copies hold
+ * directories, regular files and symbolic links only (a link is recreated,
+ * never followed); anything else is refused. Files lose set-id bits; when
+ * `stampAt` is given every copied entry gets that time. Counts the entries
+ * below each directory and the bytes of the regular files; throws past maxBytes.
  */
-async function walkAll(base: string, directories: string[], visit?: (path: string) => Promise<void>): Promise<{ entries: number; bytes: number }> {
-  const total = { entries: 0, bytes: 0 };
+async function copyDirectories(base: string, directories: string[], destination: string, options: { maxBytes: number; stampAt?: Date }): Promise<Tally> {
+  const tally: Tally = { entries: 0, bytes: 0 };
   for (const name of directories) {
-    const top = join(base, name);
-    if (!(await lstat(top)).isDirectory()) throw new Error(`${name} is not a directory`);
-    await walk(top, total, visit);
+    const source = join(base, name);
+    const stats = await lstat(source);
+    if (!stats.isDirectory()) throw new Error(`${name} is not a directory`);
+    const target = join(destination, name);
+    await mkdir(target, { mode: stats.mode & 0o777 });
+    await copyChildren(source, target, tally, options);
+    if (options.stampAt) await lutimes(target, options.stampAt, options.stampAt);
   }
-  return total;
+  return tally;
 }
 
-async function walk(directory: string, total: { entries: number; bytes: number }, visit?: (path: string) => Promise<void>): Promise<void> {
-  await visit?.(directory);
-  for (const entry of await readdir(directory, { withFileTypes: true })) {
-    const path = join(directory, entry.name);
-    total.entries += 1;
-    if (entry.isDirectory()) {
-      await walk(path, total, visit);
-      continue;
-    }
-    if (entry.isFile()) total.bytes += (await lstat(path)).size;
-    await visit?.(path);
-  }
+async function copyChildren(from: string, to: string, tally: Tally, options: { maxBytes: number; stampAt?: Date }): Promise<void> {
+  const entries = await readdir(from, { withFileTypes: true });
+  await settleAll(
+    entries.map(async (entry) => {
+      const source = join(from, entry.name);
+      const target = join(to, entry.name);
+      tally.entries += 1;
+      if (entry.isSymbolicLink()) {
+        await symlink(await readlink(source), target);
+      } else if (entry.isDirectory()) {
+        await mkdir(target, { mode: (await lstat(source)).mode & 0o777 });
+        await copyChildren(source, target, tally, options);
+      } else if (entry.isFile()) {
+        const stats = await lstat(source);
+        tally.bytes += stats.size;
+        if (tally.bytes > options.maxBytes) throw new Error(`more than ${options.maxBytes} bytes`);
+        await copyFile(source, target, constants.COPYFILE_EXCL);
+        // copyFile keeps the mode; a set-id bit has no business in a copy made by root.
+        if ((stats.mode & 0o7000) !== 0) await chmod(target, stats.mode & 0o777);
+      } else {
+        throw new Error(`${JSON.stringify(entry.name)} is neither a directory, a regular file nor a symbolic link`);
+      }
+      if (options.stampAt) await lutimes(target, options.stampAt, options.stampAt);
+    }),
+  );
+}
+
+/** Like Promise.all, but returns (or throws the first error) only once every copy has stopped: nothing is left writing when the caller cleans up. */
+async function settleAll(work: Array<Promise<void>>): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**
@@ -252,20 +281,23 @@ async function walk(directory: string, total: { entries: number; bytes: number }
 async function stampSources(jobDir: string, now: Date, times: RestoreTimes): Promise<void> {
   const sourceDir = join(jobDir, 'src');
   const keyed = new Set(times.keyedSourceDirectories.map((name) => join(sourceDir, name)));
-  const stamp = (at: Date) => (path: string) => lutimes(path, at, at);
-  await walkPruned(sourceDir, keyed, stamp(now));
+  await stampTree(sourceDir, now, keyed);
   const older = new Date(now.getTime() - 20_000);
   for (const directory of keyed) {
-    if ((await lstat(directory).catch(() => undefined))?.isDirectory() === true) await walk(directory, { entries: 0, bytes: 0 }, stamp(older));
+    if ((await lstat(directory).catch(() => undefined))?.isDirectory() === true) await stampTree(directory, older, new Set());
   }
 }
 
-async function walkPruned(directory: string, pruned: ReadonlySet<string>, visit: (path: string) => Promise<void>): Promise<void> {
-  await visit(directory);
-  for (const entry of await readdir(directory, { withFileTypes: true })) {
-    const path = join(directory, entry.name);
-    if (pruned.has(path)) continue;
-    if (entry.isDirectory()) await walkPruned(path, pruned, visit);
-    else await visit(path);
-  }
+/** lutimes on `directory` and everything below it but `pruned`, never following a link. */
+async function stampTree(directory: string, at: Date, pruned: ReadonlySet<string>): Promise<void> {
+  const entries = await readdir(directory, { withFileTypes: true });
+  await Promise.all(
+    entries.map(async (entry) => {
+      const path = join(directory, entry.name);
+      if (pruned.has(path)) return;
+      if (entry.isDirectory()) await stampTree(path, at, pruned);
+      else await lutimes(path, at, at);
+    }),
+  );
+  await lutimes(directory, at, at);
 }

@@ -4,7 +4,8 @@
  * hand-over sets, and what happens to a damaged copy.
  */
 import assert from 'node:assert/strict';
-import { appendFile, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, chmod, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -120,6 +121,21 @@ describe('unpacked dependency cache trees', () => {
     await utimes(join(scratch, 'bounds', ownerA, key('2')), old, old);
     assert.equal((await store.keep(ownerB, key('3'), await jobWithTarget(hundred), ['target'])).ok, true);
     assert.deepEqual(await store.usage(), { [ownerB]: 100 }, 'A\'s older tree went to stay within 150 bytes');
+  });
+
+  it('refuses to keep a tree holding anything but directories, files and links, and drops set-id bits', async () => {
+    const store = trees('special');
+    const withFifo = await jobWithTarget('compiled deps');
+    execFileSync('/usr/bin/mkfifo', [join(withFifo, 'target', 'release', 'pipe')]);
+    const refused = await store.keep(ownerA, key('1'), withFifo, ['target']);
+    assert.equal(refused.ok, false);
+    assert.deepEqual(await store.usage(), {});
+
+    const withSetuid = await jobWithTarget('compiled deps');
+    await chmod(join(withSetuid, 'target', 'release', 'deps', 'libdep.rlib'), 0o4755);
+    assert.equal((await store.keep(ownerA, key('1'), withSetuid, ['target'])).ok, true);
+    const kept = await lstat(join(scratch, 'special', ownerA, key('1'), 'target', 'release', 'deps', 'libdep.rlib'));
+    assert.equal(kept.mode & 0o7777, 0o755);
   });
 
   it('keeps nothing when the job has no such directory', async () => {
