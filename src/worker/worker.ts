@@ -237,6 +237,8 @@ async function optimizeStage(
     }),
   );
   const uploadingOptimized = optimizing.then(async (optimized) => {
+    // The build's log is complete but for a failure line: it travels while the artifacts upload, not after.
+    void built.log.flush();
     const bytes = optimized.cancelled ? undefined : optimized.optimized;
     if (bytes) await timed(result.stages, 'upload optimized', () => client.uploadArtifact(job, 'optimized', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
     return optimized;
