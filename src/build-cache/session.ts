@@ -154,6 +154,7 @@ async function handOverTree(session: CacheSession, plan: CachePlan, run: CacheRu
     if (outcome.reason !== NO_TREE) run.log(`kiln: dependency cache: ${outcome.reason}; unpacking the entry instead`);
     return false;
   }
+  await session.store.markUsed(session.namespace, plan.key).catch(() => undefined);
   Object.assign(session.report, { hit: true, unpacked: true, bytes: outcome.bytes, restoreMs: Date.now() - started });
   run.log(`kiln: dependency cache hit: copied the unpacked entry (${formatBytes(outcome.bytes)}) in ${session.report.restoreMs} ms`);
   return true;

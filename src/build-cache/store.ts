@@ -120,6 +120,12 @@ export class DependencyCacheStore {
     return { directory, bytes: stats.size, release: () => rm(directory, { recursive: true, force: true }) };
   }
 
+  /** Records a use of the entry that did not check it out (its unpacked copy was used): LRU eviction counts it. */
+  async markUsed(namespace: string, key: string): Promise<void> {
+    const now = new Date();
+    await utimes(this.entryPath(namespace, key), now, now).catch(() => undefined);
+  }
+
   /**
    * Copies `file` (a path inside a finished build's volume, which no sandbox
    * process can touch any more) into the store. The path is not trusted: no

@@ -5,7 +5,7 @@
  * tarball (which keeps a new copy), and another owner gets neither.
  */
 import assert from 'node:assert/strict';
-import { appendFile, chmod, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, lstat, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -62,10 +62,14 @@ describe('the dependency cache session with unpacked copies', { skip, timeout: 3
     assert.equal(missed.report.saved, true, first.log.join('\n'));
     assert.deepEqual(await store.trees?.usage(), { [ownerA]: 'compiled deps'.length }, 'the saved entry was kept unpacked');
 
+    const entry = join(store.root, 'entries', ownerA, `${PLAN.key}.tar.zst`);
+    const longAgo = new Date(Date.now() - 3600_000);
+    await utimes(entry, longAgo, longAgo);
     const second = await job();
     const unpacked = await open(ownerA, second.run);
     assert.equal(unpacked.report.hit, true, second.log.join('\n'));
     assert.equal(unpacked.report.unpacked, true);
+    assert.ok((await lstat(entry)).mtimeMs > longAgo.getTime(), 'a hit on the unpacked copy counts as a use of the entry for eviction');
     assert.equal(await readFile(join(second.jobDir, 'target', 'release', 'libdep.rlib'), 'utf8'), 'compiled deps');
 
     await appendFile(join(store.root, 'trees', ownerA, PLAN.key, 'target', 'release', 'libdep.rlib'), ' damaged');
