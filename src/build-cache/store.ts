@@ -13,7 +13,7 @@
  * Checkouts are hard links: an eviction while a build restores does not pull
  * the file from under it.
  *
- * Access time is the entry's mtime, set on every checkout (atime is not
+ * Access time is the entry's mtime, set on every checkout and unpacked hit (atime is not
  * reliable under relatime). Entries are immutable once written: a build
  * saves only after a miss, and a save replaces by rename.
  */
