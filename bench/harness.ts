@@ -15,6 +15,8 @@ export interface BenchKiln {
   sandbox: Sandbox;
   /** Where workers make job dirs: reachable by the sandbox uids, so not inside the private data dir. */
   workRoot: string;
+  /** The local owner's token (for benches that use Kiln's own clients). */
+  ownerToken: string;
   /** Calls the API with the local owner's token; throws on a 4xx/5xx. */
   api(method: string, route: string, body?: BodyInit, json?: unknown): Promise<Json>;
   dispose(): Promise<void>;
@@ -37,6 +39,7 @@ export async function startBenchKiln(name: string): Promise<BenchKiln> {
     logger,
     sandbox,
     workRoot,
+    ownerToken,
     async api(method, route, body, json) {
       const headers: Record<string, string> = { authorization: `Bearer ${ownerToken}` };
       if (json !== undefined) headers['content-type'] = 'application/json';

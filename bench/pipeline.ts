@@ -31,14 +31,13 @@ import { BASE_DIRECTORIES } from '../src/build-kit/paths.ts';
 import { createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { OptimizeResultCache, type OptimizeDetails } from '../src/optimize/index.ts';
 import { startWorker } from '../src/worker/worker.ts';
+import { ApiClient } from '../src/cli/api-client.ts';
 import { startBenchKiln, type Json } from './harness.ts';
 import { median } from './stats.ts';
 
 
 const RATIO_TARGET = 1.15;
 const OVERHEAD_TARGET_MS = 100;
-/** How often the client polls the build: the measured overhead includes up to this much. */
-const POLL_MS = 10;
 /** Version metadata turning every optimization off: the pipeline's plumbing alone. */
 const NO_OPTIMIZE = { strip: false, wasmOpt: 'off', wizer: false, memoryCapPages: null };
 
@@ -60,6 +59,7 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
   const exampleDir = path.resolve(import.meta.dirname, '../examples', example);
   const bench = await startBenchKiln('pipeline');
   const { kiln, config, logger, sandbox, workRoot, api } = bench;
+  const client = new ApiClient({ url: kiln.url, token: bench.ownerToken, configFile: '' });
   const optimizeCache = new OptimizeResultCache<OptimizeDetails>();
   const worker = startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: 1, sandbox, workRoot, logger, optimizeCache });
 
@@ -67,7 +67,11 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
     const appId: string = (await api('POST', '/v1/applications', undefined, { name: 'bench-pipeline' })).id;
     let version = 0;
 
-    /** Submit→succeeded as a client sees it: packing the directory, upload, polling until the end. */
+    /**
+     * Submit→succeeded as a client sees it: packing the directory, upload,
+     * then waiting the way `kiln deploy` does, on the build's log stream,
+     * which the API ends (pushed, not polled) when the build has ended.
+     */
     async function pipelineOnce(optimize?: Json): Promise<{ ms: number; build: Json; uploadMs: number; seenAt: number }> {
       const started = performance.now();
       const { archive } = await packDirectory(exampleDir);
@@ -76,12 +80,10 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
       form.append('source', new Blob([new Uint8Array(archive)]), 'source.tar.gz');
       const { build } = await api('POST', `/v1/applications/${appId}/versions`, form);
       const uploadMs = performance.now() - started;
-      while (true) {
-        const current = await api('GET', `/v1/builds/${build.id}`);
-        if (current.state === 'succeeded') return { ms: performance.now() - started, build: current, uploadMs, seenAt: Date.now() };
-        if (['failed', 'crashed', 'cancelled'].includes(current.state)) throw new Error(`pipeline build ${current.state}: ${current.reason}`);
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      }
+      const ended = (await client.followBuild(build.id, {})) as unknown as Json;
+      const seenAt = Date.now();
+      if (ended.state !== 'succeeded') throw new Error(`pipeline build ${ended.state}: ${ended.reason}`);
+      return { ms: performance.now() - started, build: ended, uploadMs, seenAt };
     }
 
     /** The same cargo steps in the same sandbox, without Kiln around them. */
@@ -167,7 +169,7 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
     compare('pipeline submit→succeeded (defaults)', series.pipeline);
     compare('pipeline, optimize results not reused', series.cold);
     compare('pipeline, optimization off', series.plain);
-    console.log(`(the client polls every ${POLL_MS} ms; the defaults include the optimize stage: strip, wasm-opt, Wizer where it applies)`);
+    console.log('(the client follows the build\'s log stream as `kiln deploy` does; the defaults include the optimize stage: strip, wasm-opt, Wizer where it applies)');
     console.log(`the same cargo step inside the pipeline: median ${cargoInPipeline.toFixed(0)} ms (${(cargoInPipeline - bare).toFixed(0)} ms vs bare; that process`);
     console.log('also runs the API, its embedded database and the log streaming; under load this difference is mostly noise)');
     console.log('median ms per phase of the pipeline runs with the defaults:');

@@ -12,6 +12,7 @@ import type { Mount, Sandbox, SandboxLimits } from '../sandbox/sandbox.ts';
 import { RESTORE_FAILED_EXIT, SANDBOX_CACHE_DIR, SAVED_ENTRY, restoreScript, saveScript, type CachePlan, type CachePlanAnswer } from './plan.ts';
 import type { DependencyCacheStore } from './store.ts';
 import { runCacheStep } from './cache-step.ts';
+import { NO_TREE } from './trees.ts';
 import { formatBytes } from '../format/bytes.ts';
 
 /** What `build.details.cache` records. */
@@ -24,6 +25,8 @@ export interface CacheReport {
   /** Why the cache was not used or not saved. */
   reason?: string;
   restoreMs?: number;
+  /** The hit was a copy of the worker's unpacked tree (trees.ts), not an unpack of the tarball. */
+  unpacked?: boolean;
   saveMs?: number;
   /** Size of the restored or saved entry. */
   bytes?: number;
@@ -71,6 +74,7 @@ export async function openDependencyCache(
   session.plan = plan;
   session.report.key = plan.key;
   run.log(`kiln: dependency cache key ${plan.key} (${plan.describe})`);
+  if (await handOverTree(session, plan, run)) return session;
   const checkout = await store.checkout(namespace, plan.key).catch((error: unknown) => {
     run.log(`kiln: dependency cache lookup failed: ${errorMessage(error)}`);
     return undefined;
@@ -96,6 +100,8 @@ async function restore(session: CacheSession, plan: CachePlan, run: CacheRunCont
     session.report.hit = true;
     session.report.bytes = bytes;
     run.log(`kiln: dependency cache hit: restored ${formatBytes(bytes)} in ${session.report.restoreMs} ms`);
+    // The volume holds the entry's content and no sandbox process: the moment to keep it unpacked.
+    await keepTree(session, plan, run);
     return;
   }
   // Whatever a half-finished restore left must not meet cargo: remove it (all sandbox processes are gone).
@@ -124,10 +130,43 @@ export async function saveDependencyCache(session: CacheSession, run: CacheRunCo
   if (saved.saved) {
     report.bytes = saved.bytes;
     run.log(`kiln: dependency cache saved (${formatBytes(saved.bytes)}, ${report.saveMs} ms)`);
+    // The tarball was just packed from these directories: they are the entry, unpacked.
+    await keepTree(session, plan, run);
   } else {
     report.reason = `not saved: ${saved.reason}`;
     run.log(`kiln: dependency cache not saved (${saved.reason})`);
   }
+}
+
+/**
+ * A hit on the worker's unpacked copy of the entry: a host copy into the
+ * volume (trees.ts). False when there is none or it is unusable; the
+ * tarball is tried next.
+ */
+async function handOverTree(session: CacheSession, plan: CachePlan, run: CacheRunContext): Promise<boolean> {
+  const trees = session.store.trees;
+  if (trees === undefined) return false;
+  const started = Date.now();
+  const outcome = await trees
+    .handOver(session.namespace, plan.key, run.jobDir, plan.directories, { keyedSourceDirectories: plan.keyedSourceDirectories })
+    .catch((error: unknown) => ({ ok: false as const, reason: `platform error: ${errorMessage(error)}` }));
+  if (!outcome.ok) {
+    if (outcome.reason !== NO_TREE) run.log(`kiln: dependency cache: ${outcome.reason}; unpacking the entry instead`);
+    return false;
+  }
+  await session.store.markUsed(session.namespace, plan.key).catch(() => undefined);
+  Object.assign(session.report, { hit: true, unpacked: true, bytes: outcome.bytes, restoreMs: Date.now() - started });
+  run.log(`kiln: dependency cache hit: copied the unpacked entry (${formatBytes(outcome.bytes)}) in ${session.report.restoreMs} ms`);
+  return true;
+}
+
+/** Keeping the unpacked copy is an optimization for the next build: a failure is a log line. */
+async function keepTree(session: CacheSession, plan: CachePlan, run: CacheRunContext): Promise<void> {
+  const trees = session.store.trees;
+  if (trees === undefined) return;
+  await session.store.prepare();
+  const kept = await trees.keep(session.namespace, plan.key, run.jobDir, plan.directories).catch((error: unknown) => ({ ok: false as const, reason: `platform error: ${errorMessage(error)}` }));
+  if (!kept.ok) run.log(`kiln: dependency cache entry not kept unpacked (${kept.reason})`);
 }
 
 /** The step's outcome as a word for the log: `ok`, or why not. */

@@ -5,6 +5,7 @@
  *   <root>/entries/<namespace>/<key>.tar.zst   (0700 directories: root only)
  *   <root>/checkouts/<random>/deps.tar.zst     (a hard link, mounted read-only
  *                                               into one build's sandbox)
+ *   <root>/trees/<namespace>/<key>/…           (an entry unpacked: trees.ts)
  *
  * The namespace is an opaque per-owner hash the API puts in the job; a build
  * only ever sees the one entry checked out for it, never a directory of
@@ -12,7 +13,7 @@
  * Checkouts are hard links: an eviction while a build restores does not pull
  * the file from under it.
  *
- * Access time is the entry's mtime, set on every checkout (atime is not
+ * Access time is the entry's mtime, set on every checkout and unpacked hit (atime is not
  * reliable under relatime). Entries are immutable once written: a build
  * saves only after a miss, and a save replaces by rename.
  */
@@ -22,6 +23,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { CACHE_FILE } from './plan.ts';
+import { RestoredTrees } from './trees.ts';
 
 export interface DependencyCacheOptions {
   /** Host directory of the store; created if missing. Must be traversable by sandbox uids (checkouts are bind-mounted). */
@@ -34,6 +36,16 @@ export interface DependencyCacheOptions {
   maxEntryBytes?: number;
   /** Entries unused for this long are dropped (default 14 days). */
   maxAgeMs?: number;
+  /**
+   * Keep each owner's last restored or saved entry unpacked too (trees.ts,
+   * decision 0038), so the next hit is a host copy, not a sandboxed unpack
+   * (default true).
+   */
+  keepUnpacked?: boolean;
+  /** All unpacked trees together (default 4 GiB); they count apart from the entries' bounds. */
+  maxUnpackedBytes?: number;
+  /** A single tree larger than this is not kept unpacked (default 1 GiB). */
+  maxUnpackedTreeBytes?: number;
 }
 
 export interface Checkout {
@@ -65,6 +77,8 @@ export class DependencyCacheStore {
   private readonly maxAgeMs: number;
   /** Evictions of one process run one at a time. */
   private evicting: Promise<void> = Promise.resolve();
+  /** Unpacked copies of entries (undefined when turned off). */
+  readonly trees?: RestoredTrees;
 
   constructor(options: DependencyCacheOptions) {
     this.root = options.root;
@@ -72,6 +86,14 @@ export class DependencyCacheStore {
     this.maxBytesPerNamespace = options.maxBytesPerNamespace ?? 2 * GiB;
     this.maxEntryBytes = options.maxEntryBytes ?? GiB;
     this.maxAgeMs = options.maxAgeMs ?? 14 * 24 * 3600_000;
+    if (options.keepUnpacked !== false) {
+      this.trees = new RestoredTrees({
+        root: join(this.root, 'trees'),
+        maxBytes: options.maxUnpackedBytes ?? 4 * GiB,
+        maxTreeBytes: options.maxUnpackedTreeBytes ?? GiB,
+        maxAgeMs: this.maxAgeMs,
+      });
+    }
   }
 
   static isNamespace(value: unknown): value is string {
@@ -96,6 +118,12 @@ export class DependencyCacheStore {
     const now = new Date();
     await utimes(entry, now, now).catch(() => undefined);
     return { directory, bytes: stats.size, release: () => rm(directory, { recursive: true, force: true }) };
+  }
+
+  /** Records a use of the entry that did not check it out (its unpacked copy was used): LRU eviction counts it. */
+  async markUsed(namespace: string, key: string): Promise<void> {
+    const now = new Date();
+    await utimes(this.entryPath(namespace, key), now, now).catch(() => undefined);
   }
 
   /**
@@ -142,11 +170,13 @@ export class DependencyCacheStore {
     return join(this.root, 'entries', namespace, `${key}.tar.zst`);
   }
 
-  private async prepare(): Promise<void> {
+  /** Creates the store's directories with their modes (before anything is kept in them). */
+  async prepare(): Promise<void> {
     // 0711: sandbox uids may pass through to a checkout they are given, never list the store.
     await mkdir(this.root, { recursive: true, mode: 0o711 });
     await mkdir(join(this.root, 'entries'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.root, 'checkouts'), { recursive: true, mode: 0o711 });
+    await mkdir(join(this.root, 'trees'), { recursive: true, mode: 0o700 });
     await chmod(this.root, 0o711);
   }
 

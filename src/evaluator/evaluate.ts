@@ -45,17 +45,24 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
   };
   if (report.outcome !== 'succeeded') return base;
 
-  const original = await objects.head(input.artifactKeys.original);
+  const [original, optimized] = await Promise.all([objects.head(input.artifactKeys.original), objects.head(input.artifactKeys.optimized)]);
   if (!original) throw new UserError('invalid', 'artifact_missing', 'upload the original artifact (PUT …/artifacts/original) before reporting success');
   const wantedKind = (input.declaredKind ?? report.kind ?? null) as AppKind | null;
+  // Both variants are judged at once (the report waits for this); the optimized one must be of the original's kind.
+  // The optimized judgement's own error only counts once the original passed, as when they ran in turn.
+  const judgingOptimized = optimized ? judgeModule(objects, optimized.key, wantedKind, input.inspect).then((value) => ({ value }), (error: unknown) => ({ error })) : undefined;
   const verdict = await judgeModule(objects, original.key, wantedKind, input.inspect);
+  const optimizedJudged = await judgingOptimized;
   if (!verdict.ok) return { ...base, outcome: 'failed', reason: verdict.reason };
+  if (optimizedJudged && 'error' in optimizedJudged) throw optimizedJudged.error;
+  const firstOptimizedVerdict = optimizedJudged?.value;
 
   const artifacts: Record<string, ArtifactRecord> = { original: { key: original.key, sha256: original.sha256, size: original.size } };
   const details = { ...base.details };
-  const optimized = await objects.head(input.artifactKeys.optimized);
-  if (optimized) {
-    const optimizedVerdict = await judgeModule(objects, optimized.key, verdict.kind, input.inspect);
+  if (optimized && firstOptimizedVerdict) {
+    // Only when the kind was not known beforehand can the two verdicts differ in kind: then judge again against the original's.
+    const sameKind = firstOptimizedVerdict.ok && firstOptimizedVerdict.kind === verdict.kind;
+    const optimizedVerdict = sameKind || wantedKind !== null ? firstOptimizedVerdict : await judgeModule(objects, optimized.key, verdict.kind, input.inspect);
     if (optimizedVerdict.ok) artifacts.optimized = { key: optimized.key, sha256: optimized.sha256, size: optimized.size };
     else details.optimizedRejected = optimizedVerdict.reason;
   }

@@ -93,6 +93,9 @@ export async function reportResult(context: ReportContext, job: Job, build: Buil
   if (completed.requeued) {
     await context.logs.appendLine(build.id, `attempt ${job.attempt} crashed (${report.reason ?? 'platform fault'}); re-queued`);
   } else {
+    // The log is complete once the build has ended (nothing is appended after): followers may end
+    // their streams now rather than after finalize, which only moves the log into one object.
+    context.logs.touch(build.id);
     await context.logs.finalize(build.id);
     await removeStaleAttempts(context, completed.build);
     context.buildEnded(completed.build);

@@ -207,9 +207,12 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
 
 /**
  * Runs while the original is uploaded (`built.uploaded`); a failed
- * optimization costs only the optimized variant, and the optimized variant
- * is uploaded only after the original. The details say what each step did
- * and why.
+ * optimization costs only the optimized variant. The optimized variant is
+ * uploaded as soon as it exists, beside the original's upload rather than
+ * after it: a warm rebuild reuses the optimize result at once, and the two
+ * PUTs are independent (the API judges both only when the result is
+ * reported, and a failed attempt's objects are removed when its build
+ * ends). The details say what each step did and why.
  */
 async function optimizeStage(
   options: SlotOptions,
@@ -233,14 +236,19 @@ async function optimizeStage(
       cache: options.optimizeResults && DependencyCacheStore.isNamespace(job.cacheNamespace) ? { store: options.optimizeResults, namespace: job.cacheNamespace } : undefined,
     }),
   );
-  // A failed upload fails the job as before, once the optimizer (which never throws) has finished.
-  const [uploaded, settled] = await Promise.allSettled([built.uploaded, optimizing]);
+  const uploadingOptimized = optimizing.then(async (optimized) => {
+    // The build's log is complete but for a failure line: it travels while the artifacts upload, not after.
+    void built.log.flush();
+    const bytes = optimized.cancelled ? undefined : optimized.optimized;
+    if (bytes) await timed(result.stages, 'upload optimized', () => client.uploadArtifact(job, 'optimized', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
+    return optimized;
+  });
+  // A failed upload fails the job as before, once the optimizer (which never throws) and the other upload have finished.
+  const [uploaded, settled] = await Promise.allSettled([built.uploaded, uploadingOptimized]);
   if (uploaded.status === 'rejected') throw uploaded.reason;
   if (settled.status === 'rejected') throw settled.reason;
   const optimized = settled.value;
   if (optimized.cancelled) return { outcome: 'cancelled', reason: 'the build was cancelled', stages: result.stages };
-  const bytes = optimized.optimized;
-  if (bytes) await timed(result.stages, 'upload optimized', () => client.uploadArtifact(job, 'optimized', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
   return { ...result, details: { ...result.details, ...optimized.details } };
 }
 

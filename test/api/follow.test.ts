@@ -132,5 +132,43 @@ for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) {
         for (const stream of open) stream.close();
       }
     });
+
+    it('ends a follow stream, with the whole log, as soon as the build has ended, without waiting for the log to be finalized', async () => {
+      const logs = t.kiln.services.logs;
+      const original = logs.finalize.bind(logs);
+      let release = (): void => undefined;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      logs.finalize = async (id: string) => {
+        await held;
+        return original(id);
+      };
+      const stream = await follow(t.url, buildId, t.ownerToken);
+      let wakesBeforeFinalize = 0;
+      let unsubscribe = (): void => undefined;
+      try {
+        await stream.waitFor(/claimed by worker follow-test/);
+        await appendLog('the last line\n');
+        await stream.waitFor(/the last line/);
+        // Followers are woken by the end itself, not by finalize or by their slow re-check.
+        unsubscribe = logs.subscribe(buildId, () => wakesBeforeFinalize++);
+        const reported = call<Json>(t.url, 'POST', `/internal/v1/jobs/${job.id}/result`, {
+          token: t.workerToken,
+          headers: { 'x-kiln-lease': job.leaseToken },
+          json: { outcome: 'failed', reason: 'compile error', stages: [] },
+        });
+        const text = await stream.waitFor(/event: end/);
+        assert.match(text, /the last line/);
+        assert.match(text.slice(text.indexOf('event: end')), /"state":"failed"/);
+        assert.ok(wakesBeforeFinalize > 0, 'the end woke the followers while the log was not finalized yet');
+        unsubscribe();
+        release();
+        assert.equal((await reported).status, 200);
+      } finally {
+        unsubscribe();
+        release();
+        stream.close();
+        logs.finalize = original;
+      }
+    });
   });
 }

@@ -175,6 +175,7 @@ describe('the Rust dependency cache', { timeout: 15 * 60_000 }, () => {
     const second = await build(t.ownerToken, appA, await writeProject('v2', project('second')), { version: '1.0.1' });
     assert.equal(second.build.details.cache.hit, true, second.log);
     assert.equal(second.build.details.cache.key, first.build.details.cache.key);
+    assert.equal(second.build.details.cache.unpacked, true, 'the saved entry was kept unpacked on the worker and copied in (decision 0038)');
     assert.doesNotMatch(second.log, /Compiling itoa/, 'the dependency came from the cache');
     assert.match(second.log, /Compiling cached/, 'the changed crate was rebuilt');
     const output = await runWasiCommand(await variant(t.ownerToken, second.version.id, 'original'), '');
