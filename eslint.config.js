@@ -104,7 +104,7 @@ export default tseslint.config(
   },
   {
     // Edge functions (http-component) run in StarlingMonkey: Service Worker globals, no Node.
-    files: ['examples/js-*/**/*.js', 'test/**/fixtures/component-*/**/*.js'],
+    files: ['examples/js-*/**/*.js', 'test/**/fixtures/component-*/**/*.js', 'test/**/fixtures/hostile-component/**/*.js'],
     languageOptions: {
       globals: { addEventListener: 'readonly', Response: 'readonly', Request: 'readonly', Headers: 'readonly', URL: 'readonly', fetch: 'readonly', console: 'readonly' },
     },
