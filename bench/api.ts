@@ -41,7 +41,7 @@ const TARGET_P99_MS = 20;
 const TARGET_CREATE_RPS = 1_000;
 const WARMUP_MS = 1_500;
 
-export interface LoadResult {
+interface LoadResult {
   requests: number;
   errors: number;
   durationMs: number;
@@ -119,12 +119,12 @@ setTimeout(() => {
 }, warmupMs);
 `;
 
-export interface Upload {
+interface Upload {
   archiveBase64: string;
   versionPrefix: string;
 }
 
-export function load(url: string, token: string, connections: number, seconds: number, upload?: Upload): Promise<LoadResult> {
+function load(url: string, token: string, connections: number, seconds: number, upload?: Upload): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(LOAD_GENERATOR, { eval: true, workerData: { url, token, connections, warmupMs: WARMUP_MS, durationMs: seconds * 1000, upload } });
     worker.once('message', (result: LoadResult) => {
@@ -151,7 +151,7 @@ interface LevelFigures {
  * so the p99 at the most connections measures the generator's queue depth
  * as much as the server. Every level is printed above the choice.
  */
-export function reportedLevel(levels: readonly LevelFigures[], p99Target?: number): LevelFigures {
+function reportedLevel(levels: readonly LevelFigures[], p99Target?: number): LevelFigures {
   const highest = (candidates: readonly LevelFigures[]) => candidates.reduce<LevelFigures | undefined>((top, level) => (!top || level.rps > top.rps ? level : top), undefined);
   const within = p99Target === undefined ? [] : levels.filter((level) => level.p99 < p99Target);
   const chosen = highest(within) ?? highest(levels);
@@ -160,7 +160,7 @@ export function reportedLevel(levels: readonly LevelFigures[], p99Target?: numbe
 }
 
 /** Plays a worker through the internal protocol so one build has ended (no real compile needed to read it). */
-export async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: Record<string, string>, appId: string): Promise<string> {
+async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: Record<string, string>, appId: string): Promise<string> {
   const form = new FormData();
   form.append('metadata', JSON.stringify({ version: '1.0.0', kind: 'wasi-command' }));
   form.append('source', new Blob([new Uint8Array((await packDirectory(path.resolve(import.meta.dirname, '../examples/c-function'))).archive)]), 'source.tar.gz');
