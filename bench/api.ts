@@ -20,7 +20,7 @@
  * the API — and with whatever else runs there — so the figures are a lower
  * bound of what the API does with the cores to itself.
  *
- * Usage: node --import tsx bench/api.ts [seconds] [connections...]   (default 5 s at 16 and 64 connections;
+ * Usage: node --import tsx bench/api.ts [seconds] [connections...]   (default 5 s at 16, 32 and 64 connections;
  *        DATABASE_URL=postgres://… to run against PostgreSQL)
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -136,6 +136,29 @@ function load(url: string, token: string, connections: number, seconds: number, 
 }
 
 
+interface LevelFigures {
+  connections: number;
+  rps: number;
+  p99: number;
+}
+
+/**
+ * The level a figure is reported at. With a latency target the two targets
+ * are joint (this rate AND this p99 at the same time): the highest rate among
+ * the levels whose p99 is under the target; when none is, the highest rate
+ * (its p99 then fails the target). Closed-loop clients beyond what saturates
+ * the server add only queueing: latency ≈ connections / rate (Little's law),
+ * so the p99 at the most connections measures the generator's queue depth
+ * as much as the server. Every level is printed above the choice.
+ */
+function reportedLevel(levels: readonly LevelFigures[], p99Target?: number): LevelFigures {
+  const highest = (candidates: readonly LevelFigures[]) => candidates.reduce<LevelFigures | undefined>((top, level) => (!top || level.rps > top.rps ? level : top), undefined);
+  const within = p99Target === undefined ? [] : levels.filter((level) => level.p99 < p99Target);
+  const chosen = highest(within) ?? highest(levels);
+  if (!chosen) throw new Error('no connection level was measured');
+  return chosen;
+}
+
 /** Plays a worker through the internal protocol so one build has ended (no real compile needed to read it). */
 async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: Record<string, string>, appId: string): Promise<string> {
   const form = new FormData();
@@ -156,11 +179,11 @@ async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: 
 }
 
 export interface ApiFigures {
-  /** GET of a finished build, best of the connection levels. */
+  /** GET of a finished build at the reported level (reportedLevel: the highest rate with p99 under the target, else the highest rate). */
   getBuildPerSecond: number;
-  /** p99 at the level that gave getBuildPerSecond. */
+  /** p99 at that same level. */
   getBuildP99Ms: number;
-  /** GET of a queued build (a database query per request), best level. */
+  /** GET of a queued build (a database query per request), chosen the same way. */
   getQueuedBuildPerSecond: number;
   getQueuedBuildP99Ms: number;
   /** Queued builds created per second (upload stored, rows committed), best level. */
@@ -212,12 +235,15 @@ export async function measureApi(options: ApiBenchOptions): Promise<ApiFigures> 
       return { rps, p99 };
     };
     const best = async (label: string, url: string, target: number, p99Target?: number, upload?: (level: number) => Upload) => {
-      let top = { rps: 0, p99: NaN };
+      const measured: LevelFigures[] = [];
       for (const connections of levels) {
         const figures = report(`${label}, ${String(connections).padStart(3)} connections`, await load(url, token, connections, seconds, upload?.(connections)), target, p99Target);
-        if (figures.rps > top.rps) top = figures;
+        measured.push({ connections, ...figures });
       }
-      return top;
+      const chosen = reportedLevel(measured, p99Target);
+      const rule = p99Target === undefined ? 'the highest rate' : chosen.p99 < p99Target ? `the highest rate with p99 < ${p99Target} ms` : `no level had p99 < ${p99Target} ms: the highest rate`;
+      console.log(`    reported: ${chosen.connections} connections (${rule})`);
+      return chosen;
     };
     const finished = await best('GET /v1/builds/:id (finished)', finishedUrl, TARGET_RPS, TARGET_P99_MS);
     const queuedFigures = await best('GET /v1/builds/:id (queued, database)', queuedUrl, TARGET_RPS, TARGET_P99_MS);
@@ -241,7 +267,7 @@ export async function measureApi(options: ApiBenchOptions): Promise<ApiFigures> 
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const seconds = Math.max(1, Number(process.argv[2] ?? 5));
-  const levels = process.argv.length > 3 ? process.argv.slice(3).map(Number) : [16, 64];
+  const levels = process.argv.length > 3 ? process.argv.slice(3).map(Number) : [16, 32, 64];
   const databaseUrl = process.env.DATABASE_URL || undefined;
   await measureApi({ databaseUrl, seconds, levels, label: databaseUrl ? 'PostgreSQL' : 'PGlite' });
 }

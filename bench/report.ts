@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     const { pipelineMs: _pipelineMs, ...rest } = await measurePipeline(plan.quick ? 1 : 5);
     return { ...rest };
   });
-  const apiSettings = { seconds: plan.quick ? 2 : 5, levels: plan.quick ? [16] : [16, 64] };
+  const apiSettings = { seconds: plan.quick ? 2 : 5, levels: plan.quick ? [16] : [16, 32, 64] };
   await section(plan, 'api', figures, async () => {
     const pglite = await measureApi({ ...apiSettings, label: 'PGlite' });
     const server = await postgres();

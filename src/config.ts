@@ -25,6 +25,7 @@ import { DEFAULT_QUEUE_SETTINGS, type QueueSettings } from './queue/jobs.ts';
 import { DEFAULT_LIMITS, type SandboxLimits } from './sandbox/sandbox.ts';
 import { DEFAULT_WARM_POOL } from './sandbox/warm-pool.ts';
 import type { ObjectStoreConfig } from './store/objects/index.ts';
+import { DEFAULT_UPLOAD_SPOOL, type UploadSpoolLimits } from './archive/spool.ts';
 import { TESTBED_SETTINGS, testbedConfigFrom, type TestbedConfig } from './testbed/config.ts';
 
 export { ConfigError } from './config/settings.ts';
@@ -46,6 +47,8 @@ export interface KilnConfig {
   sandboxCacheDir: string;
   buildLimits: SandboxLimits;
   archiveLimits: ArchiveLimits;
+  /** Where uploads wait while they are checked and stored: memory up to these sizes, else temp files. */
+  uploadSpool: UploadSpoolLimits;
   queue: QueueSettings;
   /** The API keeps at most this much log per build, whatever workers send. */
   logMaxBytes: number;
@@ -110,6 +113,8 @@ export const CORE_SETTINGS = {
   buildLogBytes: build('KILN_BUILD_LOG_BYTES', 'logBytes', 4096, 'Log a build may write, bytes (the API keeps 64 KiB more for its own notes)', '4 MiB'),
   buildCpus: build('KILN_BUILD_CPUS', 'cpus', 1, 'CPUs of a build', '2'),
   maxArtifactBytes: integerSetting({ env: 'KILN_MAX_ARTIFACT_BYTES', key: 'build.maxArtifactBytes', fallback: 64 * MIB, min: 1024, defaultText: '64 MiB', description: 'Largest artifact a worker may upload (the one route that takes large raw bodies)' }),
+  uploadMemoryBytes: integerSetting({ env: 'KILN_UPLOAD_MEMORY_BYTES', key: 'uploads.memoryBytes', fallback: DEFAULT_UPLOAD_SPOOL.memoryBytes, min: 0, defaultText: '1 MiB', description: 'Largest upload archive kept in memory while it is checked and stored (larger ones go to a temp file under the data dir; 0: always a file)' }),
+  uploadMemoryTotalBytes: integerSetting({ env: 'KILN_UPLOAD_MEMORY_TOTAL_BYTES', key: 'uploads.memoryTotalBytes', fallback: DEFAULT_UPLOAD_SPOOL.memoryTotalBytes, min: 0, defaultText: '64 MiB', description: 'Upload bytes an API process keeps in memory at once; beyond it, uploads go to temp files' }),
   uploadMaxBytes: integerSetting({ env: 'KILN_UPLOAD_MAX_BYTES', key: 'uploads.maxBytes', fallback: DEFAULT_ARCHIVE_LIMITS.maxCompressedBytes, min: 1024, defaultText: '64 MiB', description: 'Largest upload archive (workers extract under the same limits: they come with each job)' }),
   leaseMs: integerSetting({ env: 'KILN_LEASE_MS', key: 'queue.leaseMs', fallback: DEFAULT_QUEUE_SETTINGS.leaseMs, min: 500, description: "A worker's lease on a job, ms (renewed by heartbeats; expired leases are re-queued)" }),
   maxAttempts: integerSetting({ env: 'KILN_MAX_ATTEMPTS', key: 'queue.maxAttempts', fallback: DEFAULT_QUEUE_SETTINGS.maxAttempts, min: 1, description: 'Attempts of a job before its build is `crashed`' }),
@@ -194,6 +199,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     sandboxCacheDir: path.resolve(read(s.sandboxCacheDir) ?? defaultSandboxCacheDir(reader)),
     buildLimits,
     archiveLimits: { ...DEFAULT_ARCHIVE_LIMITS, maxCompressedBytes: read(s.uploadMaxBytes) },
+    uploadSpool: { memoryBytes: read(s.uploadMemoryBytes), memoryTotalBytes: read(s.uploadMemoryTotalBytes) },
     queue: { leaseMs: read(s.leaseMs), maxAttempts: read(s.maxAttempts) },
     logMaxBytes: buildLimits.logBytes + 64 * 1024,
     maxArtifactBytes: read(s.maxArtifactBytes),

@@ -9,27 +9,30 @@ import { TERMINAL_BUILD_STATES } from '../store/metadata/schema.ts';
  * cache at once; another API instance's deletion is seen within the TTL.
  */
 export class FinishedBuildCache {
-  private readonly entries = new Map<string, { build: Build; until: number }>();
+  /** Each ended build with its answer, serialized once by the route. */
+  private readonly entries = new Map<string, { ownerId: string; body: string; until: number }>();
 
   constructor(
     private readonly ttlMs = 5_000,
     private readonly maxEntries = 10_000,
   ) {}
 
-  get(ownerId: string, buildId: string): Build | undefined {
+  /** The serialized answer of an ended build of this owner, while it is fresh. */
+  get(ownerId: string, buildId: string): string | undefined {
     const entry = this.entries.get(buildId);
     if (!entry) return undefined;
-    if (entry.until < Date.now() || entry.build.ownerId !== ownerId) {
+    if (entry.until < Date.now() || entry.ownerId !== ownerId) {
       if (entry.until < Date.now()) this.entries.delete(buildId);
       return undefined;
     }
-    return entry.build;
+    return entry.body;
   }
 
-  remember(build: Build): void {
+  /** Keeps `body` (the build's serialized answer) if the build has ended for good; anything else is not cached. */
+  remember(build: Build, body: string): void {
     if (!TERMINAL_BUILD_STATES.includes(build.state) || !build.logKey) return;
     if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(build.id, { build, until: Date.now() + this.ttlMs });
+    this.entries.set(build.id, { ownerId: build.ownerId, body, until: Date.now() + this.ttlMs });
   }
 
   /** Called when versions or applications are deleted. */

@@ -3,7 +3,6 @@
  * of chunks that have already passed the limits, and a way for the reader to
  * make sure every byte was read (sizes are only known once they are read).
  */
-import type { FileHandle } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { PlatformError, errorMessage } from '../errors.ts';
 import { ArchiveRejectedError } from './limits.ts';
@@ -79,10 +78,29 @@ export function byteMeter(onBytes: (bytes: number) => void): Transform {
 const READ_CHUNK_BYTES = 64 * 1024;
 
 /**
+ * Positioned reads of an archive: an open file (FileHandle has this shape)
+ * or an upload still in memory (BytesReader). The readers only ever read
+ * through this, so both are parsed by the same code.
+ */
+export interface RandomAccess {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number; buffer: Buffer }>;
+}
+
+/** An archive held in memory, read like a file. */
+export class BytesReader implements RandomAccess {
+  constructor(private readonly bytes: Buffer) {}
+
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number; buffer: Buffer }> {
+    const bytesRead = position >= this.bytes.length ? 0 : this.bytes.copy(buffer, offset, position, Math.min(position + length, this.bytes.length));
+    return Promise.resolve({ bytesRead, buffer });
+  }
+}
+
+/**
  * Bytes [start, end) of the file as a stream. Not FileHandle.createReadStream:
  * destroying that stream closes the handle, which the walk still needs.
  */
-export function readRange(handle: FileHandle, start: number, end: number): Readable {
+export function readRange(handle: RandomAccess, start: number, end: number): Readable {
   let position = start;
   return new Readable({
     highWaterMark: READ_CHUNK_BYTES,

@@ -3,7 +3,8 @@
  * Content-Type are not trusted: only what the bytes are decides which parser
  * reads them.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import type { RandomAccess } from './content.ts';
 import { ArchiveRejectedError } from './limits.ts';
 
 export type ArchiveFormat = 'tar.gz' | 'zip';
@@ -35,7 +36,7 @@ export async function detectFormat(path: string): Promise<ArchiveFormat> {
 }
 
 /** Reads the first bytes through an already open handle (the one that will be parsed). */
-export async function detectFormatOf(handle: FileHandle): Promise<ArchiveFormat> {
+export async function detectFormatOf(handle: RandomAccess): Promise<ArchiveFormat> {
   const head = Buffer.alloc(HEADER_BYTES);
   const { bytesRead } = await handle.read(head, 0, HEADER_BYTES, 0);
   return formatOfHead(head.subarray(0, bytesRead));

@@ -8,11 +8,10 @@
  * top of that. Reading is pulled by the consumer: when we stop, decompression
  * stops.
  */
-import type { FileHandle } from 'node:fs/promises';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { extract as tarExtract, type Header } from 'tar-stream';
-import { asArchiveError, byteMeter, readRange, DECOMPRESS_CHUNK_BYTES, EntryContent, toBuffer } from './content.ts';
+import { asArchiveError, byteMeter, readRange, DECOMPRESS_CHUNK_BYTES, EntryContent, toBuffer, type RandomAccess } from './content.ts';
 import { displayName } from './limits.ts';
 import type { EntryKind, EntryLedger } from './ledger.ts';
 import type { ArchiveEntry, EntryVisitor } from './walk.ts';
@@ -25,7 +24,7 @@ type TarSource = AsyncIterable<unknown> & { header: Header };
 /** Maps a parser failure to the error the user sees, naming the entry when known. */
 type Explain = (error: unknown, entry?: string) => unknown;
 
-export async function walkTarGz(handle: FileHandle, size: number, ledger: EntryLedger, visit: EntryVisitor): Promise<void> {
+export async function walkTarGz(handle: RandomAccess, size: number, ledger: EntryLedger, visit: EntryVisitor): Promise<void> {
   const extract = tarExtract();
   // The first failure upstream (gunzip, our caps) is the real cause; what
   // reaches the entry streams may only be a generic "destroyed".
@@ -50,7 +49,7 @@ export async function walkTarGz(handle: FileHandle, size: number, ledger: EntryL
   }
 }
 
-function openDecompressed(handle: FileHandle, size: number, ledger: EntryLedger, onError: (error: Error) => void): Readable {
+function openDecompressed(handle: RandomAccess, size: number, ledger: EntryLedger, onError: (error: Error) => void): Readable {
   const { progress, limits } = ledger;
   const cap = limits.maxTotalBytes + limits.maxEntries * TAR_OVERHEAD_PER_ENTRY + TAR_OVERHEAD_FIXED;
   const file = readRange(handle, 0, size);

@@ -5,6 +5,7 @@
  */
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { BytesReader, type RandomAccess } from './content.ts';
 import { detectFormatOf, type ArchiveFormat } from './format.ts';
 import { EntryLedger, type EntryKind } from './ledger.ts';
 import { ArchiveRejectedError, type ArchiveLimits } from './limits.ts';
@@ -45,7 +46,6 @@ export interface ArchiveSummary {
 }
 
 export async function walkArchive(archivePath: string, limits: Readonly<ArchiveLimits>, visit: EntryVisitor): Promise<ArchiveSummary> {
-  const ledger = new EntryLedger(limits);
   // One handle for the whole walk: the bytes checked are the bytes parsed,
   // even if someone replaces the file at archivePath meanwhile.
   const handle = await open(archivePath, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -53,16 +53,26 @@ export async function walkArchive(archivePath: string, limits: Readonly<ArchiveL
     const stats = await handle.stat();
     // A FIFO or a device would block forever or never end.
     if (!stats.isFile()) throw new ArchiveRejectedError('unsupported_format', 'the upload is not a regular file');
-    if (stats.size > limits.maxCompressedBytes) {
-      throw new ArchiveRejectedError('archive_too_large', `the archive is ${stats.size} bytes, more than the limit of ${limits.maxCompressedBytes}`);
-    }
-    const format = await detectFormatOf(handle);
-    if (format === 'tar.gz') await walkTarGz(handle, stats.size, ledger, visit);
-    else await walkZip(handle, stats.size, ledger, visit);
-    return summarize(format, stats.size, ledger);
+    return await walkReadable(handle, stats.size, limits, visit);
   } finally {
     await handle.close();
   }
+}
+
+/** The same walk over an archive held in memory (a small upload that never touched the disk). */
+export async function walkArchiveBytes(bytes: Buffer, limits: Readonly<ArchiveLimits>, visit: EntryVisitor): Promise<ArchiveSummary> {
+  return walkReadable(new BytesReader(bytes), bytes.length, limits, visit);
+}
+
+async function walkReadable(source: RandomAccess, size: number, limits: Readonly<ArchiveLimits>, visit: EntryVisitor): Promise<ArchiveSummary> {
+  if (size > limits.maxCompressedBytes) {
+    throw new ArchiveRejectedError('archive_too_large', `the archive is ${size} bytes, more than the limit of ${limits.maxCompressedBytes}`);
+  }
+  const ledger = new EntryLedger(limits);
+  const format = await detectFormatOf(source);
+  if (format === 'tar.gz') await walkTarGz(source, size, ledger, visit);
+  else await walkZip(source, size, ledger, visit);
+  return summarize(format, size, ledger);
 }
 
 function summarize(format: ArchiveFormat, compressedBytes: number, ledger: EntryLedger): ArchiveSummary {

@@ -8,11 +8,10 @@
  * directory is read and checked (paths, duplicates, overlapping data) before
  * a single byte is decompressed.
  */
-import type { FileHandle } from 'node:fs/promises';
 import { pipeline, type Readable } from 'node:stream';
 import { crc32, createInflateRaw } from 'node:zlib';
 import { fromRandomAccessReaderPromise, RandomAccessReader, type Entry, type ZipFile } from 'yauzl';
-import { asArchiveError, byteMeter, readRange, DECOMPRESS_CHUNK_BYTES, EntryContent, toBuffer } from './content.ts';
+import { asArchiveError, byteMeter, readRange, DECOMPRESS_CHUNK_BYTES, EntryContent, toBuffer, type RandomAccess } from './content.ts';
 import type { EntryKind, EntryLedger } from './ledger.ts';
 import type { EntryPath } from './paths.ts';
 import type { ArchiveEntry, EntryVisitor } from './walk.ts';
@@ -40,7 +39,7 @@ const READ_WINDOW_BYTES = 64 * 1024;
 /** ignoreBOM keeps a leading U+FEFF in the name instead of silently dropping it. */
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-export async function walkZip(handle: FileHandle, size: number, ledger: EntryLedger, visit: EntryVisitor): Promise<void> {
+export async function walkZip(handle: RandomAccess, size: number, ledger: EntryLedger, visit: EntryVisitor): Promise<void> {
   const zip = await openZip(handle, size, ledger);
   try {
     const planned = await planEntries(zip, ledger);
@@ -59,7 +58,7 @@ export async function walkZip(handle: FileHandle, size: number, ledger: EntryLed
 class HandleReader extends RandomAccessReader {
   private window: { start: number; bytes: Buffer } | undefined;
 
-  constructor(private readonly handle: FileHandle) {
+  constructor(private readonly handle: RandomAccess) {
     super();
   }
 
@@ -93,7 +92,7 @@ class HandleReader extends RandomAccessReader {
   }
 }
 
-async function openZip(handle: FileHandle, size: number, ledger: EntryLedger): Promise<ZipFile> {
+async function openZip(handle: RandomAccess, size: number, ledger: EntryLedger): Promise<ZipFile> {
   try {
     return await fromRandomAccessReaderPromise(new HandleReader(handle), size, {
       lazyEntries: true,

@@ -7,6 +7,7 @@ import type { SqlBuildRepository } from '../store/metadata/repositories/builds.t
 import type { SqlOwnerRepository } from '../store/metadata/repositories/owners.ts';
 import type { SqlVersionRepository } from '../store/metadata/repositories/versions.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
+import type { UploadMemoryBudget } from '../archive/spool.ts';
 
 /**
  * What use cases work with, built once at start-up. The API's `Services`
@@ -25,4 +26,6 @@ export interface UseCaseContext {
   logs: BuildLogs;
   /** Finished builds cached by the API: a deleted version's must not be served from memory. */
   finishedBuilds: { clear(): void };
+  /** Memory this process lends to uploads in flight (config.uploadSpool.memoryTotalBytes). */
+  uploadMemory: UploadMemoryBudget;
 }

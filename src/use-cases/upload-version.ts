@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import path from 'node:path';
-import { inspectArchive } from '../archive/inspect.ts';
+import { inspectArchive, inspectArchiveBytes, type ArchiveSummary } from '../archive/inspect.ts';
 import { insertVersionWithQueuedBuild } from '../queue/enqueue.ts';
 import type { Build } from '../store/metadata/repositories/builds.ts';
 import type { Version } from '../store/metadata/repositories/versions.ts';
@@ -10,6 +8,7 @@ import type { OptimizeOptions } from '../store/metadata/schema.ts';
 import { sourceKey } from '../store/objects/keys.ts';
 import type { UseCaseContext } from './context.ts';
 import { requireApplication } from './lookups.ts';
+import { UploadSpool, type SpooledArchive } from '../archive/spool.ts';
 
 export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
 
@@ -26,21 +25,21 @@ export interface UploadMetadata {
 
 export interface ReceivedUpload {
   metadata: UploadMetadata;
-  /** The source archive, written by the receiver into the directory it was given. */
-  archivePath: string;
+  /** The source archive, as the receiver put it into the spool it was given. */
+  archive: SpooledArchive;
 }
 
 export interface UploadRequest {
   ownerId: string;
   applicationId: string;
   /**
-   * Reads the upload into `tempDir`. Called only once the application is
+   * Reads the upload into `spool`. Called only once the application is
    * known to be the owner's, so a wrong id is refused before any body is read.
    */
-  receive: (tempDir: string) => Promise<ReceivedUpload>;
+  receive: (spool: UploadSpool) => Promise<ReceivedUpload>;
 }
 
-export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications'>;
+export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications' | 'uploadMemory'>;
 
 /**
  * A new version and its first build: the archive is inspected (limits,
@@ -51,15 +50,15 @@ export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'object
  */
 export async function uploadVersion(context: UploadContext, request: UploadRequest): Promise<{ version: Version; build: Build }> {
   const application = await requireApplication(context, request.ownerId, request.applicationId);
-  const tempDir = path.join(context.config.dataDir, 'tmp', `upload-${randomUUID()}`);
-  await mkdir(tempDir, { recursive: true, mode: 0o700 });
+  const spool = new UploadSpool(context.config.dataDir, context.config.uploadSpool, context.uploadMemory);
   try {
-    const { metadata, archivePath } = await request.receive(tempDir);
-    const summary = await inspectArchive(archivePath, context.config.archiveLimits);
+    const { metadata, archive } = await request.receive(spool);
+    const summary = await inspect(archive, context.config.archiveLimits);
     const versionId = randomUUID();
     const key = sourceKey({ ownerId: request.ownerId, id: versionId }, summary.format);
     // Durability first: the object is written before any row points at it.
-    const stored = await context.objects.put(key, createReadStream(archivePath), { contentType: 'application/octet-stream' });
+    const body = archive.kind === 'memory' ? archive.bytes : createReadStream(archive.path);
+    const stored = await context.objects.put(key, body, { contentType: 'application/octet-stream' });
     try {
       return await insertVersionWithQueuedBuild(
         context.database.db,
@@ -87,6 +86,10 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
       throw error;
     }
   } finally {
-    await rm(tempDir, { recursive: true, force: true });
+    await spool.dispose();
   }
+}
+
+function inspect(archive: SpooledArchive, limits: UploadContext['config']['archiveLimits']): Promise<ArchiveSummary> {
+  return archive.kind === 'memory' ? inspectArchiveBytes(archive.bytes, limits) : inspectArchive(archive.path, limits);
 }

@@ -416,6 +416,29 @@ for (const { flavour, skip } of flavours) {
       assert.deepEqual(await keys(second.body.version.id), []);
       assert.equal((await api('GET', `/v1/versions/${second.body.version.id}`)).status, 404);
     });
+
+    it('answers an ended build read again (kept serialized) with the same JSON, and never to another owner', async () => {
+      await drainJobs();
+      const app = await createApp();
+      const { body } = await upload(app.id, { version: '1.0.0', kind: 'wasi-command' }, await tinyCProject());
+      const { leased } = await claim();
+      await leased('PUT', '/artifacts/original', { body: new Uint8Array(wasiCommandModule()), headers: { 'content-type': 'application/wasm' } });
+      await leased('POST', '/result', { json: { outcome: 'succeeded', stages: [] } });
+      const read = () => fetch(new URL(`/v1/builds/${body.build.id}`, t.url), { headers: { authorization: `Bearer ${t.ownerToken}` } });
+      const first = await read();
+      assert.ok(t.kiln.services.finishedBuilds.get(await ownerIdOf(t), body.build.id), 'the ended build is kept after one read');
+      const second = await read();
+      for (const answer of [first, second]) {
+        assert.equal(answer.status, 200);
+        assert.equal(answer.headers.get('content-type'), 'application/json; charset=utf-8');
+      }
+      const text = await first.text();
+      assert.equal(await second.text(), text);
+      const parsed = JSON.parse(text) as Json;
+      assert.equal(parsed.state, 'succeeded');
+      assert.equal(parsed.id, body.build.id);
+      assert.equal((await call<Json>(t.url, 'GET', `/v1/builds/${body.build.id}`, { token: bobToken })).status, 404, 'the kept answer is its owner\'s only');
+    });
   });
 }
 

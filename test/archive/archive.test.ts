@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { PlatformError } from '../../src/errors.ts';
 import { extractArchive } from '../../src/archive/extract.ts';
-import { detectFormat, inspectArchive } from '../../src/archive/inspect.ts';
+import { detectFormat, inspectArchive, inspectArchiveBytes } from '../../src/archive/inspect.ts';
 import { ArchiveRejectedError, DEFAULT_ARCHIVE_LIMITS, displayName, type ArchiveLimits, type ArchiveRejectReason } from '../../src/archive/limits.ts';
 import { END_OF_TAR, gzipZeros, manyEntriesTarGz, tarBytes, tarGz, ustarHeader, zeroFilesTarGz, type TarEntrySpec } from './fixtures-tar.ts';
 import { buildZip, deflatedZeros, patchUncompressedSize, yazlZip, type ZipEntrySpec } from './fixtures-zip.ts';
@@ -41,6 +41,8 @@ interface Expectation {
 async function expectRejected(archiveName: string, archive: Buffer, expected: Expectation, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<ArchiveRejectedError> {
   const where = await scene(archiveName, archive);
   const inspected = await rejection(inspectArchive(where.archive, limits), expected);
+  // An upload held in memory is refused exactly as one on disk.
+  await rejection(inspectArchiveBytes(archive, limits), expected);
   await rejection(extractArchive(where.archive, where.dest, limits), expected);
   await assertOutsideUntouched(where);
   return inspected;
@@ -119,6 +121,7 @@ describe('valid archives', () => {
     assert.equal(summary.filesTruncated, false);
     const extracted = await extractArchive(where.archive, where.dest);
     assert.deepEqual(extracted, summary);
+    assert.deepEqual(await inspectArchiveBytes(await readFile(where.archive)), summary, 'the same archive inspected from memory');
     await assertExtracted(where.dest);
     await assertOutsideUntouched(where);
   });
@@ -135,6 +138,7 @@ describe('valid archives', () => {
     assert.equal(summary.fileCount, Object.keys(validFiles).length);
     assert.equal(summary.directoryCount, 1);
     assert.equal(summary.totalBytes, expectedTotal);
+    assert.deepEqual(await inspectArchiveBytes(zip), summary, 'the same archive inspected from memory');
     await extractArchive(where.archive, where.dest);
     await assertExtracted(where.dest);
     await assertOutsideUntouched(where);

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { notFound } from '../../errors.ts';
 import { cancelBuild } from '../../use-cases/cancel-build.ts';
@@ -10,6 +10,11 @@ import { buildJson } from '../serialize.ts';
 import type { Services } from '../services.ts';
 
 const BuildParams = Type.Object({ buildId: Uuid });
+
+/** Sends JSON text the route's serializer already wrote: fastify sends a string with a JSON type as it is. */
+function sendSerialized(reply: FastifyReply, body: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(body);
+}
 
 export function buildRoutes(services: Services): FastifyPluginAsync {
   return async (plugin) => {
@@ -44,12 +49,19 @@ export function buildRoutes(services: Services): FastifyPluginAsync {
     app.get(
       '/v1/builds/:buildId',
       { config: { auth: 'owner' }, schema: { tags: ['builds'], summary: 'Read a build: state, stages, timings, sizes, reason', params: BuildParams, response: { 200: Build, ...errorResponses } } },
-      async (request) => {
+      async (request, reply) => {
         const ownerId = ownerOf(request);
-        const build = services.finishedBuilds.get(ownerId, request.params.buildId) ?? (await services.builds.get(ownerId, request.params.buildId));
+        // An ended build's answer, serialized once by this route's serializer,
+        // is sent again as is: the hottest read (clients poll it), and the
+        // same bytes either way.
+        const cached = services.finishedBuilds.get(ownerId, request.params.buildId);
+        if (cached) return sendSerialized(reply, cached);
+        const build = await services.builds.get(ownerId, request.params.buildId);
         if (!build) throw notFound('build', request.params.buildId);
-        services.finishedBuilds.remember(build);
-        return buildJson(build);
+        const body = reply.serialize(buildJson(build));
+        if (typeof body !== 'string') throw new Error('the build serializer returned bytes, not JSON text');
+        services.finishedBuilds.remember(build, body);
+        return sendSerialized(reply, body);
       },
     );
 

@@ -1,6 +1,3 @@
-import { createWriteStream } from 'node:fs';
-import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -10,6 +7,7 @@ import { latestArtifact } from '../../use-cases/artifacts.ts';
 import { deleteVersion } from '../../use-cases/delete-version.ts';
 import { requireApplication, requireVersion } from '../../use-cases/lookups.ts';
 import { rebuildVersion } from '../../use-cases/rebuild.ts';
+import type { SpooledArchive, UploadSpool } from '../../archive/spool.ts';
 import { uploadVersion, type ReceivedUpload } from '../../use-cases/upload-version.ts';
 import { ownerOf } from '../auth.ts';
 import { BinaryBody, Build, errorResponses, NotModified, Notes, PageQuery, pageOf, Phase, SemVer, Uuid, Version as VersionSchema, VersionMetadata } from '../schemas.ts';
@@ -20,19 +18,18 @@ const AppParams = Type.Object({ applicationId: Uuid });
 const VersionParams = Type.Object({ versionId: Uuid });
 const metadataChecker = TypeCompiler.Compile(VersionMetadata);
 
-/** Reads the multipart body: the `metadata` field and the `source` file (to a temp file). */
-async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<ReceivedUpload> {
+/** Reads the multipart body: the `metadata` field and the `source` file (into the spool: memory or a temp file). */
+async function receiveUpload(request: FastifyRequest, spool: UploadSpool): Promise<ReceivedUpload> {
   if (!request.isMultipart()) throw new UserError('unsupported_format', 'multipart_required', 'send multipart/form-data with a `metadata` field (JSON) and a `source` file (.tar.gz or .zip)');
   let metadataText: string | undefined;
-  let archivePath: string | undefined;
+  let archive: SpooledArchive | undefined;
   for await (const part of request.parts()) {
     if (part.type === 'file') {
-      if (part.fieldname !== 'source' || archivePath) {
+      if (part.fieldname !== 'source' || archive) {
         part.file.resume();
         throw badRequest('unexpected_file', `unexpected file part ${JSON.stringify(part.fieldname)}: send exactly one file, named "source"`);
       }
-      archivePath = path.join(tempDir, 'source');
-      await pipeline(part.file, createWriteStream(archivePath, { flags: 'wx', mode: 0o600 }));
+      archive = await spool.receive(part.file);
       if (part.file.truncated) throw tooLarge('source_too_large', 'the source archive is larger than the upload limit');
     } else if (part.fieldname === 'metadata' && metadataText === undefined) {
       // Sent with `Content-Type: application/json`, the field arrives parsed.
@@ -42,8 +39,8 @@ async function receiveUpload(request: FastifyRequest, tempDir: string): Promise<
     }
   }
   if (metadataText === undefined) throw badRequest('missing_metadata', 'the `metadata` field is missing: send JSON like {"version":"1.0.0"}');
-  if (!archivePath) throw badRequest('missing_source', 'the `source` file is missing: attach the .tar.gz or .zip of your project');
-  return { metadata: parseMetadata(metadataText), archivePath };
+  if (!archive) throw badRequest('missing_source', 'the `source` file is missing: attach the .tar.gz or .zip of your project');
+  return { metadata: parseMetadata(metadataText), archive };
 }
 
 function parseMetadata(text: string): VersionMetadata {
@@ -81,7 +78,7 @@ export function versionRoutes(services: Services): FastifyPluginAsync {
         const created = await uploadVersion(services, {
           ownerId: ownerOf(request),
           applicationId: request.params.applicationId,
-          receive: (tempDir) => receiveUpload(request, tempDir),
+          receive: (spool) => receiveUpload(request, spool),
         });
         services.metrics.buildsQueued.inc();
         return reply.status(202).send({ version: versionJson(created.version), build: buildJson(created.build) });

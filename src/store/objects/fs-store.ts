@@ -71,6 +71,18 @@ async function writeDurably(file: string, source: Readable): Promise<{ size: num
   }
 }
 
+/** writeDurably for bytes already in memory: one write, no stream in between. */
+async function writeBufferDurably(file: string, bytes: Buffer): Promise<{ size: number; sha256: string }> {
+  const handle = await open(file, 'wx', 0o644);
+  try {
+    await writeAll(handle, bytes);
+    await handle.sync();
+    return { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+  } finally {
+    await handle.close();
+  }
+}
+
 /** A rename is only durable once the directory entry itself is flushed. */
 async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
@@ -94,12 +106,14 @@ export class FsObjectStore implements ObjectStore {
     const expected = normalizeSha256(options.expectedSha256);
     const { dir, name } = this.locate(key);
     const dataName = `${name}${DATA}${randomUUID()}`;
-    const written = await this.writeData(dir, dataName, toReadable(body));
+    const { written, createdDir } = await this.writeData(dir, dataName, body);
     let previous: MetaFile | undefined;
     try {
       if (expected !== undefined && written.sha256 !== expected) throw new ObjectIntegrityError(key, expected, written.sha256);
-      // An unreadable old meta file must not block replacing the object.
-      previous = await this.readMeta(key).catch(() => undefined);
+      // An unreadable old meta file must not block replacing the object. In
+      // a directory this put created there is none (every new version's
+      // source lands in a new directory): no read that can only fail.
+      previous = createdDir ? undefined : await this.readMeta(key).catch(() => undefined);
       const meta: MetaFile = { size: written.size, sha256: written.sha256, data: dataName, contentType: options.contentType };
       await this.writeMeta(dir, name, meta);
     } catch (error) {
@@ -226,13 +240,18 @@ export class FsObjectStore implements ObjectStore {
     return { dir: path.join(this.root, ...segments), name };
   }
 
-  private async writeData(dir: string, dataName: string, source: Readable): Promise<{ size: number; sha256: string }> {
+  /** Writes the data file; `createdDir`: the key's directory did not exist before (so neither did the object). */
+  private async writeData(dir: string, dataName: string, body: Readable | Buffer): Promise<{ written: { size: number; sha256: string }; createdDir: boolean }> {
     const file = path.join(dir, dataName);
+    const source = toReadable(body);
+    let createdDir = false;
     // A concurrent delete may prune the directory between mkdir and open.
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dir, { recursive: true });
+      // recursive mkdir names the first directory it created, if any.
+      createdDir ||= (await mkdir(dir, { recursive: true })) !== undefined;
       try {
-        return await writeDurably(file, source);
+        const written = Buffer.isBuffer(body) ? await writeBufferDurably(file, body) : await writeDurably(file, source);
+        return { written, createdDir };
       } catch (error) {
         await rm(file, { force: true });
         if (!isErrno(error, 'ENOENT') || attempt >= 3 || source.readableDidRead) throw error;
