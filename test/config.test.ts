@@ -149,6 +149,7 @@ const ENVIRONMENT_READERS: Readonly<Record<string, string>> = {
   'src/config.ts': 'the loader of every server-side setting',
   'src/cli/environment.ts': "the loader of the CLI's client-side settings",
   'src/store/objects/s3-store.ts': "switches off an SDK notice (the SDK's own variable, no Kiln setting)",
+  'src/testbed/runner/local.ts': 'picks the few variables a runner child may inherit (no setting; everything else, credentials included, stays behind)',
 };
 
 function sourceFiles(dir: string): string[] {
