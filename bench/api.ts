@@ -13,10 +13,10 @@
  *   - GET /healthz: the same server and generator with no auth or database,
  *     the HTTP-only reference.
  *
- * The load generator is in-process but on its own thread (worker_threads),
- * so it does not share the API's event loop: closed-loop virtual users over
- * keep-alive connections (http.Agent), each sending the next request when
- * the previous answer arrived. It still shares the machine's 2 cores with
+ * The load generator (bench/load.ts) is in-process but on its own thread
+ * (worker_threads), so it does not share the API's event loop: closed-loop
+ * virtual users over keep-alive connections (http.Agent), each sending the
+ * next request when the previous answer arrived. It still shares the machine's 2 cores with
  * the API — and with whatever else runs there — so the figures are a lower
  * bound of what the API does with the cores to itself.
  *
@@ -27,11 +27,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { packDirectory } from '../src/archive/pack.ts';
 import { loadConfig } from '../src/config.ts';
 import { startKiln } from '../src/server/serve.ts';
+import { closedLoopLoad, type LoadResult, type UploadLoad } from './load.ts';
 import { percentile } from './stats.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench-side JSON access
@@ -41,100 +41,9 @@ const TARGET_P99_MS = 20;
 const TARGET_CREATE_RPS = 1_000;
 const WARMUP_MS = 1_500;
 
-interface LoadResult {
-  requests: number;
-  errors: number;
-  durationMs: number;
-  /** Latencies in ms, sorted. */
-  latencies: number[];
+function load(url: string, token: string, connections: number, seconds: number, upload?: UploadLoad): Promise<LoadResult> {
+  return closedLoopLoad({ url, token, connections, warmupMs: WARMUP_MS, durationMs: seconds * 1000, ...(upload ? { upload } : {}) });
 }
-
-/**
- * Plain JavaScript run with `eval: true`: the worker needs no TypeScript
- * loader, and nothing of the bench's own modules.
- */
-const LOAD_GENERATOR = `
-const http = require('node:http');
-const { parentPort, workerData } = require('node:worker_threads');
-const { url, token, connections, warmupMs, durationMs, upload } = workerData;
-const target = new URL(url);
-const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-const options = { host: target.hostname, port: target.port, path: target.pathname, agent, headers: { authorization: 'Bearer ' + token } };
-const boundary = 'kilnbench' + Math.random().toString(16).slice(2);
-let uploads = 0;
-/** A multipart version upload with a version number never used before. */
-function uploadBody() {
-  const version = upload.versionPrefix + (++uploads);
-  return Buffer.concat([
-    Buffer.from('--' + boundary + '\\r\\ncontent-disposition: form-data; name="metadata"\\r\\n\\r\\n' + JSON.stringify({ version }) + '\\r\\n'),
-    Buffer.from('--' + boundary + '\\r\\ncontent-disposition: form-data; name="source"; filename="source.tar.gz"\\r\\ncontent-type: application/gzip\\r\\n\\r\\n'),
-    Buffer.from(upload.archiveBase64, 'base64'),
-    Buffer.from('\\r\\n--' + boundary + '--\\r\\n'),
-  ]);
-}
-const latencies = [];
-let errors = 0;
-let measuring = false;
-let running = true;
-function once() {
-  return new Promise((resolve) => {
-    const started = process.hrtime.bigint();
-    const body = upload ? uploadBody() : undefined;
-    const headers = body ? { ...options.headers, 'content-type': 'multipart/form-data; boundary=' + boundary, 'content-length': body.length } : options.headers;
-    const request = http.request({ ...options, method: body ? 'POST' : 'GET', headers }, (response) => {
-      response.on('data', () => {});
-      response.on('end', () => {
-        if (measuring) {
-          if (response.statusCode === 200 || response.statusCode === 202) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
-          else errors++;
-        }
-        resolve();
-      });
-    });
-    request.on('error', () => {
-      if (measuring) errors++;
-      resolve();
-    });
-    request.end(body);
-  });
-}
-async function user() {
-  while (running) await once();
-}
-const users = Array.from({ length: connections }, user);
-let startedAt = 0;
-setTimeout(() => {
-  measuring = true;
-  startedAt = performance.now();
-  setTimeout(() => {
-    measuring = false;
-    running = false;
-    const measuredMs = performance.now() - startedAt;
-    Promise.all(users).then(() => {
-      agent.destroy();
-      latencies.sort((a, b) => a - b);
-      parentPort.postMessage({ requests: latencies.length, errors, durationMs: measuredMs, latencies });
-    });
-  }, durationMs);
-}, warmupMs);
-`;
-
-interface Upload {
-  archiveBase64: string;
-  versionPrefix: string;
-}
-
-function load(url: string, token: string, connections: number, seconds: number, upload?: Upload): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(LOAD_GENERATOR, { eval: true, workerData: { url, token, connections, warmupMs: WARMUP_MS, durationMs: seconds * 1000, upload } });
-    worker.once('message', (result: LoadResult) => {
-      void worker.terminate();
-      resolve(result);
-    });
-    worker.once('error', reject);
-  });
-}
-
 
 interface LevelFigures {
   connections: number;
@@ -234,7 +143,7 @@ export async function measureApi(options: ApiBenchOptions): Promise<ApiFigures> 
       );
       return { rps, p99 };
     };
-    const best = async (label: string, url: string, target: number, p99Target?: number, upload?: (level: number) => Upload) => {
+    const best = async (label: string, url: string, target: number, p99Target?: number, upload?: (level: number) => UploadLoad) => {
       const measured: LevelFigures[] = [];
       for (const connections of levels) {
         const figures = report(`${label}, ${String(connections).padStart(3)} connections`, await load(url, token, connections, seconds, upload?.(connections)), target, p99Target);

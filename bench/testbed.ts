@@ -41,11 +41,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { call, startTestKiln } from '../test/support/kiln.ts';
 import type { TestKiln } from '../test/support/kiln.ts';
 import { publish } from '../test/testbed/support.ts';
 import { filterWat, wat } from '../test/testbed/wat.ts';
+import { closedLoopLoad } from './load.ts';
 import { percentile } from './stats.ts';
 
 const WARM_TARGET_MS = 0.3;
@@ -322,62 +322,15 @@ export async function firstRequestAfterUpload(bench: TestbedBench, copies = 7): 
 }
 
 /**
- * Closed-loop callers on a thread of their own (worker_threads, keep-alive
- * http.Agent), as in bench/api.ts: the client does not share the API's
- * event loop, so the figure is the API's (it still shares the machine's
- * cores). Each answer must be 200 with outcome "ok", or the run fails.
+ * Closed-loop callers on a thread of their own (bench/load.ts, as the API
+ * figures use): the client does not share the API's event loop, so the
+ * figure is the API's (it still shares the machine's cores). Each answer
+ * must be 200 with outcome "ok", or the run fails.
  */
-const INVOKE_LOAD = `
-const http = require('node:http');
-const { parentPort, workerData } = require('node:worker_threads');
-const { url, path, token, callers, warmupMs, durationMs } = workerData;
-const target = new URL(url);
-const agent = new http.Agent({ keepAlive: true, maxSockets: callers });
-const body = JSON.stringify({ input: { text: 'hello' } });
-const headers = { authorization: 'Bearer ' + token, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-let measuring = false, running = true, done = 0, failure;
-function once() {
-  return new Promise((resolve) => {
-    const request = http.request({ host: target.hostname, port: target.port, path, method: 'POST', agent, headers }, (response) => {
-      const chunks = [];
-      response.on('data', (chunk) => chunks.push(chunk));
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (response.statusCode !== 200 || JSON.parse(text).outcome !== 'ok') { failure ??= response.statusCode + ' ' + text.slice(0, 300); running = false; }
-        else if (measuring) done++;
-        resolve();
-      });
-    });
-    request.on('error', (error) => { failure ??= String(error); running = false; resolve(); });
-    request.end(body);
-  });
-}
-async function caller() { while (running) await once(); }
-const all = Array.from({ length: callers }, caller);
-let startedAt = 0;
-setTimeout(() => {
-  measuring = true;
-  startedAt = performance.now();
-  setTimeout(() => {
-    measuring = false;
-    running = false;
-    const measuredMs = performance.now() - startedAt;
-    Promise.all(all).then(() => { agent.destroy(); parentPort.postMessage({ done, measuredMs, failure }); });
-  }, durationMs);
-}, warmupMs);
-`;
-
 async function rateOnOwnThread(bench: TestbedBench, path: string, callers: number, ms: number): Promise<number> {
-  const result = await new Promise<{ done: number; measuredMs: number; failure?: string }>((resolve, reject) => {
-    const worker = new Worker(INVOKE_LOAD, { eval: true, workerData: { url: bench.t.url, path, token: bench.t.ownerToken, callers, warmupMs: 300, durationMs: ms } });
-    worker.once('message', (message: { done: number; measuredMs: number; failure?: string }) => {
-      void worker.terminate();
-      resolve(message);
-    });
-    worker.once('error', reject);
-  });
+  const result = await closedLoopLoad({ url: `${bench.t.url}${path}`, token: bench.t.ownerToken, connections: callers, warmupMs: 300, durationMs: ms, json: JSON.stringify({ input: { text: 'hello' } }), requireOk: true });
   if (result.failure) throw new Error(`invoke failed: ${result.failure}`);
-  return (result.done * 1000) / result.measuredMs;
+  return (result.requests * 1000) / result.durationMs;
 }
 
 /**
