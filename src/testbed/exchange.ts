@@ -6,6 +6,9 @@
  * is not the filter's fault.
  */
 import { PlatformError } from '../errors.ts';
+import { CallDriver, CallRoundsExceeded } from './call-driver.ts';
+import type { CallPerformer } from './call-driver.ts';
+import type { LiveGrpcStream } from './grpc-upstream.ts';
 import type { ConnectionInfo, HttpRequestData, HttpResponseData } from './http-message.ts';
 import type { WorkerPool, WorkerRef } from './pool.ts';
 import { WorkerLostError, WorkerTimeoutError } from './pool.ts';
@@ -47,6 +50,8 @@ export interface ExchangeSetup {
   budgetMs: number;
   upstream(request: HttpRequestData): Promise<UpstreamAnswer>;
   httpCall(call: OutgoingCall): Promise<HttpResponseData>;
+  /** Opens a gRPC stream live; undefined: perform it with httpCall (a canned response). */
+  grpcStream(call: OutgoingCall): LiveGrpcStream | undefined;
   /** Preview answers the client first and lets on_done/on_log run after. */
   endInBackground: boolean;
   /** Rounds of HTTP calls made from HTTP call responses before the exchange is ended. */
@@ -180,39 +185,72 @@ class ExchangeRun {
     }
   }
 
-  /** Performs the HTTP calls the filter made and hands their responses back, until none is left. */
+  /**
+   * Performs the calls the filter made and hands their answers back as they
+   * come (live gRPC streams update by update), until none is in flight.
+   */
   private async settle(initial: FilterStep): Promise<FilterStep> {
     let step = initial;
-    let calls = initial.calls;
-    for (let round = 0; calls.length > 0; round++) {
-      const max = this.setup.maxCallRounds;
-      if (round >= max) throw new ExchangeLimitError('maxHttpCallRounds', `the filter kept making HTTP calls from their responses: more than ${max} rounds (limit maxHttpCallRounds); its VM was dropped`);
-      const responses = await Promise.all(calls.map((call) => this.perform(call)));
-      const next: OutgoingCall[] = [];
-      for (const [index, call] of calls.entries()) {
-        const delivered = await this.step({ op: 'filter.deliver', vmKey: this.vmKey, token: call.token, response: responses[index] ?? null, contextId: this.contextId });
+    const driver = new CallDriver(this.performer(), this.setup.maxCallRounds);
+    try {
+      this.follow(driver, initial, 0);
+      for (let arrival = await driver.next(); arrival; arrival = await driver.next()) {
+        const delivered = await this.step({ op: 'filter.deliver', vmKey: this.vmKey, token: arrival.token, response: arrival.response, contextId: this.contextId, ...(arrival.partial ? { partial: true } : {}) });
         if (delivered.state !== 'idle') step = delivered;
-        next.push(...delivered.calls);
+        this.follow(driver, delivered, arrival.round + 1);
       }
-      calls = next;
+      return step;
+    } finally {
+      driver.close();
     }
-    return step;
   }
 
-  private async perform(call: OutgoingCall): Promise<HttpResponseData | null> {
-    const started = performance.now();
-    const record: CallRecord = { token: call.token, upstream: call.upstream, method: call.request.method, path: call.request.path, status: null, durationMs: 0 };
-    this.report.httpCalls.push(record);
+  private follow(driver: CallDriver, step: FilterStep, round: number): void {
     try {
-      const response = await this.setup.httpCall(call);
-      record.status = response.status;
-      return response;
+      driver.launch(step.calls, round);
     } catch (error) {
-      record.error = error instanceof Error ? error.message : String(error);
-      return null;
-    } finally {
-      record.durationMs = performance.now() - started;
+      if (error instanceof CallRoundsExceeded) throw new ExchangeLimitError('maxHttpCallRounds', `${error.message}; its VM was dropped`);
+      throw error;
     }
+    driver.apply(step.streamWrites);
+  }
+
+  /** The exchange's calls, each written down in the report with its status and duration. */
+  private performer(): CallPerformer {
+    const records = new Map<number, { record: CallRecord; started: number }>();
+    const open = (call: OutgoingCall): CallRecord => {
+      const record: CallRecord = { token: call.token, upstream: call.upstream, method: call.request.method, path: call.request.path, status: null, durationMs: 0 };
+      this.report.httpCalls.push(record);
+      records.set(call.token, { record, started: performance.now() });
+      return record;
+    };
+    const close = (call: OutgoingCall, response: HttpResponseData | null, error?: unknown): void => {
+      const entry = records.get(call.token);
+      if (!entry) return;
+      records.delete(call.token);
+      entry.record.durationMs = performance.now() - entry.started;
+      if (response) entry.record.status = response.status;
+      if (error !== undefined) entry.record.error = error instanceof Error ? error.message : String(error);
+    };
+    return {
+      call: async (call) => {
+        open(call);
+        try {
+          const response = await this.setup.httpCall(call);
+          close(call, response);
+          return response;
+        } catch (error) {
+          close(call, null, error);
+          return null;
+        }
+      },
+      openStream: (call) => {
+        const live = this.setup.grpcStream(call);
+        if (live) open(call);
+        return live;
+      },
+      streamEnded: (call, response) => close(call, response),
+    };
   }
 
   private async end(): Promise<void> {

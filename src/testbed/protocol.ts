@@ -87,9 +87,21 @@ export interface OutgoingCall {
   upstream: string;
   request: HttpRequestData;
   timeoutMs: number;
-  /** A gRPC call or (half-closed) stream: sent over HTTP/2, answered with its frames and status. */
+  /**
+   * A gRPC call or stream, sent over HTTP/2. A call is answered once, with
+   * its frames and status; a stream is opened live (its messages follow as
+   * GrpcStreamWrites) and answered with filter.deliver `partial` updates as
+   * its messages arrive, then a final one with the trailers.
+   */
   grpc?: { kind: 'call' | 'stream'; service: string; method: string };
 }
+
+/** What the filter did to a live gRPC stream (or a call in flight) since the last step, in order. */
+export type GrpcStreamWrite =
+  /** Length-prefixed messages to send; `end`: half-close after them. */
+  | { token: number; kind: 'send'; framed: Uint8Array; end: boolean }
+  /** proxy_grpc_cancel: reset the stream (or stop waiting for the call); nothing more is delivered for it. */
+  | { token: number; kind: 'cancel' };
 
 /** 'idle': the message concerned no stream (a call made from a timer, say). */
 export type StepState = 'forward' | 'complete' | 'respond' | 'paused' | 'closed' | 'idle';
@@ -108,6 +120,8 @@ export interface FilterStep {
   /** The callback that paused the stream (state 'paused'). */
   pausedIn?: string;
   calls: OutgoingCall[];
+  /** Sends, half-closes and cancels of gRPC streams opened in earlier or this step (after `calls`). */
+  streamWrites: GrpcStreamWrite[];
   recording: Recording;
   /** Set once when a VM was created for this message. */
   vmStarted?: boolean;
@@ -144,7 +158,8 @@ export interface WasiRunResult {
 export type WorkerRequest =
   | { op: 'wasi.run'; job: WasiJob }
   | { op: 'filter.start'; vm: VmSpec; fresh: boolean; request: HttpRequestData; connection: ConnectionInfo; ticks: number; endAfter?: EndAfter }
-  | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number }
+  /** `partial`: a live gRPC stream's update (initial metadata, new messages); more follow, the last without `partial`. */
+  | { op: 'filter.deliver'; vmKey: string; token: number; response: HttpResponseData | null; contextId: number; partial?: boolean }
   | { op: 'filter.response'; vmKey: string; contextId: number; response: HttpResponseData; endAfter?: EndAfter }
   | { op: 'filter.end'; vmKey: string; contextId: number; dispose: boolean }
   /** Start the warm VM for vm.key now if there is none (a build just succeeded): the first preview request finds it running. */
@@ -184,4 +199,4 @@ export interface GuestFailure {
 
 export type WorkerReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; failure: GuestFailure } | { id: number; ok: false; error: string };
 
-export type WorkerEvent = { event: 'ready' } | { event: 'calls'; vmKey: string; calls: OutgoingCall[] };
+export type WorkerEvent = { event: 'ready' } | { event: 'calls'; vmKey: string; calls: OutgoingCall[]; streamWrites: GrpcStreamWrite[] };

@@ -9,6 +9,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { PlatformError } from '../errors.ts';
+import { CallDriver } from './call-driver.ts';
 import type { TestbedConfig } from './config.ts';
 import type { ExchangeReport, UpstreamAnswer } from './exchange.ts';
 import { runExchange } from './exchange.ts';
@@ -18,11 +19,12 @@ import { ModuleCache } from './modules.ts';
 import { OwnerBudgets } from './owner-budget.ts';
 import type { WorkerRef } from './pool.ts';
 import { WorkerLostError, WorkerPool, WorkerTimeoutError } from './pool.ts';
-import type { FailureOutcome, HostLimits, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
+import type { FailureOutcome, FilterStep, GrpcStreamWrite, HostLimits, OutgoingCall, PluginInfo, VmSpec, WasiRunResult, WorkerEvent } from './protocol.ts';
 import { DEFAULT_RECORDER_LIMITS } from './recorder.ts';
 import type { RecorderLimits } from './recorder.ts';
 import { UpstreamError, Upstreams, upstreamFailureResponse } from './upstream.ts';
 import { GrpcUpstreams } from './grpc-upstream.ts';
+import type { LiveGrpcStream } from './grpc-upstream.ts';
 
 export interface Limits {
   timeoutMs?: number;
@@ -166,6 +168,7 @@ export class Testbed {
       budgetMs: this.timeout(invocation),
       upstream: (request) => (invocation.response ? Promise.resolve({ response: invocation.response }) : this.askUpstream(invocation.upstream ?? 'echo', request, plugin.info.ownerId)),
       httpCall: (call) => this.httpCall(call, invocation.httpCallResponses),
+      grpcStream: (call) => this.grpcStream(call, invocation.httpCallResponses),
       endInBackground: false,
       maxCallRounds: this.config.maxHttpCallRounds,
       recordingLimits: this.recordingLimits(),
@@ -192,6 +195,7 @@ export class Testbed {
       budgetMs: this.config.timeoutMs,
       upstream: (forwarded) => this.askUpstream(upstream, forwarded, plugin.info.ownerId),
       httpCall: (call) => this.httpCall(call, undefined),
+      grpcStream: (call) => this.grpcStream(call, undefined),
       endInBackground: true,
       maxCallRounds: this.config.maxHttpCallRounds,
       recordingLimits: this.recordingLimits(),
@@ -249,17 +253,37 @@ export class Testbed {
     return this.upstreams.send(call.upstream, call.request, { ownerId: call.ownerId, timeoutMs: call.timeoutMs, maxResponseBytes: this.config.maxHttpCallResponseBytes });
   }
 
-  /** HTTP calls a warm VM made from a timer: performed, then answered to the same worker. */
+  /** A gRPC stream, opened live; undefined when the invocation gave a canned answer for its upstream. */
+  private grpcStream(call: OutgoingCall, simulated: Record<string, HttpResponseData> | undefined): LiveGrpcStream | undefined {
+    if (simulated?.[call.upstream]) return undefined;
+    return this.grpc.openStream(call.upstream, call.request, { ownerId: call.ownerId, timeoutMs: call.timeoutMs });
+  }
+
+  /**
+   * Calls a warm VM made from a timer: performed, and their answers (and the
+   * calls made from those, up to maxHttpCallRounds) handed to the same worker.
+   */
   private onWorkerEvent(ref: WorkerRef, event: WorkerEvent): void {
     if (event.event !== 'calls') return;
-    for (const call of event.calls) {
-      void this.httpCall(call, undefined)
-        .catch(() => null)
-        .then((response) =>
-          this.workers().send({ op: 'filter.deliver', vmKey: event.vmKey, token: call.token, response, contextId: call.contextId }, { affinity: '', deadlineMs: this.config.timeoutMs, pin: ref }),
-        )
-        .catch(() => undefined);
-    }
+    const driver = new CallDriver({ call: (call) => this.httpCall(call, undefined).catch(() => null), openStream: (call) => this.grpcStream(call, undefined) }, this.config.maxHttpCallRounds);
+    const follow = (calls: OutgoingCall[], writes: GrpcStreamWrite[], round: number): void => {
+      driver.launch(calls, round);
+      driver.apply(writes);
+    };
+    const run = async (): Promise<void> => {
+      follow(event.calls, event.streamWrites, 0);
+      for (let arrival = await driver.next(); arrival; arrival = await driver.next()) {
+        const message = { op: 'filter.deliver' as const, vmKey: event.vmKey, token: arrival.token, response: arrival.response, contextId: arrival.contextId, ...(arrival.partial ? { partial: true } : {}) };
+        const { reply } = await this.workers().send(message, { affinity: '', deadlineMs: this.config.timeoutMs, pin: ref });
+        if (!reply.ok) return;
+        const step = reply.value as FilterStep;
+        follow(step.calls, step.streamWrites, arrival.round + 1);
+      }
+    };
+    // A timer's calls have no caller to report to: a failure (a lost worker, the round limit) just ends them.
+    void run()
+      .catch(() => undefined)
+      .finally(() => driver.close());
   }
 
   private recordingLimits(): RecorderLimits {

@@ -154,7 +154,7 @@ function takeFreshAhead(key: string): VmEntry | undefined {
 function endAfterReply(message: WorkerMessage, value: unknown): (() => void) | undefined {
   if ((message.op !== 'filter.start' && message.op !== 'filter.response') || !message.endAfter) return undefined;
   const step = value as FilterStep;
-  const done = step.calls.length === 0 && (step.state === 'complete' || step.state === 'respond' || step.state === 'closed' || step.state === 'paused');
+  const done = step.calls.length === 0 && step.streamWrites.length === 0 && (step.state === 'complete' || step.state === 'respond' || step.state === 'closed' || step.state === 'paused');
   if (!done) return undefined;
   step.endsInWorker = true;
   const { dispose } = message.endAfter;
@@ -187,7 +187,7 @@ function dispatch(message: WorkerMessage): unknown {
       return start(message.vm, message.fresh, message);
     case 'filter.deliver': {
       const entry = need(message.vmKey);
-      guarded(entry, () => deliverCallResponse(entry.vm, message.token, message.response));
+      guarded(entry, () => deliverCallResponse(entry.vm, message.token, message.response, message.partial === true));
       return step(entry, message.contextId);
     }
     case 'filter.response': {
@@ -258,7 +258,7 @@ function step(entry: VmEntry, contextId: number): FilterStep {
   vm.lastUsed = Date.now();
   const stream = vm.streams.get(contextId);
   const state = stream ? stepFor(vm, stream) : { vmKey: vm.spec.key, contextId, state: 'idle' as const };
-  const result: FilterStep = { ...state, calls: vm.takeOutgoingCalls(), recording: vm.recorder.take() };
+  const result: FilterStep = { ...state, calls: vm.takeOutgoingCalls(), streamWrites: vm.takeStreamWrites(), recording: vm.recorder.take() };
   afterMessage(entry);
   return result;
 }
@@ -315,7 +315,8 @@ function backgroundTick(entry: VmEntry): void {
   try {
     vm.tick();
     const calls = vm.takeOutgoingCalls();
-    if (calls.length > 0) post({ event: 'calls', vmKey: vm.spec.key, calls });
+    const streamWrites = vm.takeStreamWrites();
+    if (calls.length > 0 || streamWrites.length > 0) post({ event: 'calls', vmKey: vm.spec.key, calls, streamWrites });
   } catch {
     discard(entry);
   } finally {

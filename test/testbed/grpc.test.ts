@@ -44,14 +44,51 @@ function unframe(body: Buffer): string[] {
 }
 
 /**
+ * kiln.test.Echo/Chat, live: every message is answered "re:<message>" the
+ * moment it arrives, before the client half-closes; the client's end gets
+ * grpc-status 0. `events` is what happened, in order ("heard one", "end"
+ * for a half-close, "reset <HTTP/2 code>" when the client reset the stream).
+ */
+function chat(stream: http2.ServerHttp2Stream, events: string[]): void {
+  let buffered = Buffer.alloc(0);
+  stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+  stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+  stream.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+      const length = buffered.readUInt32BE(1);
+      const message = buffered.subarray(5, 5 + length).toString();
+      buffered = buffered.subarray(5 + length);
+      events.push(`heard ${message}`);
+      stream.write(frame(`re:${message}`));
+    }
+  });
+  // Node's client resets a stream by ending its side first, then RST_STREAM, and 'aborted' fires only while
+  // this side is still writable: the answer ends only once the whole conversation ("three") was heard.
+  stream.on('end', () => {
+    events.push('end');
+    if (events.includes('heard three')) stream.end();
+  });
+  stream.on('aborted', () => events.push(`reset ${stream.rstCode}`));
+}
+
+/**
  * kiln.test.Echo: Say answers "echo <message>" with x-server metadata; Fail
  * closes with NOT_FOUND (5) and a message; Collect answers each message
- * upper-cased, with trailing metadata x-trailer; Big answers past the limit.
+ * upper-cased, with trailing metadata x-trailer; Big answers past the limit;
+ * Chat (above) answers as the messages come.
  */
-async function startGrpcServer(): Promise<{ server: http2.Http2Server; port: number; seen: Seen[] }> {
+async function startGrpcServer(): Promise<{ server: http2.Http2Server; port: number; seen: Seen[]; chats: string[][] }> {
   const seen: Seen[] = [];
+  const chats: string[][] = [];
   const server = http2.createServer();
   server.on('stream', (stream, headers) => {
+    if (String(headers[':path']) === '/kiln.test.Echo/Chat') {
+      const events: string[] = [];
+      chats.push(events);
+      chat(stream, events);
+      return;
+    }
     const chunks: Buffer[] = [];
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.on('end', () => {
@@ -71,7 +108,12 @@ async function startGrpcServer(): Promise<{ server: http2.Http2Server; port: num
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as AddressInfo).port, seen };
+  return { server, port: (server.address() as AddressInfo).port, seen, chats };
+}
+
+/** The server sees a reset a moment after the filter's answer; polls (bounded) instead of sleeping a guessed time. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 200 && !condition(); attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 const skip = await sandboxSkip();
@@ -153,7 +195,7 @@ describe('gRPC calls from a filter', { skip, timeout: 600_000 }, () => {
         assert.ok(body.limitsHit.includes('maxHttpCallResponseBytes'), JSON.stringify(body.limitsHit));
       });
 
-      it('a stream sends its messages when half-closed; initial metadata, each message, trailing metadata and close arrive in order', async () => {
+      it('a stream that only sends before it half-closes gets its messages there; initial metadata, each message, trailing metadata and close arrive in order', async () => {
         const before = grpc.seen.length;
         const { body } = await invoke('/stream');
         assert.equal(body.outcome, 'ok', body.message);
@@ -161,6 +203,29 @@ describe('gRPC calls from a filter', { skip, timeout: 600_000 }, () => {
         assert.deepEqual(grpc.seen.slice(before), [{ path: '/kiln.test.Echo/Collect', meta: 'from-filter', contentType: 'application/grpc', messages: ['a', 'b', 'c'] }]);
         const callbacks = (body.callbacks as Array<{ name: string }>).map((entry) => entry.name).filter((name) => name.startsWith('proxy_on_grpc'));
         assert.deepEqual(callbacks, ['proxy_on_grpc_receive_initial_metadata', 'proxy_on_grpc_receive', 'proxy_on_grpc_receive', 'proxy_on_grpc_receive', 'proxy_on_grpc_receive_trailing_metadata', 'proxy_on_grpc_close']);
+      });
+
+      it('a stream is live: each reply reaches the filter before it half-closes, and the filter answers it on the same stream', async () => {
+        const before = grpc.chats.length;
+        const { body } = await invoke('/chat');
+        assert.equal(body.outcome, 'ok', body.message);
+        assert.equal(body.response.body.text, 'chat status=0 heard=re:one|re:two|re:three');
+        // The server heard "two" only because the filter got "re:one" while the stream was open.
+        assert.deepEqual(grpc.chats.slice(before), [['heard one', 'heard two', 'heard three', 'end']]);
+        const callbacks = (body.callbacks as Array<{ name: string }>).map((entry) => entry.name).filter((name) => name.startsWith('proxy_on_grpc'));
+        assert.deepEqual(callbacks, ['proxy_on_grpc_receive_initial_metadata', 'proxy_on_grpc_receive', 'proxy_on_grpc_receive', 'proxy_on_grpc_receive', 'proxy_on_grpc_receive_trailing_metadata', 'proxy_on_grpc_close']);
+      });
+
+      it('a live stream cancelled from its own callback is reset upstream; a send after it is NOT_FOUND and nothing more is delivered', async () => {
+        const before = grpc.chats.length;
+        const { body } = await invoke('/chat-cancel');
+        assert.equal(body.outcome, 'ok', body.message);
+        assert.equal(body.response.body.text, 'cancelled 0, send after 1, heard re:one');
+        const callbacks = (body.callbacks as Array<{ name: string }>).map((entry) => entry.name).filter((name) => name.startsWith('proxy_on_grpc'));
+        assert.deepEqual(callbacks, ['proxy_on_grpc_receive_initial_metadata', 'proxy_on_grpc_receive']);
+        const reset = `reset ${http2.constants.NGHTTP2_CANCEL}`;
+        await waitFor(() => grpc.chats[before]?.includes(reset) === true);
+        assert.deepEqual(grpc.chats.slice(before), [['heard one', 'end', reset]]);
       });
 
       it('a cancelled call is never sent; cancelling it again is NOT_FOUND', async () => {

@@ -68,12 +68,17 @@ function answerLocallyThroughResponsePhase(vm: PluginVm, stream: StreamState): v
   runResponsePhase(vm, stream, { status: local.status, headers: local.headers, body: local.body, trailers: [] });
 }
 
-/** Hands an HTTP or gRPC call's response (null: the call failed) to the context that made it. */
-export function deliverCallResponse(vm: PluginVm, token: number, response: HttpResponseData | null): void {
+/**
+ * Hands an HTTP or gRPC call's response (null: the call failed) to the
+ * context that made it. `partial`: an update of a live gRPC stream, which
+ * stays pending until its final update.
+ */
+export function deliverCallResponse(vm: PluginVm, token: number, response: HttpResponseData | null, partial = false): void {
   const pending = vm.pendingCalls.get(token);
   if (!pending) return;
-  vm.pendingCalls.delete(token);
-  if (pending.grpc) deliverGrpcResponse(vm, token, pending.contextId, pending.grpc, response);
+  // A stream stays pending through its final update's messages (a callback may still cancel it).
+  if (!partial && pending.grpc?.kind !== 'stream') vm.pendingCalls.delete(token);
+  if (pending.grpc) deliverGrpcResponse(vm, token, pending, response, partial);
   else deliverHttpCallResponse(vm, token, pending.contextId, response);
   vm.deliverQueueReady();
   const stream = vm.streams.get(pending.contextId);
@@ -90,7 +95,7 @@ function deliverHttpCallResponse(vm: PluginVm, token: number, contextId: number,
   }
 }
 
-export function stepFor(vm: PluginVm, stream: StreamState): Omit<FilterStep, 'calls' | 'recording'> {
+export function stepFor(vm: PluginVm, stream: StreamState): Omit<FilterStep, 'calls' | 'streamWrites' | 'recording'> {
   const base = { vmKey: vm.spec.key, contextId: stream.id };
   if (stream.closed) return { ...base, state: 'closed' };
   if (stream.localResponse !== undefined) return { ...base, state: 'respond', localResponse: stream.localResponse };

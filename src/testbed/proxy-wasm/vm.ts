@@ -9,14 +9,14 @@
 import { GuestMemory } from '../guest-memory.ts';
 import type { ConnectionInfo, HttpRequestData } from '../http-message.ts';
 import { linkImports } from '../link.ts';
-import type { OutgoingCall, VmSpec } from '../protocol.ts';
+import type { GrpcStreamWrite, OutgoingCall, VmSpec } from '../protocol.ts';
 import { DEFAULT_RECORDER_LIMITS, Recorder } from '../recorder.ts';
 import type { RecorderLimits } from '../recorder.ts';
 import { createWasi, WASI_LEGACY_MODULE, WASI_MODULE } from '../wasi/wasi.ts';
 import { LOG_LEVELS } from './abi.ts';
 import type { LogLevelName } from './abi.ts';
 import type { HeaderMap } from './header-map.ts';
-import type { GrpcCallInfo, GrpcReceived, GrpcStreamDraft } from './host/grpc-calls.ts';
+import type { GrpcCallInfo, GrpcReceived, GrpcStreamDraft, PendingCall } from './host/grpc-calls.ts';
 import { hostImports } from './host/index.ts';
 import { Metrics, SharedData, SharedQueues } from './shared-state.ts';
 import { StreamState } from './stream.ts';
@@ -64,11 +64,13 @@ export class PluginVm {
   callResponse: CallResponse | undefined;
   /** Set while a gRPC callback runs: its metadata maps, message and status. */
   grpcResponse: GrpcReceived | undefined;
-  /** gRPC streams opened and not yet half-closed (sent when they are). */
+  /** gRPC streams open for writing (opened, not yet half-closed by the filter or closed by the upstream). */
   readonly grpcStreams = new Map<number, GrpcStreamDraft>();
   /** Calls made since the worker last handed them to the main thread. */
   outgoingCalls: OutgoingCall[] = [];
-  readonly pendingCalls = new Map<number, { contextId: number; grpc?: GrpcCallInfo }>();
+  /** Stream sends and cancels since then (after those calls: a stream is opened before it is written to). */
+  streamWrites: GrpcStreamWrite[] = [];
+  readonly pendingCalls = new Map<number, PendingCall>();
   readonly queueReady: Array<{ contextId: number; queueId: number }> = [];
   lastUsed = Date.now();
   /** The callback running now (local responses record where they were sent from). */
@@ -224,8 +226,8 @@ export class PluginVm {
     return id === this.rootContextId || this.streams.has(id);
   }
 
-  dispatchCall(contextId: number, upstream: string, request: HttpRequestData, timeoutMs: number, grpc?: GrpcCallInfo, reservedToken?: number): number {
-    const token = reservedToken ?? this.newToken();
+  dispatchCall(contextId: number, upstream: string, request: HttpRequestData, timeoutMs: number, grpc?: GrpcCallInfo): number {
+    const token = this.newToken();
     this.pendingCalls.set(token, { contextId, ...(grpc ? { grpc } : {}) });
     this.outgoingCalls.push({ token, ownerId: this.spec.plugin.ownerId, contextId, upstream, request, timeoutMs, ...(grpc ? { grpc } : {}) });
     return token;
@@ -240,6 +242,12 @@ export class PluginVm {
     const calls = this.outgoingCalls;
     this.outgoingCalls = [];
     return calls;
+  }
+
+  takeStreamWrites(): GrpcStreamWrite[] {
+    const writes = this.streamWrites;
+    this.streamWrites = [];
+    return writes;
   }
 
   /** proxy_on_queue_ready for everything enqueued, bounded so re-enqueueing from it cannot loop forever. */

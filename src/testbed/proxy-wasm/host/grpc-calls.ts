@@ -1,26 +1,25 @@
 /**
- * gRPC calls and streams (Proxy-Wasm ABI 0.2.1 "gRPC calls", decision 0033).
- *
- * Like proxy_http_call, a call is recorded here and performed by the main
- * thread — over HTTP/2 (grpc-upstream.ts), to an upstream the operator
- * allowed, by name — and its answer comes back through filter.deliver, where
- * deliverGrpcResponse runs the gRPC callbacks the way Envoy does:
+ * gRPC calls and streams (Proxy-Wasm ABI 0.2.1 "gRPC calls", decisions 0033
+ * and 0041). Like proxy_http_call, a call is recorded here and performed by
+ * the main thread — over HTTP/2 (grpc-upstream.ts), to an upstream the
+ * operator allowed, by name — and its answer comes back through
+ * filter.deliver, where deliverGrpcResponse runs the gRPC callbacks the way
+ * Envoy does:
  *
  *  - a unary call (proxy_grpc_call): proxy_on_grpc_receive with the response
  *    message when the status is OK, otherwise proxy_on_grpc_close with the
  *    status (never both: the Rust SDK forgets the call after either);
- *  - a stream (proxy_grpc_stream): proxy_on_grpc_receive_initial_metadata,
- *    proxy_on_grpc_receive per message, proxy_on_grpc_receive_trailing_metadata,
- *    then proxy_on_grpc_close with the status.
+ *  - a stream (proxy_grpc_stream) is live: it is opened when the step that
+ *    opened it ends, each proxy_grpc_send goes out when its step ends, and
+ *    what the upstream sends arrives as it comes, in partial updates:
+ *    proxy_on_grpc_receive_initial_metadata once, proxy_on_grpc_receive per
+ *    message, then with the final update proxy_on_grpc_receive_trailing_metadata
+ *    and proxy_on_grpc_close. A filter can answer a message with its next
+ *    one (a bidirectional conversation).
  *
  * The message is GRPC_CALL_MESSAGE for proxy_get_buffer_bytes, the metadata
  * GRPC_CALL_INITIAL_METADATA / GRPC_CALL_TRAILING_METADATA for the header
  * map calls, and proxy_get_status gives the status code and grpc-message.
- *
- * A stream is sent when the filter half-closes it (proxy_grpc_send with
- * end_stream, or proxy_grpc_close): the test bed runs one exchange in steps,
- * so client-streaming and server-streaming work, a bidirectional
- * conversation that waits for answers before it half-closes does not.
  *
  * Statuses follow the spec and what the Rust SDK accepts without panicking:
  * an upstream not on the allow-list is PARSE_FAILURE, anything the host
@@ -53,14 +52,21 @@ export interface GrpcReceived {
   statusMessage: string;
 }
 
-/** A stream the filter opened and is still writing to. */
+/** A stream the filter opened and may still write to. */
 export interface GrpcStreamDraft {
   contextId: number;
-  upstream: string;
-  info: GrpcCallInfo;
-  metadata: HeaderPairs;
-  messages: Uint8Array[];
+  /** Bytes sent so far, framing included (limit maxBodyBytes per stream). */
   bytes: number;
+}
+
+/** A call or stream waiting for (more of) its answer. */
+export interface PendingCall {
+  contextId: number;
+  grpc?: GrpcCallInfo;
+  /** A stream's initial metadata was delivered (proxy_on_grpc_receive_initial_metadata runs once). */
+  initialDelivered?: boolean;
+  /** The filter cancelled it, possibly from one of its own callbacks: nothing more is delivered. */
+  cancelled?: boolean;
 }
 
 /** gRPC status codes the host itself gives (grpc/doc/statuscodes.md). */
@@ -102,12 +108,11 @@ export function grpcCallImports(vm: PluginVm): Record<string, HostCall> {
       const tokenPtr = withMetadata ? args[8] : args[6];
       const target = readTarget(vm, 'proxy_grpc_stream', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
       if (typeof target === 'number') return target;
-      if (vm.grpcStreams.size >= vm.spec.limits.maxHttpCalls) {
-        vm.recorder.limit('maxHttpCalls', `proxy_grpc_stream refused: more than ${vm.spec.limits.maxHttpCalls} streams open at once`);
-        return Status.INTERNAL_FAILURE;
-      }
-      const token = vm.newToken();
-      vm.grpcStreams.set(token, { contextId: vm.effectiveContextId, upstream: target.upstream, info: { kind: 'stream', ...target.names }, metadata: target.metadata, messages: [], bytes: 0 });
+      if (!callsLeft(vm, 'proxy_grpc_stream')) return Status.INTERNAL_FAILURE;
+      const info: GrpcCallInfo = { kind: 'stream', ...target.names };
+      // Opened (its headers sent) when this step ends; messages follow with proxy_grpc_send.
+      const token = vm.dispatchCall(vm.effectiveContextId, target.upstream, grpcRequest(info, target.metadata, []), 0, info);
+      vm.grpcStreams.set(token, { contextId: vm.effectiveContextId, bytes: 0 });
       vm.memory.writeU32(i32(tokenPtr), token);
       return Status.OK;
     },
@@ -116,25 +121,28 @@ export function grpcCallImports(vm: PluginVm): Record<string, HostCall> {
       const stream = vm.grpcStreams.get(token);
       if (!stream) return vm.pendingCalls.has(token) ? Status.BAD_ARGUMENT : Status.NOT_FOUND;
       const size = i32(messageSize) >>> 0;
-      if (stream.bytes + size > vm.spec.limits.maxBodyBytes) {
+      const end = u32(endStream) !== 0;
+      // An empty send with end_stream only half-closes; any other send is one message, counted with its
+      // 5-byte prefix so that a flood of empty messages is bounded too.
+      const framed = size > 0 || !end ? frameMessages([vm.memory.read(i32(messagePtr), size)]) : new Uint8Array(0);
+      if (stream.bytes + framed.length > vm.spec.limits.maxBodyBytes) {
         vm.recorder.limit('maxBodyBytes', `proxy_grpc_send refused: the stream's messages would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
         return Status.BAD_ARGUMENT;
       }
-      if (size > 0 || u32(endStream) === 0) {
-        stream.messages.push(vm.memory.read(i32(messagePtr), size));
-        stream.bytes += size;
-      }
-      if (u32(endStream) !== 0) return sendStream(vm, token, stream, 'proxy_grpc_send');
+      stream.bytes += framed.length;
+      if (end) vm.grpcStreams.delete(token);
+      vm.streamWrites.push({ token, kind: 'send', framed, end });
       return Status.OK;
     },
     proxy_grpc_cancel: ([tokenValue]) => (forget(vm, u32(tokenValue)) ? Status.OK : Status.NOT_FOUND),
-    // Closing a stream half-closes it (it is sent now); closing a call ends it, as cancelling does.
+    // Closing a stream half-closes it (Envoy: closeStream); closing a call ends it, as cancelling does.
     proxy_grpc_close: ([tokenValue]) => {
       const token = u32(tokenValue);
-      const stream = vm.grpcStreams.get(token);
-      if (stream) return sendStream(vm, token, stream, 'proxy_grpc_close');
-      const pending = vm.pendingCalls.get(token);
-      if (pending?.grpc?.kind === 'stream') return Status.OK;
+      if (vm.grpcStreams.delete(token)) {
+        vm.streamWrites.push({ token, kind: 'send', framed: new Uint8Array(0), end: true });
+        return Status.OK;
+      }
+      if (vm.pendingCalls.get(token)?.grpc?.kind === 'stream') return Status.OK;
       return forget(vm, token) ? Status.OK : Status.NOT_FOUND;
     },
   };
@@ -201,21 +209,23 @@ function callsLeft(vm: PluginVm, what: string): boolean {
   return false;
 }
 
-/** A half-closed stream becomes a call the main thread performs, under the stream's token. */
-function sendStream(vm: PluginVm, token: number, stream: GrpcStreamDraft, what: string): number {
-  if (!callsLeft(vm, what)) return Status.BAD_ARGUMENT;
-  vm.grpcStreams.delete(token);
-  vm.dispatchCall(stream.contextId, stream.upstream, grpcRequest(stream.info, stream.metadata, stream.messages), 0, stream.info, token);
-  return Status.OK;
-}
-
-/** Cancels a stream being written, a call not yet sent, or a call in flight (its answer is then ignored). */
+/**
+ * Cancels a call or stream: one not yet handed to the main thread is never
+ * sent; one in flight is reset there, and nothing more is delivered for it.
+ */
 function forget(vm: PluginVm, token: number): boolean {
-  if (vm.grpcStreams.delete(token)) return true;
   const pending = vm.pendingCalls.get(token);
   if (!pending?.grpc) return false;
+  pending.cancelled = true;
   vm.pendingCalls.delete(token);
-  vm.outgoingCalls = vm.outgoingCalls.filter((call) => call.token !== token);
+  vm.grpcStreams.delete(token);
+  const unsent = vm.outgoingCalls.some((call) => call.token === token);
+  if (unsent) {
+    vm.outgoingCalls = vm.outgoingCalls.filter((call) => call.token !== token);
+    vm.streamWrites = vm.streamWrites.filter((write) => write.token !== token);
+  } else {
+    vm.streamWrites.push({ token, kind: 'cancel' });
+  }
   return true;
 }
 
@@ -253,43 +263,75 @@ export function unframeMessages(body: Uint8Array): Uint8Array[] | undefined {
 }
 
 /**
- * The answer of a gRPC call or stream (null: the main thread could not
- * perform it), as callbacks. The status is the grpc-status trailer (or
- * header, for a trailers-only answer); a response without one is INTERNAL,
- * as gRPC clients treat it.
+ * The answer of a gRPC call, or an update of a live stream (null: the main
+ * thread could not perform it), as callbacks. The status is the grpc-status
+ * trailer (or header, for a trailers-only answer); a response without one is
+ * INTERNAL, as gRPC clients treat it.
  */
-export function deliverGrpcResponse(vm: PluginVm, token: number, contextId: number, info: GrpcCallInfo, response: HttpResponseData | null): void {
-  const answer = readAnswer(response);
-  if (response?.status === 0) noteHostLimit(vm, answer.statusMessage);
-  if (answer.status !== GrpcCode.OK) vm.recorder.note(`gRPC ${info.kind} ${info.service}/${info.method} (token ${token}) closed with status ${answer.status}${answer.statusMessage ? `: ${answer.statusMessage}` : ''}`);
-  const received: GrpcReceived = { ...answer, message: new Uint8Array(0) };
+export function deliverGrpcResponse(vm: PluginVm, token: number, pending: PendingCall, response: HttpResponseData | null, partial: boolean): void {
+  const info = pending.grpc;
+  if (!info) return;
+  const received: GrpcReceived = { initialMetadata: new HeaderMap(response?.headers ?? []), trailingMetadata: new HeaderMap(), message: new Uint8Array(0), status: GrpcCode.OK, statusMessage: '' };
   vm.grpcResponse = received;
   try {
-    if (info.kind === 'call') {
-      const [first] = answer.messages;
-      if (answer.status === GrpcCode.OK && first !== undefined) {
-        received.message = first;
-        vm.call('proxy_on_grpc_receive', contextId, contextId, token, first.length);
-      } else {
-        vm.call('proxy_on_grpc_close', contextId, contextId, token, answer.status);
-      }
-      return;
-    }
-    if (response !== null && response.status !== 0) vm.call('proxy_on_grpc_receive_initial_metadata', contextId, contextId, token, answer.initialMetadata.length);
-    for (const message of answer.messages) {
-      received.message = message;
-      vm.call('proxy_on_grpc_receive', contextId, contextId, token, message.length);
-    }
-    received.message = new Uint8Array(0);
-    if (answer.trailingMetadata.length > 0) {
-      // ABI 0.1.0 named it proxy_on_grpc_trailing_metadata; a module exports one or the other.
-      const name = vm.has('proxy_on_grpc_receive_trailing_metadata') ? 'proxy_on_grpc_receive_trailing_metadata' : 'proxy_on_grpc_trailing_metadata';
-      vm.call(name, contextId, contextId, token, answer.trailingMetadata.length);
-    }
-    vm.call('proxy_on_grpc_close', contextId, contextId, token, answer.status);
+    if (info.kind === 'call') deliverCallAnswer(vm, token, pending.contextId, info, readAnswer(response), received);
+    else if (partial) deliverStreamMessages(vm, token, pending, response, unframeMessages(response?.body ?? new Uint8Array(0)) ?? [], received);
+    else deliverStreamEnd(vm, token, pending, response, received);
   } finally {
     vm.grpcResponse = undefined;
   }
+}
+
+function deliverCallAnswer(vm: PluginVm, token: number, contextId: number, info: GrpcCallInfo, answer: Answer, received: GrpcReceived): void {
+  noteStatus(vm, token, info, answer);
+  Object.assign(received, { status: answer.status, statusMessage: answer.statusMessage });
+  const [first] = answer.messages;
+  if (answer.status === GrpcCode.OK && first !== undefined) {
+    received.message = first;
+    vm.call('proxy_on_grpc_receive', contextId, contextId, token, first.length);
+  } else {
+    vm.call('proxy_on_grpc_close', contextId, contextId, token, answer.status);
+  }
+}
+
+/** Initial metadata (once, when the upstream answered at all), then one callback per message. */
+function deliverStreamMessages(vm: PluginVm, token: number, pending: PendingCall, response: HttpResponseData | null, messages: Uint8Array[], received: GrpcReceived): void {
+  const { contextId } = pending;
+  if (!pending.initialDelivered && response !== null && response.status !== 0) {
+    pending.initialDelivered = true;
+    vm.call('proxy_on_grpc_receive_initial_metadata', contextId, contextId, token, received.initialMetadata.length);
+  }
+  for (const message of messages) {
+    // A callback may cancel the stream: what else arrived is not delivered.
+    if (pending.cancelled) return;
+    received.message = message;
+    vm.call('proxy_on_grpc_receive', contextId, contextId, token, message.length);
+  }
+  received.message = new Uint8Array(0);
+}
+
+/** The stream's last update: its remaining messages, the trailing metadata, then proxy_on_grpc_close with the status. */
+function deliverStreamEnd(vm: PluginVm, token: number, pending: PendingCall, response: HttpResponseData | null, received: GrpcReceived): void {
+  const { contextId } = pending;
+  vm.grpcStreams.delete(token);
+  const answer = readAnswer(response);
+  noteStatus(vm, token, pending.grpc as GrpcCallInfo, answer);
+  Object.assign(received, { status: answer.status, statusMessage: answer.statusMessage });
+  deliverStreamMessages(vm, token, pending, response, answer.messages, received);
+  vm.pendingCalls.delete(token);
+  if (pending.cancelled) return;
+  if (answer.trailingMetadata.length > 0) {
+    received.trailingMetadata = answer.trailingMetadata;
+    // ABI 0.1.0 named it proxy_on_grpc_trailing_metadata; a module exports one or the other.
+    const name = vm.has('proxy_on_grpc_receive_trailing_metadata') ? 'proxy_on_grpc_receive_trailing_metadata' : 'proxy_on_grpc_trailing_metadata';
+    vm.call(name, contextId, contextId, token, answer.trailingMetadata.length);
+  }
+  vm.call('proxy_on_grpc_close', contextId, contextId, token, answer.status);
+}
+
+function noteStatus(vm: PluginVm, token: number, info: GrpcCallInfo, answer: Answer): void {
+  if (answer.hostMadeUp) noteHostLimit(vm, answer.statusMessage);
+  if (answer.status !== GrpcCode.OK) vm.recorder.note(`gRPC ${info.kind} ${info.service}/${info.method} (token ${token}) closed with status ${answer.status}${answer.statusMessage ? `: ${answer.statusMessage}` : ''}`);
 }
 
 interface Answer {
@@ -298,14 +340,16 @@ interface Answer {
   messages: Uint8Array[];
   status: number;
   statusMessage: string;
+  /** The test bed made the status up (HTTP status 0): a transport failure or one of its limits. */
+  hostMadeUp: boolean;
 }
 
 function readAnswer(response: HttpResponseData | null): Answer {
-  if (response === null) return { initialMetadata: new HeaderMap(), trailingMetadata: new HeaderMap(), messages: [], status: GrpcCode.UNAVAILABLE, statusMessage: 'the test bed could not reach the upstream' };
+  if (response === null) return { initialMetadata: new HeaderMap(), trailingMetadata: new HeaderMap(), messages: [], status: GrpcCode.UNAVAILABLE, statusMessage: 'the test bed could not reach the upstream', hostMadeUp: false };
   const value = (key: string): string | undefined => (response.trailers.find(([k]) => k === key) ?? response.headers.find(([k]) => k === key))?.[1];
   const code = value('grpc-status');
   const messages = unframeMessages(response.body);
-  const base = { initialMetadata: new HeaderMap(response.headers), trailingMetadata: new HeaderMap(response.trailers) };
+  const base = { initialMetadata: new HeaderMap(response.headers), trailingMetadata: new HeaderMap(response.trailers), hostMadeUp: response.status === 0 };
   if (messages === undefined) return { ...base, messages: [], status: GrpcCode.INTERNAL, statusMessage: 'the response is not well-formed gRPC (broken length prefix, or a compressed message)' };
   if (code === undefined || !/^\d{1,2}$/.test(code)) {
     return { ...base, messages, status: GrpcCode.INTERNAL, statusMessage: `the response has no valid grpc-status (HTTP status ${response.status})` };
