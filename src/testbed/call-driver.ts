@@ -4,7 +4,7 @@
  * their messages arrive). Answers are handed out one at a time as they
  * come, the oldest round first, so a filter's callbacks run in the order a
  * proxy would run them and a bidirectional stream can go back and forth
- * (decision 0041).
+ * (decision 0045).
  *
  * Rounds: a call made while an answer of round r is delivered is of round
  * r + 1 (the calls of the step that started the exchange are round 0).

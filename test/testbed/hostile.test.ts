@@ -27,6 +27,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { toolchainDir } from '../../src/languages/javascript/toolchain.ts';
+import { loadTestbedConfig } from '../../src/testbed/config.ts';
 import { s3Skip } from '../support/backends.ts';
 import { call, startTestKiln } from '../support/kiln.ts';
 import type { StorageFlavour, TestKiln } from '../support/kiln.ts';
@@ -427,12 +428,22 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
         const [answer] = await runnerUnderAttack(() => repeat(1, '/grpc-big', grpcAttacker));
         assert.equal(answer?.body.outcome, 'ok', answer?.body.message);
         assert.equal(answer?.body.response.status, 503, JSON.stringify(answer?.body).slice(0, 1000));
-        // INTERNAL_FAILURE for the 16 MiB message; 8 of 1 MiB fill maxBodyBytes (8 MiB), the 9th is BAD_ARGUMENT;
-        // the endless answer closes RESOURCE_EXHAUSTED (8).
-        assert.match(answer?.body.response.body.text, /^big=10 sent=8 refused=2 closed 8: the answer is larger than \d+ bytes \(limit maxHttpCallResponseBytes\)$/);
+        // INTERNAL_FAILURE for the 16 MiB message; a stream's maxBodyBytes (8 MiB) counts what goes on the wire, each
+        // message with its 5-byte prefix: 7 of 1 MiB fit, the 8th is BAD_ARGUMENT; the endless answer closes
+        // RESOURCE_EXHAUSTED (8).
+        assert.match(answer?.body.response.body.text, /^big=10 sent=7 refused=2 closed 8: the answer is larger than \d+ bytes \(limit maxHttpCallResponseBytes\)$/);
         assert.ok(answer?.body.limitsHit.includes('maxBodyBytes'), JSON.stringify(answer?.body.limitsHit));
         assert.ok(answer?.body.limitsHit.includes('maxHttpCallResponseBytes'), JSON.stringify(answer?.body.limitsHit));
         assert.equal(await drained(grpcUpstream), 0, 'the endless gRPC answer was cancelled');
+      });
+
+      it('gRPC floods: empty stream messages stop at maxBodyBytes too (each costs its 5-byte prefix), in bounded memory', async () => {
+        const [answer] = await runnerUnderAttack(() => repeat(1, '/grpc-empty', grpcAttacker));
+        assert.equal(answer?.body.outcome, 'ok', answer?.body.message);
+        // maxBodyBytes of 5-byte prefixes, then BAD_ARGUMENT (2): without the prefix counted, all 4 million would be taken.
+        const { maxBodyBytes } = loadTestbedConfig();
+        assert.equal(answer?.body.response.body.text, `empty sent=${Math.floor(maxBodyBytes / 5)} refused=2`);
+        assert.ok(answer?.body.limitsHit.includes('maxBodyBytes'), JSON.stringify(answer?.body.limitsHit));
       });
 
       /** Enough refused calls to make an unbounded listing large; few enough to finish within the call's deadline on a loaded machine. */

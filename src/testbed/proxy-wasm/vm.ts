@@ -16,7 +16,8 @@ import { createWasi, WASI_LEGACY_MODULE, WASI_MODULE } from '../wasi/wasi.ts';
 import { LOG_LEVELS } from './abi.ts';
 import type { LogLevelName } from './abi.ts';
 import type { HeaderMap } from './header-map.ts';
-import type { GrpcCallInfo, GrpcReceived, GrpcStreamDraft, PendingCall } from './host/grpc-calls.ts';
+import type { GrpcCallInfo, GrpcReceived, GrpcStreamDraft, PendingCall, QueuedStreamWrite } from './host/grpc-calls.ts';
+import { takeStreamWrites } from './host/grpc-calls.ts';
 import { hostImports } from './host/index.ts';
 import { Metrics, SharedData, SharedQueues } from './shared-state.ts';
 import { StreamState } from './stream.ts';
@@ -69,7 +70,7 @@ export class PluginVm {
   /** Calls made since the worker last handed them to the main thread. */
   outgoingCalls: OutgoingCall[] = [];
   /** Stream sends and cancels since then (after those calls: a stream is opened before it is written to). */
-  streamWrites: GrpcStreamWrite[] = [];
+  streamWrites: QueuedStreamWrite[] = [];
   readonly pendingCalls = new Map<number, PendingCall>();
   readonly queueReady: Array<{ contextId: number; queueId: number }> = [];
   lastUsed = Date.now();
@@ -245,7 +246,7 @@ export class PluginVm {
   }
 
   takeStreamWrites(): GrpcStreamWrite[] {
-    const writes = this.streamWrites;
+    const writes = takeStreamWrites(this.streamWrites);
     this.streamWrites = [];
     return writes;
   }

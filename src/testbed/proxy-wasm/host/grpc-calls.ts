@@ -1,6 +1,6 @@
 /**
  * gRPC calls and streams (Proxy-Wasm ABI 0.2.1 "gRPC calls", decisions 0033
- * and 0041). Like proxy_http_call, a call is recorded here and performed by
+ * and 0045). Like proxy_http_call, a call is recorded here and performed by
  * the main thread — over HTTP/2 (grpc-upstream.ts), to an upstream the
  * operator allowed, by name — and its answer comes back through
  * filter.deliver, where deliverGrpcResponse runs the gRPC callbacks the way
@@ -29,6 +29,7 @@
 import { i32, u32 } from '../../host-function.ts';
 import type { WasmValue } from '../../host-function.ts';
 import type { HttpRequestData, HttpResponseData } from '../../http-message.ts';
+import type { GrpcStreamWrite } from '../../protocol.ts';
 import { firstHeaderProblem } from '../../outgoing-headers.ts';
 import { Status } from '../abi.ts';
 import { deserializePairs, HeaderMap, pairsSize } from '../header-map.ts';
@@ -58,6 +59,54 @@ export interface GrpcStreamDraft {
   /** Bytes sent so far, framing included (limit maxBodyBytes per stream). */
   bytes: number;
 }
+
+/** A stream write queued in the worker until its step ends (see queueSend). */
+export type QueuedStreamWrite = { token: number; kind: 'send'; framed: SendBuffer; end: boolean } | { token: number; kind: 'cancel' };
+
+/**
+ * The bytes a step sends on one stream: consecutive sends share one buffer
+ * grown by doubling, so a flood of tiny messages costs its bytes (bounded by
+ * maxBodyBytes), not an object per message.
+ */
+export class SendBuffer {
+  private bytes = new Uint8Array(0);
+  private length = 0;
+
+  append(chunk: Uint8Array): void {
+    if (this.length + chunk.length > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * this.bytes.length, this.length + chunk.length, 64));
+      grown.set(this.bytes.subarray(0, this.length));
+      this.bytes = grown;
+    }
+    this.bytes.set(chunk, this.length);
+    this.length += chunk.length;
+  }
+
+  /** A copy of exactly the bytes written (a view would post its whole, larger, buffer to the main thread). */
+  take(): Uint8Array {
+    return this.bytes.slice(0, this.length);
+  }
+}
+
+/** The stream writes of a step, as the main thread gets them. */
+export function takeStreamWrites(queued: readonly QueuedStreamWrite[]): GrpcStreamWrite[] {
+  return queued.map((write) => (write.kind === 'send' ? { ...write, framed: write.framed.take() } : write));
+}
+
+function queueSend(vm: PluginVm, token: number, framed: Uint8Array, end: boolean): void {
+  const last = vm.streamWrites.at(-1);
+  if (last?.kind === 'send' && last.token === token && !last.end) {
+    last.framed.append(framed);
+    last.end = end;
+    return;
+  }
+  const buffer = new SendBuffer();
+  buffer.append(framed);
+  vm.streamWrites.push({ token, kind: 'send', framed: buffer, end });
+}
+
+/** Each message goes on the wire behind a flag byte and a 4-byte length. */
+const FRAME_PREFIX_BYTES = 5;
 
 /** A call or stream waiting for (more of) its answer. */
 export interface PendingCall {
@@ -123,15 +172,15 @@ export function grpcCallImports(vm: PluginVm): Record<string, HostCall> {
       const size = i32(messageSize) >>> 0;
       const end = u32(endStream) !== 0;
       // An empty send with end_stream only half-closes; any other send is one message, counted with its
-      // 5-byte prefix so that a flood of empty messages is bounded too.
-      const framed = size > 0 || !end ? frameMessages([vm.memory.read(i32(messagePtr), size)]) : new Uint8Array(0);
-      if (stream.bytes + framed.length > vm.spec.limits.maxBodyBytes) {
+      // 5-byte prefix (what goes on the wire), so that a flood of empty messages is bounded too.
+      const wireBytes = size > 0 || !end ? FRAME_PREFIX_BYTES + size : 0;
+      if (stream.bytes + wireBytes > vm.spec.limits.maxBodyBytes) {
         vm.recorder.limit('maxBodyBytes', `proxy_grpc_send refused: the stream's messages would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
         return Status.BAD_ARGUMENT;
       }
-      stream.bytes += framed.length;
+      stream.bytes += wireBytes;
       if (end) vm.grpcStreams.delete(token);
-      vm.streamWrites.push({ token, kind: 'send', framed, end });
+      queueSend(vm, token, wireBytes > 0 ? frameMessages([vm.memory.read(i32(messagePtr), size)]) : new Uint8Array(0), end);
       return Status.OK;
     },
     proxy_grpc_cancel: ([tokenValue]) => (forget(vm, u32(tokenValue)) ? Status.OK : Status.NOT_FOUND),
@@ -139,7 +188,7 @@ export function grpcCallImports(vm: PluginVm): Record<string, HostCall> {
     proxy_grpc_close: ([tokenValue]) => {
       const token = u32(tokenValue);
       if (vm.grpcStreams.delete(token)) {
-        vm.streamWrites.push({ token, kind: 'send', framed: new Uint8Array(0), end: true });
+        queueSend(vm, token, new Uint8Array(0), true);
         return Status.OK;
       }
       if (vm.pendingCalls.get(token)?.grpc?.kind === 'stream') return Status.OK;
