@@ -162,6 +162,46 @@ describe('test bed limits inside the host', () => {
     assert.equal(json.response?.body.text.length, 1024);
     assert.equal(json.response?.body.truncated, true);
   });
+
+  it('bounds a flood of empty gRPC stream messages by maxBodyBytes: each message costs its 5-byte prefix', async () => {
+    // 1,024 bytes: 204 empty messages (1,020 bytes on the wire) are taken, the 205th is BAD_ARGUMENT (2).
+    const config = loadTestbedConfig({ KILN_TESTBED_MAX_BODY_BYTES: '1024', KILN_TESTBED_UPSTREAMS: 'grpc=http://127.0.0.1:9' });
+    const small = new Testbed({ ...config, workers: 1, spares: 0, timeoutMs: 5_000 });
+    try {
+      const imports = `${IMPORTS}
+        (import "env" "proxy_grpc_stream" (func $stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+        (import "env" "proxy_grpc_send" (func $send (param i32 i32 i32 i32) (result i32)))
+        (import "env" "proxy_grpc_cancel" (func $cancel (param i32) (result i32)))`;
+      const module = wat(
+        filterWat(
+          `(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (local $i i32) (local $s i32) (local $taken i32)
+            (drop (call $stream (i32.const 100) (i32.const 4) (i32.const 110) (i32.const 1) (i32.const 120) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 200)))
+            (loop $more
+              (local.set $taken (i32.or (local.get $taken) (call $send (i32.load (i32.const 200)) (i32.const 0) (i32.const 0) (i32.const 0))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $more (i32.lt_u (local.get $i) (i32.const 204))))
+            (local.set $s (local.get $taken))
+            (i32.store8 (i32.const 90) (i32.add (i32.const 48) (local.get $s)))
+            (drop (call $add (i32.const 0) (i32.const 130) (i32.const 7) (i32.const 90) (i32.const 1)))
+            (local.set $s (call $send (i32.load (i32.const 200)) (i32.const 0) (i32.const 0) (i32.const 0)))
+            ${REPORT_STATUS}
+            (drop (call $cancel (i32.load (i32.const 200))))
+            (i32.const 0))
+          (data (i32.const 100) "grpc") (data (i32.const 110) "s") (data (i32.const 120) "m") (data (i32.const 130) "x-taken") ${STATUS_DATA}`,
+          imports,
+          4,
+        ),
+      );
+      const result = await small.invokeFilter(artifact(module), pluginOf('owner-a', 'v-grpc-empty'), { request: request() });
+      assert.equal(result.outcome, 'ok', result.message);
+      const headers = result.forwarded?.headers ?? [];
+      assert.equal(header(headers, 'x-taken'), '0', 'the first 204 empty messages were taken (OK)');
+      assert.equal(header(headers, 'x-status'), '2', 'the 205th is BAD_ARGUMENT: the prefixes filled maxBodyBytes');
+      assert.ok(result.recording.limits.includes('maxBodyBytes'), JSON.stringify(result.recording.limits));
+    } finally {
+      await small.close();
+    }
+  });
 });
 
 /** 1,000 × "x-flood: ab" added to the request headers. */
