@@ -1,6 +1,7 @@
 import { and, eq, lt, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../store/metadata/database.ts';
 import { builds, jobs } from '../store/metadata/schema.ts';
+import type { Build } from '../store/metadata/repositories/builds.ts';
 import type { BuildOutcome } from '../worker/protocol.ts';
 import { JOBS_CHANNEL, LeaseLostError, type Job, type QueueSettings } from './jobs.ts';
 
@@ -12,6 +13,21 @@ export async function requireLease(db: Executor, jobId: string, leaseToken: stri
     .where(and(eq(jobs.id, jobId), eq(jobs.leaseToken, leaseToken), eq(jobs.state, 'running'), sql`${jobs.leaseExpiresAt} > now()`));
   if (!job) throw new LeaseLostError(jobId);
   return job;
+}
+
+/**
+ * The job and its build, if `leaseToken` is the job's current, unexpired
+ * lease: one query (every call a worker makes on its job needs both, and on
+ * the embedded database each query holds the API's event loop).
+ */
+export async function requireLeasedBuild(db: Executor, jobId: string, leaseToken: string): Promise<{ job: Job; build: Build }> {
+  const [row] = await db
+    .select({ job: jobs, build: builds })
+    .from(jobs)
+    .innerJoin(builds, eq(builds.id, jobs.buildId))
+    .where(and(eq(jobs.id, jobId), eq(jobs.leaseToken, leaseToken), eq(jobs.state, 'running'), sql`${jobs.leaseExpiresAt} > now()`));
+  if (!row) throw new LeaseLostError(jobId);
+  return row;
 }
 
 export interface HeartbeatAnswer {

@@ -14,6 +14,15 @@
  *                           there, then bound onto DIR (so the copy that reaches
  *                           the sandbox carries those flags), and STAGE released.
  *   release DIR             detaches every mount stacked on DIR.
+ *   tmpfs  DIR OPTIONS      mounts a tmpfs on DIR (nosuid, nodev) with OPTIONS
+ *                           (size=…,nr_inodes=…,mode=…): a job's work dir.
+ *   unmount DIR             unmounts DIR, detaching it if it is busy; DIR not
+ *                           being a mount point (or missing) is not an error.
+ *
+ * The last two are volume.ts's work dirs: done here rather than by mount(8) and
+ * umount(8) because starting a program forks the whole worker process, and a
+ * large one (the API and its embedded database beside local workers) blocks its
+ * event loop for tens of milliseconds per fork.
  *
  * Only the worker (root) talks to it, through a pipe: paths are the worker's own.
  */
@@ -61,6 +70,19 @@ static int release(const char *dir) {
   return 0;
 }
 
+static int mount_tmpfs(const char *dir, const char *options) {
+  if (mount("kiln-work", dir, "tmpfs", MS_NOSUID | MS_NODEV, options) != 0) return errno;
+  return 0;
+}
+
+static int unmount(const char *dir) {
+  if (umount2(dir, 0) == 0) return 0;
+  if (errno == EINVAL || errno == ENOENT) return 0; /* not mounted: nothing to do */
+  /* Busy means a process still has it open; detach it so the host path is freed anyway. */
+  if (umount2(dir, MNT_DETACH) != 0) return errno;
+  return 0;
+}
+
 /* Reads one record; returns its field count, 0 at EOF, -1 for a malformed one (skipped to its end). */
 static int read_record(char fields[MAX_FIELDS][MAX_FIELD]) {
   int count = 0, length = 0, bad = 0, c;
@@ -87,6 +109,8 @@ int main(void) {
     if (count == 2 && strcmp(fields[0], "share") == 0) ok = reply("share", share(fields[1]));
     else if (count == 4 && strcmp(fields[0], "bind") == 0) ok = reply("bind", bind(fields[1], fields[2], fields[3]));
     else if (count == 2 && strcmp(fields[0], "release") == 0) ok = reply("release", release(fields[1]));
+    else if (count == 3 && strcmp(fields[0], "tmpfs") == 0) ok = reply("tmpfs", mount_tmpfs(fields[1], fields[2]));
+    else if (count == 2 && strcmp(fields[0], "unmount") == 0) ok = reply("unmount", unmount(fields[1]));
     else ok = reply("request", EINVAL);
     if (!ok) return 1;
   }

@@ -32,15 +32,30 @@ export class SlotMounter {
     return this.request(['release', dir]);
   }
 
+  /** Mounts a tmpfs on `dir` (nosuid, nodev) with the given tmpfs options: a job's work dir (volume.ts). */
+  mountTmpfs(dir: string, options: string): Promise<void> {
+    return this.request(['tmpfs', dir, options], 'sandbox_volume_failed');
+  }
+
+  /** Unmounts `dir`, detaching it when busy; a dir that is not a mount point is left as it is. */
+  unmount(dir: string): Promise<void> {
+    return this.request(['unmount', dir], 'sandbox_volume_failed');
+  }
+
+  /** Starts the helper now (compiling it on first use); rejects when it cannot be built or started. */
+  async ready(): Promise<void> {
+    await this.start();
+  }
+
   /** Ends the helper (it exits on EOF). */
   close(): void {
     this.child?.stdin?.end();
     this.child = undefined;
   }
 
-  private async request(fields: string[]): Promise<void> {
+  private async request(fields: string[], failureCode = 'sandbox_warm_failed'): Promise<void> {
     if (fields.some((field) => field.length === 0 || field.includes('\0') || Buffer.byteLength(field) >= 4096)) {
-      throw new PlatformError('sandbox_warm_failed', `a slot mount path is empty, too long or contains a NUL byte: ${fields.join(' ')}`);
+      throw new PlatformError(failureCode, `a slot mount path is empty, too long or contains a NUL byte: ${fields.join(' ')}`);
     }
     const child = await this.start();
     const answer = new Promise<string>((resolve) => this.waiting.push(resolve));
@@ -48,7 +63,7 @@ export class SlotMounter {
     child.stdin?.write(`${fields.map((field) => `${field}\0`).join('')}\0`);
     const line = await answer;
     if (this.waiting.length === 0) hold(child, false);
-    if (line !== 'ok') throw new PlatformError('sandbox_warm_failed', `slot mount ${fields[0]} failed: ${line}`);
+    if (line !== 'ok') throw new PlatformError(failureCode, `slot mount ${fields[0]} ${fields[1] ?? ''} failed: ${line}`);
   }
 
   private starting?: Promise<ChildProcess>;

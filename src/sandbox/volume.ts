@@ -3,7 +3,9 @@ import { mkdir, readdir, rm, rmdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { mustRunHost, runHost } from './exec.ts';
+import { defaultCacheDir } from './native.ts';
 import { isAlive } from './procs.ts';
+import { SlotMounter } from './slot-mounter.ts';
 
 /**
  * How the disk limit is enforced.
@@ -68,22 +70,54 @@ export async function removeOrphanVolumes(root: string): Promise<void> {
   }
 }
 
+/**
+ * Work dirs are mounted and unmounted by one long-lived root helper per
+ * process (slot-mounter.c, asked through a pipe), not by mount(8) and
+ * umount(8): starting a program forks this whole process, and while the
+ * fork and exec run its event loop stands still — tens of milliseconds per
+ * job for a process as large as the API with its embedded database and
+ * local workers (decision 0044). Where the helper cannot be built or started
+ * (no C compiler), mount(8) and umount(8) do the same work as before.
+ */
+let volumeHelper: Promise<SlotMounter | undefined> | undefined;
+
+function helper(): Promise<SlotMounter | undefined> {
+  volumeHelper ??= (async () => {
+    const mounter = new SlotMounter(defaultCacheDir());
+    try {
+      await mounter.ready();
+      return mounter;
+    } catch {
+      return undefined;
+    }
+  })();
+  return volumeHelper;
+}
+
 export async function mountTmpfs(path: string, bytes: number): Promise<void> {
   const size = Math.max(4096, Math.floor(bytes));
   // Inodes cost kernel memory and tmpfs' default allows millions of them;
   // one per 4 KiB of space is plenty for a cargo target dir.
   const inodes = Math.max(65_536, Math.floor(size / 4096));
-  const options = `size=${size},nr_inodes=${inodes},mode=0755,nosuid,nodev`;
-  await mustRunHost('/usr/bin/mount', ['-t', 'tmpfs', '-o', options, 'kiln-work', path], 'sandbox_volume_failed', `mounting a ${size}-byte tmpfs at ${path}`);
+  const options = `size=${size},nr_inodes=${inodes},mode=0755`;
+  const mounter = await helper();
+  if (mounter) return mounter.mountTmpfs(path, options);
+  await mustRunHost('/usr/bin/mount', ['-t', 'tmpfs', '-o', `${options},nosuid,nodev`, 'kiln-work', path], 'sandbox_volume_failed', `mounting a ${size}-byte tmpfs at ${path}`);
 }
 
 export async function unmountAndRemove(path: string): Promise<void> {
+  const mounter = await helper();
+  if (mounter) await mounter.unmount(path);
+  else await unmountWithPrograms(path);
+  await rm(path, { recursive: true, force: true });
+}
+
+async function unmountWithPrograms(path: string): Promise<void> {
   const result = await runHost('/usr/bin/umount', [path]);
   if (result.code !== 0 && !/not mounted/.test(result.stderr)) {
     // Busy means a process still has it open; detach it so the host path is freed anyway.
     await mustRunHost('/usr/bin/umount', ['--lazy', path], 'sandbox_volume_failed', `unmounting ${path}`);
   }
-  await rm(path, { recursive: true, force: true });
 }
 
 export interface Capacity {

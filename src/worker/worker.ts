@@ -191,6 +191,9 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
   if (abort.signal.reason === 'worker stopping' && result.outcome !== 'succeeded') {
     result = { outcome: 'crashed', reason: 'the worker was stopped during the build', stages };
   }
+  // Nothing reads the job's dirs any more: they are removed while the result travels, not before the next claim.
+  const removingDirs = removeJobDirs(hostDir, workDir);
+  workDir = undefined;
   try {
     if (result.reason) log.line(`${result.outcome}: ${result.reason}`);
     await log.flush();
@@ -201,6 +204,7 @@ async function runJob(options: SlotOptions, client: WorkerApiClient, job: JobSpe
   } catch (error) {
     logger.warn({ err: errorMessage(error) }, 'could not report the result; the lease will expire and the job will be retried');
   } finally {
+    await removingDirs;
     await cleanup(hostDir, workDir, lease, stopping, onStop);
   }
 }
@@ -261,8 +265,12 @@ function cacheFor(options: SlotOptions, job: JobSpec): { store: DependencyCacheS
 async function cleanup(hostDir: string, workDir: WorkDir | undefined, lease: { stop(): void }, stopping: AbortSignal, onStop: () => void): Promise<void> {
   lease.stop();
   stopping.removeEventListener('abort', onStop);
-  await workDir?.dispose().catch(() => undefined);
-  await rm(hostDir, { recursive: true, force: true }).catch(() => undefined);
+  await removeJobDirs(hostDir, workDir);
+}
+
+/** Idempotent: removing dirs already removed does nothing. */
+async function removeJobDirs(hostDir: string, workDir: WorkDir | undefined): Promise<void> {
+  await Promise.all([workDir?.dispose().catch(() => undefined), rm(hostDir, { recursive: true, force: true }).catch(() => undefined)]);
 }
 
 async function timed<T>(stages: BuildStage[], name: string, work: () => Promise<T>): Promise<T> {

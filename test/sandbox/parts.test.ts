@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -148,6 +148,33 @@ describe('volumes and ownership', () => {
     } finally {
       await work.dispose();
     }
+    await assert.rejects(lstat(work.path));
+  });
+
+  test('a work dir is a nosuid, nodev tmpfs; dispose unmounts it, even while a file in it is open', async () => {
+    const mountOf = async (path: string) => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((line) => line.split(' ')[4] === path);
+    const work = await createWorkDir(root, 8 * 1024 ** 2);
+    const line = await mountOf(work.path);
+    assert.ok(line, 'the work dir is a mount point');
+    assert.match(line, / - tmpfs kiln-work /);
+    const flags = (line.split(' ')[5] ?? '').split(',');
+    assert.ok(flags.includes('nosuid') && flags.includes('nodev'), `mount flags: ${flags.join(',')}`);
+    // A file held open makes the mount busy: it is detached rather than left mounted.
+    await writeFile(join(work.path, 'held'), 'x');
+    const held = await open(join(work.path, 'held'), 'r');
+    try {
+      await work.dispose();
+    } finally {
+      await held.close();
+    }
+    assert.equal(await mountOf(work.path), undefined, 'unmounted');
+    await assert.rejects(lstat(work.path));
+  });
+
+  test('disposing a work dir twice, or one already unmounted, is not an error', async () => {
+    const work = await createWorkDir(root, 8 * 1024 ** 2);
+    await work.dispose();
+    await work.dispose();
     await assert.rejects(lstat(work.path));
   });
 

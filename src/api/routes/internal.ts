@@ -3,8 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { badRequest, notFound } from '../../errors.ts';
-import { LeaseLostError } from '../../queue/jobs.ts';
-import { heartbeat, requireLease } from '../../queue/lease.ts';
+import { heartbeat, requireLeasedBuild } from '../../queue/lease.ts';
 import { artifactKey } from '../../store/objects/keys.ts';
 import { claimJob, reportResult } from '../../use-cases/worker-jobs.ts';
 import {
@@ -44,12 +43,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
     });
 
     /** The job and its build, if the request's lease is current. */
-    const leased = async (request: { params: { jobId: string }; headers: { 'x-kiln-lease': string } }) => {
-      const job = await requireLease(database.db, request.params.jobId, request.headers['x-kiln-lease']);
-      const build = await services.builds.getById(job.buildId);
-      if (!build) throw new LeaseLostError(job.id);
-      return { job, build };
-    };
+    const leased = (request: { params: { jobId: string }; headers: { 'x-kiln-lease': string } }) => requireLeasedBuild(database.db, request.params.jobId, request.headers['x-kiln-lease']);
 
     app.post(
       '/internal/v1/jobs/claim',
