@@ -73,11 +73,15 @@ async function touchSource(dir: string, run: number): Promise<void> {
 interface PipelineRun {
   ms: number;
   build: Json;
-  /** Client side: pack + POST until the 202. */
-  uploadMs: number;
+  /** Client side: packing the directory. */
+  packMs: number;
+  /** Client side: the POST until its 202. */
+  postMs: number;
   /** When the client saw the end (wall clock, to compare with the build's timestamps). */
   seenAt: number;
   log: string;
+  /** CPU of this process (client, API, worker; not the sandboxed cargo) from pack to seeing the end. */
+  cpuMs: number;
 }
 
 /** What cargo compiled, from its `Compiling name vX` lines: in a warm build, only the user's crate. */
@@ -85,25 +89,34 @@ function compiledCrates(log: string): string[] {
   return [...log.matchAll(/^\s*Compiling (\S+) v/gm)].map((match) => match[1] ?? '?');
 }
 
+const NOTES: Record<string, string> = {
+  'last stage → finished': 'log flush, report, evaluation, test bed readying (decision 0040), commit',
+  'worker time outside stages': 'both rows above and any gap between stages',
+};
+
 /** Median ms per phase of the warm pipeline builds, as bench/pipeline.ts prints them. */
 class PhaseTable {
   private readonly phases = new Map<string, number[]>();
 
   add(run: PipelineRun): void {
     const { build } = run;
-    const stages = build.stages as Array<{ name: string; durationMs: number }>;
-    this.push('upload (client: pack + POST)', run.uploadMs);
-    this.push('queued → claimed', Date.parse(build.startedAt) - Date.parse(build.createdAt));
+    const stages = build.stages as Array<{ name: string; startedAt: string; durationMs: number }>;
+    const [startedAt, finishedAt] = [Date.parse(build.startedAt), Date.parse(build.finishedAt)];
+    this.push('client: pack', run.packMs);
+    this.push('client: POST (upload → 202)', run.postMs);
+    this.push('queued → claimed', startedAt - Date.parse(build.createdAt));
+    this.push('claimed → first stage', Math.min(...stages.map((stage) => Date.parse(stage.startedAt))) - startedAt);
     for (const stage of stages) this.push(`worker: ${stage.name}`, stage.durationMs);
+    this.push('last stage → finished', finishedAt - Math.max(...stages.map((stage) => Date.parse(stage.startedAt) + stage.durationMs)));
     const staged = stages.reduce((sum, stage) => sum + stage.durationMs, 0);
-    this.push('worker time outside stages', Date.parse(build.finishedAt) - Date.parse(build.startedAt) - staged);
-    this.push('finished → seen by client', run.seenAt - Date.parse(build.finishedAt));
+    this.push('worker time outside stages', finishedAt - startedAt - staged);
+    this.push('finished → seen by client', run.seenAt - finishedAt);
   }
 
   print(bareMs: number): void {
     console.log('median ms per phase of the warm pipeline builds:');
     for (const [name, values] of this.phases) {
-      const note = name === 'worker time outside stages' ? '   (log flush, report, evaluation, gaps)' : '';
+      const note = NOTES[name] === undefined ? '' : `   (${NOTES[name]})`;
       console.log(`  ${name.padEnd(32)} ${median(values).toFixed(0).padStart(6)}${note}`);
     }
     const cargo = median(this.phases.get('worker: cargo build') ?? []);
@@ -133,17 +146,20 @@ async function main(): Promise<void> {
     /** Submit→succeeded as `kiln deploy` sees it: pack, upload, then the build's log stream until the API ends it. */
     async function pipelineOnce(optimize: Json | undefined): Promise<PipelineRun> {
       const started = performance.now();
+      const cpu = process.cpuUsage();
       const { archive } = await packDirectory(source);
+      const packMs = performance.now() - started;
       const form = new FormData();
       form.append('metadata', JSON.stringify({ version: `0.0.${++version}`, ...(optimize ? { optimize } : {}) }));
       form.append('source', new Blob([new Uint8Array(archive)]), 'source.tar.gz');
       const { build } = await api('POST', `/v1/applications/${appId}/versions`, form);
-      const uploadMs = performance.now() - started;
+      const postMs = performance.now() - started - packMs;
       let log = '';
       const ended = (await client.followBuild(build.id, { onLog: (text) => (log += text) })) as unknown as Json;
       const seenAt = Date.now();
       if (ended.state !== 'succeeded') throw new Error(`pipeline build ${ended.state}: ${ended.reason}\n${log.slice(-4000)}`);
-      return { ms: performance.now() - started, build: ended, uploadMs, seenAt, log };
+      const { user, system } = process.cpuUsage(cpu);
+      return { ms: performance.now() - started, build: ended, packMs, postMs, seenAt, log, cpuMs: (user + system) / 1000 };
     }
 
     // The bare build: one job dir kept across runs so its target/ is warm after the first;
@@ -152,7 +168,7 @@ async function main(): Promise<void> {
     const jobDir = workDir.path;
     const rust = createLanguages().rust;
     let prepared: { steps: BuildStep[]; mounts: Mount[] } | undefined;
-    async function bareOnce(): Promise<{ ms: number; log: string }> {
+    async function bareOnce(): Promise<{ ms: number; log: string; cpuMs: number }> {
       if (prepared === undefined) {
         await cp(source, path.join(jobDir, 'src'), { recursive: true });
         for (const directory of BASE_DIRECTORIES) await mkdir(path.join(jobDir, directory), { recursive: true });
@@ -163,12 +179,14 @@ async function main(): Promise<void> {
         await cp(path.join(source, 'src/lib.rs'), path.join(jobDir, 'src/src/lib.rs'));
       }
       const started = performance.now();
+      const cpu = process.cpuUsage();
       let log = '';
       for (const step of prepared.steps) {
         const result = await sandbox.run({ command: step.command, env: step.env, cwd: step.cwd, workDir: jobDir, mounts: prepared.mounts, limits: config.buildLimits, onOutput: (chunk) => (log = (log + chunk.toString('utf8')).slice(-64_000)) });
         if (result.exitCode !== 0) throw new Error(`bare ${step.name} failed (${result.exitCode ?? result.signal}): ${log.slice(-4000)}`);
       }
-      return { ms: performance.now() - started, log };
+      const { user, system } = process.cpuUsage(cpu);
+      return { ms: performance.now() - started, log, cpuMs: (user + system) / 1000 };
     }
 
     console.log(`filter: ${what}; machine: ${os.cpus().length} cores, load ${os.loadavg().map((load) => load.toFixed(2)).join(' ')} (shared)`);
@@ -176,7 +194,7 @@ async function main(): Promise<void> {
     const toolchain = (coldPipeline.build.details as Json).toolchain as Json | undefined;
     console.log(`built by ${String(toolchain?.rustc)} for ${String(toolchain?.target)}`);
     const coldBare = (await bareOnce()).ms;
-    const warm = { pipeline: [] as number[], bare: [] as number[], cacheHits: 0, unpacked: 0, phases: new PhaseTable(), compiled: new Set<string>(), bareCompiled: new Set<string>() };
+    const warm = { pipeline: [] as number[], bare: [] as number[], pipelineCpu: [] as number[], bareCpu: [] as number[], cacheHits: 0, unpacked: 0, phases: new PhaseTable(), compiled: new Set<string>(), bareCompiled: new Set<string>() };
     let last: PipelineRun | undefined;
     for (let run = 1; run <= warmRuns; run++) {
       await touchSource(source, run);
@@ -187,6 +205,8 @@ async function main(): Promise<void> {
       const bareRun = bare ?? (await bareOnce());
       warm.pipeline.push(last.ms);
       warm.bare.push(bareRun.ms);
+      warm.pipelineCpu.push(last.cpuMs);
+      warm.bareCpu.push(bareRun.cpuMs);
       warm.phases.add(last);
       const cache = (last.build.details as Json).cache as Json | undefined;
       if (cache?.hit === true) warm.cacheHits++;
@@ -205,6 +225,7 @@ async function main(): Promise<void> {
     console.log(`cargo compiled in the warm builds: pipeline ${[...warm.compiled].join(', ') || 'nothing'}; bare ${[...warm.bareCompiled].join(', ') || 'nothing'}`);
     console.log('(optimization off in these pipeline runs: the comparison is the build; the client follows the log stream as `kiln deploy` does)');
     warm.phases.print(warmBare);
+    console.log(`CPU of this process (client, API, worker; not the sandboxed cargo) per warm build: pipeline median ${median(warm.pipelineCpu).toFixed(0)} ms, bare ${median(warm.bareCpu).toFixed(0)} ms`);
     await printOptimizeReuse(last, () => pipelineOnce(undefined));
   } finally {
     await worker.stop();
