@@ -13,10 +13,10 @@
  * dir's target/).
  *
  * The client waits as `kiln deploy` does, on the build's log stream (pushed,
- * not polled). The warm pipeline builds are broken down per phase (upload,
- * queue, each worker stage, the worker's time outside stages, the client
- * seeing the end), and the build log says what cargo compiled, so one sees
- * where the overhead goes. The ratio series turn optimization off (the
+ * not polled). The warm pipeline builds are broken down per phase (client
+ * pack and POST, queue, claim, each worker stage, after the last stage, the
+ * client seeing the end), the build log says what cargo compiled, and this
+ * process's CPU is counted per build, so one sees where the overhead goes. The ratio series turn optimization off (the
  * comparison is the build); a last pair of builds with the defaults, of the
  * same source twice, shows what the optimize stage costs in a warm build and
  * whether its result is reused by input hash (decision 0019).
