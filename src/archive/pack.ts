@@ -19,9 +19,16 @@
  *    directory is refused (copying a directory link could loop or duplicate
  *    trees: replace it with the files);
  *  - sockets, FIFOs and devices are refused.
+ *
+ * The directory is read with synchronous calls: packing runs in the CLI
+ * (`kiln deploy`), which has nothing else to do meanwhile, and a source tree
+ * with a vendor/ directory means hundreds of small reads, each of which would
+ * otherwise wait for a thread-pool round trip. gzip runs at level 6, zlib's
+ * default: on a vendored Rust filter (1.4 MB of tar) level 9 took ~2.8× the
+ * CPU for an archive 0.9% smaller.
  */
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, readdir, realpath, stat } from 'node:fs/promises';
+import { closeSync, constants, lstatSync, openSync, readdirSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -67,6 +74,8 @@ export class PackRefusedError extends UserError {
 }
 
 export const PACK_MTIME = new Date('1980-01-01T00:00:00Z');
+/** zlib's default: see the header. */
+const GZIP_LEVEL = 6;
 const ALWAYS_SKIPPED: ReadonlySet<string> = new Set(['.git', 'node_modules']);
 
 interface PlannedItem {
@@ -82,7 +91,7 @@ export async function packDirectory(dir: string, options: PackOptions = {}): Pro
   const root = await realpath(dir);
   if (!(await stat(root)).isDirectory()) throw new PackRefusedError('invalid_path', 'not a directory', dir);
   const planner = new Planner(root, limits, options.ignore ?? (() => false));
-  await planner.walk(root, '');
+  planner.walk(root, '');
   return writeArchive(planner.items, limits);
 }
 
@@ -95,40 +104,40 @@ class Planner {
     private readonly ignore: NonNullable<PackOptions['ignore']>,
   ) {}
 
-  async walk(absolute: string, relative: string): Promise<void> {
-    const names = (await readdir(absolute)).sort();
+  walk(absolute: string, relative: string): void {
+    const names = readdirSync(absolute).sort();
     for (const name of names) {
       const childRel = relative === '' ? name : `${relative}/${name}`;
-      await this.visit(join(absolute, name), childRel, name, names);
+      this.visit(join(absolute, name), childRel, name, names);
     }
   }
 
-  private async visit(absolute: string, relPath: string, name: string, siblings: string[]): Promise<void> {
-    const stats = await lstat(absolute);
+  private visit(absolute: string, relPath: string, name: string, siblings: string[]): void {
+    const stats = lstatSync(absolute);
     if (stats.isDirectory()) {
       if (isBuildOutput(name, relPath, siblings) || this.ignore(relPath, 'directory')) return;
       this.add({ relPath, kind: 'directory', source: absolute, executable: false });
-      await this.walk(absolute, relPath);
+      this.walk(absolute, relPath);
     } else if (stats.isFile()) {
       if (!this.ignore(relPath, 'file')) this.add({ relPath, kind: 'file', source: absolute, executable: isExecutable(stats) });
     } else if (stats.isSymbolicLink()) {
-      if (!this.ignore(relPath, 'file')) this.add(await this.resolveLink(absolute, relPath));
+      if (!this.ignore(relPath, 'file')) this.add(this.resolveLink(absolute, relPath));
     } else {
       throw new PackRefusedError('special_file', 'sockets, FIFOs and devices cannot be packed', relPath);
     }
   }
 
-  private async resolveLink(absolute: string, relPath: string): Promise<PlannedItem> {
+  private resolveLink(absolute: string, relPath: string): PlannedItem {
     let target: string;
     try {
-      target = await realpath(absolute);
+      target = realpathSync(absolute);
     } catch {
       throw new PackRefusedError('dangling_symlink', 'symbolic link points to nothing', relPath);
     }
     if (!target.startsWith(this.root + sep)) {
       throw new PackRefusedError('symlink_outside', `symbolic link points outside the directory (to ${target})`, relPath);
     }
-    const stats = await stat(target);
+    const stats = statSync(target);
     if (!stats.isFile()) throw new PackRefusedError('directory_symlink', 'symbolic link to something other than a regular file; replace it with a copy', relPath);
     return { relPath, kind: 'file', source: target, executable: isExecutable(stats) };
   }
@@ -166,7 +175,7 @@ async function writeArchive(items: PlannedItem[], limits: Readonly<ArchiveLimits
       callback(tooLarge ? new PackRefusedError('archive_too_large', `the archive exceeds ${limits.maxCompressedBytes} bytes compressed`) : null);
     },
   });
-  const finished = pipeline(Readable.from(tar), createGzip({ level: 9 }), collect);
+  const finished = pipeline(Readable.from(tar), createGzip({ level: GZIP_LEVEL }), collect);
   try {
     const bytes = await addEntries(tar, items, limits);
     tar.finalize();
@@ -190,7 +199,7 @@ async function addEntries(tar: Pack, items: PlannedItem[], limits: Readonly<Arch
       await addEntry(tar, { name: `${item.relPath}/`, type: 'directory', mode: 0o755 });
       continue;
     }
-    const content = await readRegularFile(item.source);
+    const content = readRegularFile(item.source);
     checkSizes(item.relPath, content.length, (total += content.length), limits);
     await addEntry(tar, { name: item.relPath, type: 'file', mode: item.executable ? 0o755 : 0o644 }, content);
   }
@@ -198,12 +207,12 @@ async function addEntries(tar: Pack, items: PlannedItem[], limits: Readonly<Arch
 }
 
 /** Never through a symlink: `source` is a regular file or a link's resolved target. */
-async function readRegularFile(path: string): Promise<Buffer> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+function readRegularFile(path: string): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
-    return await handle.readFile();
+    return readFileSync(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

@@ -24,7 +24,7 @@
  * and the build falls back to the tarball.
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, lutimesSync, readdirSync } from 'node:fs';
 import { chmod, copyFile, lstat, lutimes, mkdir, readdir, readFile, readlink, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../errors.ts';
@@ -263,7 +263,8 @@ async function copyChildren(from: string, to: string, tally: Tally, options: { m
       } else {
         throw new Error(`${JSON.stringify(entry.name)} is neither a directory, a regular file nor a symbolic link`);
       }
-      if (options.stampAt) await lutimes(target, options.stampAt, options.stampAt);
+      // Only a hand-over stamps, and its destination is the job's volume (a tmpfs): a memory operation, no thread-pool round trip.
+      if (options.stampAt) lutimesSync(target, options.stampAt, options.stampAt);
     }),
   );
 }
@@ -277,27 +278,26 @@ async function settleAll(work: Array<Promise<void>>): Promise<void> {
 /**
  * The upload's files get `now`, keyed source directories (vendor/) `now -
  * 20 s`: the same times as the sandboxed restore, so cargo decides the same.
+ * Synchronous: the upload is in the job's volume (a tmpfs), where these are
+ * memory operations, and a vendor/ tree means hundreds of them.
  */
 async function stampSources(jobDir: string, now: Date, times: RestoreTimes): Promise<void> {
   const sourceDir = join(jobDir, 'src');
   const keyed = new Set(times.keyedSourceDirectories.map((name) => join(sourceDir, name)));
-  await stampTree(sourceDir, now, keyed);
+  stampTree(sourceDir, now, keyed);
   const older = new Date(now.getTime() - 20_000);
   for (const directory of keyed) {
-    if ((await lstat(directory).catch(() => undefined))?.isDirectory() === true) await stampTree(directory, older, new Set());
+    if ((await lstat(directory).catch(() => undefined))?.isDirectory() === true) stampTree(directory, older, new Set());
   }
 }
 
 /** lutimes on `directory` and everything below it but `pruned`, never following a link. */
-async function stampTree(directory: string, at: Date, pruned: ReadonlySet<string>): Promise<void> {
-  const entries = await readdir(directory, { withFileTypes: true });
-  await Promise.all(
-    entries.map(async (entry) => {
-      const path = join(directory, entry.name);
-      if (pruned.has(path)) return;
-      if (entry.isDirectory()) await stampTree(path, at, pruned);
-      else await lutimes(path, at, at);
-    }),
-  );
-  await lutimes(directory, at, at);
+function stampTree(directory: string, at: Date, pruned: ReadonlySet<string>): void {
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    const path = join(directory, entry.name);
+    if (pruned.has(path)) continue;
+    if (entry.isDirectory()) stampTree(path, at, pruned);
+    else lutimesSync(path, at, at);
+  }
+  lutimesSync(directory, at, at);
 }

@@ -405,6 +405,21 @@ describe('extraction into the destination', () => {
     await assertOutsideUntouched(where);
   });
 
+  it('gives files 0644/0755 and directories 0755 whatever the process umask', async () => {
+    const where = await scene('upload.tar.gz', await tarGz([
+      { name: 'emptydir', type: 'directory' },
+      ...Object.entries(validFiles).map(([name, file]) => ({ name, content: file.content, mode: file.executable ? 0o755 : 0o644 })),
+    ]));
+    // A umask that would strip group and other bits from everything created.
+    const previous = process.umask(0o077);
+    try {
+      await extractArchive(where.archive, where.dest);
+    } finally {
+      process.umask(previous);
+    }
+    await assertExtracted(where.dest);
+  });
+
   it('creates destDir when it does not exist', async () => {
     const where = await scene('upload.zip', buildZip([{ name: 'a/b.txt', content: Buffer.from('b') }]));
     const nested = join(where.dest, 'x', 'y');
