@@ -1,0 +1,185 @@
+/**
+ * Sending an owner's next call ahead onto the slot its running call holds
+ * (decision 0043), in units: the scheduler's leases granted ahead (one per
+ * slot, only while no other owner waits, recalled when one does or when the
+ * call's queue wait ends) and the runner's SlotLine (one call at a time per
+ * slot, the waiting one started as the running one settles, dropped on
+ * recall). The same paths end to end are in runners.test.ts (busy loops,
+ * refusals, another owner's calls), which runs with sending ahead on.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PlatformError } from '../../src/errors.ts';
+import { RECALLED_CODE } from '../../src/testbed/runner/messages.ts';
+import { SlotLine } from '../../src/testbed/runner/runner.ts';
+import type { FairShareLimits, Lease } from '../../src/testbed/runner/scheduler.ts';
+import { SlotScheduler, TestbedLimitError } from '../../src/testbed/runner/scheduler.ts';
+
+const LIMITS: FairShareLimits = { ownerSlots: 1, ownerQueue: 3, queueWaitMs: 60_000, ownerRate: 1_000, ownerBurst: 1_000 };
+const AHEAD = { sendAhead: true };
+
+function scheduler(limits: Partial<FairShareLimits> = {}, slots = 2): SlotScheduler {
+  const s = new SlotScheduler({ ...LIMITS, ...limits });
+  s.addSlots(Array.from({ length: slots }, (_, slot) => ({ runner: 1, slot })));
+  return s;
+}
+
+/** The lease if granted within a few event-loop turns, else 'waiting'. */
+async function state(promise: Promise<Lease>): Promise<Lease | 'waiting'> {
+  return Promise.race([promise, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 20))]);
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(error: Error): void } {
+  let resolve: (value: T) => void = () => undefined;
+  let reject: (error: Error) => void = () => undefined;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe('calls sent ahead (scheduler)', () => {
+  it("grants an owner's next call ahead on the slot it holds, one per slot, and hands the slot on when the holder ends", async () => {
+    const s = scheduler();
+    const first = await s.acquire('a', 'x', AHEAD);
+    assert.equal(first.ahead, false);
+    const second = await state(s.acquire('a', 'x', AHEAD));
+    assert.ok(second !== 'waiting', 'the second call is granted at once');
+    assert.equal(second.ahead, true);
+    assert.deepEqual({ runner: second.runner, slot: second.slot }, { runner: first.runner, slot: first.slot }, 'on the slot the owner holds, never on the free one');
+    const thirdPromise = s.acquire('a', 'x', AHEAD);
+    assert.equal(await state(thirdPromise), 'waiting', 'one call ahead per slot; the rest queue');
+    assert.deepEqual(s.usage(), { a: { running: 1, queued: 2 } }, 'a call ahead counts as queued');
+    first.release();
+    assert.equal(second.ahead, false, 'the call ahead now holds the slot');
+    const third = await state(thirdPromise);
+    assert.ok(third !== 'waiting');
+    assert.equal(third.ahead, true, 'the next queued call goes ahead behind the new holder');
+    assert.equal(third.slot, first.slot);
+    second.release();
+    third.release();
+    assert.deepEqual(s.usage(), {});
+  });
+
+  it('counts calls ahead against the owner queue: the same number of calls is refused as without', async () => {
+    const s = scheduler({ ownerQueue: 1 });
+    const held = await s.acquire('a', 'x', AHEAD);
+    const ahead = await s.acquire('a', 'x', AHEAD);
+    assert.throws(() => s.acquire('a', 'x', AHEAD), (error: unknown) => error instanceof TestbedLimitError && error.code === 'owner_concurrency_limit');
+    held.release();
+    ahead.release();
+  });
+
+  it('recalls calls ahead when another owner has to wait, so the freed slot goes round robin', async () => {
+    const s = scheduler({}, 1);
+    const held = await s.acquire('a', 'x', AHEAD);
+    const ahead = await s.acquire('a', 'x', AHEAD);
+    let recalls = 0;
+    ahead.onRecall(() => recalls++);
+    const other = s.acquire('b', 'y', AHEAD);
+    assert.equal(recalls, 1, 'the runner is asked to take the call back');
+    assert.equal(ahead.recalled, 'yield');
+    // The runner dropped it (it had not started): its caller releases it and queues it again.
+    ahead.release();
+    const requeued = s.acquire('a', 'x', { ...AHEAD, requeue: { waitMs: 60_000 } });
+    held.release();
+    const granted = await state(other);
+    assert.ok(granted !== 'waiting', "the other owner's call gets the slot first");
+    assert.equal(granted.ownerId, 'b');
+    assert.equal(await state(requeued), 'waiting', 'not ahead behind another owner');
+    granted.release();
+    const again = await state(requeued);
+    assert.ok(again !== 'waiting');
+    again.release();
+  });
+
+  it('recalls a call ahead whose queue wait ends before it became the holder, with the refusal the queue gives', async () => {
+    const s = scheduler({ queueWaitMs: 20 }, 1);
+    const held = await s.acquire('a', 'x', AHEAD);
+    const ahead = await s.acquire('a', 'x', AHEAD);
+    const recalled = deferred<void>();
+    ahead.onRecall(() => recalled.resolve());
+    await recalled.promise;
+    assert.ok(ahead.recalled instanceof TestbedLimitError);
+    assert.equal(ahead.recalled.code, 'owner_concurrency_limit');
+    ahead.release();
+    held.release();
+    assert.deepEqual(s.usage(), {});
+  });
+
+  it('keeps the slot held when a recalled call ahead had already started (the holder ended first)', async () => {
+    const s = scheduler({}, 1);
+    const held = await s.acquire('a', 'x', AHEAD);
+    const ahead = await s.acquire('a', 'x', AHEAD);
+    const other = s.acquire('b', 'y', AHEAD);
+    held.release();
+    assert.equal(ahead.ahead, false, 'it holds the slot: the runner may be running it');
+    assert.equal(await state(other), 'waiting');
+    ahead.release();
+    const granted = await state(other);
+    assert.ok(granted !== 'waiting');
+    granted.release();
+  });
+
+  it('never sends ahead without the option (the scheduler as before)', async () => {
+    const s = scheduler();
+    const held = await s.acquire('a', 'x');
+    assert.equal(await state(s.acquire('a', 'x')), 'waiting');
+    held.release();
+  });
+});
+
+describe('a slot line on the runner', () => {
+  it('runs one call at a time and starts the waiting one as soon as the running one settles', async () => {
+    const line = new SlotLine();
+    const order: string[] = [];
+    const first = deferred<string>();
+    const one = line.run(1, () => {
+      order.push('start 1');
+      return first.promise;
+    });
+    const two = line.run(2, async () => {
+      order.push('start 2');
+      return 'two';
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(order, ['start 1'], 'the second waits');
+    await assert.rejects(
+      line.run(3, async () => 'three'),
+      (error: unknown) => error instanceof PlatformError && error.code === 'runner_slot_busy',
+    );
+    first.resolve('one');
+    assert.equal(await one, 'one');
+    assert.equal(await two, 'two');
+    assert.deepEqual(order, ['start 1', 'start 2']);
+  });
+
+  it('starts the waiting call after a failed one too', async () => {
+    const line = new SlotLine();
+    const failing = line.run(1, async () => {
+      throw new Error('trap');
+    });
+    const next = line.run(2, async () => 'ran');
+    await assert.rejects(failing, /trap/);
+    assert.equal(await next, 'ran');
+  });
+
+  it('drops a recalled call that has not started, and ignores a recall for one that has', async () => {
+    const line = new SlotLine();
+    const first = deferred<string>();
+    let started = false;
+    const one = line.run(1, () => first.promise);
+    const two = line.run(2, async () => {
+      started = true;
+      return 'two';
+    });
+    line.recall(1);
+    line.recall(2);
+    await assert.rejects(two, (error: unknown) => error instanceof PlatformError && error.code === RECALLED_CODE);
+    first.resolve('one');
+    assert.equal(await one, 'one');
+    assert.equal(started, false);
+    assert.equal(await line.run(3, async () => 'three'), 'three', 'the slot is free again');
+  });
+});
