@@ -4,16 +4,24 @@
  * slot, only while no other owner waits, recalled when one does or when the
  * call's queue wait ends) and the runner's SlotLine (one call at a time per
  * slot, the waiting one started as the running one settles, dropped on
- * recall). The same paths end to end are in runners.test.ts (busy loops,
- * refusals, another owner's calls), which runs with sending ahead on.
+ * recall); then end to end through the API and a runner process: a call
+ * sent ahead behind its owner's busy loop is taken back when another owner
+ * has to wait (that owner runs first, the call still succeeds), and is
+ * refused when its queue wait ends. runners.test.ts (busy loops, refusals,
+ * another owner's calls) runs with sending ahead on as well.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { PlatformError } from '../../src/errors.ts';
 import { RECALLED_CODE } from '../../src/testbed/runner/messages.ts';
 import { SlotLine } from '../../src/testbed/runner/runner.ts';
 import type { FairShareLimits, Lease } from '../../src/testbed/runner/scheduler.ts';
 import { SlotScheduler, TestbedLimitError } from '../../src/testbed/runner/scheduler.ts';
+import { call, startTestKiln } from '../support/kiln.ts';
+import type { TestKiln } from '../support/kiln.ts';
+import { publish } from './support.ts';
+import type { Json } from './support.ts';
+import { wat } from './wat.ts';
 
 const LIMITS: FairShareLimits = { ownerSlots: 1, ownerQueue: 3, queueWaitMs: 60_000, ownerRate: 1_000, ownerBurst: 1_000 };
 const AHEAD = { sendAhead: true };
@@ -183,3 +191,87 @@ describe('a slot line on the runner', () => {
     assert.equal(await line.run(3, async () => 'three'), 'three', 'the slot is free again');
   });
 });
+
+const OK_FUNCTION = wat(`(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "ok")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 2))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+
+const BUSY_FUNCTION = wat('(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))');
+
+/** One runner with one slot: every call of every owner goes through the same worker thread. */
+function oneSlotEnv(queueWaitMs: number): Record<string, string> {
+  return { KILN_TESTBED_RUNNERS: '1', KILN_TESTBED_WORKERS: '1', KILN_TESTBED_SPARES: '1', KILN_TESTBED_OWNER_SLOTS: '1', KILN_TESTBED_OWNER_QUEUE: '4', KILN_TESTBED_QUEUE_WAIT_MS: String(queueWaitMs), KILN_TESTBED_PREWARM: '1', KILN_TESTBED_SEND_AHEAD: '1' };
+}
+
+for (const scenario of [
+  { name: 'another owner waits', queueWaitMs: 20_000, busyMs: 1_000 },
+  { name: 'the queue wait ends', queueWaitMs: 300, busyMs: 2_500 },
+]) {
+  describe(`a call sent ahead behind a busy loop, when ${scenario.name} (one slot, a runner process)`, { timeout: 120_000 }, () => {
+    let t: TestKiln;
+    let bobToken: string;
+    let okId: string;
+    let busyId: string;
+    let bobOkId: string;
+    const invoke = (token: string, id: string, json: unknown = {}) => call<Json>(t.url, 'POST', `/v1/versions/${id}/invoke`, { token, json });
+
+    async function waitForUsage(check: (owners: Record<string, { running: number; queued: number }>) => boolean, what: string): Promise<void> {
+      for (let i = 0; i < 400; i++) {
+        const listing = await call<Json>(t.url, 'GET', '/v1/testbed/runners', { token: t.adminToken });
+        if (listing.body.slots === 1 && check(listing.body.owners)) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.fail(`gave up waiting for ${what}`);
+    }
+
+    before(async () => {
+      t = await startTestKiln({ env: oneSlotEnv(scenario.queueWaitMs) });
+      okId = await publish(t, OK_FUNCTION, { kind: 'wasi-command' });
+      busyId = await publish(t, BUSY_FUNCTION, { kind: 'wasi-command' });
+      bobToken = (await call<Json>(t.url, 'POST', '/v1/owners', { token: t.adminToken, json: { name: 'bob' } })).body.token;
+      bobOkId = await publish({ ...t, ownerToken: bobToken }, OK_FUNCTION, { kind: 'wasi-command' });
+      // Both modules compiled on the runner, so what follows waits only for the busy loop.
+      assert.equal((await invoke(t.ownerToken, okId)).body.outcome, 'ok');
+      assert.equal((await invoke(bobToken, bobOkId)).body.outcome, 'ok');
+    });
+
+    after(async () => {
+      await t?.close();
+    });
+
+    it(scenario.name === 'another owner waits' ? "is taken back and runs after the other owner's call" : 'is taken back and refused like a queued call', async () => {
+      const finished: string[] = [];
+      const track = (name: string, answer: Promise<{ status: number; body: Json }>) =>
+        answer.then((result) => {
+          finished.push(name);
+          return result;
+        });
+      const busy = track('busy', invoke(t.ownerToken, busyId, { limits: { timeoutMs: scenario.busyMs } }));
+      await waitForUsage((owners) => Object.values(owners).some((o) => o.running === 1), 'the busy loop to hold the slot');
+      const ahead = track('ahead', invoke(t.ownerToken, okId));
+      await waitForUsage((owners) => Object.values(owners).some((o) => o.running === 1 && o.queued === 1), 'the next call to be sent ahead');
+      if (scenario.name === 'another owner waits') {
+        const bob = track('bob', invoke(bobToken, bobOkId));
+        const [busyResult, aheadResult, bobResult] = await Promise.all([busy, ahead, bob]);
+        assert.equal(busyResult.body.outcome, 'timeout', JSON.stringify(busyResult.body));
+        assert.equal(bobResult.body.outcome, 'ok', JSON.stringify(bobResult.body));
+        assert.equal(aheadResult.status, 200, JSON.stringify(aheadResult.body));
+        assert.equal(aheadResult.body.outcome, 'ok', 'taken back and queued again, then run: not an error');
+        assert.deepEqual(finished, ['busy', 'bob', 'ahead'], "the slot the busy loop freed went to the other owner's waiting call first");
+      } else {
+        const refused = await ahead;
+        assert.deepEqual(finished, ['ahead'], 'refused while the busy loop still runs');
+        assert.equal(refused.status, 429, JSON.stringify(refused.body));
+        assert.equal(refused.body.error.code, 'owner_concurrency_limit');
+        assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+        assert.equal((await busy).body.outcome, 'timeout');
+        assert.equal((await invoke(t.ownerToken, okId)).body.outcome, 'ok', 'the slot is usable again');
+      }
+    });
+  });
+}
