@@ -26,9 +26,12 @@ import { wat } from './wat.ts';
 const LIMITS: FairShareLimits = { ownerSlots: 1, ownerQueue: 3, queueWaitMs: 60_000, ownerRate: 1_000, ownerBurst: 1_000 };
 const AHEAD = { sendAhead: true };
 
-function scheduler(limits: Partial<FairShareLimits> = {}, slots = 2): SlotScheduler {
+function scheduler(limits: Partial<FairShareLimits> = {}, slots = 2, sendAhead = true): SlotScheduler {
   const s = new SlotScheduler({ ...LIMITS, ...limits });
-  s.addSlots(Array.from({ length: slots }, (_, slot) => ({ runner: 1, slot })));
+  s.addSlots(
+    Array.from({ length: slots }, (_, slot) => ({ runner: 1, slot })),
+    { sendAhead },
+  );
   return s;
 }
 
@@ -135,6 +138,18 @@ describe('calls sent ahead (scheduler)', () => {
     const held = await s.acquire('a', 'x');
     assert.equal(await state(s.acquire('a', 'x')), 'waiting');
     held.release();
+  });
+
+  it('never sends ahead to a runner that did not say it keeps calls sent ahead (an older remote runner)', async () => {
+    const s = scheduler({}, 2, false);
+    const held = await s.acquire('a', 'x', AHEAD);
+    const next = s.acquire('a', 'x', AHEAD);
+    assert.equal(await state(next), 'waiting');
+    held.release();
+    const granted = await state(next);
+    assert.ok(granted !== 'waiting');
+    assert.equal(granted.ahead, false);
+    granted.release();
   });
 });
 

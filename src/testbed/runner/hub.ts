@@ -186,7 +186,10 @@ export class RunnerHub {
     // The slots are offered once the settings are on their way (the runner queues calls until it has them).
     setImmediate(() => {
       if (peer.closed) return;
-      this.scheduler.addSlots(Array.from({ length: info.slots }, (_, slot) => ({ runner: info.id, slot })));
+      this.scheduler.addSlots(
+        Array.from({ length: info.slots }, (_, slot) => ({ runner: info.id, slot })),
+        { sendAhead: hello.sendAhead === true },
+      );
       for (const listener of this.joinListeners) listener(info);
     });
     return toWireConfig(this.config);

@@ -17,6 +17,8 @@ export interface RunnerHello {
   /** Execution kinds it can run (see dispatch in runner.ts). */
   kinds: string[];
   name: string;
+  /** It keeps a call sent ahead on its main thread until the slot's running call ends, and honours recalls (decision 0043). */
+  sendAhead?: boolean;
 }
 
 /** The test bed settings the API hands every runner (URLs as text: they cross by structured clone). */

@@ -100,7 +100,7 @@ export interface RunningRunner {
 
 /** Introduces the runner, takes the API's settings, and serves calls until the connection ends. */
 export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<RunningRunner> {
-  const hello: RunnerHello = { slots: options.slots, pid: process.pid, kinds: Object.keys(EXECUTORS), name: options.name };
+  const hello: RunnerHello = { slots: options.slots, pid: process.pid, kinds: Object.keys(EXECUTORS), name: options.name, sendAhead: true };
   // Handlers exist before the settings arrive: a call may follow the settings in the same chunk.
   let resolveSlots: (slots: Slots) => void = () => undefined;
   const ready = new Promise<Slots>((resolve) => (resolveSlots = resolve));

@@ -154,6 +154,8 @@ export class SlotScheduler {
   private readonly gone = new Set<number>();
   /** Owners' leases holding a slot (the ones a call may be sent ahead behind). */
   private readonly held = new Set<SlotLease>();
+  /** Runners that said they keep calls sent ahead (RunnerHello.sendAhead). */
+  private readonly sendsAhead = new Set<number>();
 
   constructor(private readonly limits: FairShareLimits) {}
 
@@ -162,7 +164,9 @@ export class SlotScheduler {
     return this.total;
   }
 
-  addSlots(slots: SlotRef[]): void {
+  /** `sendAhead`: the runner of these slots keeps a call sent ahead until the running one ends (one that does not say so never gets one). */
+  addSlots(slots: SlotRef[], options: { sendAhead?: boolean } = {}): void {
+    if (options.sendAhead) for (const slot of slots) this.sendsAhead.add(slot.runner);
     this.total += slots.length;
     this.free.push(...slots);
     this.pump();
@@ -171,6 +175,7 @@ export class SlotScheduler {
   /** A runner went away: its free slots vanish; held ones are not returned by their leases. */
   removeRunner(runner: number, slotCount: number): void {
     this.gone.add(runner);
+    this.sendsAhead.delete(runner);
     this.total -= slotCount;
     for (let i = this.free.length - 1; i >= 0; i--) if (this.free[i]?.runner === runner) this.free.splice(i, 1);
   }
@@ -322,7 +327,7 @@ export class SlotScheduler {
     for (const holder of this.held) {
       const waiter = owner.queue[0];
       if (!waiter?.sendAhead) return;
-      if (holder.ownerId !== ownerId || holder.next || holder.state !== 'holding') continue;
+      if (holder.ownerId !== ownerId || holder.next || holder.state !== 'holding' || !this.sendsAhead.has(holder.runner)) continue;
       owner.queue.shift();
       clearTimeout(waiter.timer);
       if (owner.queue.length === 0) this.leaveTurn(ownerId);
