@@ -18,7 +18,7 @@ import { SlotLine } from '../../src/testbed/runner/runner.ts';
 import type { FairShareLimits, Lease } from '../../src/testbed/runner/scheduler.ts';
 import { SlotScheduler, TestbedLimitError } from '../../src/testbed/runner/scheduler.ts';
 import { call, startTestKiln } from '../support/kiln.ts';
-import type { TestKiln } from '../support/kiln.ts';
+import type { ApiAnswer, TestKiln } from '../support/kiln.ts';
 import { publish } from './support.ts';
 import type { Json } from './support.ts';
 import { wat } from './wat.ts';
@@ -261,7 +261,7 @@ for (const scenario of [
 
     it(scenario.name === 'another owner waits' ? "is taken back and runs after the other owner's call" : 'is taken back and refused like a queued call', async () => {
       const finished: string[] = [];
-      const track = (name: string, answer: Promise<{ status: number; body: Json }>) =>
+      const track = (name: string, answer: Promise<ApiAnswer<Json>>) =>
         answer.then((result) => {
           finished.push(name);
           return result;
