@@ -119,6 +119,23 @@ describe('calls sent ahead (scheduler)', () => {
     assert.deepEqual(s.usage(), {});
   });
 
+  it('counts the queue wait of a call that goes ahead from when it was queued, not from when it went ahead', async () => {
+    const s = scheduler({ queueWaitMs: 300 }, 1);
+    const held = await s.acquire('a', 'x', AHEAD);
+    const ahead = await s.acquire('a', 'x', AHEAD);
+    const queued = s.acquire('a', 'x', AHEAD);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    held.release();
+    const third = await queued;
+    assert.equal(third.ahead, true, 'it went ahead 200 ms into its 300 ms wait');
+    const recalled = new Promise<'recalled'>((resolve) => third.onRecall(() => resolve('recalled')));
+    // What is left of its wait is about 100 ms; a fresh wait would last 300.
+    const first = await Promise.race([recalled, new Promise<'fresh wait'>((resolve) => setTimeout(() => resolve('fresh wait'), 250))]);
+    assert.equal(first, 'recalled');
+    third.release();
+    ahead.release();
+  });
+
   it('keeps the slot held when a recalled call ahead had already started (the holder ended first)', async () => {
     const s = scheduler({}, 1);
     const held = await s.acquire('a', 'x', AHEAD);

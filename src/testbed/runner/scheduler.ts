@@ -81,6 +81,8 @@ interface Waiter {
   ownerId: string;
   affinity: string;
   sendAhead: boolean;
+  /** When its queue wait ends (performance.now() clock): a call sent ahead keeps what is left of it. */
+  waitEndsAt: number;
   grant(lease: Lease): void;
   fail(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
@@ -191,14 +193,16 @@ export class SlotScheduler {
     if (!options.requeue && owner.queue.length + owner.ahead >= this.limits.ownerQueue) {
       throw this.concurrencyError(owner);
     }
+    const waitMs = options.requeue?.waitMs ?? this.limits.queueWaitMs;
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         ownerId,
         affinity,
         sendAhead: options.sendAhead === true,
+        waitEndsAt: performance.now() + waitMs,
         grant: resolve,
         fail: reject,
-        timer: setTimeout(() => this.expire(waiter), options.requeue?.waitMs ?? this.limits.queueWaitMs),
+        timer: setTimeout(() => this.expire(waiter), waitMs),
       };
       if (options.requeue) owner.queue.unshift(waiter);
       else owner.queue.push(waiter);
@@ -336,7 +340,7 @@ export class SlotScheduler {
       holder.next = lease;
       owner.ahead++;
       // The queue wait goes on: a call not started within it is taken back and refused, as in the queue.
-      lease.timer = setTimeout(() => lease.recall(this.concurrencyError(owner)), this.limits.queueWaitMs);
+      lease.timer = setTimeout(() => lease.recall(this.concurrencyError(owner)), Math.max(0, waiter.waitEndsAt - performance.now()));
       waiter.grant(lease);
     }
   }
