@@ -27,6 +27,8 @@ export interface TestbedConfig {
   queueWaitMs: number;
   ownerRate: number;
   ownerBurst: number;
+  /** An owner's next call may wait on its runner behind the owner's running call on the same slot (decision 0043). */
+  sendAhead: boolean;
   /** Start the workers with the API instead of on the first invocation. */
   prewarm: boolean;
   /** Guest time per invocation by default, and the most a request may ask for. */
@@ -110,6 +112,12 @@ export const TESTBED_SETTINGS = {
   queueWaitMs: int('KILN_TESTBED_QUEUE_WAIT_MS', 'queueWaitMs', 10_000, 10, undefined, 'How long a call may wait for a slot, ms'),
   ownerRate: int('KILN_TESTBED_OWNER_RATE', 'ownerRate', 5_000, 1, undefined, 'Calls per second one owner may start'),
   ownerBurst: int('KILN_TESTBED_OWNER_BURST', 'ownerBurst', 1_000, 1, undefined, 'Burst above the owner rate'),
+  sendAhead: booleanSetting({
+    env: 'KILN_TESTBED_SEND_AHEAD',
+    key: 'testbed.sendAhead',
+    fallback: true,
+    description: "Send an owner's next call to the slot its running call holds, to start there when that one ends, while no other owner waits (decision 0043)",
+  }),
   prewarm: booleanSetting({ env: 'KILN_TESTBED_PREWARM', key: 'testbed.prewarm', fallback: false, defaultText: 'true under `kiln serve`, else false', description: 'Start the runner threads with the API instead of on the first call' }),
   timeoutMs: int('KILN_TESTBED_TIMEOUT_MS', 'timeoutMs', 2_000, 10, undefined, 'Guest time per call by default, ms'),
   maxTimeoutMs: int('KILN_TESTBED_MAX_TIMEOUT_MS', 'maxTimeoutMs', 10_000, 10, undefined, 'The most guest time a request may ask for, ms (never below the default)'),
@@ -174,6 +182,7 @@ export function testbedConfigFrom(reader: SettingReader): TestbedConfig {
     queueWaitMs: read(s.queueWaitMs),
     ownerRate: read(s.ownerRate),
     ownerBurst: read(s.ownerBurst),
+    sendAhead: read(s.sendAhead),
     prewarm: read(s.prewarm),
     timeoutMs,
     maxTimeoutMs: Math.max(timeoutMs, read(s.maxTimeoutMs)),

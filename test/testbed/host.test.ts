@@ -240,6 +240,33 @@ describe('test bed host', () => {
       assert.equal(result.exitCode, 31, 'argc 3, one environment variable');
     });
 
+    it('joins several writes into one output and cuts it at maxOutputBytes, marked truncated', async () => {
+      // Writes 700 bytes of "a" and then 700 of "b" to stdout: 1,400 bytes against a cap of 1,024.
+      const twice = wat(`(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+          (memory.fill (i32.const 1000) (i32.const 97) (i32.const 700))
+          (memory.fill (i32.const 2000) (i32.const 98) (i32.const 700))
+          (i32.store (i32.const 0) (i32.const 1000))
+          (i32.store (i32.const 4) (i32.const 700))
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+          (i32.store (i32.const 0) (i32.const 2000))
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+      const small = new Testbed({ ...loadTestbedConfig({}), workers: 1, spares: 0, maxOutputBytes: 1024 });
+      try {
+        const result = await small.invokeFunction(artifact(twice), { ownerId: 'owner-1', stdin: new Uint8Array(0), args: ['twice'], env: {} });
+        assert.equal(result.outcome, 'ok', result.message);
+        assert.equal(text(result.stdout), 'a'.repeat(700) + 'b'.repeat(324));
+        assert.equal(result.stdoutTruncated, true);
+        assert.equal(result.stdout.byteLength, result.stdout.buffer.byteLength, 'the output is its own buffer, not a slice of a larger one');
+        assert.equal(result.stderrTruncated, false);
+        assert.equal(result.stderr.length, 0);
+      } finally {
+        await small.close();
+      }
+    });
+
     it('keeps output written before a trap, and reports a loop as a timeout', async () => {
       const trapping = wat(`(module
         (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))

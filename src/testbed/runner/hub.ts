@@ -10,9 +10,9 @@ import type { AppKind } from '../../wasm/kind.ts';
 import type { TestbedConfig } from '../config.ts';
 import { Lru } from '../lru.ts';
 import type { ArtifactRef } from '../modules.ts';
-import type { Assignment, CompileOrder, RunnerCall, RunnerHello } from './messages.ts';
-import { OPS, toWireConfig } from './messages.ts';
-import type { FairShareLimits } from './scheduler.ts';
+import type { Assignment, CompileOrder, Recall, RunnerCall, RunnerHello } from './messages.ts';
+import { OPS, RECALLED_CODE, toWireConfig } from './messages.ts';
+import type { FairShareLimits, Lease } from './scheduler.ts';
 import { SlotScheduler } from './scheduler.ts';
 import { Peer, PeerClosedError } from './wire.ts';
 
@@ -55,6 +55,7 @@ export class RunnerHub {
   /** Versions being warmed (runIdle), and when that ends. */
   private readonly warming = new Map<string, Promise<void>>();
   private readonly leaveListeners: Array<(info: RunnerInfo, reason: string) => void> = [];
+  private nextTicket = 1;
 
   constructor(
     private readonly config: TestbedConfig,
@@ -92,18 +93,37 @@ export class RunnerHub {
     // it then finds the VM on the slot its version prefers, instead of starting a second one beside it.
     const warming = this.warming.get(affinity);
     if (warming) await warming;
-    const lease = await this.scheduler.acquire(ownerId, affinity);
+    const queuedAt = performance.now();
+    let lease = await this.scheduler.acquire(ownerId, affinity, { sendAhead: this.config.sendAhead });
+    for (;;) {
+      try {
+        return await this.send<T>(lease, artifact, kind, build);
+      } catch (error) {
+        const recalled = isRecall(error) ? lease.recalled : undefined;
+        if (recalled === undefined) throw error;
+        if (recalled !== 'yield') throw recalled;
+      } finally {
+        lease.release();
+      }
+      // Taken back for another owner's turn: first in this owner's queue again, within what is left of its wait.
+      lease = await this.scheduler.acquire(ownerId, affinity, { sendAhead: this.config.sendAhead, requeue: { waitMs: this.config.queueWaitMs - (performance.now() - queuedAt) } });
+    }
+  }
+
+  /** The call on its leased slot; a lease granted ahead can be recalled until its runner starts it. */
+  private async send<T>(lease: Lease, artifact: ArtifactRef, kind: AppKind, build: (assignment: Assignment) => RunnerCall): Promise<T> {
+    const link = this.links.get(lease.runner);
+    if (!link) throw new RunnerLostError('it disconnected just before the call');
+    this.artifacts.set(artifact.sha256, artifact);
+    link.info.calls++;
+    const ticket = this.nextTicket++;
+    const answer = link.peer.request<T>(OPS.call, build({ slot: lease.slot, sha256: artifact.sha256, kind, ticket }));
+    if (lease.ahead) lease.onRecall(() => link.peer.notify(OPS.recall, { slot: lease.slot, ticket } satisfies Recall));
     try {
-      const link = this.links.get(lease.runner);
-      if (!link) throw new RunnerLostError('it disconnected just before the call');
-      this.artifacts.set(artifact.sha256, artifact);
-      link.info.calls++;
-      return await link.peer.request<T>(OPS.call, build({ slot: lease.slot, sha256: artifact.sha256, kind }));
+      return await answer;
     } catch (error) {
       if (error instanceof PeerClosedError) throw new RunnerLostError(error.reason);
       throw error;
-    } finally {
-      lease.release();
     }
   }
 
@@ -121,7 +141,7 @@ export class RunnerHub {
       return undefined;
     }
     this.artifacts.set(artifact.sha256, artifact);
-    const answer = link.peer.request<T>(OPS.call, build({ slot: lease.slot, sha256: artifact.sha256, kind }));
+    const answer = link.peer.request<T>(OPS.call, build({ slot: lease.slot, sha256: artifact.sha256, kind, ticket: this.nextTicket++ }));
     const settled = answer.then(
       () => undefined,
       () => undefined,
@@ -166,7 +186,10 @@ export class RunnerHub {
     // The slots are offered once the settings are on their way (the runner queues calls until it has them).
     setImmediate(() => {
       if (peer.closed) return;
-      this.scheduler.addSlots(Array.from({ length: info.slots }, (_, slot) => ({ runner: info.id, slot })));
+      this.scheduler.addSlots(
+        Array.from({ length: info.slots }, (_, slot) => ({ runner: info.id, slot })),
+        { sendAhead: hello.sendAhead === true },
+      );
       for (const listener of this.joinListeners) listener(info);
     });
     return toWireConfig(this.config);
@@ -177,4 +200,9 @@ export class RunnerHub {
     if (!artifact) throw new PlatformError('runner_unknown_artifact', `no call asked for artifact ${String(sha256)}`);
     return artifact.load();
   }
+}
+
+/** The runner answered that it dropped a call sent ahead before starting it. */
+function isRecall(error: unknown): boolean {
+  return error instanceof PlatformError && error.code === RECALLED_CODE;
 }

@@ -17,6 +17,8 @@ export interface RunnerHello {
   /** Execution kinds it can run (see dispatch in runner.ts). */
   kinds: string[];
   name: string;
+  /** It keeps a call sent ahead on its main thread until the slot's running call ends, and honours recalls (decision 0043). */
+  sendAhead?: boolean;
 }
 
 /** The test bed settings the API hands every runner (URLs as text: they cross by structured clone). */
@@ -27,7 +29,18 @@ export interface Assignment {
   slot: number;
   sha256: string;
   kind: AppKind;
+  /** Names the call for a recall (decision 0043): unique per API connection. */
+  ticket: number;
 }
+
+/** API → runner, one-way: a call sent ahead (OPS.recall) that has not started is answered `runner_call_recalled` instead. */
+export interface Recall {
+  slot: number;
+  ticket: number;
+}
+
+/** The error code a recalled call is answered with. */
+export const RECALLED_CODE = 'runner_call_recalled';
 
 export type RunnerCall =
   | { kind: 'wasi-command'; op: 'invoke'; assignment: Assignment; invocation: FunctionInvocation }
@@ -48,6 +61,8 @@ export const OPS = {
   call: 'call',
   /** API → runner: compile this module now (a build just succeeded); answered once it is compiled. */
   compile: 'compile',
+  /** API → runner, one-way: take back a call sent ahead on a slot if it has not started (Recall). */
+  recall: 'recall',
   /** Runner → API: the bytes of an artifact, by sha256. */
   artifact: 'artifact',
 } as const;

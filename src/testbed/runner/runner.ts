@@ -31,8 +31,8 @@ import { emptyRecording } from '../recorder.ts';
 import { Testbed, budgetLanes } from '../testbed.ts';
 import type { FilterResult } from '../testbed.ts';
 import { ComponentTestbed } from '../component/index.ts';
-import type { CompileOrder, RunnerCall, RunnerHello, WireTestbedConfig } from './messages.ts';
-import { OPS, fromWireConfig } from './messages.ts';
+import type { CompileOrder, Recall, RunnerCall, RunnerHello, WireTestbedConfig } from './messages.ts';
+import { OPS, RECALLED_CODE, fromWireConfig } from './messages.ts';
 import type { Peer } from './wire.ts';
 
 /** What a call may use on the runner: its slot's Testbed, and the runner's component host. */
@@ -100,7 +100,7 @@ export interface RunningRunner {
 
 /** Introduces the runner, takes the API's settings, and serves calls until the connection ends. */
 export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<RunningRunner> {
-  const hello: RunnerHello = { slots: options.slots, pid: process.pid, kinds: Object.keys(EXECUTORS), name: options.name };
+  const hello: RunnerHello = { slots: options.slots, pid: process.pid, kinds: Object.keys(EXECUTORS), name: options.name, sendAhead: true };
   // Handlers exist before the settings arrive: a call may follow the settings in the same chunk.
   let resolveSlots: (slots: Slots) => void = () => undefined;
   const ready = new Promise<Slots>((resolve) => (resolveSlots = resolve));
@@ -109,10 +109,15 @@ export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<R
     const call = body as RunnerCall;
     const slots = await ready;
     const testbed = slots.testbeds[call.assignment.slot];
-    if (!testbed) throw new PlatformError('runner_bad_slot', `this runner has ${slots.testbeds.length} slots; slot ${call.assignment.slot} does not exist`);
+    const line = slots.lines[call.assignment.slot];
+    if (!testbed || !line) throw new PlatformError('runner_bad_slot', `this runner has ${slots.testbeds.length} slots; slot ${call.assignment.slot} does not exist`);
     const executor = EXECUTORS[call.kind];
     if (!executor) throw new PlatformError('runner_unknown_kind', `this runner cannot run ${call.kind} modules`);
-    return executor({ testbed, components: () => slots.components() }, artifact(call.assignment.sha256), call);
+    return line.run(call.assignment.ticket, () => executor({ testbed, components: () => slots.components() }, artifact(call.assignment.sha256), call));
+  });
+  peer.onNote(OPS.recall, (body) => {
+    const recall = body as Recall;
+    void ready.then((slots) => slots.lines[recall.slot]?.recall(recall.ticket));
   });
   // Answered once the module is ready, so the API can wait for it (bounded) before it records the build succeeded.
   peer.handle(OPS.compile, async (body) => {
@@ -140,8 +145,67 @@ export async function serveRunner(peer: Peer, options: RunnerOptions): Promise<R
   };
 }
 
+/** Calls a slot may have waiting behind its running call (the API sends at most one ahead, decision 0043). */
+const MAX_WAITING_PER_SLOT = 1;
+
+interface Waiting {
+  ticket: number;
+  start(): void;
+  drop(error: Error): void;
+}
+
+/**
+ * One slot's calls, one at a time: a call sent ahead waits here, on this
+ * process's main thread (not in the worker, where a deadline's replacement
+ * would take it along), and starts the moment the running call settles —
+ * before that call's answer is even written. A recall drops it if it has
+ * not started.
+ */
+export class SlotLine {
+  private running = false;
+  private readonly waiting: Waiting[] = [];
+
+  run<T>(ticket: number, work: () => Promise<T>): Promise<T> {
+    if (!this.running) return this.start(work);
+    if (this.waiting.length >= MAX_WAITING_PER_SLOT) return Promise.reject(new PlatformError('runner_slot_busy', `a call is already waiting on this slot; the API sends at most ${MAX_WAITING_PER_SLOT} ahead`));
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ ticket, start: () => this.start(work).then(resolve, reject), drop: reject });
+    });
+  }
+
+  recall(ticket: number): void {
+    const index = this.waiting.findIndex((w) => w.ticket === ticket);
+    if (index === -1) return;
+    const [dropped] = this.waiting.splice(index, 1);
+    dropped?.drop(new PlatformError(RECALLED_CODE, 'the call was taken back by the API before it started (another owner is waiting, or its queue wait ended)'));
+  }
+
+  /** The runner is stopping: calls that have not started never will. */
+  close(reason: string): void {
+    for (const waiting of this.waiting.splice(0)) waiting.drop(new PlatformError('runner_stopping', reason));
+  }
+
+  private start<T>(work: () => Promise<T>): Promise<T> {
+    this.running = true;
+    let current: Promise<T>;
+    try {
+      current = work();
+    } catch (error) {
+      current = Promise.reject(error);
+    }
+    // Attached first, so the next call is handed to the worker before this one's answer is written.
+    const next = () => {
+      this.running = false;
+      this.waiting.shift()?.start();
+    };
+    current.then(next, next);
+    return current;
+  }
+}
+
 interface Slots {
   testbeds: Testbed[];
+  lines: SlotLine[];
   components(): ComponentTestbed;
   close(): Promise<unknown>;
 }
@@ -155,10 +219,12 @@ function startSlots(config: TestbedConfig, count: number): Slots {
   const modules = new ModuleCache(config.moduleCacheEntries, config.moduleShape);
   const budgets = new OwnerBudgets(budgetLanes(1, config.spares, count));
   const testbeds = Array.from({ length: count }, () => new Testbed({ ...config, workers: 1 }, modules, budgets));
+  const lines = testbeds.map(() => new SlotLine());
   let components: ComponentTestbed | undefined;
   let closed = false;
   return {
     testbeds,
+    lines,
     components() {
       if (closed) throw new PlatformError('runner_stopping', 'the runner is stopping');
       components ??= new ComponentTestbed(config);
@@ -166,6 +232,7 @@ function startSlots(config: TestbedConfig, count: number): Slots {
     },
     close() {
       closed = true;
+      for (const line of lines) line.close('the runner is stopping');
       return Promise.allSettled([...testbeds.map((slot) => slot.close()), components?.close()]);
     },
   };

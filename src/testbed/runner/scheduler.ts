@@ -15,6 +15,15 @@
  *
  * A freed slot goes to the owners with waiting calls in turn (round robin),
  * so a long queue from one owner cannot starve a short one.
+ *
+ * Sending ahead (decision 0043, opt-in per acquire): while an owner's call
+ * holds a slot and no other owner is waiting, the owner's next call is
+ * granted a lease *ahead* on the same slot, so its runner can start it the
+ * moment the current one ends instead of after the answer's round trip
+ * through the API. It counts against the owner's queue, keeps its queue
+ * wait (expired and not started: recalled, then refused as before), and is
+ * recalled from its runner as soon as another owner has to wait, so the
+ * slot still goes round robin. A slot still runs one call at a time.
  */
 import { UserError } from '../../errors.ts';
 import { Lru } from '../lru.ts';
@@ -48,12 +57,32 @@ export interface SlotRef {
 
 export interface Lease extends SlotRef {
   ownerId: string;
+  /** Granted ahead: the call waits on its runner behind its owner's call on this slot. */
+  readonly ahead: boolean;
+  /**
+   * Why the scheduler took a call sent ahead back (its runner dropped it if it
+   * had not started): 'yield' (another owner waits: queue it again) or the
+   * refusal to answer (its queue wait ended). Undefined otherwise.
+   */
+  readonly recalled: 'yield' | TestbedLimitError | undefined;
+  /** How the caller takes a call sent ahead back from its runner (set once the call is sent). */
+  onRecall(recall: () => void): void;
   release(): void;
+}
+
+export interface AcquireOptions {
+  /** May be granted ahead on a slot its owner holds (the caller handles `recalled`). */
+  sendAhead?: boolean;
+  /** A recalled call queued again: not charged to the rate again, first in its owner's queue, this long at most. */
+  requeue?: { waitMs: number };
 }
 
 interface Waiter {
   ownerId: string;
   affinity: string;
+  sendAhead: boolean;
+  /** When its queue wait ends (performance.now() clock): a call sent ahead keeps what is left of it. */
+  waitEndsAt: number;
   grant(lease: Lease): void;
   fail(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
@@ -61,9 +90,58 @@ interface Waiter {
 
 interface OwnerState {
   running: number;
+  /** Calls granted ahead that have not yet become their slot's holder (counted with the queue). */
+  ahead: number;
   queue: Waiter[];
   tokens: number;
   refilledAt: number;
+}
+
+/** A lease of an owner's call: holding its slot, or ahead of it (waiting on the runner behind the holder). */
+class SlotLease implements Lease {
+  readonly runner: number;
+  readonly slot: number;
+  state: 'ahead' | 'holding' | 'released';
+  /** The owner's call granted ahead behind this one. */
+  next: SlotLease | undefined;
+  /** The holder this lease waits behind while ahead. */
+  behind: SlotLease | undefined;
+  recalled: 'yield' | TestbedLimitError | undefined;
+  /** The queue wait of a call granted ahead (it ends when the call becomes the holder). */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  private recaller: (() => void) | undefined;
+
+  constructor(
+    readonly ref: SlotRef,
+    readonly ownerId: string,
+    readonly owner: OwnerState,
+    ahead: boolean,
+    private readonly onRelease: (lease: SlotLease) => void,
+  ) {
+    this.runner = ref.runner;
+    this.slot = ref.slot;
+    this.state = ahead ? 'ahead' : 'holding';
+  }
+
+  get ahead(): boolean {
+    return this.state === 'ahead';
+  }
+
+  onRecall(recall: () => void): void {
+    this.recaller = recall;
+  }
+
+  /** Takes the call back from its runner (it answers it `runner_call_recalled` unless it had started). */
+  recall(reason: 'yield' | TestbedLimitError): void {
+    if (this.state !== 'ahead' || this.recalled !== undefined) return;
+    this.recalled = reason;
+    this.recaller?.();
+  }
+
+  release(): void {
+    if (this.state === 'released') return;
+    this.onRelease(this);
+  }
 }
 
 export class SlotScheduler {
@@ -76,6 +154,10 @@ export class SlotScheduler {
   private total = 0;
   /** Runners that went away: slots their leases release later are dropped. */
   private readonly gone = new Set<number>();
+  /** Owners' leases holding a slot (the ones a call may be sent ahead behind). */
+  private readonly held = new Set<SlotLease>();
+  /** Runners that said they keep calls sent ahead (RunnerHello.sendAhead). */
+  private readonly sendsAhead = new Set<number>();
 
   constructor(private readonly limits: FairShareLimits) {}
 
@@ -84,7 +166,9 @@ export class SlotScheduler {
     return this.total;
   }
 
-  addSlots(slots: SlotRef[]): void {
+  /** `sendAhead`: the runner of these slots keeps a call sent ahead until the running one ends (one that does not say so never gets one). */
+  addSlots(slots: SlotRef[], options: { sendAhead?: boolean } = {}): void {
+    if (options.sendAhead) for (const slot of slots) this.sendsAhead.add(slot.runner);
     this.total += slots.length;
     this.free.push(...slots);
     this.pump();
@@ -93,31 +177,38 @@ export class SlotScheduler {
   /** A runner went away: its free slots vanish; held ones are not returned by their leases. */
   removeRunner(runner: number, slotCount: number): void {
     this.gone.add(runner);
+    this.sendsAhead.delete(runner);
     this.total -= slotCount;
     for (let i = this.free.length - 1; i >= 0; i--) if (this.free[i]?.runner === runner) this.free.splice(i, 1);
   }
 
   /** Waits for a slot within the owner's limits, or fails with a TestbedLimitError naming the limit. */
-  acquire(ownerId: string, affinity: string): Promise<Lease> {
+  acquire(ownerId: string, affinity: string, options: AcquireOptions = {}): Promise<Lease> {
     const owner = this.owner(ownerId);
-    this.charge(ownerId, owner);
+    if (!options.requeue) this.charge(ownerId, owner);
     if (owner.running < this.limits.ownerSlots && owner.queue.length === 0 && this.free.length > 0) {
       // pump() runs after every change, so a free slot means no waiting owner could take it.
       return Promise.resolve(this.grant(ownerId, owner, affinity));
     }
-    if (owner.queue.length >= this.limits.ownerQueue) {
+    if (!options.requeue && owner.queue.length + owner.ahead >= this.limits.ownerQueue) {
       throw this.concurrencyError(owner);
     }
+    const waitMs = options.requeue?.waitMs ?? this.limits.queueWaitMs;
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         ownerId,
         affinity,
+        sendAhead: options.sendAhead === true,
+        waitEndsAt: performance.now() + waitMs,
         grant: resolve,
         fail: reject,
-        timer: setTimeout(() => this.expire(waiter), this.limits.queueWaitMs),
+        timer: setTimeout(() => this.expire(waiter), waitMs),
       };
-      owner.queue.push(waiter);
+      if (options.requeue) owner.queue.unshift(waiter);
+      else owner.queue.push(waiter);
       if (!this.turn.includes(ownerId)) this.turn.push(ownerId);
+      // Another owner now waits: calls sent ahead on held slots go back, so freed slots go round robin.
+      this.recallAheadOfOthers(ownerId);
       this.pump();
     });
   }
@@ -143,13 +234,13 @@ export class SlotScheduler {
 
   /** Calls held and waiting, per owner (for /v1/testbed/runners and tests). */
   usage(): Record<string, { running: number; queued: number }> {
-    return Object.fromEntries([...this.owners].map(([id, state]) => [id, { running: state.running, queued: state.queue.length }]));
+    return Object.fromEntries([...this.owners].map(([id, state]) => [id, { running: state.running, queued: state.queue.length + state.ahead }]));
   }
 
   private owner(ownerId: string): OwnerState {
     let state = this.owners.get(ownerId);
     if (!state) {
-      state = { running: 0, queue: [], tokens: this.limits.ownerBurst, refilledAt: Date.now() };
+      state = { running: 0, ahead: 0, queue: [], tokens: this.limits.ownerBurst, refilledAt: Date.now() };
       this.owners.set(ownerId, state);
     }
     return state;
@@ -184,7 +275,7 @@ export class SlotScheduler {
 
   /** An owner with nothing running, nothing queued and a full bucket is indistinguishable from a new one. */
   private forgetIdle(ownerId: string, owner: OwnerState): void {
-    if (owner.running > 0 || owner.queue.length > 0) return;
+    if (owner.running > 0 || owner.ahead > 0 || owner.queue.length > 0) return;
     const tokens = owner.tokens + ((Date.now() - owner.refilledAt) / 1000) * this.limits.ownerRate;
     if (tokens >= this.limits.ownerBurst) this.owners.delete(ownerId);
   }
@@ -226,23 +317,75 @@ export class SlotScheduler {
         progressed = true;
       }
     }
+    this.sendAhead();
+  }
+
+  /**
+   * The first waiting call of the only owner that waits goes ahead onto a
+   * slot that owner holds (one call ahead per slot), keeping its queue wait.
+   */
+  private sendAhead(): void {
+    const ownerId = this.turn.length === 1 ? this.turn[0] : undefined;
+    if (ownerId === undefined) return;
+    const owner = this.owner(ownerId);
+    for (const holder of this.held) {
+      const waiter = owner.queue[0];
+      if (!waiter?.sendAhead) return;
+      if (holder.ownerId !== ownerId || holder.next || holder.state !== 'holding' || !this.sendsAhead.has(holder.runner)) continue;
+      owner.queue.shift();
+      clearTimeout(waiter.timer);
+      if (owner.queue.length === 0) this.leaveTurn(ownerId);
+      const lease = new SlotLease(holder.ref, ownerId, owner, true, (l) => this.release(l));
+      lease.behind = holder;
+      holder.next = lease;
+      owner.ahead++;
+      // The queue wait goes on: a call not started within it is taken back and refused, as in the queue.
+      lease.timer = setTimeout(() => lease.recall(this.concurrencyError(owner)), Math.max(0, waiter.waitEndsAt - performance.now()));
+      waiter.grant(lease);
+    }
+  }
+
+  /** Calls of other owners sent ahead are taken back (those already started run on). */
+  private recallAheadOfOthers(ownerId: string): void {
+    for (const holder of this.held) if (holder.next && holder.next.ownerId !== ownerId) holder.next.recall('yield');
+  }
+
+  private release(lease: SlotLease): void {
+    const wasAhead = lease.state === 'ahead';
+    lease.state = 'released';
+    clearTimeout(lease.timer);
+    const { owner, ownerId } = lease;
+    if (wasAhead) {
+      // Recalled, or lost with its runner, before its turn: it leaves the line behind its holder.
+      if (lease.behind?.next === lease) lease.behind.next = undefined;
+      owner.ahead--;
+      this.forgetIdle(ownerId, owner);
+      this.pump();
+      return;
+    }
+    this.held.delete(lease);
+    const next = lease.next;
+    if (next && next.state === 'ahead') {
+      // The call sent ahead is already running (or about to) on this slot: the slot passes to it.
+      next.state = 'holding';
+      next.behind = undefined;
+      clearTimeout(next.timer);
+      owner.ahead--;
+      this.held.add(next);
+      this.pump();
+      return;
+    }
+    owner.running--;
+    this.forgetIdle(ownerId, owner);
+    this.returnSlot(lease.ref);
   }
 
   private grant(ownerId: string, owner: OwnerState, affinity: string): Lease {
     const slot = this.takeSlot(affinity);
     owner.running++;
-    let released = false;
-    return {
-      ...slot,
-      ownerId,
-      release: () => {
-        if (released) return;
-        released = true;
-        owner.running--;
-        this.forgetIdle(ownerId, owner);
-        this.returnSlot(slot);
-      },
-    };
+    const lease = new SlotLease(slot, ownerId, owner, false, (l) => this.release(l));
+    this.held.add(lease);
+    return lease;
   }
 
   /** The slot the key last ran on when it is free, else the longest-free slot. */

@@ -26,8 +26,21 @@ class CappedOutput {
     this.size += kept.length;
   }
 
+  /**
+   * A view of exactly the output, never a slice of Node's shared 8 KiB
+   * Buffer pool: the result is posted to the runner's main thread, and
+   * structured clone copies a view's whole backing store.
+   */
   bytes(): Uint8Array {
-    return Buffer.concat(this.chunks, this.size);
+    const only = this.chunks.length === 1 ? this.chunks[0] : undefined;
+    if (only && only.byteOffset === 0 && only.byteLength === only.buffer.byteLength) return only;
+    const out = new Uint8Array(this.size);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
   }
 }
 
