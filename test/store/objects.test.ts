@@ -326,7 +326,7 @@ describe('FsObjectStore', () => {
     const threaded = await fsFixture();
     const direct = await fsFixture({ writerThreads: 0 });
     try {
-      const layout = async (f: Awaited<ReturnType<typeof fsFixture>>) => {
+      const layout = async (f: Awaited<ReturnType<typeof fsFixture>>): Promise<{ files: string[]; meta: Record<string, unknown> }> => {
         await f.store.put('v/source.tar.gz', Buffer.from('first'), { contentType: 'application/octet-stream' });
         await f.store.put('v/source.tar.gz', Buffer.from('second'), { contentType: 'application/octet-stream' });
         const files = (await readdir(path.join(f.root, 'v'))).sort();
