@@ -88,7 +88,7 @@ export interface RandomAccess {
 
 /** An archive held in memory, read like a file. */
 export class BytesReader implements RandomAccess {
-  constructor(private readonly bytes: Buffer) {}
+  constructor(readonly bytes: Buffer) {}
 
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number; buffer: Buffer }> {
     const bytesRead = position >= this.bytes.length ? 0 : this.bytes.copy(buffer, offset, position, Math.min(position + length, this.bytes.length));

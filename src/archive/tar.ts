@@ -8,10 +8,10 @@
  * top of that. Reading is pulled by the consumer: when we stop, decompression
  * stops.
  */
-import { pipeline, type Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { createGunzip, gunzipSync } from 'node:zlib';
 import { extract as tarExtract, type Header } from 'tar-stream';
-import { asArchiveError, byteMeter, readRange, DECOMPRESS_CHUNK_BYTES, EntryContent, toBuffer, type RandomAccess } from './content.ts';
+import { asArchiveError, byteMeter, BytesReader, readRange, DECOMPRESS_CHUNK_BYTES, EntryContent, toBuffer, type RandomAccess } from './content.ts';
 import { displayName } from './limits.ts';
 import type { EntryKind, EntryLedger } from './ledger.ts';
 import type { ArchiveEntry, EntryVisitor } from './walk.ts';
@@ -19,6 +19,15 @@ import type { ArchiveEntry, EntryVisitor } from './walk.ts';
 /** Per-entry allowance for headers, pax records and padding in the decompressed tar stream. */
 const TAR_OVERHEAD_PER_ENTRY = 4096;
 const TAR_OVERHEAD_FIXED = 1024 * 1024;
+/**
+ * A small archive held in memory is inflated in one call: through a zlib
+ * stream every chunk is a round trip to libuv's thread pool, which cost the
+ * upload path more than inflating a few KiB (issue 16). Both bounds keep that
+ * call on the event loop short; beyond them, or when zlib refuses the data,
+ * the stream does the work, and its checks and errors are what the user sees.
+ */
+const INFLATE_AT_ONCE_MAX_COMPRESSED = 64 * 1024;
+const INFLATE_AT_ONCE_MAX_OUTPUT = 256 * 1024;
 
 type TarSource = AsyncIterable<unknown> & { header: Header };
 /** Maps a parser failure to the error the user sees, naming the entry when known. */
@@ -52,20 +61,38 @@ export async function walkTarGz(handle: RandomAccess, size: number, ledger: Entr
 function openDecompressed(handle: RandomAccess, size: number, ledger: EntryLedger, onError: (error: Error) => void): Readable {
   const { progress, limits } = ledger;
   const cap = limits.maxTotalBytes + limits.maxEntries * TAR_OVERHEAD_PER_ENTRY + TAR_OVERHEAD_FIXED;
-  const file = readRange(handle, 0, size);
-  const countCompressed = byteMeter((bytes) => {
-    progress.compressedBytesRead += bytes;
-  });
   const countDecompressed = byteMeter((bytes) => {
     progress.uncompressedBytesRead += bytes;
     if (progress.uncompressedBytesRead > cap) {
       throw ledger.reject('total_too_large', `the decompressed tar stream exceeds ${cap} bytes (file contents plus headers)`);
     }
   });
+  const inflated = handle instanceof BytesReader && size === handle.bytes.length ? inflateAtOnce(handle.bytes) : undefined;
+  if (inflated) {
+    progress.compressedBytesRead += size;
+    // The same meter and cap as the stream below, over the inflated bytes.
+    return pipeline(new PassThrough().end(inflated), countDecompressed, (error) => {
+      if (error) onError(error);
+    });
+  }
+  const file = readRange(handle, 0, size);
+  const countCompressed = byteMeter((bytes) => {
+    progress.compressedBytesRead += bytes;
+  });
   const gunzip = createGunzip({ chunkSize: DECOMPRESS_CHUNK_BYTES });
   return pipeline(file, countCompressed, gunzip, countDecompressed, (error) => {
     if (error) onError(error);
   });
+}
+
+/** The whole archive inflated, when it is small and zlib accepts it as is; undefined otherwise (the stream decides). */
+function inflateAtOnce(compressed: Buffer): Buffer | undefined {
+  if (compressed.length > INFLATE_AT_ONCE_MAX_COMPRESSED) return undefined;
+  try {
+    return gunzipSync(compressed, { maxOutputLength: INFLATE_AT_ONCE_MAX_OUTPUT });
+  } catch {
+    return undefined;
+  }
 }
 
 async function nextEntry(entries: AsyncIterator<unknown>, explain: Explain): Promise<TarSource | undefined> {

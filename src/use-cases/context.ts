@@ -8,6 +8,7 @@ import type { SqlOwnerRepository } from '../store/metadata/repositories/owners.t
 import type { SqlVersionRepository } from '../store/metadata/repositories/versions.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
 import type { UploadMemoryBudget } from '../archive/spool.ts';
+import type { KnownApplications } from './known-applications.ts';
 
 /**
  * What use cases work with, built once at start-up. The API's `Services`
@@ -28,4 +29,6 @@ export interface UseCaseContext {
   finishedBuilds: { clear(): void };
   /** Memory this process lends to uploads in flight (config.uploadSpool.memoryTotalBytes). */
   uploadMemory: UploadMemoryBudget;
+  /** Applications recently found to be their owner's: an upload skips the lookup (known-applications.ts). */
+  knownApplications: KnownApplications;
 }

@@ -9,7 +9,7 @@ import { deleteVersionObjects } from './delete-version.ts';
  * while one of its versions is active in an environment unless `force`.
  */
 export async function deleteApplication(
-  context: Pick<UseCaseContext, 'database' | 'versions' | 'objects' | 'logger' | 'finishedBuilds'>,
+  context: Pick<UseCaseContext, 'database' | 'versions' | 'objects' | 'logger' | 'finishedBuilds' | 'knownApplications'>,
   ownerId: string,
   applicationId: string,
   force: boolean,
@@ -29,5 +29,6 @@ export async function deleteApplication(
     return new SqlApplicationRepository(tx).delete(ownerId, applicationId);
   });
   if (!deleted) throw notFound('application', applicationId);
+  context.knownApplications.forget(ownerId, applicationId);
   await Promise.all(versions.map((version) => deleteVersionObjects(context, version)));
 }

@@ -8,6 +8,8 @@ import type { OptimizeOptions } from '../store/metadata/schema.ts';
 import { sourceKey } from '../store/objects/keys.ts';
 import type { UseCaseContext } from './context.ts';
 import { requireApplication } from './lookups.ts';
+import { isForeignKeyViolation } from '../store/metadata/errors.ts';
+import { notFound } from '../errors.ts';
 import { UploadSpool, type SpooledArchive } from '../archive/spool.ts';
 
 export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
@@ -39,7 +41,7 @@ export interface UploadRequest {
   receive: (spool: UploadSpool) => Promise<ReceivedUpload>;
 }
 
-export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications' | 'uploadMemory'>;
+export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications' | 'uploadMemory' | 'knownApplications'>;
 
 /**
  * A new version and its first build: the archive is inspected (limits,
@@ -49,7 +51,7 @@ export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'object
  * its build.
  */
 export async function uploadVersion(context: UploadContext, request: UploadRequest): Promise<{ version: Version; build: Build }> {
-  const application = await requireApplication(context, request.ownerId, request.applicationId);
+  await requireOwnedApplication(context, request.ownerId, request.applicationId);
   const spool = new UploadSpool(context.config.dataDir, context.config.uploadSpool, context.uploadMemory);
   try {
     const { metadata, archive } = await request.receive(spool);
@@ -65,7 +67,7 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
         {
           id: versionId,
           ownerId: request.ownerId,
-          applicationId: application.id,
+          applicationId: request.applicationId,
           version: metadata.version,
           language: metadata.language ?? null,
           kind: metadata.kind ?? null,
@@ -83,11 +85,23 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
     } catch (error) {
       // No row refers to the object: remove it now rather than leave it to the consistency check.
       await context.objects.delete(key).catch(() => undefined);
+      // Deleted since it was found (through another API process, or during this upload).
+      if (isForeignKeyViolation(error)) {
+        context.knownApplications.forget(request.ownerId, request.applicationId);
+        throw notFound('application', request.applicationId);
+      }
       throw error;
     }
   } finally {
     await spool.dispose();
   }
+}
+
+/** The owner's application must exist before any of the body is read: found recently, or looked up now. */
+async function requireOwnedApplication(context: UploadContext, ownerId: string, applicationId: string): Promise<void> {
+  if (context.knownApplications.has(ownerId, applicationId)) return;
+  await requireApplication(context, ownerId, applicationId);
+  context.knownApplications.remember(ownerId, applicationId);
 }
 
 function inspect(archive: SpooledArchive, limits: UploadContext['config']['archiveLimits']): Promise<ArchiveSummary> {

@@ -281,11 +281,11 @@ function objectContract(name: string, setup: () => Promise<Fixture>): void {
 
 // ---- filesystem -----------------------------------------------------------
 
-async function fsFixture(): Promise<Fixture & { root: string }> {
+async function fsFixture(options: { writerThreads?: number } = {}): Promise<Fixture & { root: string }> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kiln-objects-'));
   return {
     root,
-    store: createObjectStore({ kind: 'fs', root }),
+    store: createObjectStore({ kind: 'fs', root, ...options }),
     prefix: '',
     async tamper(key) {
       // Knows the layout: <dir>/<name>~meta names the data file beside it.
@@ -301,6 +301,8 @@ async function fsFixture(): Promise<Fixture & { root: string }> {
 }
 
 objectContract('filesystem', fsFixture);
+// Small buffers go to writer threads by default; the same contract on the event loop's own path.
+objectContract('filesystem without writer threads', () => fsFixture({ writerThreads: 0 }));
 
 describe('FsObjectStore', () => {
   it('leaves no temporary or orphaned files behind', async () => {
@@ -315,6 +317,57 @@ describe('FsObjectStore', () => {
       assert.match(files[0] ?? '', /^x~data-/);
       await f.store.deletePrefix('d/');
       assert.deepEqual(await readdir(f.root), []);
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it('lays out the same files whether a writer thread or the event loop wrote them', async () => {
+    const threaded = await fsFixture();
+    const direct = await fsFixture({ writerThreads: 0 });
+    try {
+      const layout = async (f: Awaited<ReturnType<typeof fsFixture>>): Promise<{ files: string[]; meta: Record<string, unknown> }> => {
+        await f.store.put('v/source.tar.gz', Buffer.from('first'), { contentType: 'application/octet-stream' });
+        await f.store.put('v/source.tar.gz', Buffer.from('second'), { contentType: 'application/octet-stream' });
+        const files = (await readdir(path.join(f.root, 'v'))).sort();
+        const meta = JSON.parse(await readFile(path.join(f.root, 'v', 'source.tar.gz~meta'), 'utf8')) as Record<string, unknown>;
+        return { files: files.map((file) => file.replace(/~data-.*/, '~data-<uuid>')), meta: { ...meta, data: String(meta.data).replace(/~data-.*/, '~data-<uuid>') } };
+      };
+      const fromThread = await layout(threaded);
+      assert.deepEqual(fromThread, await layout(direct));
+      assert.deepEqual(fromThread.files, ['source.tar.gz~data-<uuid>', 'source.tar.gz~meta'], 'the replaced bytes are removed');
+      assert.equal(fromThread.meta.sha256, sha256(Buffer.from('second')));
+    } finally {
+      await threaded.cleanup();
+      await direct.cleanup();
+    }
+  });
+
+  it("reports a writer thread's filesystem error with its code and leaves nothing behind", async () => {
+    const f = await fsFixture();
+    try {
+      // A file where the key's directory should be: mkdir fails in the thread.
+      await writeFile(path.join(f.root, 'blocked'), 'not a directory');
+      await assert.rejects(f.store.put('blocked/x', Buffer.from('x')), (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.match(String((error as NodeJS.ErrnoException).code), /^(EEXIST|ENOTDIR)$/);
+        return true;
+      });
+      assert.deepEqual(await readdir(f.root), ['blocked']);
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it('answers concurrent puts to many new keys, each readable afterwards', async () => {
+    const f = await fsFixture();
+    try {
+      const bodies = Array.from({ length: 40 }, (_, i) => Buffer.from(`upload ${i} `.repeat(50 + i)));
+      const infos = await Promise.all(bodies.map((body, i) => f.store.put(`many/${i}/source.tar.gz`, body)));
+      for (const [i, body] of bodies.entries()) {
+        assert.equal(infos[i]?.sha256, sha256(body));
+        assert.deepEqual((await f.store.getBuffer(`many/${i}/source.tar.gz`)).body, body);
+      }
     } finally {
       await f.cleanup();
     }

@@ -1,7 +1,16 @@
 /** Drizzle wraps driver errors; the SQLSTATE may be on the error or its cause. */
 export function isUniqueViolation(error: unknown): boolean {
+  return hasSqlState(error, '23505');
+}
+
+/** A row refers to one that does not exist (any more). */
+export function isForeignKeyViolation(error: unknown): boolean {
+  return hasSqlState(error, '23503');
+}
+
+function hasSqlState(error: unknown, sqlState: string): boolean {
   for (let current: unknown = error; current instanceof Error || (typeof current === 'object' && current !== null); ) {
-    if ((current as { code?: unknown }).code === '23505') return true;
+    if ((current as { code?: unknown }).code === sqlState) return true;
     current = (current as { cause?: unknown }).cause;
     if (current === undefined) break;
   }
