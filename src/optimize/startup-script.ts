@@ -29,7 +29,11 @@
  *   proxy-wasm:   init = `_initialize`, `wizer-initialize` (init mode), root
  *                 context create, vm start, configure; first call = an HTTP
  *                 context, request headers, response headers. The host is a
- *                 stub: `proxy_get_*` answer NotFound, other calls Ok.
+ *                 stub: `proxy_get_*` answer NotFound, other calls Ok, except
+ *                 the getters a real host always answers Ok (the official
+ *                 Rust SDK panics on any other status): the clock (now), the
+ *                 log level (info) and header maps (empty, in a buffer the
+ *                 module allocates).
  */
 export const STARTUP_SCRIPT = String.raw`
 import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -49,9 +53,44 @@ function newWasi() {
   return new WASI({ version: 'preview1', args: ['app'], env: {}, returnOnExit: true, stdin, stdout: nul(), stderr: nul() });
 }
 
+// Set once the module is instantiated: the stub's getters write their answers into its memory.
+let guest;
+const OK = 0;
+const NOT_FOUND = 1;
+const LOG_LEVEL_INFO = 2;
+const view = () => new DataView(guest.exports.memory.buffer);
+
+/** An empty serialized header map (a zero pair count), in memory the module allocated; 0 when it cannot allocate. */
+function emptyMap() {
+  const allocate = exported(guest, 'proxy_on_memory_allocate') ?? exported(guest, 'malloc');
+  const at = allocate ? allocate(4) : 0;
+  if (at) view().setUint32(at, 0, true);
+  return at;
+}
+
+const ALWAYS_OK = {
+  proxy_get_current_time_nanoseconds: (timePtr) => {
+    view().setBigUint64(timePtr, BigInt(Date.now()) * 1000000n, true);
+    return OK;
+  },
+  proxy_get_log_level: (levelPtr) => {
+    view().setUint32(levelPtr, LOG_LEVEL_INFO, true);
+    return OK;
+  },
+  proxy_get_header_map_pairs: (_map, dataPtr, sizePtr) => {
+    const at = emptyMap();
+    if (!at) return NOT_FOUND;
+    view().setUint32(dataPtr, at, true);
+    view().setUint32(sizePtr, 4, true);
+    return OK;
+  },
+};
+
 function proxyStub(module, name) {
-  if (module === 'env' && name.startsWith('proxy_get_')) return () => 1;
-  return () => 0;
+  // A call from the module's start function comes before there is an instance to write into.
+  if (module === 'env' && ALWAYS_OK[name]) return (...args) => (guest ? ALWAYS_OK[name](...args) : NOT_FOUND);
+  if (module === 'env' && name.startsWith('proxy_get_')) return () => NOT_FOUND;
+  return () => OK;
 }
 
 function unsupported(module, name) {
@@ -154,6 +193,7 @@ function measure() {
     started = performance.now();
     const instance = new WebAssembly.Instance(module, imports);
     const instantiateMs = since(started);
+    guest = instance;
     const phases = kind === 'proxy-wasm' ? filterPhases(instance, wasi) : commandPhases(instance, wasi);
     say({ ok: true, compileMs, instantiateMs, ...phases });
   } catch (error) {

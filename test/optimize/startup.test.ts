@@ -14,6 +14,7 @@ import { isStartupTimes, measureStartup, prepareMeasurement } from '../../src/op
 import type { ToolContext } from '../../src/optimize/tool-run.ts';
 import { createSandbox, createWorkDir, type WorkDir } from '../../src/sandbox/index.ts';
 import type { Sandbox, SandboxLimits } from '../../src/sandbox/sandbox.ts';
+import { filterWat, wat } from '../testbed/wat.ts';
 import { commandModule } from './modules.ts';
 
 const LIMITS: SandboxLimits = { wallMs: 60_000, memoryBytes: 512 * 1024 ** 2, pids: 64, diskBytes: 16 * 1024 ** 2, logBytes: 1024 ** 2, cpus: 1 };
@@ -95,6 +96,32 @@ describe('the prepared start-up measurement', { timeout: 120_000 }, () => {
     const startup = await measureStartup(context, commandModule({ init: [0x00] }), 'wasi-command', { name: 'stdin.wasm', input: Buffer.from('{}'), callInit: false });
     assert.ok(isStartupTimes(startup), `the trapping init is not called as a plain host: ${JSON.stringify(startup)}`);
     assert.ok(runs[0]?.command.includes('/build/stdin.wasm.stdin'));
+  });
+
+  it('measures a filter that, like the official Rust SDK, traps unless the clock, the log level and header maps answer Ok', async () => {
+    const imports = `
+      (import "env" "proxy_get_current_time_nanoseconds" (func $time (param i32) (result i32)))
+      (import "env" "proxy_get_log_level" (func $level (param i32) (result i32)))
+      (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))`;
+    // The SDK's getters panic on any status but Ok; it then reads the clock and deserializes the map it was given.
+    const strict = wat(
+      filterWat(
+        `(func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+          (if (call $time (i32.const 0)) (then unreachable))
+          (if (i64.eqz (i64.load (i32.const 0))) (then unreachable))
+          (if (call $level (i32.const 8)) (then unreachable))
+          (i32.const 1))
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (if (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)) (then unreachable))
+          (if (i32.ne (i32.load (i32.const 20)) (i32.const 4)) (then unreachable))
+          (if (i32.load (i32.load (i32.const 16))) (then unreachable))
+          (i32.const 0))`,
+        imports,
+      ),
+    );
+    const { context } = await recordingContext();
+    const startup = await measureStartup(context, strict, 'proxy-wasm', { name: 'strict-sdk.wasm' });
+    assert.ok(isStartupTimes(startup), `a getter answered something but Ok: ${JSON.stringify(startup)}`);
   });
 
   it('exits without measuring when released', async () => {
