@@ -76,10 +76,11 @@ static int mount_tmpfs(const char *dir, const char *options) {
 }
 
 static int unmount(const char *dir) {
-  if (umount2(dir, 0) == 0) return 0;
+  /* NOFOLLOW: a work dir that became a symlink is not followed to whatever it names. */
+  if (umount2(dir, UMOUNT_NOFOLLOW) == 0) return 0;
   if (errno == EINVAL || errno == ENOENT) return 0; /* not mounted: nothing to do */
   /* Busy means a process still has it open; detach it so the host path is freed anyway. */
-  if (umount2(dir, MNT_DETACH) != 0) return errno;
+  if (umount2(dir, MNT_DETACH | UMOUNT_NOFOLLOW) != 0) return errno;
   return 0;
 }
 
