@@ -17,7 +17,7 @@ import { headerChanges } from '../../src/testbed/render.ts';
 import { Testbed } from '../../src/testbed/testbed.ts';
 import type { PluginSettings } from '../../src/testbed/testbed.ts';
 import { parseUpstreamList } from '../../src/testbed/upstream.ts';
-import { filterWat, wat } from './wat.ts';
+import { busyFunction, filterWat, wat } from './wat.ts';
 import { httpStatusOf } from '../../src/api/http-errors.ts';
 
 const artifact = (bytes: Uint8Array) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), load: async () => bytes });
@@ -283,7 +283,7 @@ describe('test bed host', () => {
       assert.equal(text(trapped.stderr), 'before the trap\n');
       assert.ok(trapped.stack?.some((frame) => frame.includes('wasm')), JSON.stringify(trapped.stack));
 
-      const looping = wat('(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))');
+      const looping = busyFunction();
       const timedOut = await testbed.invokeFunction(artifact(looping), { ownerId: 'owner-1', stdin: new Uint8Array(0), args: ['l'], env: {}, timeoutMs: 150 });
       assert.equal(timedOut.outcome, 'timeout');
       const again = await testbed.invokeFunction(artifact(cat), { ownerId: 'owner-1', stdin: new TextEncoder().encode('still here'), args: ['cat'], env: {} });

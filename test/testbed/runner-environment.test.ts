@@ -14,7 +14,7 @@ import { call, startTestKiln } from '../support/kiln.ts';
 import type { TestKiln } from '../support/kiln.ts';
 import { publish } from './support.ts';
 import type { Json } from './support.ts';
-import { wat } from './wat.ts';
+import { okFunction } from './wat.ts';
 
 /** The only names a local runner may be started with (runner/local.ts). */
 const PASSED = new Set(['TMPDIR', 'NODE_EXTRA_CA_CERTS', 'TSX_TSCONFIG_PATH', 'TSX_DISABLE_CACHE']);
@@ -26,14 +26,7 @@ const SECRETS = {
   KILN_ADMIN_TOKEN: `runner-env-admin-${process.pid}`,
 };
 
-const OK_FUNCTION = wat(`(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "ok")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 2))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+const OK_FUNCTION = okFunction();
 
 describe('runnerEnvironment', () => {
   it('keeps TMPDIR and the listed variables, drops everything else', () => {

@@ -21,7 +21,7 @@ import { call, startTestKiln } from '../support/kiln.ts';
 import type { ApiAnswer, TestKiln } from '../support/kiln.ts';
 import { publish } from './support.ts';
 import type { Json } from './support.ts';
-import { wat } from './wat.ts';
+import { busyFunction, okFunction } from './wat.ts';
 
 const LIMITS: FairShareLimits = { ownerSlots: 1, ownerQueue: 3, queueWaitMs: 60_000, ownerRate: 1_000, ownerBurst: 1_000 };
 const AHEAD = { sendAhead: true };
@@ -224,16 +224,9 @@ describe('a slot line on the runner', () => {
   });
 });
 
-const OK_FUNCTION = wat(`(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "ok")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 2))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+const OK_FUNCTION = okFunction();
 
-const BUSY_FUNCTION = wat('(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))');
+const BUSY_FUNCTION = busyFunction();
 
 /** One runner with one slot: every call of every owner goes through the same worker thread. */
 function oneSlotEnv(queueWaitMs: number): Record<string, string> {

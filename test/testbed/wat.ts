@@ -41,3 +41,20 @@ export function filterWat(body: string, imports = '', memoryPages = 2, maxPages?
   ${body}
 )`;
 }
+
+/** A WASI command that writes "ok" to stdout and returns. */
+export function okFunction(): Uint8Array<ArrayBuffer> {
+  return wat(`(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "ok")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 2))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+}
+
+/** A WASI command whose _start never returns. */
+export function busyFunction(): Uint8Array<ArrayBuffer> {
+  return wat('(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))');
+}
