@@ -190,6 +190,8 @@ class ExchangeRun {
    * come (live gRPC streams update by update), until none is in flight.
    */
   private async settle(initial: FilterStep): Promise<FilterStep> {
+    // Most steps make no call: the hot path (every preview request) builds no driver.
+    if (initial.calls.length === 0 && initial.streamWrites.length === 0) return initial;
     let step = initial;
     const driver = new CallDriver(this.performer(), this.setup.maxCallRounds);
     try {
