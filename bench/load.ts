@@ -15,6 +15,8 @@ export interface LoadResult {
   latencies: number[];
   /** The first answer refused by `requireOk` (the run stopped there). */
   failure?: string;
+  /** Every answer received, warm-up and the run's last in-flight requests included: what CPU measured around the whole load was spent on. */
+  answered: number;
 }
 
 /** A multipart version upload per request, each with a version number never used before. */
@@ -69,6 +71,7 @@ function request() {
 }
 const latencies = [];
 let errors = 0;
+let answered = 0;
 let failure;
 let measuring = false;
 let running = true;
@@ -84,6 +87,7 @@ function once() {
       const chunks = [];
       response.on('data', (chunk) => { if (requireOk) chunks.push(chunk); });
       response.on('end', () => {
+        answered++;
         const ok = response.statusCode === 200 || response.statusCode === 202;
         if (requireOk) {
           const text = Buffer.concat(chunks).toString('utf8');
@@ -121,7 +125,7 @@ setTimeout(() => {
     Promise.all(users).then(() => {
       agent.destroy();
       latencies.sort((a, b) => a - b);
-      parentPort.postMessage({ requests: latencies.length, errors, durationMs: measuredMs, latencies, failure });
+      parentPort.postMessage({ requests: latencies.length, errors, durationMs: measuredMs, latencies, failure, answered });
     });
   }, durationMs);
 }, warmupMs);

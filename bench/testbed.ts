@@ -47,6 +47,7 @@ import { publish } from '../test/testbed/support.ts';
 import { filterWat, wat } from '../test/testbed/wat.ts';
 import { closedLoopLoad } from './load.ts';
 import { percentile } from './stats.ts';
+import { describeCpuPerUnit, startCpuSample } from './thread-cpu.ts';
 
 const WARM_TARGET_MS = 0.3;
 const FIRST_TARGET_MS = 5;
@@ -327,17 +328,26 @@ export async function firstRequestAfterUpload(bench: TestbedBench, copies = 7): 
  * figure is the API's (it still shares the machine's cores). Each answer
  * must be 200 with outcome "ok", or the run fails.
  */
-async function rateOnOwnThread(bench: TestbedBench, path: string, callers: number, ms: number): Promise<number> {
+async function rateOnOwnThread(bench: TestbedBench, path: string, callers: number, ms: number): Promise<{ perSecond: number; answered: number }> {
   const result = await closedLoopLoad({ url: `${bench.t.url}${path}`, token: bench.t.ownerToken, connections: callers, warmupMs: 300, durationMs: ms, json: JSON.stringify({ input: { text: 'hello' } }), requireOk: true });
   if (result.failure) throw new Error(`invoke failed: ${result.failure}`);
-  return (result.requests * 1000) / result.durationMs;
+  return { perSecond: (result.requests * 1000) / result.durationMs, answered: result.answered };
+}
+
+/** The processes an invoke's CPU is spent in: this one (API, and the callers' thread) and the local runners. */
+async function invokeProcesses(bench: TestbedBench): Promise<Array<{ label: string; pid: number }>> {
+  const listing = await call<{ localPids: number[] }>(bench.t.url, 'GET', '/v1/testbed/runners', { token: bench.t.adminToken });
+  return [{ label: 'API process (callers on a thread)', pid: process.pid }, ...listing.body.localPids.map((pid) => ({ label: `runner process ${pid}`, pid }))];
 }
 
 /**
  * HTTP invoke of a small function, calls/s with 1 and 4 callers of one owner
  * (issue 16: invokePerSecond, target ≥ 2,000): the better of the two with the
  * callers on their own thread. The same with `fetch` on the API's own event
- * loop is printed beside it, for comparison with earlier runs.
+ * loop is printed beside it, for comparison with earlier runs; and, for the
+ * four callers, the CPU a call costs in each process (main thread and the
+ * others: the callers' thread, slot workers, GC), which is what bounds the
+ * rate when the cores are busy.
  */
 export async function invokePerSecond(bench: TestbedBench, ms = 3_000): Promise<number> {
   const { t } = bench;
@@ -348,13 +358,18 @@ export async function invokePerSecond(bench: TestbedBench, ms = 3_000): Promise<
   };
   const path = `/v1/versions/${id}/invoke`;
   const one = await rateOnOwnThread(bench, path, 1, ms);
+  const cpuSince = startCpuSample(await invokeProcesses(bench));
   const four = await rateOnOwnThread(bench, path, 4, ms);
+  const cpu = cpuSince();
   const sharedOne = await rate(ms, 1, overHttp);
   const sharedFour = await rate(ms, 4, overHttp);
+  const best = Math.max(one.perSecond, four.perSecond);
   console.log(`HTTP invoke of a small function (stdin → stdout), per second over ${ms / 1000} s`);
-  console.log(`  callers on their own thread:   1 at a time ${one.toFixed(0)}/s   4 at once ${four.toFixed(0)}/s   ${(Math.max(one, four) / INVOKE_TARGET_PER_S).toFixed(2)}x the ${INVOKE_TARGET_PER_S}/s target`);
+  console.log(`  callers on their own thread:   1 at a time ${one.perSecond.toFixed(0)}/s   4 at once ${four.perSecond.toFixed(0)}/s   ${(best / INVOKE_TARGET_PER_S).toFixed(2)}x the ${INVOKE_TARGET_PER_S}/s target`);
   console.log(`  fetch on the API's event loop: 1 at a time ${sharedOne.toFixed(0)}/s   4 at once ${sharedFour.toFixed(0)}/s   (earlier runs' method)`);
-  return Math.max(one, four);
+  const lines = describeCpuPerUnit(cpu, four.answered, 'call');
+  if (lines.length > 0) console.log(`  CPU per call with 4 callers, by process:\n${lines.join('\n')}`);
+  return best;
 }
 
 export interface VictimFigures {
