@@ -44,6 +44,34 @@ async function optimize(original: Uint8Array, options: Partial<OptimizeInput['op
   return { ...result, log: lines.join('\n') };
 }
 
+/** The real bubblewrap sandbox, with `around` wrapped about each run (to watch, delay or replace it). */
+function wrappedSandbox(around: (options: Parameters<Sandbox['run']>[0], run: Sandbox['run']) => ReturnType<Sandbox['run']>): Sandbox {
+  const real = createSandbox('bubblewrap');
+  return { name: real.name, check: () => real.check(), run: (options) => around(options, (inner) => real.run(inner)) };
+}
+
+/** The `.wasm` file a sandboxed run of the stage works on (its tool's input, or the module a measurement loads). */
+function runFile(options: Parameters<Sandbox['run']>[0]): string {
+  return options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
+}
+
+/** The stage with start-up measured, nothing logged, and `options` over strip + wasm-opt O1 (no Wizer, no cap). */
+function optimizeIn(sandbox: Sandbox, original: Uint8Array, extra: Partial<Omit<OptimizeInput, 'original' | 'sandbox' | 'options'>> & { options?: Partial<OptimizeInput['options']> } = {}) {
+  const { options, ...rest } = extra;
+  return optimizeArtifact({
+    original,
+    kind: 'wasi-command',
+    options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null, ...options },
+    sandbox,
+    workRoot,
+    limits: LIMITS,
+    log: () => undefined,
+    onOutput: () => undefined,
+    measure: true,
+    ...rest,
+  });
+}
+
 /** `module` with a custom section of `size` payload bytes appended (too large to build through modules.ts' arrays). */
 function withCustomSection(module: Uint8Array, name: string, size: number): Uint8Array {
   const leb = (value: number): number[] => {
@@ -112,24 +140,11 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
   });
 
   it('reuses a clean result for the same module and options of the same owner, and runs again otherwise', async () => {
-    const real = createSandbox('bubblewrap');
     let runs = 0;
-    const counting: Sandbox = { name: real.name, check: () => real.check(), run: (options) => (runs++, real.run(options)) };
+    const counting = wrappedSandbox((options, run) => (runs++, run(options)));
     const store = new OptimizeResultCache<OptimizeDetails>();
     const module = commandModule({ custom: { '.debug_line': [1, 2, 3] } });
-    const once = (namespace: string, wasmOpt: 'O1' | 'O2' = 'O1') =>
-      optimizeArtifact({
-        original: module,
-        kind: 'wasi-command',
-        options: { strip: true, wasmOpt, wizer: false, memoryCapPages: null },
-        sandbox: counting,
-        workRoot,
-        limits: LIMITS,
-        log: () => undefined,
-        onOutput: () => undefined,
-        measure: true,
-        cache: { store, namespace },
-      });
+    const once = (namespace: string, wasmOpt: 'O1' | 'O2' = 'O1') => optimizeIn(counting, module, { options: { wasmOpt }, cache: { store, namespace } });
     const first = await once('a'.repeat(32));
     const runsFirst = runs;
     assert.ok(runsFirst >= 3, 'wasm-opt and two start-up measurements ran');
@@ -147,34 +162,19 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
   });
 
   it('starts a small original\'s measurement while wasm-opt runs: its own volume, half the memory each (decision 0035)', async () => {
-    const real = createSandbox('bubblewrap');
     const runs: Array<{ file: string; workDir: string; memoryBytes: number }> = [];
     let measurementStarted: () => void = () => undefined;
     const started = new Promise<void>((resolve) => (measurementStarted = resolve));
-    const watching: Sandbox = {
-      name: real.name,
-      check: () => real.check(),
-      run: async (options) => {
-        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
-        runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
-        if (file.includes('measure-original')) measurementStarted();
-        const result = await real.run(options);
-        // Run one after the other, wasm-opt would wait here for a measurement that comes after it.
-        if (file.includes('wasm-opt-in')) await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the original was not measured alongside wasm-opt')), 30_000))]);
-        return result;
-      },
-    };
-    const { details } = await optimizeArtifact({
-      original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
-      kind: 'wasi-command',
-      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
-      sandbox: watching,
-      workRoot,
-      limits: LIMITS,
-      log: () => undefined,
-      onOutput: () => undefined,
-      measure: true,
+    const watching = wrappedSandbox(async (options, run) => {
+      const file = runFile(options);
+      runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
+      if (file.includes('measure-original')) measurementStarted();
+      const result = await run(options);
+      // Run one after the other, wasm-opt would wait here for a measurement that comes after it.
+      if (file.includes('wasm-opt-in')) await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the original was not measured alongside wasm-opt')), 30_000))]);
+      return result;
     });
+    const { details } = await optimizeIn(watching, commandModule({ custom: { '.debug_line': [1, 2, 3] } }));
     assert.equal(details.optimize.steps.find((step) => step.name === 'wasm-opt')?.status, 'applied');
     assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
     assert.ok(isStartupTimes(details.variants.optimized?.startup), JSON.stringify(details.variants.optimized?.startup));
@@ -184,41 +184,26 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
   });
 
   it('starts both measuring processes while wasm-opt runs and measures them after it, one after the other, each in its own volume (decision 0039)', async () => {
-    const real = createSandbox('bubblewrap');
     const runs: Array<{ file: string; workDir: string; memoryBytes: number }> = [];
     const handedDuring: string[] = [];
     let bothStarted: () => void = () => undefined;
     const started = new Promise<void>((resolve) => (bothStarted = resolve));
     /** Whether the stage has already handed `file` (e.g. measure-original.wasm) to its waiting process. */
     const handed = (file: string) => runs.some((run) => run.file.endsWith(file) && existsSync(join(run.workDir, file)));
-    const watching: Sandbox = {
-      name: real.name,
-      check: () => real.check(),
-      run: async (options) => {
-        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
-        runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
-        if (runs.filter((run) => run.file.includes('measure-')).length === 2) bothStarted();
-        const result = await real.run(options);
-        if (file.includes('wasm-opt-in')) {
-          // Started only after the steps, the processes would never come while wasm-opt waits here.
-          await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the measuring processes were not started while wasm-opt ran')), 30_000))]);
-          for (const name of ['measure-original.wasm', 'measure-optimized.wasm']) if (handed(name)) handedDuring.push(`${name} during wasm-opt`);
-        }
-        if (file.includes('measure-original') && handed('measure-optimized.wasm')) handedDuring.push('measure-optimized.wasm during the original');
-        return result;
-      },
-    };
-    const { details } = await optimizeArtifact({
-      original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
-      kind: 'wasi-command',
-      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
-      sandbox: watching,
-      workRoot,
-      limits: LIMITS,
-      log: () => undefined,
-      onOutput: () => undefined,
-      measure: true,
+    const watching = wrappedSandbox(async (options, run) => {
+      const file = runFile(options);
+      runs.push({ file, workDir: options.workDir, memoryBytes: options.limits.memoryBytes });
+      if (runs.filter((entry) => entry.file.includes('measure-')).length === 2) bothStarted();
+      const result = await run(options);
+      if (file.includes('wasm-opt-in')) {
+        // Started only after the steps, the processes would never come while wasm-opt waits here.
+        await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('the measuring processes were not started while wasm-opt ran')), 30_000))]);
+        for (const name of ['measure-original.wasm', 'measure-optimized.wasm']) if (handed(name)) handedDuring.push(`${name} during wasm-opt`);
+      }
+      if (file.includes('measure-original') && handed('measure-optimized.wasm')) handedDuring.push('measure-optimized.wasm during the original');
+      return result;
     });
+    const { details } = await optimizeIn(watching, commandModule({ custom: { '.debug_line': [1, 2, 3] } }));
     assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
     assert.ok(isStartupTimes(details.variants.optimized?.startup), JSON.stringify(details.variants.optimized?.startup));
     assert.deepEqual(handedDuring, [], 'each variant is measured alone');
@@ -230,31 +215,16 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
   });
 
   it('lets the prepared measuring process go when no optimized variant is offered', async () => {
-    const real = createSandbox('bubblewrap');
     const outputs = new Map<string, string>();
-    const failingWasmOpt: Sandbox = {
-      name: real.name,
-      check: () => real.check(),
-      run: async (options) => {
-        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
-        if (file.includes('wasm-opt-in')) return { exitCode: 1, signal: null, cancelled: false, durationMs: 0, notes: [] };
-        let output = '';
-        const result = await real.run({ ...options, onOutput: (chunk) => ((output += chunk.toString('utf8')), options.onOutput?.(chunk)) });
-        outputs.set(file, output);
-        return result;
-      },
-    };
-    const { optimized, details } = await optimizeArtifact({
-      original: commandModule(),
-      kind: 'wasi-command',
-      options: { strip: false, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
-      sandbox: failingWasmOpt,
-      workRoot,
-      limits: LIMITS,
-      log: () => undefined,
-      onOutput: () => undefined,
-      measure: true,
+    const failingWasmOpt = wrappedSandbox(async (options, run) => {
+      const file = runFile(options);
+      if (file.includes('wasm-opt-in')) return { exitCode: 1, signal: null, cancelled: false, durationMs: 0, notes: [] };
+      let output = '';
+      const result = await run({ ...options, onOutput: (chunk) => ((output += chunk.toString('utf8')), options.onOutput?.(chunk)) });
+      outputs.set(file, output);
+      return result;
     });
+    const { optimized, details } = await optimizeIn(failingWasmOpt, commandModule(), { options: { strip: false } });
     assert.equal(optimized, undefined);
     assert.equal(details.optimize.served, 'original');
     assert.ok(isStartupTimes(details.variants.original.startup), JSON.stringify(details.variants.original.startup));
@@ -262,62 +232,31 @@ describe('the optimize stage', { timeout: 120_000 }, () => {
   });
 
   it('stops a waiting prepared measurement on cancel and removes the volumes only after every run ended', async () => {
-    const real = createSandbox('bubblewrap');
     const cancel = new AbortController();
     const ended: string[] = [];
     let preparedStarted: () => void = () => undefined;
     const started = new Promise<void>((resolve) => (preparedStarted = resolve));
     const root = await mkdtemp(join(workRoot, 'cancel-'));
     await chmod(root, 0o755);
-    const cancelling: Sandbox = {
-      name: real.name,
-      check: () => real.check(),
-      run: async (options) => {
-        const file = options.command.find((arg) => arg.endsWith('.wasm')) ?? '';
-        if (file.includes('measure-optimized')) preparedStarted();
-        if (file.includes('wasm-opt-in')) void started.then(() => cancel.abort());
-        try {
-          return await real.run(options);
-        } finally {
-          ended.push(file);
-        }
-      },
-    };
-    await assert.rejects(
-      optimizeArtifact({
-        original: commandModule({ custom: { '.debug_line': [1, 2, 3] } }),
-        kind: 'wasi-command',
-        options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
-        sandbox: cancelling,
-        workRoot: root,
-        limits: LIMITS,
-        log: () => undefined,
-        onOutput: () => undefined,
-        measure: true,
-        signal: cancel.signal,
-      }),
-      OptimizeCancelled,
-    );
+    const cancelling = wrappedSandbox(async (options, run) => {
+      const file = runFile(options);
+      if (file.includes('measure-optimized')) preparedStarted();
+      if (file.includes('wasm-opt-in')) void started.then(() => cancel.abort());
+      try {
+        return await run(options);
+      } finally {
+        ended.push(file);
+      }
+    });
+    await assert.rejects(optimizeIn(cancelling, commandModule({ custom: { '.debug_line': [1, 2, 3] } }), { workRoot: root, signal: cancel.signal }), OptimizeCancelled);
     assert.ok(ended.some((file) => file.includes('measure-optimized')), 'the prepared run ended');
     assert.deepEqual(await readdir(root), [], 'both volumes are gone');
   });
 
   it('measures a module above the overlap size after the steps, with the whole memory limit', async () => {
-    const real = createSandbox('bubblewrap');
     const runs: Array<{ file: string; memoryBytes: number }> = [];
-    const recording: Sandbox = { name: real.name, check: () => real.check(), run: (options) => (runs.push({ file: options.command.find((arg) => arg.endsWith('.wasm')) ?? '', memoryBytes: options.limits.memoryBytes }), real.run(options)) };
-    const large = withCustomSection(commandModule(), '.debug_line', OVERLAP_MAX_BYTES + 1);
-    await optimizeArtifact({
-      original: large,
-      kind: 'wasi-command',
-      options: { strip: true, wasmOpt: 'O1', wizer: false, memoryCapPages: null },
-      sandbox: recording,
-      workRoot,
-      limits: LIMITS,
-      log: () => undefined,
-      onOutput: () => undefined,
-      measure: true,
-    });
+    const recording = wrappedSandbox((options, run) => (runs.push({ file: runFile(options), memoryBytes: options.limits.memoryBytes }), run(options)));
+    await optimizeIn(recording, withCustomSection(commandModule(), '.debug_line', OVERLAP_MAX_BYTES + 1));
     assert.deepEqual(runs.map((run) => run.file.replace(/^.*\//, '')), ['wasm-opt-in.wasm', 'measure-original.wasm', 'measure-optimized.wasm']);
     for (const run of runs) assert.equal(run.memoryBytes, LIMITS.memoryBytes, run.file);
   });
