@@ -35,7 +35,7 @@ export const ZONES = {
   worker: ['archive', 'build-cache', 'build-kit', 'fetch', 'format', 'languages', 'optimize', 'sandbox', 'transport', 'wasm', 'config.ts', 'errors.ts'],
   // The API side.
   // The one loader: reads every section's declarations, so no section may import it back.
-  'config.ts': ['archive', 'config', 'edge', 'fetch', 'languages', 'optimize', 'queue', 'sandbox', 'store', 'testbed', 'wasm', 'errors.ts'],
+  'config.ts': ['archive', 'build-cache', 'config', 'edge', 'fetch', 'languages', 'optimize', 'queue', 'sandbox', 'store', 'testbed', 'wasm', 'errors.ts'],
   // What the API does, one module per operation, free of HTTP.
   'use-cases': ['archive', 'build-cache', 'edge', 'evaluator', 'queue', 'store', 'testbed', 'wasm', 'worker/protocol.ts', 'config.ts', 'errors.ts'],
   queue: ['store', 'worker/protocol.ts', 'errors.ts'],

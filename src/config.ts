@@ -15,6 +15,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_ARCHIVE_LIMITS, type ArchiveLimits } from './archive/limits.ts';
+import { DEFAULT_DEPENDENCY_CACHE_LIMITS, type DependencyCacheLimits } from './build-cache/store.ts';
 import { readConfigFile } from './config/file.ts';
 import { booleanSetting, choiceSetting, ConfigError, customSetting, integerSetting, SettingReader, stringSetting, type AnySetting, type Env, type RawValue } from './config/settings.ts';
 import { parseEnvironments } from './edge/environments.ts';
@@ -59,6 +60,8 @@ export interface KilnConfig {
   environments: string[];
   /** Machine-wide toolchains: modern Rust set up by scripts/toolchains/*.sh, Kiln's JS/TS component toolchain. */
   toolchains: { rust: string; javascript: string };
+  /** Bounds of each worker process's dependency cache (decisions 0015 and 0038). */
+  dependencyCache: DependencyCacheLimits;
   /** Open `logs?follow` streams per owner on one API instance; beyond it, 429. */
   followStreamsPerOwner: number;
   /** On SIGTERM, how long in-flight requests may take before their connections are closed. */
@@ -89,6 +92,10 @@ const MIB = 1024 ** 2;
 
 const build = (env: string, key: keyof SandboxLimits, min: number, description: string, defaultText: string) =>
   integerSetting({ env, key: `build.${key}`, fallback: DEFAULT_LIMITS[key], min, description, defaultText });
+
+const DAY_MS = 24 * 3600_000;
+const cacheBytes = (env: string, key: string, field: Exclude<keyof DependencyCacheLimits, 'maxAgeMs'>, description: string, defaultText: string) =>
+  integerSetting({ env, key: `build.dependencyCache.${key}`, fallback: DEFAULT_DEPENDENCY_CACHE_LIMITS[field], min: 0, description, defaultText });
 
 /** Settings of the core: server, storage, builds, queue, toolchains. The order is the order of docs/configuration.md. */
 export const CORE_SETTINGS = {
@@ -129,6 +136,12 @@ export const CORE_SETTINGS = {
     description: 'Deployment environments added to staging and production',
     parseText: parseEnvironmentList,
   }),
+  dependencyCacheMaxBytes: cacheBytes('KILN_DEPENDENCY_CACHE_MAX_BYTES', 'maxBytes', 'maxBytes', "A worker process's dependency cache, all owners together, bytes (least recently used entries go first)", '8 GiB'),
+  dependencyCacheOwnerMaxBytes: cacheBytes('KILN_DEPENDENCY_CACHE_OWNER_MAX_BYTES', 'ownerMaxBytes', 'maxBytesPerNamespace', "One owner's share of it, bytes, so one owner cannot evict everyone else", '2 GiB'),
+  dependencyCacheEntryMaxBytes: cacheBytes('KILN_DEPENDENCY_CACHE_ENTRY_MAX_BYTES', 'entryMaxBytes', 'maxEntryBytes', 'Largest cache entry kept, bytes (a larger one is not saved)', '1 GiB'),
+  dependencyCacheMaxAgeDays: integerSetting({ env: 'KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS', key: 'build.dependencyCache.maxAgeDays', fallback: DEFAULT_DEPENDENCY_CACHE_LIMITS.maxAgeMs / DAY_MS, min: 1, description: 'Cache entries (and unpacked trees) unused this many days are dropped' }),
+  dependencyCacheUnpackedMaxBytes: cacheBytes('KILN_DEPENDENCY_CACHE_UNPACKED_MAX_BYTES', 'unpackedMaxBytes', 'maxUnpackedBytes', "Each owner's last entry is also kept unpacked for a faster hit (decision 0038): all such trees together, bytes (0: none kept)", '4 GiB'),
+  dependencyCacheUnpackedTreeMaxBytes: cacheBytes('KILN_DEPENDENCY_CACHE_UNPACKED_TREE_MAX_BYTES', 'unpackedTreeMaxBytes', 'maxUnpackedTreeBytes', 'Largest tree kept unpacked, bytes', '1 GiB'),
   toolchainsDir: stringSetting({ env: 'KILN_TOOLCHAINS_DIR', key: 'toolchains.rust', fallback: DEFAULT_TOOLCHAINS_DIR, description: 'Machine-wide toolchains set up by scripts/toolchains/*.sh (modern Rust; decision 0008)' }),
   jsToolchainDir: JS_TOOLCHAIN_SETTING,
   followStreamsPerOwner: integerSetting({ env: 'KILN_FOLLOW_STREAMS_PER_OWNER', key: 'api.followStreamsPerOwner', fallback: DEFAULT_FOLLOW_STREAMS_PER_OWNER, min: 1, description: 'Open `logs?follow` streams per owner and API instance (429 beyond)' }),
@@ -206,6 +219,14 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     logLevel: read(s.logLevel),
     environments: read(s.environments) ?? parseEnvironmentList(''),
     toolchains: { rust: path.resolve(read(s.toolchainsDir)), javascript: read(s.jsToolchainDir) },
+    dependencyCache: {
+      maxBytes: read(s.dependencyCacheMaxBytes),
+      maxBytesPerNamespace: read(s.dependencyCacheOwnerMaxBytes),
+      maxEntryBytes: read(s.dependencyCacheEntryMaxBytes),
+      maxAgeMs: read(s.dependencyCacheMaxAgeDays) * DAY_MS,
+      maxUnpackedBytes: read(s.dependencyCacheUnpackedMaxBytes),
+      maxUnpackedTreeBytes: read(s.dependencyCacheUnpackedTreeMaxBytes),
+    },
     followStreamsPerOwner: read(s.followStreamsPerOwner),
     shutdownGraceMs: read(s.shutdownGraceMs),
     testbed: testbedConfigFrom(reader),

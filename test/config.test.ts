@@ -12,6 +12,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, DEFAULT_TOOLCHAINS_DIR, loadConfig, SERVE_PRESETS, SETTINGS } from '../src/config.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from '../src/archive/limits.ts';
+import { DEFAULT_DEPENDENCY_CACHE_LIMITS } from '../src/build-cache/store.ts';
 import { DEFAULT_NPM_REGISTRY, loadFetchConfig } from '../src/fetch/config.ts';
 import { DEFAULT_LIMITS } from '../src/sandbox/sandbox.ts';
 import { loadTestbedConfig } from '../src/testbed/config.ts';
@@ -36,6 +37,7 @@ describe('configuration loader', () => {
     assert.deepEqual(config.objects, { kind: 'fs', root: path.resolve('.kiln', 'objects') });
     assert.deepEqual(config.buildLimits, DEFAULT_LIMITS);
     assert.deepEqual(config.archiveLimits, DEFAULT_ARCHIVE_LIMITS);
+    assert.deepEqual(config.dependencyCache, DEFAULT_DEPENDENCY_CACHE_LIMITS);
     assert.equal(config.logMaxBytes, DEFAULT_LIMITS.logBytes + 64 * 1024);
     assert.equal(config.toolchains.rust, DEFAULT_TOOLCHAINS_DIR);
     assert.deepEqual(config.environments, ['staging', 'production']);
@@ -56,6 +58,12 @@ describe('configuration loader', () => {
     assert.equal(config.toolchains.javascript, '/opt/js');
     assert.equal(config.testbed.componentToolchainDir, '/opt/js', 'the runner transpiles components with the same toolchain');
     assert.equal(config.sandboxCacheDir, '/tmp/kiln-helpers');
+  });
+
+  it("sets the dependency cache's bounds from the environment and the file", () => {
+    const file = configFile({ build: { dependencyCache: { maxAgeDays: 3, unpackedMaxBytes: 0 } } });
+    const config = loadConfig({ configFile: file }, { KILN_DEPENDENCY_CACHE_MAX_BYTES: String(2 * 1024 ** 3), KILN_DEPENDENCY_CACHE_OWNER_MAX_BYTES: '1048576', KILN_DEPENDENCY_CACHE_ENTRY_MAX_BYTES: '4096', KILN_DEPENDENCY_CACHE_UNPACKED_TREE_MAX_BYTES: '8192' });
+    assert.deepEqual(config.dependencyCache, { maxBytes: 2 * 1024 ** 3, maxBytesPerNamespace: 1048576, maxEntryBytes: 4096, maxAgeMs: 3 * 24 * 3600_000, maxUnpackedBytes: 0, maxUnpackedTreeBytes: 8192 });
   });
 
   it('takes the file under the environment, and flags over both', () => {
@@ -101,6 +109,8 @@ describe('configuration loader', () => {
       [{ KILN_NPM_REGISTRY: 'file:///etc/passwd' }, /^KILN_NPM_REGISTRY: the registry must be an http\(s\) URL$/],
       [{ KILN_FETCH_CA_FILE: 'relative.pem' }, /^KILN_FETCH_CA_FILE: /],
       [{ S3_ENDPOINT: 'http://ceph:7480' }, /S3_BUCKET is not/],
+      [{ KILN_DEPENDENCY_CACHE_MAX_BYTES: '-1' }, /^KILN_DEPENDENCY_CACHE_MAX_BYTES: must be an integer ≥ 0/],
+      [{ KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS: '0' }, /^KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS: must be an integer ≥ 1/],
     ];
     for (const [env, message] of cases) {
       assert.throws(() => loadConfig({}, env), (error: unknown) => error instanceof ConfigError && message.test(error.message), JSON.stringify(env));

@@ -25,6 +25,28 @@ import { join } from 'node:path';
 import { CACHE_FILE } from './plan.ts';
 import { RestoredTrees } from './trees.ts';
 
+/** The store's bounds (settings `KILN_DEPENDENCY_CACHE_*`, src/config.ts); every one is optional in DependencyCacheOptions. */
+export interface DependencyCacheLimits {
+  maxBytes: number;
+  maxBytesPerNamespace: number;
+  maxEntryBytes: number;
+  maxAgeMs: number;
+  maxUnpackedBytes: number;
+  maxUnpackedTreeBytes: number;
+}
+
+const GiB = 1024 ** 3;
+const DAY_MS = 24 * 3600_000;
+
+export const DEFAULT_DEPENDENCY_CACHE_LIMITS: Readonly<DependencyCacheLimits> = {
+  maxBytes: 8 * GiB,
+  maxBytesPerNamespace: 2 * GiB,
+  maxEntryBytes: GiB,
+  maxAgeMs: 14 * DAY_MS,
+  maxUnpackedBytes: 4 * GiB,
+  maxUnpackedTreeBytes: GiB,
+};
+
 export interface DependencyCacheOptions {
   /** Host directory of the store; created if missing. Must be traversable by sandbox uids (checkouts are bind-mounted). */
   root: string;
@@ -66,7 +88,6 @@ interface EntryInfo {
 
 const NAMESPACE = /^[0-9a-f]{16,128}$/;
 const KEY = /^[0-9a-f]{16,128}$/;
-const GiB = 1024 ** 3;
 const STALE_CHECKOUT_MS = 24 * 3600_000;
 
 export class DependencyCacheStore {
@@ -82,15 +103,17 @@ export class DependencyCacheStore {
 
   constructor(options: DependencyCacheOptions) {
     this.root = options.root;
-    this.maxBytes = options.maxBytes ?? 8 * GiB;
-    this.maxBytesPerNamespace = options.maxBytesPerNamespace ?? 2 * GiB;
-    this.maxEntryBytes = options.maxEntryBytes ?? GiB;
-    this.maxAgeMs = options.maxAgeMs ?? 14 * 24 * 3600_000;
-    if (options.keepUnpacked !== false) {
+    const defaults = DEFAULT_DEPENDENCY_CACHE_LIMITS;
+    this.maxBytes = options.maxBytes ?? defaults.maxBytes;
+    this.maxBytesPerNamespace = options.maxBytesPerNamespace ?? defaults.maxBytesPerNamespace;
+    this.maxEntryBytes = options.maxEntryBytes ?? defaults.maxEntryBytes;
+    this.maxAgeMs = options.maxAgeMs ?? defaults.maxAgeMs;
+    // A bound of 0 keeps no tree: no store for them at all.
+    if (options.keepUnpacked !== false && (options.maxUnpackedBytes ?? defaults.maxUnpackedBytes) > 0) {
       this.trees = new RestoredTrees({
         root: join(this.root, 'trees'),
-        maxBytes: options.maxUnpackedBytes ?? 4 * GiB,
-        maxTreeBytes: options.maxUnpackedTreeBytes ?? GiB,
+        maxBytes: options.maxUnpackedBytes ?? defaults.maxUnpackedBytes,
+        maxTreeBytes: options.maxUnpackedTreeBytes ?? defaults.maxUnpackedTreeBytes,
         maxAgeMs: this.maxAgeMs,
       });
     }

@@ -13,7 +13,7 @@ import type { Sandbox } from '../sandbox/sandbox.ts';
 import { startWorker, type RunningWorker } from '../worker/worker.ts';
 
 /** The part of the configuration a build worker uses. */
-export type WorkerSettings = Pick<KilnConfig, 'sandbox' | 'sandboxWarmPool' | 'sandboxCacheDir' | 'toolchains' | 'fetch'>;
+export type WorkerSettings = Pick<KilnConfig, 'sandbox' | 'sandboxWarmPool' | 'sandboxCacheDir' | 'toolchains' | 'fetch' | 'dependencyCache'>;
 
 export interface BuildWorkerOptions {
   apiUrl: string;
@@ -43,7 +43,7 @@ export async function startBuildWorkers(settings: WorkerSettings, options: Build
     await sandbox.close?.();
     throw error;
   }
-  const worker = startWorker({ ...options, sandbox, fetch: settings.fetch, languages: languagesFor(settings) });
+  const worker = startWorker({ ...options, sandbox, fetch: settings.fetch, languages: languagesFor(settings), dependencyCache: settings.dependencyCache });
   return {
     worker,
     sandbox,

@@ -9,6 +9,7 @@ import { appendFile, chmod, lstat, mkdir, mkdtemp, readFile, readlink, rm, symli
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { DependencyCacheStore } from '../../src/build-cache/store.ts';
 import { NO_TREE, RestoredTrees, type TreeOptions } from '../../src/build-cache/trees.ts';
 
 const ownerA = 'a'.repeat(32);
@@ -143,5 +144,11 @@ describe('unpacked dependency cache trees', () => {
     const kept = await store.keep(ownerA, key('1'), await emptyJob(), ['target']);
     assert.equal(kept.ok, false);
     assert.deepEqual(await store.usage(), {});
+  });
+
+  it('the store keeps no unpacked trees when their bound is 0 or they are turned off (KILN_DEPENDENCY_CACHE_UNPACKED_MAX_BYTES)', () => {
+    assert.equal(new DependencyCacheStore({ root: join(scratch, 'store-none'), maxUnpackedBytes: 0 }).trees, undefined);
+    assert.equal(new DependencyCacheStore({ root: join(scratch, 'store-off'), keepUnpacked: false }).trees, undefined);
+    assert.ok(new DependencyCacheStore({ root: join(scratch, 'store-on'), maxUnpackedBytes: 1 }).trees instanceof RestoredTrees);
   });
 });
