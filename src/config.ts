@@ -93,6 +93,10 @@ const MIB = 1024 ** 2;
 const build = (env: string, key: keyof SandboxLimits, min: number, description: string, defaultText: string) =>
   integerSetting({ env, key: `build.${key}`, fallback: DEFAULT_LIMITS[key], min, description, defaultText });
 
+/** An archive limit beside uploads.maxBytes; every one travels with each job to the worker that extracts it. */
+const archive = (env: string, key: string, field: Exclude<keyof ArchiveLimits, 'maxCompressedBytes'>, min: number, description: string, defaultText: string) =>
+  integerSetting({ env, key: `uploads.${key}`, fallback: DEFAULT_ARCHIVE_LIMITS[field], min, description: `${description} (also what a worker extracts)`, defaultText });
+
 const DAY_MS = 24 * 3600_000;
 const cacheBytes = (env: string, key: string, field: Exclude<keyof DependencyCacheLimits, 'maxAgeMs'>, description: string, defaultText: string) =>
   integerSetting({ env, key: `build.dependencyCache.${key}`, fallback: DEFAULT_DEPENDENCY_CACHE_LIMITS[field], min: 0, description, defaultText });
@@ -123,6 +127,11 @@ export const CORE_SETTINGS = {
   uploadMemoryBytes: integerSetting({ env: 'KILN_UPLOAD_MEMORY_BYTES', key: 'uploads.memoryBytes', fallback: DEFAULT_UPLOAD_SPOOL.memoryBytes, min: 0, defaultText: '1 MiB', description: 'Largest upload archive kept in memory while it is checked and stored (larger ones go to a temp file under the data dir; 0: always a file)' }),
   uploadMemoryTotalBytes: integerSetting({ env: 'KILN_UPLOAD_MEMORY_TOTAL_BYTES', key: 'uploads.memoryTotalBytes', fallback: DEFAULT_UPLOAD_SPOOL.memoryTotalBytes, min: 0, defaultText: '64 MiB', description: 'Upload bytes an API process keeps in memory at once; beyond it, uploads go to temp files' }),
   uploadMaxBytes: integerSetting({ env: 'KILN_UPLOAD_MAX_BYTES', key: 'uploads.maxBytes', fallback: DEFAULT_ARCHIVE_LIMITS.maxCompressedBytes, min: 1024, defaultText: '64 MiB', description: 'Largest upload archive (workers extract under the same limits: they come with each job)' }),
+  uploadMaxUnpackedBytes: archive('KILN_UPLOAD_MAX_UNPACKED_BYTES', 'maxUnpackedBytes', 'maxTotalBytes', 1024, 'All files of an upload together, decompressed, bytes', '512 MiB'),
+  uploadMaxFileBytes: archive('KILN_UPLOAD_MAX_FILE_BYTES', 'maxFileBytes', 'maxFileBytes', 1, 'Any one file of an upload, decompressed, bytes', '128 MiB'),
+  uploadMaxEntries: archive('KILN_UPLOAD_MAX_ENTRIES', 'maxEntries', 'maxEntries', 1, 'Files and directories of an upload', '20000'),
+  uploadMaxPathBytes: archive('KILN_UPLOAD_MAX_PATH_BYTES', 'maxPathBytes', 'maxPathLength', 16, "UTF-8 bytes of an upload entry's path", '1024'),
+  uploadMaxDepth: archive('KILN_UPLOAD_MAX_DEPTH', 'maxDepth', 'maxDepth', 1, "Directories deep an upload entry's path may go", '64'),
   leaseMs: integerSetting({ env: 'KILN_LEASE_MS', key: 'queue.leaseMs', fallback: DEFAULT_QUEUE_SETTINGS.leaseMs, min: 500, description: "A worker's lease on a job, ms (renewed by heartbeats; expired leases are re-queued)" }),
   maxAttempts: integerSetting({ env: 'KILN_MAX_ATTEMPTS', key: 'queue.maxAttempts', fallback: DEFAULT_QUEUE_SETTINGS.maxAttempts, min: 1, description: 'Attempts of a job before its build is `crashed`' }),
   logLevel: choiceSetting({ env: 'KILN_LOG_LEVEL', key: 'logLevel', fallback: 'info', choices: LOG_LEVELS, description: 'Log level of the server, workers and runners' }),
@@ -211,7 +220,14 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     sandboxWarmPool: read(s.sandboxWarmPool),
     sandboxCacheDir: path.resolve(read(s.sandboxCacheDir) ?? defaultSandboxCacheDir(reader)),
     buildLimits,
-    archiveLimits: { ...DEFAULT_ARCHIVE_LIMITS, maxCompressedBytes: read(s.uploadMaxBytes) },
+    archiveLimits: {
+      maxCompressedBytes: read(s.uploadMaxBytes),
+      maxTotalBytes: read(s.uploadMaxUnpackedBytes),
+      maxFileBytes: read(s.uploadMaxFileBytes),
+      maxEntries: read(s.uploadMaxEntries),
+      maxPathLength: read(s.uploadMaxPathBytes),
+      maxDepth: read(s.uploadMaxDepth),
+    },
     uploadSpool: { memoryBytes: read(s.uploadMemoryBytes), memoryTotalBytes: read(s.uploadMemoryTotalBytes) },
     queue: { leaseMs: read(s.leaseMs), maxAttempts: read(s.maxAttempts) },
     logMaxBytes: buildLimits.logBytes + 64 * 1024,

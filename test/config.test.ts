@@ -66,6 +66,11 @@ describe('configuration loader', () => {
     assert.deepEqual(config.dependencyCache, { maxBytes: 2 * 1024 ** 3, maxBytesPerNamespace: 1048576, maxEntryBytes: 4096, maxAgeMs: 3 * 24 * 3600_000, maxUnpackedBytes: 0, maxUnpackedTreeBytes: 8192 });
   });
 
+  it('sets every archive limit, and they are what uploads and jobs use', () => {
+    const config = loadConfig({}, { KILN_UPLOAD_MAX_BYTES: '2048', KILN_UPLOAD_MAX_UNPACKED_BYTES: '4096', KILN_UPLOAD_MAX_FILE_BYTES: '1000', KILN_UPLOAD_MAX_ENTRIES: '9', KILN_UPLOAD_MAX_PATH_BYTES: '100', KILN_UPLOAD_MAX_DEPTH: '4' });
+    assert.deepEqual(config.archiveLimits, { maxCompressedBytes: 2048, maxTotalBytes: 4096, maxFileBytes: 1000, maxEntries: 9, maxPathLength: 100, maxDepth: 4 });
+  });
+
   it('takes the file under the environment, and flags over both', () => {
     const file = configFile({ port: 9000, host: '0.0.0.0', testbed: { maxHeaderCount: 50, upstreams: ['api=https://api.internal'], moduleShape: { maxTableEntries: 5000 } }, fetch: { npmRegistry: 'https://npm.file/' }, build: { wallMs: 60_000 } });
     const fromFile = loadConfig({ configFile: file }, {});
@@ -111,6 +116,8 @@ describe('configuration loader', () => {
       [{ S3_ENDPOINT: 'http://ceph:7480' }, /S3_BUCKET is not/],
       [{ KILN_DEPENDENCY_CACHE_MAX_BYTES: '-1' }, /^KILN_DEPENDENCY_CACHE_MAX_BYTES: must be an integer ≥ 0/],
       [{ KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS: '0' }, /^KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS: must be an integer ≥ 1/],
+      [{ KILN_UPLOAD_MAX_ENTRIES: '0' }, /^KILN_UPLOAD_MAX_ENTRIES: must be an integer ≥ 1/],
+      [{ KILN_UPLOAD_MAX_PATH_BYTES: 'long' }, /^KILN_UPLOAD_MAX_PATH_BYTES: /],
     ];
     for (const [env, message] of cases) {
       assert.throws(() => loadConfig({}, env), (error: unknown) => error instanceof ConfigError && message.test(error.message), JSON.stringify(env));

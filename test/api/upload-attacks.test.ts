@@ -77,6 +77,34 @@ describe('hostile uploads over HTTP', () => {
     }
   });
 
+  it('refuses what the operator set lower (entries, one file, depth), each with its limit named, and takes the rest', async () => {
+    const limited = await startTestKiln({ env: { KILN_UPLOAD_MAX_ENTRIES: '8', KILN_UPLOAD_MAX_FILE_BYTES: '1024', KILN_UPLOAD_MAX_DEPTH: '3' } });
+    try {
+      const created = await call<Json>(limited.url, 'POST', '/v1/applications', { token: limited.ownerToken, json: { name: 'strict' } });
+      const send = async (archive: Buffer, version: string) =>
+        call<Json>(limited.url, 'POST', `/v1/applications/${created.body.id}/versions`, { token: limited.ownerToken, body: versionForm({ version }, archive, 'a.tar.gz') });
+      const refusals: Array<[Buffer, number, RegExp]> = [
+        [manyEntriesTarGz(20), 413, /entries/],
+        [await tarGz([{ name: 'big.bin', content: 'x'.repeat(4096) }]), 413, /big\.bin/],
+        [await tarGz([{ name: 'a/b/c/d/deep.txt', content: 'x' }]), 422, /deep\.txt/],
+      ];
+      let n = 0;
+      for (const [archive, status, mentions] of refusals) {
+        const answer = await send(archive, `1.0.${n++}`);
+        assert.equal(answer.status, status, JSON.stringify(answer.body));
+        assert.match(answer.body.error.message, mentions);
+      }
+      const fine = await send(await tarGz([{ name: 'src/main.c', content: 'int main(void) { return 0; }\n' }]), '2.0.0');
+      assert.equal(fine.status, 202, JSON.stringify(fine.body));
+      // The worker extracts under the same limits: they travel with the job.
+      const claim = await call<Json>(limited.url, 'POST', '/internal/v1/jobs/claim', { token: limited.workerToken, json: { workerId: 'limits-test', waitMs: 1000 } });
+      const limits = claim.body.job.archiveLimits;
+      assert.deepEqual({ entries: limits.maxEntries, file: limits.maxFileBytes, depth: limits.maxDepth }, { entries: 8, file: 1024, depth: 3 });
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('kept no version and no object from any refused upload', async () => {
     const versions = await call<Json>(t.url, 'GET', `/v1/applications/${appId}/versions`, { token: t.ownerToken });
     assert.equal(versions.body.items.length, 0);
