@@ -26,7 +26,7 @@ import type { OwnerBudgets } from './owner-budget.ts';
 import { Lru } from './lru.ts';
 import type { ModuleParts, WorkerEvent, WorkerMessage, WorkerReply, WorkerRequest } from './protocol.ts';
 import type { TestbedWorkerData } from './worker.ts';
-import { workerSource } from './worker-source.ts';
+import { threadEntrySource } from '../threads/entry-source.ts';
 
 export interface PoolOptions {
   size: number;
@@ -257,7 +257,7 @@ export class WorkerPool {
     const { budgets } = this.options;
     const lane = budgets ? budgets.takeLane() : -1;
     const workerData: TestbedWorkerData = { busy: buffer, maxWarmVms: this.options.maxWarmVms, idleTickStopMs: this.options.idleTickStopMs, guestNice: this.options.guestNice ?? 0, ...(budgets ? { budget: { layout: budgets.layout, lane } } : {}) };
-    const worker = new Worker(workerSource(), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
+    const worker = new Worker(threadEntrySource(import.meta.url, './worker'), { eval: true, workerData, resourceLimits: this.options.resourceLimits });
     worker.unref();
     const forget: string[] = [];
     const modules = new Lru<string, true>(WORKER_MODULES, (_, key) => forget.push(key));
