@@ -38,6 +38,8 @@ import { createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { OptimizeResultCache, type OptimizeDetails } from '../src/optimize/index.ts';
 import { startWorker } from '../src/worker/worker.ts';
 import { ApiClient } from '../src/cli/api-client.ts';
+import { BuildLogs } from '../src/store/build-logs.ts';
+import { TryVersion } from '../src/use-cases/try-version.ts';
 import { startBenchKiln, type Json } from './harness.ts';
 import { median } from './stats.ts';
 import { startTimeline, type Timeline } from './timeline.ts';
@@ -70,6 +72,11 @@ export async function measurePipeline(runs: number, example = 'rust-filter', opt
   const optimizeCache = new OptimizeResultCache<OptimizeDetails>();
   const worker = startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: 1, sandbox, workRoot, logger, optimizeCache });
   const timeline: Timeline | undefined = options.timeline ? startTimeline() : undefined;
+  if (timeline) {
+    // The steps of the result report (src/use-cases/worker-jobs.ts) that are methods of long-lived objects.
+    timeline.wrap(TryVersion.prototype, 'buildSucceeding', 'API: test bed readying (buildSucceeding)');
+    timeline.wrap(BuildLogs.prototype, 'finalize', 'API: log finalize');
+  }
 
   try {
     const appId: string = (await api('POST', '/v1/applications', undefined, { name: 'bench-pipeline' })).id;
@@ -218,7 +225,9 @@ function printTimeline(timeline: Timeline, build: Json, startedAt: number, uploa
     { at: seenAt, ms: 0, what: 'client: end seen' },
     ...timeline.between(startedAt, seenAt),
   ].sort((a, b) => a.at - b.at);
-  console.log(`  timeline of build ${String(build.id).slice(0, 8)} (ms from the client starting):`);
+  // For matching a --cpu-prof profile (its timestamps are µs of the same monotonic clock as process.hrtime).
+  const origin = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+  console.log(`  timeline of build ${String(build.id).slice(0, 8)} (ms from the client starting; hrtime at 0: ${(origin + startedAt).toFixed(1)} ms):`);
   for (const row of rows) console.log(`    ${(row.at - startedAt).toFixed(1).padStart(8)}  ${row.ms > 0 ? `+${row.ms.toFixed(1)}`.padStart(8) : ''.padStart(8)}  ${row.what}`);
 }
 

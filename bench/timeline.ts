@@ -28,6 +28,8 @@ export interface TimelineEvent {
 
 export interface Timeline {
   mark(what: string, at?: number, ms?: number): void;
+  /** Times every call of an async method (on a prototype) as `label`. */
+  wrap<T extends object>(target: T, method: keyof T & string, label: string): void;
   /** Events that overlap [from, to], in time order. */
   between(from: number, to: number): TimelineEvent[];
   stop(): void;
@@ -47,18 +49,20 @@ export function startTimeline(options: { stallMs?: number } = {}): Timeline {
   }, 1);
   probe.unref();
 
-  // Programs started.
-  const original = childProcess.spawn;
-  const wrapped = function (this: unknown, ...args: unknown[]) {
-    const started = performance.now();
-    const child = (original as (...a: unknown[]) => childProcess.ChildProcess).apply(this, args);
-    const program = String(args[0]).split('/').at(-1);
-    const argv = Array.isArray(args[1]) ? (args[1] as string[]) : [];
-    const label = program === 'bash' ? `bash ${argv.includes('kiln-launch') ? 'launcher' : ''}` : program;
-    mark(`spawn ${label} (event loop held)`, started, performance.now() - started);
-    return child;
-  } as typeof childProcess.spawn;
-  childProcess.spawn = wrapped;
+  // Programs started (spawn, and execFile, which calls the module's own spawn).
+  const originals = { spawn: childProcess.spawn, execFile: childProcess.execFile };
+  const timedStart = <F extends (...args: never[]) => childProcess.ChildProcess>(original: F, how: string): F =>
+    function (this: unknown, ...args: Parameters<F>) {
+      const started = performance.now();
+      const child = original.apply(this, args);
+      const program = String(args[0]).split('/').at(-1);
+      const argv = Array.isArray(args[1]) ? (args[1] as string[]) : [];
+      const label = program === 'bash' ? `bash ${argv.includes('kiln-launch') ? 'launcher' : ''}` : `${program} ${argv.slice(0, 2).join(' ')}`;
+      mark(`${how} ${label} (event loop held)`, started, performance.now() - started);
+      return child;
+    } as F;
+  childProcess.spawn = timedStart(originals.spawn, 'spawn');
+  childProcess.execFile = timedStart(originals.execFile as unknown as (...args: never[]) => childProcess.ChildProcess, 'execFile') as unknown as typeof childProcess.execFile;
   syncBuiltinESMExports();
 
   // Requests served.
@@ -77,14 +81,29 @@ export function startTimeline(options: { stallMs?: number } = {}): Timeline {
   diagnostics.subscribe('http.server.request.start', onStart);
   diagnostics.subscribe('http.server.response.finish', onFinish);
 
+  const unwrap: Array<() => void> = [];
   return {
     mark,
+    wrap(target, method, label) {
+      const original = target[method] as unknown as (...args: unknown[]) => Promise<unknown>;
+      const timed = async function (this: unknown, ...args: unknown[]) {
+        const at = performance.now();
+        try {
+          return await original.apply(this, args);
+        } finally {
+          mark(label, at, performance.now() - at);
+        }
+      };
+      Object.assign(target, { [method]: timed });
+      unwrap.push(() => Object.assign(target, { [method]: original }));
+    },
     between(from, to) {
       return events.filter((event) => event.at <= to && event.at + event.ms >= from).sort((a, b) => a.at - b.at);
     },
     stop() {
+      for (const undo of unwrap.splice(0)) undo();
       clearInterval(probe);
-      childProcess.spawn = original;
+      Object.assign(childProcess, originals);
       syncBuiltinESMExports();
       diagnostics.unsubscribe('http.server.request.start', onStart);
       diagnostics.unsubscribe('http.server.response.finish', onFinish);
