@@ -28,6 +28,9 @@ import type { LaunchedProcess, WarmLauncher, WarmLaunchSpec } from './supervise.
  * script first waits for a byte on stdin, written here once the helper has
  * let go of every pipe.
  */
+/** How long the helper may take to start a launcher and hand over its pipes (as long as a slot may take to start). */
+const LAUNCH_ANSWER_MS = 10_000;
+
 export class LauncherHost {
   private helper?: ChildProcess;
   private nextId = 1;
@@ -44,13 +47,18 @@ export class LauncherHost {
     try {
       const script = warmLauncherScript({ ...spec, extraFds }, { gate: true });
       this.start().send({ type: 'launch', id, script, argv: [...spec.cgroupProcs, ...spec.argv], uid: spec.uid, gid: spec.gid, files });
-      const launched = await pending.done;
-      const launcher: { child: LaunchedProcess; extraFds: Array<number | 'collect'>; exit?: { code: number | null; signal: string | null } } = { child: launched, extraFds };
-      this.live.set(id, launched);
-      launched.once('exit', (code, signal) => {
-        launcher.exit = { code, signal };
-        this.live.delete(id);
-      });
+      // A helper that does not answer must not hold the pool's fill (and its close) forever.
+      const timer = setTimeout(() => pending.fail(new PlatformError('sandbox_warm_failed', 'the launch helper did not start a launcher in time')), LAUNCH_ANSWER_MS);
+      const launched = await pending.done.finally(() => clearTimeout(timer));
+      // A launcher that died at once may have had its exit delivered (same channel, right after `handed`) before this line runs.
+      const launcher: { child: LaunchedProcess; extraFds: Array<number | 'collect'>; exit?: { code: number | null; signal: string | null } } = { child: launched, extraFds, exit: launched.exitStatus };
+      if (!launcher.exit) {
+        this.live.set(id, launched);
+        launched.once('exit', (code, signal) => {
+          launcher.exit = { code, signal };
+          this.live.delete(id);
+        });
+      }
       // An idle launcher must not keep the service alive (supervise.ts refs its pipes for the run).
       for (const socket of launched.stdio) socket?.unref();
       // Every pipe is ours alone now: the launcher may go on.
@@ -169,13 +177,19 @@ class PendingLaunch {
     else socket.destroy();
   }
 
+  private settled = false;
+
   handed(): void {
+    if (this.settled) return;
     if (!this.process) return this.fail(new PlatformError('sandbox_warm_failed', 'the launch helper handed pipes of no launcher'));
+    this.settled = true;
     this.process.watchStreams();
     this.resolve(this.process);
   }
 
   fail(error: Error): void {
+    if (this.settled) return;
+    this.settled = true;
     for (const socket of this.sockets) socket?.destroy();
     if (this.process?.pid !== undefined) {
       try {
@@ -206,6 +220,10 @@ class RemoteProcess extends EventEmitter implements LaunchedProcess {
     private readonly holder: Holder,
   ) {
     super();
+  }
+
+  get exitStatus(): { code: number | null; signal: string | null } | undefined {
+    return this.exit;
   }
 
   get stdin(): Socket | null {
