@@ -18,7 +18,13 @@
  * optimize stage is a cache hit. A fourth series clears that cache before
  * each build: its optimize stage is the real cost of optimizing (optimizeMs).
  *
- * Usage: node --import tsx bench/pipeline.ts [runs] [example]   (default 5, rust-filter)
+ * Usage: node --import tsx bench/pipeline.ts [runs] [example] [--timeline]   (default 5, rust-filter)
+ *
+ * `--timeline` also prints, for each build of the defaults series, what the
+ * process did from the client's POST to the client seeing the end: the
+ * build's stages, every HTTP request served, every program started (and how
+ * long starting it held the event loop) and every event-loop stall
+ * (bench/timeline.ts).
  */
 import { cp, mkdir } from 'node:fs/promises';
 import os from 'node:os';
@@ -32,8 +38,11 @@ import { createWorkDir, DEFAULT_LIMITS } from '../src/sandbox/index.ts';
 import { OptimizeResultCache, type OptimizeDetails } from '../src/optimize/index.ts';
 import { startWorker } from '../src/worker/worker.ts';
 import { ApiClient } from '../src/cli/api-client.ts';
+import { BuildLogs } from '../src/store/build-logs.ts';
+import { TryVersion } from '../src/use-cases/try-version.ts';
 import { startBenchKiln, type Json } from './harness.ts';
 import { median } from './stats.ts';
+import { startTimeline, type Timeline } from './timeline.ts';
 
 
 const RATIO_TARGET = 1.15;
@@ -55,13 +64,19 @@ export interface PipelineFigures {
   optimizeReusedMs: number;
 }
 
-export async function measurePipeline(runs: number, example = 'rust-filter'): Promise<PipelineFigures> {
+export async function measurePipeline(runs: number, example = 'rust-filter', options: { timeline?: boolean } = {}): Promise<PipelineFigures> {
   const exampleDir = path.resolve(import.meta.dirname, '../examples', example);
   const bench = await startBenchKiln('pipeline');
   const { kiln, config, logger, sandbox, workRoot, api } = bench;
   const client = new ApiClient({ url: kiln.url, token: bench.ownerToken, configFile: '' });
   const optimizeCache = new OptimizeResultCache<OptimizeDetails>();
   const worker = startWorker({ apiUrl: kiln.url, token: kiln.credentials.workerToken, concurrency: 1, sandbox, workRoot, logger, optimizeCache });
+  const timeline: Timeline | undefined = options.timeline ? startTimeline() : undefined;
+  if (timeline) {
+    // The steps of the result report (src/use-cases/worker-jobs.ts) that are methods of long-lived objects.
+    timeline.wrap(TryVersion.prototype, 'buildSucceeding', 'API: test bed readying (buildSucceeding)');
+    timeline.wrap(BuildLogs.prototype, 'finalize', 'API: log finalize');
+  }
 
   try {
     const appId: string = (await api('POST', '/v1/applications', undefined, { name: 'bench-pipeline' })).id;
@@ -72,7 +87,7 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
      * then waiting the way `kiln deploy` does, on the build's log stream,
      * which the API ends (pushed, not polled) when the build has ended.
      */
-    async function pipelineOnce(optimize?: Json): Promise<{ ms: number; build: Json; uploadMs: number; seenAt: number }> {
+    async function pipelineOnce(optimize?: Json): Promise<{ ms: number; build: Json; uploadMs: number; seenAt: number; startedAt: number }> {
       const started = performance.now();
       const { archive } = await packDirectory(exampleDir);
       const form = new FormData();
@@ -83,7 +98,7 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
       const ended = (await client.followBuild(build.id, {})) as unknown as Json;
       const seenAt = Date.now();
       if (ended.state !== 'succeeded') throw new Error(`pipeline build ${ended.state}: ${ended.reason}`);
-      return { ms: performance.now() - started, build: ended, uploadMs, seenAt };
+      return { ms: performance.now() - started, build: ended, uploadMs, seenAt, startedAt: started };
     }
 
     /** The same cargo steps in the same sandbox, without Kiln around them. */
@@ -143,8 +158,10 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
         } else if (which === 'plain') {
           series.plain.push((await pipelineOnce(NO_OPTIMIZE)).ms);
         } else {
-          const { ms, build, uploadMs, seenAt } = await pipelineOnce();
+          const { ms, build, uploadMs, seenAt, startedAt } = await pipelineOnce();
           series.pipeline.push(ms);
+          // The previous result's request ends after the client saw the build end: give it time to be recorded.
+          if (timeline) await new Promise((resolve) => setTimeout(resolve, 1000)).then(() => printTimeline(timeline, build, startedAt, uploadMs, startedAt + ms));
           for (const stage of build.stages as Array<{ name: string; durationMs: number }>) stageMs.set(stage.name, [...(stageMs.get(stage.name) ?? []), stage.durationMs]);
           phases.upload.push(uploadMs);
           phases.queued.push(Date.parse(build.startedAt) - Date.parse(build.createdAt));
@@ -190,9 +207,28 @@ export async function measurePipeline(runs: number, example = 'rust-filter'): Pr
     const pipelineMs = median(series.pipeline);
     return { bareBuildMs: bare, pipelineMs, warmBuildRatio: pipelineMs / bare, pipelineOwnMs: own, optimizeMs, optimizeReusedMs };
   } finally {
+    timeline?.stop();
     await worker.stop();
     await bench.dispose();
   }
+}
+
+/** One build's timeline, in ms from the client starting to pack (stages from the build record, on the same clock). */
+function printTimeline(timeline: Timeline, build: Json, startedAt: number, uploadMs: number, seenAt: number): void {
+  const clock = (iso: string): number => Date.parse(iso) - performance.timeOrigin;
+  const rows: Array<{ at: number; ms: number; what: string }> = [
+    { at: startedAt, ms: uploadMs, what: 'client: pack + POST' },
+    { at: clock(build.createdAt), ms: 0, what: 'build created' },
+    { at: clock(build.startedAt), ms: 0, what: 'build started (claimed)' },
+    ...(build.stages as Array<{ name: string; startedAt: string; durationMs: number }>).map((stage) => ({ at: clock(stage.startedAt), ms: stage.durationMs, what: `stage ${stage.name}` })),
+    { at: clock(build.finishedAt), ms: 0, what: 'build finished (committed)' },
+    { at: seenAt, ms: 0, what: 'client: end seen' },
+    ...timeline.between(startedAt, seenAt),
+  ].sort((a, b) => a.at - b.at);
+  // For matching a --cpu-prof profile (its timestamps are µs of the same monotonic clock as process.hrtime).
+  const origin = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+  console.log(`  timeline of build ${String(build.id).slice(0, 8)} (ms from the client starting; hrtime at 0: ${(origin + startedAt).toFixed(1)} ms):`);
+  for (const row of rows) console.log(`    ${(row.at - startedAt).toFixed(1).padStart(8)}  ${row.ms > 0 ? `+${row.ms.toFixed(1)}`.padStart(8) : ''.padStart(8)}  ${row.what}`);
 }
 
 function stageOf(build: Json, name: string): number {
@@ -200,5 +236,6 @@ function stageOf(build: Json, name: string): number {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  await measurePipeline(Math.max(1, Number(process.argv[2] ?? 5)), process.argv[3] ?? 'rust-filter');
+  const args = process.argv.slice(2).filter((arg) => arg !== '--timeline');
+  await measurePipeline(Math.max(1, Number(args[0] ?? 5)), args[1] ?? 'rust-filter', { timeline: process.argv.includes('--timeline') });
 }

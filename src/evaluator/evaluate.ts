@@ -3,7 +3,8 @@ import type { ObjectStore } from '../store/objects/object-store.ts';
 import { inspectComponent, isComponentBinary } from '../wasm/component.ts';
 import { checkComponentKind } from '../wasm/component-kind.ts';
 import { inspectModule, type ModuleInfo } from '../wasm/inspect.ts';
-import { inspectOffThread, type InspectLimits } from './inspect-thread.ts';
+import type { EarlyInspections } from './early-inspections.ts';
+import { inspectOffThread, type Inspection, type InspectLimits } from './inspect-thread.ts';
 import { checkKind, detectKind, type AppKind } from '../wasm/kind.ts';
 import type { CompletionReport } from '../queue/complete.ts';
 import type { ArtifactRecord, ArtifactVariant, JobResult } from '../worker/protocol.ts';
@@ -18,6 +19,8 @@ interface EvaluationInput {
   artifactKeys: Record<ArtifactVariant, string>;
   /** Bounds on inspecting each artifact (done off the event loop). */
   inspect: InspectLimits;
+  /** Inspections started when the artifacts were stored (early-inspections.ts): used for the objects they inspected. */
+  early?: EarlyInspections;
 }
 
 /** How long one artifact's validation may take before the build fails for it. */
@@ -50,8 +53,8 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
   const wantedKind = (input.declaredKind ?? report.kind ?? null) as AppKind | null;
   // Both variants are judged at once (the report waits for this); the optimized one must be of the original's kind.
   // The optimized judgement's own error only counts once the original passed, as when they ran in turn.
-  const judgingOptimized = optimized ? judgeModule(objects, optimized.key, wantedKind, input.inspect).then((value) => ({ value }), (error: unknown) => ({ error })) : undefined;
-  const verdict = await judgeModule(objects, original.key, wantedKind, input.inspect);
+  const judgingOptimized = optimized ? judgeModule(objects, optimized, wantedKind, input).then((value) => ({ value }), (error: unknown) => ({ error })) : undefined;
+  const verdict = await judgeModule(objects, original, wantedKind, input);
   const optimizedJudged = await judgingOptimized;
   if (!verdict.ok) return { ...base, outcome: 'failed', reason: verdict.reason };
   if (optimizedJudged && 'error' in optimizedJudged) throw optimizedJudged.error;
@@ -62,18 +65,24 @@ export async function evaluateReport(objects: ObjectStore, input: EvaluationInpu
   if (optimized && firstOptimizedVerdict) {
     // Only when the kind was not known beforehand can the two verdicts differ in kind: then judge again against the original's.
     const sameKind = firstOptimizedVerdict.ok && firstOptimizedVerdict.kind === verdict.kind;
-    const optimizedVerdict = sameKind || wantedKind !== null ? firstOptimizedVerdict : await judgeModule(objects, optimized.key, verdict.kind, input.inspect);
+    const optimizedVerdict = sameKind || wantedKind !== null ? firstOptimizedVerdict : await judgeModule(objects, optimized, verdict.kind, input);
     if (optimizedVerdict.ok) artifacts.optimized = { key: optimized.key, sha256: optimized.sha256, size: optimized.size };
     else details.optimizedRejected = optimizedVerdict.reason;
   }
   return { ...base, kind: verdict.kind, artifacts, details };
 }
 
-async function judgeModule(objects: ObjectStore, key: string, wantedKind: AppKind | null, limits: InspectLimits): Promise<ModuleVerdict> {
-  const { body } = await objects.getBuffer(key);
+async function judgeModule(objects: ObjectStore, stored: { key: string; sha256: string }, wantedKind: AppKind | null, input: Pick<EvaluationInput, 'inspect' | 'early'>): Promise<ModuleVerdict> {
+  // Started when these very bytes were stored (same key and digest): a core module, already inspected or being inspected.
+  const early = await input.early?.take(stored.key, stored.sha256);
+  if (early) return verdictOf(early, wantedKind);
+  const { body } = await objects.getBuffer(stored.key);
   // A component's names are read by a small bounded parser (no compilation): cheap enough here.
   if (isComponentBinary(body)) return judgeComponent(body, wantedKind);
-  const inspection = await inspectOffThread(body, limits);
+  return verdictOf(await inspectOffThread(body, input.inspect), wantedKind);
+}
+
+function verdictOf(inspection: Inspection, wantedKind: AppKind | null): ModuleVerdict {
   if (!inspection.ok) return { ok: false, reason: `the build produced an invalid WebAssembly module: ${inspection.reason}` };
   return judgeModuleInfo(inspection.info, wantedKind);
 }

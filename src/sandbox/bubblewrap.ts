@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS, EGRESS_SOCKET } from './sandbox.ts';
 import type { Sandbox, SandboxLimits, SandboxResult, SandboxRunOptions } from './sandbox.ts';
 import { compileNative } from './native.ts';
 import { SECCOMP_PACKAGES, seccompProgram } from './seccomp.ts';
+import { LauncherHost } from './launcher-host.ts';
 import { SlotMounter } from './slot-mounter.ts';
 import type { Supervised } from './supervise.ts';
 import { WarmPool } from './warm-pool.ts';
@@ -57,6 +58,7 @@ export class BubblewrapSandbox implements Sandbox {
   private layout?: Promise<RootEntry[]>;
   private readonly pool?: WarmPool;
   private readonly mounter?: SlotMounter;
+  private readonly launchers?: LauncherHost;
 
   constructor(options: BubblewrapOptions = {}) {
     this.host = new SandboxHost(options);
@@ -64,6 +66,7 @@ export class BubblewrapSandbox implements Sandbox {
     const size = options.warmPool ?? 0;
     if (size > 0) {
       this.mounter = new SlotMounter(this.host.cacheDir);
+      this.launchers = new LauncherHost();
       this.pool = new WarmPool({
         host: this.host,
         size,
@@ -71,6 +74,7 @@ export class BubblewrapSandbox implements Sandbox {
         waiterProgram: () => waiterProgram(this.host.cacheDir),
         armedArgv: (sandbox) => this.armedArgv(sandbox),
         mounter: this.mounter,
+        launchers: this.launchers,
         initialShape: { diskBytes: DEFAULT_LIMITS.diskBytes, mounts: [] },
       });
     }
@@ -105,6 +109,7 @@ export class BubblewrapSandbox implements Sandbox {
   async close(): Promise<void> {
     await this.pool?.close();
     this.mounter?.close();
+    this.launchers?.close();
   }
 
   private readonly backend: Backend = { plan: (context) => this.plan(context), warmPlan: (context) => this.warmPlan(context) };

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * Starts a sandbox program (bwrap, runsc) under a tiny shell launcher and
@@ -145,15 +145,38 @@ export function supervise(spec: LaunchSpec, watch: WatchOptions): Promise<Superv
  */
 export type WarmLaunchSpec = LaunchSpec & { uid: number; gid: number };
 
-export function warmLauncherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds'>): string {
+export function warmLauncherScript(spec: Pick<LaunchSpec, 'cgroupProcs' | 'ulimits' | 'extraFds'>, options: { gate?: boolean } = {}): string {
   const lines = launcherScript(spec).split('\n');
+  // Started by the launch helper (launcher-host.ts): nothing happens before
+  // the service writes one byte on stdin, once the helper has let go of every pipe.
+  if (options.gate) lines.splice(1, 0, 'IFS= read -r -N 1 _ || exit 1');
   // The waiter inside the sandbox reports W and L itself.
   return lines.filter((line) => line !== `printf L >&${LAUNCH_STATUS_FD}` && line !== `exec ${LAUNCH_STATUS_FD}>&-`).join('\n');
 }
 
+/**
+ * What the supervisor uses of a launcher process: a ChildProcess, or one
+ * started by the launch helper (launcher-host.ts). `pid` is its process
+ * group's id (launchers are detached); 'close' follows 'exit' once its pipes
+ * are closed.
+ */
+export interface LaunchedProcess {
+  readonly pid?: number;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly stdio: ReadonlyArray<Readable | Writable | null | undefined>;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'close' | 'error', listener: () => void): this;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  off(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  ref(): void;
+  unref(): void;
+}
+
 /** A started warm launcher; `exit` is set if it died while waiting. */
 export interface WarmLauncher {
-  readonly child: ChildProcess;
+  readonly child: LaunchedProcess;
   readonly extraFds: Array<number | 'collect'>;
   readonly exit?: { code: number | null; signal: string | null };
 }
@@ -172,7 +195,7 @@ export function startWarmLauncher(spec: WarmLaunchSpec): WarmLauncher {
  * Hands the waiting sandbox its request and watches the run exactly like
  * `supervise` (same wall clock, log cap, cancel and sweep).
  */
-export function superviseWarm(launcher: WarmLauncher, request: string, watch: WatchOptions): Promise<Supervised> {
+export function superviseWarm(launcher: Pick<WarmLauncher, 'child' | 'extraFds'>, request: string, watch: WatchOptions): Promise<Supervised> {
   return new Promise((resolve) =>
     new Watcher(watch, resolve).start(() => {
       setHeld(launcher.child, true);
@@ -198,7 +221,7 @@ function spawnLauncher(script: string, spec: Pick<LaunchSpec, 'cgroupProcs' | 'a
 }
 
 /** An idle warm launcher must not keep the service (or a test) from exiting. */
-function setHeld(child: ChildProcess, held: boolean): void {
+function setHeld(child: LaunchedProcess, held: boolean): void {
   if (held) child.ref();
   else child.unref();
   for (const stream of child.stdio) {
@@ -210,7 +233,7 @@ function setHeld(child: ChildProcess, held: boolean): void {
 
 class Watcher {
   private readonly startedAt = Date.now();
-  private child?: ChildProcess;
+  private child?: LaunchedProcess;
   private stopped?: StopReason;
   private outputBytes = 0;
   private tail = '';
@@ -227,7 +250,7 @@ class Watcher {
     private readonly done: (result: Supervised) => void,
   ) {}
 
-  start(launch: () => ChildProcess, extraFds: Array<number | 'collect'>): void {
+  start(launch: () => LaunchedProcess, extraFds: Array<number | 'collect'>): void {
     if (this.watch.signal?.aborted) {
       this.stopped = 'cancel';
       this.finish();

@@ -5,11 +5,12 @@ import { PlatformError } from '../errors.ts';
 import { RunCgroup, runCgroupName } from './cgroups.ts';
 import type { Controller } from './cgroups.ts';
 import type { SandboxHost } from './host.ts';
+import type { LauncherHost } from './launcher-host.ts';
 import { killUid } from './procs.ts';
 import type { Mount, SandboxRunOptions } from './sandbox.ts';
 import type { SlotMounter } from './slot-mounter.ts';
 import { startWarmLauncher } from './supervise.ts';
-import type { WarmLauncher } from './supervise.ts';
+import type { WarmLauncher, WarmLaunchSpec } from './supervise.ts';
 import type { UidLease } from './uids.ts';
 import { privateVolumePrefix } from './volume.ts';
 
@@ -84,6 +85,11 @@ export interface WarmPoolOptions {
   /** The waiting sandbox's argv (the backend's program, its waiter as the command). */
   armedArgv: (sandbox: ArmedSandbox) => Promise<string[]>;
   mounter: SlotMounter;
+  /**
+   * Starts the launchers in a small helper process (launcher-host.ts,
+   * decision 0047) rather than forking this one; without it they are spawned here.
+   */
+  launchers?: LauncherHost;
   /** Shape of the slots made before any run took one. */
   initialShape: SlotShape;
 }
@@ -217,17 +223,8 @@ async function prepareSlot(options: WarmPoolOptions, shape: SlotShape): Promise<
     await mounter.share(buildDir);
     const [sources, argv] = await Promise.all([identities(shape), options.armedArgv({ lease, shape, buildDir })]);
     const [seccompPath, waiterPath] = await Promise.all([options.seccompProgram(), options.waiterProgram()]);
-    const seccomp = await open(seccompPath, 'r');
-    const waiter = await open(waiterPath, 'r').catch(async (error: unknown) => {
-      await seccomp.close();
-      throw error;
-    });
-    try {
-      launcher = startWarmLauncher({ argv, uid: lease.uid, gid: lease.gid, cgroupProcs: cgroup.procsFiles, ulimits: [['-c', 0]], extraFds: [seccomp.fd, 'collect', waiter.fd] });
-    } finally {
-      // The launcher holds its own copies of the descriptors.
-      await Promise.all([seccomp.close(), waiter.close()]);
-    }
+    const spec = { argv, uid: lease.uid, gid: lease.gid, cgroupProcs: cgroup.procsFiles, ulimits: [['-c', 0]] as Array<[string, number]> };
+    launcher = options.launchers ? await options.launchers.launch(spec, [seccompPath, 'collect', waiterPath]) : await launchHere(spec, seccompPath, waiterPath);
     await waitUntilWaiting(launcher);
     return { id, lease, cgroup, launcher, shape, sources, buildDir, stageDir, mounter };
   } catch (error) {
@@ -237,6 +234,21 @@ async function prepareSlot(options: WarmPoolOptions, shape: SlotShape): Promise<
     await releaseDirs(mounter, buildDir, stageDir);
     await lease.release();
     throw error;
+  }
+}
+
+/** The launcher spawned by this process (no launch helper). */
+async function launchHere(spec: Omit<WarmLaunchSpec, 'extraFds'>, seccompPath: string, waiterPath: string): Promise<WarmLauncher> {
+  const seccomp = await open(seccompPath, 'r');
+  const waiter = await open(waiterPath, 'r').catch(async (error: unknown) => {
+    await seccomp.close();
+    throw error;
+  });
+  try {
+    return startWarmLauncher({ ...spec, extraFds: [seccomp.fd, 'collect', waiter.fd] });
+  } finally {
+    // The launcher holds its own copies of the descriptors.
+    await Promise.all([seccomp.close(), waiter.close()]);
   }
 }
 

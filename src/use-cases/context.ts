@@ -8,6 +8,7 @@ import type { SqlOwnerRepository } from '../store/metadata/repositories/owners.t
 import type { SqlVersionRepository } from '../store/metadata/repositories/versions.ts';
 import type { ObjectStore } from '../store/objects/object-store.ts';
 import type { UploadMemoryBudget } from '../archive/spool.ts';
+import type { EarlyInspections } from '../evaluator/early-inspections.ts';
 import type { KnownApplications } from './known-applications.ts';
 
 /**
@@ -31,4 +32,6 @@ export interface UseCaseContext {
   uploadMemory: UploadMemoryBudget;
   /** Applications recently found to be their owner's: an upload skips the lookup (known-applications.ts). */
   knownApplications: KnownApplications;
+  /** Artifacts' inspections started when a worker stored them, taken over by the evaluator (early-inspections.ts). */
+  inspections: EarlyInspections;
 }

@@ -29,7 +29,7 @@ export interface SucceedingBuild {
 }
 
 type JobContext = Pick<UseCaseContext, 'config' | 'database' | 'logs'>;
-type ReportContext = Pick<UseCaseContext, 'config' | 'database' | 'logs' | 'objects' | 'versions' | 'logger'> & {
+type ReportContext = Pick<UseCaseContext, 'config' | 'database' | 'logs' | 'objects' | 'versions' | 'logger'> & Partial<Pick<UseCaseContext, 'inspections'>> & {
   /** A build reached an end state (not re-queued): metrics and build-succeeded listeners. */
   buildEnded(build: Build): void;
   /**
@@ -85,6 +85,7 @@ export async function reportResult(context: ReportContext, job: Job, build: Buil
     declaredLanguage: version.language,
     artifactKeys: { original: artifactKey(build, job.attempt, 'original'), optimized: artifactKey(build, job.attempt, 'optimized') },
     inspect: { maxBytes: context.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS },
+    early: context.inspections,
   });
   if (report.outcome !== result.outcome) await context.logs.appendLine(build.id, `evaluator: ${report.reason ?? report.outcome}`);
   // Before the commit, so that whoever sees the build succeeded finds its module ready on the test bed.

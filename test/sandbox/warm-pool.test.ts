@@ -188,6 +188,43 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     }
   });
 
+  test('waiting sandboxes are started by the launch helper, not by this process (decision 0047)', async () => {
+    await warm.warmUp();
+    const sandboxes = await waitingSandboxes();
+    assert.equal(sandboxes.length, 2, 'one launcher (now bwrap) per prepared slot');
+    for (const pid of sandboxes) {
+      const parent = await parentOf(pid);
+      assert.notEqual(parent, process.pid, 'this process forked a launcher');
+      assert.equal(await parentOf(parent), process.pid, 'the launcher\'s parent is this process\'s helper');
+      // Its environment is the launcher's (PATH, and what bash adds), nothing of the helper's or this process's.
+      assert.deepEqual((await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').filter(Boolean).sort(), ['PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'PWD=/', 'SHLVL=0']);
+    }
+  });
+
+  test('when the launch helper dies its waiting sandboxes die too, and runs and the pool carry on', async () => {
+    await warm.warmUp();
+    const sandboxes = await waitingSandboxes();
+    assert.ok(sandboxes.length > 0);
+    const helper = await parentOf(sandboxes[0] as number);
+    assert.notEqual(helper, process.pid);
+    process.kill(helper, 'SIGKILL');
+    // bwrap --die-with-parent: the waiting sandboxes (their init and waiter too) go with the helper.
+    while (await anyAlive(sandboxes)) await new Promise((resolve) => setTimeout(resolve, 20));
+    const work = await createWorkDir(root, 64 * 1024 ** 2);
+    try {
+      const run = await sh(warm, work.path, 'echo alive');
+      assert.equal(run.result.exitCode, 0, run.output);
+      assert.match(run.output, /alive/);
+    } finally {
+      await work.dispose();
+    }
+    assert.deepEqual(await runSurvivors(), []);
+    // A new helper prepares the next slots, and a run uses one of them.
+    const pooledRun = await inWaitingSandbox('echo again');
+    assert.match(pooledRun.output, /again/);
+    assert.notEqual(await parentOf((await waitingSandboxes())[0] as number), helper);
+  });
+
   test('a run that ends before its launcher starts (work dir over the disk limit) leaves no slot behind', async () => {
     await warm.warmUp();
     const uncapped = await mkdtemp(join(root, 'uncapped-'));
@@ -206,6 +243,8 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
       'pwd', 'env | sort', "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status",
       "awk '{ options[$5] = $6 } END { for (point in options) print point, options[point] }' /proc/self/mountinfo | sort",
       "ls -la /build | awk 'NR > 1 { print $1, $NF }'", 'echo pid $$', 'ulimit -c', 'ls /opt/attack >/dev/null && echo mounted',
+      // Open descriptors (numbers only): nothing of the launch helper's (its IPC channel) or the service's reaches the command.
+      "echo fds $(ls /proc/self/fd | sort -n | tr '\\n' ' ')",
       'echo written > /build/sub/out', 'exit 7',
     ].join('; ');
     const extra: ShOptions = { mounts, cwd: '/build/sub', env: { KILN_TEST: 'a b=c' } };
@@ -307,6 +346,24 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     assert.deepEqual((await readdir(join(root, 'state', 'volumes'))).filter((name) => name.includes('-slot')), []);
   });
 });
+
+/** The processes of the idle slots' groups that are their launchers (now bwrap): those whose parent is in no slot group. */
+async function waitingSandboxes(): Promise<number[]> {
+  const probe = await probeCgroups();
+  assert.ok(probe.ok);
+  const members: number[] = [];
+  for (const name of await ourCgroups()) {
+    members.push(...(await readFile(join(probe.parents.pids, name, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number));
+  }
+  const launchers: number[] = [];
+  for (const pid of members) if (!members.includes(await parentOf(pid))) launchers.push(pid);
+  return launchers;
+}
+
+async function parentOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+}
 
 /** True while one of `pids` still has a /proc entry (a zombie not yet reaped counts). */
 async function anyAlive(pids: number[]): Promise<boolean> {

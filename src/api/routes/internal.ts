@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { INSPECT_DEADLINE_MS } from '../../evaluator/evaluate.ts';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import { heartbeat, requireLeasedBuild } from '../../queue/lease.ts';
@@ -122,7 +123,10 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       async (request) => {
         if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw badRequest('invalid_artifact', 'send the Wasm bytes as application/wasm');
         const { job, build } = await leased(request);
-        const stored = await services.objects.put(artifactKey(build, job.attempt, request.params.variant), request.body, { contentType: 'application/wasm' });
+        const key = artifactKey(build, job.attempt, request.params.variant);
+        const stored = await services.objects.put(key, request.body, { contentType: 'application/wasm' });
+        // Judged when the report arrives; validated now, while the worker uploads the rest (decision 0047).
+        services.inspections.start(key, stored.sha256, request.body, { maxBytes: services.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS });
         return { sha256: stored.sha256, size: stored.size };
       },
     );
