@@ -9,6 +9,7 @@ import type { SqlVersionRepository } from '../store/metadata/repositories/versio
 import type { ObjectStore } from '../store/objects/object-store.ts';
 import type { UploadMemoryBudget } from '../archive/spool.ts';
 import type { KnownApplications } from './known-applications.ts';
+import type { QueuedVersionWriter } from '../queue/queued-version-writer.ts';
 
 /**
  * What use cases work with, built once at start-up. The API's `Services`
@@ -31,4 +32,6 @@ export interface UseCaseContext {
   uploadMemory: UploadMemoryBudget;
   /** Applications recently found to be their owner's: an upload skips the lookup (known-applications.ts). */
   knownApplications: KnownApplications;
+  /** New versions' rows, written together with the other uploads' ready at the same time (group commit, queued-version-writer.ts). */
+  queuedVersions: QueuedVersionWriter;
 }
