@@ -8,7 +8,7 @@ import { sourceKey } from '../store/objects/keys.ts';
 import type { UseCaseContext } from './context.ts';
 import { requireApplication } from './lookups.ts';
 import { isForeignKeyViolation } from '../store/metadata/errors.ts';
-import { notFound } from '../errors.ts';
+import { notFound, UserError } from '../errors.ts';
 import { UploadSpool, type SpooledArchive } from '../archive/spool.ts';
 
 export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
@@ -83,8 +83,13 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
         context.config.queue.maxAttempts,
       );
     } catch (error) {
-      // No row refers to the object: remove it now rather than leave it to the consistency check.
-      await context.objects.delete(key).catch(() => undefined);
+      // Refused by a constraint (a duplicate version, an application deleted
+      // meanwhile): nothing was written and no row refers to the object, so
+      // it is removed now rather than left to the consistency check. Any other
+      // failure may have come after the commit (a connection lost before the
+      // answer): the object stays, an orphan at worst, never a dangling row.
+      const refused = error instanceof UserError || isForeignKeyViolation(error);
+      if (refused) await context.objects.delete(key).catch(() => undefined);
       // Deleted since it was found (through another API process, or during this upload).
       if (isForeignKeyViolation(error)) {
         context.knownApplications.forget(request.ownerId, request.applicationId);
