@@ -177,15 +177,7 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     }
     assert.ok(killed.length > 0, 'a waiting launcher was killed');
     // Until Node has reaped them (and so told the pool), however long that takes on a loaded host.
-    while (await anyAlive(killed)) await new Promise((resolve) => setTimeout(resolve, 20));
-    const work = await createWorkDir(root, 64 * 1024 ** 2);
-    try {
-      const run = await sh(warm, work.path, 'echo alive');
-      assert.equal(run.result.exitCode, 0, run.output);
-      assert.match(run.output, /alive/);
-    } finally {
-      await work.dispose();
-    }
+    await runsOnceGone(killed);
   });
 
   test('waiting sandboxes are started by the launch helper, not by this process (decision 0047)', async () => {
@@ -209,15 +201,7 @@ describe('warm pool: a prepared sandbox is as isolated as a fresh one', () => {
     assert.notEqual(helper, process.pid);
     process.kill(helper, 'SIGKILL');
     // bwrap --die-with-parent: the waiting sandboxes (their init and waiter too) go with the helper.
-    while (await anyAlive(sandboxes)) await new Promise((resolve) => setTimeout(resolve, 20));
-    const work = await createWorkDir(root, 64 * 1024 ** 2);
-    try {
-      const run = await sh(warm, work.path, 'echo alive');
-      assert.equal(run.result.exitCode, 0, run.output);
-      assert.match(run.output, /alive/);
-    } finally {
-      await work.dispose();
-    }
+    await runsOnceGone(sandboxes);
     assert.deepEqual(await runSurvivors(), []);
     // A new helper prepares the next slots, and a run uses one of them.
     const pooledRun = await inWaitingSandbox('echo again');
@@ -363,6 +347,19 @@ async function waitingSandboxes(): Promise<number[]> {
 async function parentOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+}
+
+/** Waits until `pids` are gone (however long reaping takes on a loaded host), then checks a run still works. */
+async function runsOnceGone(pids: number[]): Promise<void> {
+  while (await anyAlive(pids)) await new Promise((resolve) => setTimeout(resolve, 20));
+  const work = await createWorkDir(root, 64 * 1024 ** 2);
+  try {
+    const run = await sh(warm, work.path, 'echo alive');
+    assert.equal(run.result.exitCode, 0, run.output);
+    assert.match(run.output, /alive/);
+  } finally {
+    await work.dispose();
+  }
 }
 
 /** True while one of `pids` still has a /proc entry (a zombie not yet reaped counts). */
