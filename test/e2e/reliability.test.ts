@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { s3Skip, s3TestSettings } from '../support/backends.ts';
 import { tinyCProject, versionForm } from '../support/archives.ts';
 import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
+import { startTcpRelay, type TcpRelay } from '../support/tcp-relay.ts';
 import { wasiCommandModule } from '../support/wasm.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
@@ -87,47 +87,16 @@ describe('a PostgreSQL restart loses nothing', { skip: postgresSkip, timeout: 12
   });
 });
 
-/** A TCP relay in front of the S3 server that the test can cut. */
-async function relay(target: URL): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
-  let open = true;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    if (!open) return client.destroy();
-    const upstream = net.connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    cut() {
-      open = false;
-      for (const socket of sockets) socket.destroy();
-      sockets.clear();
-    },
-    restore() {
-      open = true;
-    },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
 describe('a failing S3 loses nothing and leaves no half-made version', { skip: s3Skip(), timeout: 120_000 }, () => {
   let t: TestKiln;
-  let link: Awaited<ReturnType<typeof relay>>;
+  let link: TcpRelay;
 
   before(async () => {
     const s3 = s3TestSettings();
-    link = await relay(new URL(s3.endpoint));
+    const endpoint = new URL(s3.endpoint);
+    link = await startTcpRelay({ host: endpoint.hostname, port: Number(endpoint.port) });
     t = await startTestKiln({
-      env: { S3_ENDPOINT: link.url, S3_BUCKET: s3.bucket, S3_REGION: s3.region, S3_ACCESS_KEY_ID: s3.accessKeyId, S3_SECRET_ACCESS_KEY: s3.secretAccessKey },
+      env: { S3_ENDPOINT: `http://127.0.0.1:${link.port}`, S3_BUCKET: s3.bucket, S3_REGION: s3.region, S3_ACCESS_KEY_ID: s3.accessKeyId, S3_SECRET_ACCESS_KEY: s3.secretAccessKey },
     });
   });
   after(async () => {

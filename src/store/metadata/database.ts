@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
-import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import pg from 'pg';
@@ -47,8 +47,13 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
   };
 }
 
+/** Connections one API process keeps to PostgreSQL; a query beyond them waits for one to free up. */
+export const POSTGRES_POOL_SIZE = 10;
+/** How long a query waits for a pooled connection (or a new one) before failing as unavailable. */
+export const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
+
 export async function openPostgres(url: string): Promise<Database> {
-  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5_000 });
+  const pool = new pg.Pool({ connectionString: url, max: POSTGRES_POOL_SIZE, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
   // A client losing its server (database restart) must not crash the
   // process: idle clients report through the pool, and a client checked out
   // between two statements of a transaction reports on itself. The failed
@@ -56,6 +61,7 @@ export async function openPostgres(url: string): Promise<Database> {
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
   const db = drizzlePg(pool, { schema });
+  db.transaction = transactionsThatAlwaysRelease(pool);
   await migratePg(db, { migrationsFolder });
   const listeners = new Set<pg.Client>();
   return {
@@ -70,6 +76,48 @@ export async function openPostgres(url: string): Promise<Database> {
       await pool.end();
     },
   };
+}
+
+type PgDb = NodePgDatabase<Schema>;
+
+/**
+ * drizzle's pooled transaction sends BEGIN before the block that gives its
+ * connection back, so a connection that dies exactly then (a database
+ * restart) is never released: the pool shrinks by one for good, and
+ * `pool.end()` waits for it forever. Our transactions check the connection
+ * out themselves and run drizzle's transaction on that one client, so the
+ * connection always goes back, and is thrown away when BEGIN, COMMIT or
+ * ROLLBACK failed (it may be dead, or still inside the transaction).
+ */
+function transactionsThatAlwaysRelease(pool: pg.Pool): PgDb['transaction'] {
+  const onClient = new WeakMap<pg.PoolClient, PgDb>();
+  return async (run, config) => {
+    const client = await pool.connect();
+    let db = onClient.get(client);
+    if (!db) onClient.set(client, (db = drizzlePg(client, { schema })));
+    const bodyFailed: { error?: unknown } = {};
+    try {
+      const result = await db.transaction(async (tx) => {
+        try {
+          return await run(tx);
+        } catch (error) {
+          bodyFailed.error = error;
+          throw error;
+        }
+      }, config);
+      client.release();
+      return result;
+    } catch (error) {
+      // drizzle rethrows the block's own error only after its ROLLBACK went through.
+      const connectionIsClean = 'error' in bodyFailed && bodyFailed.error === error;
+      client.release(connectionIsClean ? undefined : asError(error));
+      throw error;
+    }
+  };
+}
+
+function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
 }
 
 type Subscribe = (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>;
