@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { WASI } from 'node:wasi';
 import { after, before, describe, it } from 'node:test';
 import { s3Skip } from '../support/backends.ts';
 import { call, startTestKiln, type StorageFlavour, type TestKiln } from '../support/kiln.ts';
 import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
+import { runWasiCommand } from '../support/wasi-run.ts';
 import type { RunningWorker } from '../../src/worker/worker.ts';
 
 /**
@@ -42,22 +42,6 @@ async function writeFiles(root: string, files: Record<string, string>): Promise<
   for (const [name, content] of Object.entries(files)) {
     await mkdir(path.dirname(path.join(root, name)), { recursive: true });
     await writeFile(path.join(root, name), content);
-  }
-}
-
-/** Runs a WASI command in V8 with no stdin, answers its stdout. */
-async function runCommand(module: Uint8Array): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-cpp-run-'));
-  const { openSync, closeSync, readFileSync } = await import('node:fs');
-  const out = openSync(path.join(dir, 'out'), 'w');
-  try {
-    const wasi = new WASI({ version: 'preview1', args: ['app'], env: {}, stdout: out, returnOnExit: true });
-    const instance = await WebAssembly.instantiate(await WebAssembly.compile(new Uint8Array(module)), wasi.getImportObject() as WebAssembly.Imports);
-    wasi.start(instance);
-    return readFileSync(path.join(dir, 'out'), 'utf8');
-  } finally {
-    closeSync(out);
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -137,7 +121,7 @@ for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) {
       assert.match(run.log, /-std=c\+\+20/);
       assert.match(run.log, /==> \[1\/2\] clang \.\/src\/twice\.c/);
       const artifact = await owner('GET', `/v1/versions/${run.versionId}/artifact`);
-      assert.equal(await runCommand(new Uint8Array(artifact.raw as Buffer)), '12\n');
+      assert.equal((await runWasiCommand(new Uint8Array(artifact.raw as Buffer))).stdout, '12\n');
     });
 
     it('a throw fails clearly (no exceptions), and an unknown standard is refused before compiling', async (context) => {

@@ -4,11 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile, mkdir, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { WASI } from 'node:wasi';
 import { after, before, describe, it } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
 import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
+import { runWasiCommand } from '../support/wasi-run.ts';
 import type { RunningWorker } from '../../src/worker/worker.ts';
 import { eq } from 'drizzle-orm';
 import { jobs } from '../../src/store/metadata/schema.ts';
@@ -26,25 +26,6 @@ async function processesNaming(text: string): Promise<number[]> {
 }
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
-
-/** Runs a WASI command's bytes in V8 with stdin from a file and no preopened directories. */
-async function runWasiCommand(module: Buffer, stdin: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-wasi-'));
-  try {
-    await writeFile(path.join(dir, 'in'), stdin);
-    const { openSync, closeSync } = await import('node:fs');
-    const inFd = openSync(path.join(dir, 'in'), 'r');
-    const outFd = openSync(path.join(dir, 'out'), 'w');
-    const wasi = new WASI({ version: 'preview1', args: ['app'], env: {}, stdin: inFd, stdout: outFd, stderr: outFd, returnOnExit: true });
-    const instance = await WebAssembly.instantiate(await WebAssembly.compile(new Uint8Array(module)), wasi.getImportObject() as WebAssembly.Imports);
-    wasi.start(instance);
-    closeSync(inFd);
-    closeSync(outFd);
-    return await readFile(path.join(dir, 'out'), 'utf8');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 describe('the whole pipeline: upload → queue → sandboxed worker → evaluator', { timeout: 300_000 }, () => {
   let t: TestKiln;
@@ -71,7 +52,7 @@ describe('the whole pipeline: upload → queue → sandboxed worker → evaluato
     assert.ok(done.stages.some((stage: Json) => stage.name === 'download'));
     const artifact = await api('GET', `/v1/versions/${version.id}/artifact`);
     assert.equal(artifact.status, 200);
-    assert.equal(await runWasiCommand(artifact.raw, 'kiln'), 'KILN\n[4 bytes]\n');
+    assert.deepEqual(await runWasiCommand(artifact.raw, 'kiln'), { exitCode: 0, stdout: 'KILN\n[4 bytes]\n', stderr: '' });
     assert.match(await buildLog(t, build.id), /clang/);
   });
 

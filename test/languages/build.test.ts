@@ -13,7 +13,8 @@ import type { Sandbox, SandboxLimits } from '../../src/sandbox/sandbox.ts';
 import type { AppKind, LanguageId } from '../../src/languages/language.ts';
 import { runBuild, type BuildOutcome } from '../../src/worker/build-job.ts';
 import { writeHostileConfigProject, writeStaleLockProject, writeVendoredProject } from './fixtures.ts';
-import { runFilterExchange, runWasiCommand } from './wasm-hosts.ts';
+import { runWasiCommand } from '../support/wasi-run.ts';
+import { runFilterExchange } from './wasm-hosts.ts';
 
 const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
 /** Rust with serde_derive takes ~30 s on 2 cores; leave room for a slow CI machine. */

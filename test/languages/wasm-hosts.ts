@@ -1,42 +1,9 @@
 /**
- * Minimal hosts for checking built modules in tests: a WASI runner for
- * functions and a recording stub of the Proxy-Wasm host for filters. Running
- * Wasm in V8 is fine on the host (it is V8's sandbox); only native user code
- * must stay in the build sandbox.
+ * A recording stub of the Proxy-Wasm host, for checking built filters in
+ * tests. Its host functions are plain JavaScript, so the filter runs in V8's
+ * Wasm sandbox and nothing else; WASI commands, whose host is native code,
+ * run in a process of their own (test/support/wasi-run.ts).
  */
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { WASI } from 'node:wasi';
-
-export interface CommandResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a wasi-command with `input` on stdin, no preopened directories, no environment. */
-export async function runWasiCommand(module: Uint8Array, input: string): Promise<CommandResult> {
-  const dir = await mkdtemp(join(tmpdir(), 'kiln-wasi-'));
-  writeFileSync(join(dir, 'stdin'), input);
-  const fds = {
-    stdin: openSync(join(dir, 'stdin'), 'r'),
-    stdout: openSync(join(dir, 'stdout'), 'w'),
-    stderr: openSync(join(dir, 'stderr'), 'w'),
-  };
-  try {
-    const wasi = new WASI({ version: 'preview1', args: ['app'], env: {}, ...fds, returnOnExit: true });
-    const compiled = await WebAssembly.compile(new Uint8Array(module));
-    const instance = await WebAssembly.instantiate(compiled, wasi.getImportObject() as WebAssembly.Imports);
-    const exitCode = wasi.start(instance);
-    return { exitCode, stdout: readFileSync(join(dir, 'stdout'), 'utf8'), stderr: readFileSync(join(dir, 'stderr'), 'utf8') };
-  } finally {
-    for (const fd of Object.values(fds)) closeSync(fd);
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 export interface HeaderAdded {
   map: number;
   key: string;

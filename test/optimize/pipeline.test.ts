@@ -18,7 +18,8 @@ import { startWorker, type RunningWorker } from '../../src/worker/worker.ts';
 import { versionForm } from '../support/archives.ts';
 import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
 import { buildLog, EXAMPLES, waitForBuild } from '../support/workers.ts';
-import { runFilterExchange, runWasiCommand, type CommandResult } from '../languages/wasm-hosts.ts';
+import { runFilterExchange } from '../languages/wasm-hosts.ts';
+import { runWasiCommand, type CommandResult } from '../support/wasi-run.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
 
