@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Executor } from '../store/metadata/database.ts';
 import { isUniqueViolation } from '../store/metadata/errors.ts';
 import type { Build } from '../store/metadata/repositories/builds.ts';
@@ -47,25 +47,7 @@ export interface QueuedVersionInput {
  */
 export async function insertVersionWithQueuedBuild(db: Executor, version: QueuedVersionInput, maxAttempts: number): Promise<{ version: Version; build: Build }> {
   try {
-    const [row] = await preparedInsertFor(db).execute({
-      versionId: version.id,
-      ownerId: version.ownerId,
-      applicationId: version.applicationId,
-      version: version.version,
-      language: version.language ?? null,
-      kind: version.kind ?? null,
-      phases: version.phases ?? [],
-      config: version.config ?? '',
-      notes: version.notes ?? '',
-      optimize: version.optimize,
-      sourceKey: version.sourceKey,
-      sourceSha256: version.sourceSha256,
-      sourceSize: version.sourceSize,
-      sourceFormat: version.sourceFormat,
-      buildId: randomUUID(),
-      jobId: randomUUID(),
-      maxAttempts,
-    });
+    const [row] = await preparedInsertFor(db).execute(statementValues(version, maxAttempts));
     if (!row) throw new Error('insert returned no row');
     return { version: row.new_version, build: row.new_build };
   } catch (error) {
@@ -126,4 +108,139 @@ function prepareInsert(db: Executor) {
   // A plain SELECT in WITH runs only if the query reads it: the join below does.
   const notified = db.$with('notified', { sent: sql<string>`sent`.as('sent') }).as(sql`select pg_notify(${JOBS_CHANNEL}, '') as sent`);
   return db.with(newVersion, newBuild, newJob, notified).select().from(newVersion).crossJoin(newBuild).crossJoin(newJob).crossJoin(notified).prepare('kiln_insert_version_with_queued_build');
+}
+
+/** The placeholder values of one new version (the ids of its build and job made here). */
+function statementValues(version: QueuedVersionInput, maxAttempts: number, suffix = ''): Record<string, unknown> {
+  const values: Record<string, unknown> = {
+    versionId: version.id,
+    ownerId: version.ownerId,
+    applicationId: version.applicationId,
+    version: version.version,
+    language: version.language ?? null,
+    kind: version.kind ?? null,
+    phases: version.phases ?? [],
+    config: version.config ?? '',
+    notes: version.notes ?? '',
+    optimize: version.optimize,
+    sourceKey: version.sourceKey,
+    sourceSha256: version.sourceSha256,
+    sourceSize: version.sourceSize,
+    sourceFormat: version.sourceFormat,
+    buildId: randomUUID(),
+    jobId: randomUUID(),
+    maxAttempts,
+  };
+  if (!suffix) return values;
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [`${name}${suffix}`, value]));
+}
+
+/** One member of a batch: a new version and the attempts its job gets. */
+export interface QueuedVersionRow {
+  version: QueuedVersionInput;
+  maxAttempts: number;
+}
+
+/**
+ * Several new versions, each with its first build and the build's job, and
+ * ONE NOTIFY, as one statement (insertVersionWithQueuedBuild for many): all
+ * of them or none, since a statement is atomic. Answers in the order given.
+ *
+ * A constraint that refuses one row (a duplicate version, an application
+ * deleted meanwhile) refuses the whole statement with that row's error: the
+ * caller that batches unrelated requests decides what to do with it
+ * (queued-version-writer.ts runs each member alone then). Two members with
+ * the same version are such a case. Errors are the driver's, untranslated.
+ */
+export async function insertVersionsWithQueuedBuilds(db: Executor, rows: readonly QueuedVersionRow[]): Promise<{ version: Version; build: Build }[]> {
+  if (rows.length === 0) return [];
+  const values: Record<string, unknown> = {};
+  rows.forEach((row, index) => Object.assign(values, statementValues(row.version, row.maxAttempts, `_${index}`)));
+  const answered = await preparedBatchFor(db, rows.length).execute(values);
+  const byVersionId = new Map(answered.map((row) => [row.new_version.id, { version: row.new_version, build: row.new_build }]));
+  return rows.map((row) => {
+    const created = byVersionId.get(row.version.id);
+    if (!created) throw new Error(`the batch insert returned no row for version ${row.version.id}`);
+    return created;
+  });
+}
+
+type PreparedBatch = ReturnType<typeof prepareBatch>;
+/** Per database handle, one prepared statement per batch size (placeholders are per row). */
+const preparedBatches = new WeakMap<Executor, Map<number, PreparedBatch>>();
+
+function preparedBatchFor(db: Executor, size: number): PreparedBatch {
+  let bySize = preparedBatches.get(db);
+  if (!bySize) {
+    bySize = new Map();
+    preparedBatches.set(db, bySize);
+  }
+  let prepared = bySize.get(size);
+  if (!prepared) {
+    prepared = prepareBatch(db, size);
+    bySize.set(size, prepared);
+  }
+  return prepared;
+}
+
+function prepareBatch(db: Executor, size: number) {
+  const indexes = Array.from({ length: size }, (_, index) => `_${index}`);
+  const newVersion = db.$with('new_version').as(
+    db
+      .insert(versions)
+      .values(
+        indexes.map((suffix) => {
+          const value = (name: string) => sql.placeholder(`${name}${suffix}`);
+          return {
+            id: value('versionId'),
+            ownerId: value('ownerId'),
+            applicationId: value('applicationId'),
+            version: value('version'),
+            language: value('language'),
+            kind: value('kind'),
+            phases: value('phases'),
+            config: value('config'),
+            notes: value('notes'),
+            optimize: value('optimize'),
+            sourceKey: value('sourceKey'),
+            sourceSha256: value('sourceSha256'),
+            sourceSize: value('sourceSize'),
+            sourceFormat: value('sourceFormat'),
+          };
+        }),
+      )
+      .returning(),
+  );
+  const newBuild = db.$with('new_build').as(
+    db
+      .insert(builds)
+      .values(
+        indexes.map((suffix) => {
+          const value = (name: string) => sql.placeholder(`${name}${suffix}`);
+          return { id: value('buildId'), ownerId: value('ownerId'), applicationId: value('applicationId'), versionId: value('versionId'), state: 'queued' as const, number: 1 };
+        }),
+      )
+      .returning(),
+  );
+  // A data-modifying CTE runs whether or not the query reads it.
+  const newJob = db.$with('new_job').as(
+    db
+      .insert(jobs)
+      .values(
+        indexes.map((suffix) => {
+          const value = (name: string) => sql.placeholder(`${name}${suffix}`);
+          return { id: value('jobId'), buildId: value('buildId'), state: 'queued' as const, maxAttempts: value('maxAttempts') };
+        }),
+      )
+      .returning({ jobId: jobs.id }),
+  );
+  // A plain SELECT in WITH runs only if the query reads it: the join below does (one NOTIFY for the batch).
+  const notified = db.$with('notified', { sent: sql<string>`sent`.as('sent') }).as(sql`select pg_notify(${JOBS_CHANNEL}, '') as sent`);
+  return db
+    .with(newVersion, newBuild, newJob, notified)
+    .select({ new_version: newVersion._.selectedFields, new_build: newBuild._.selectedFields })
+    .from(newVersion)
+    .innerJoin(newBuild, eq(newBuild.versionId, newVersion.id))
+    .crossJoin(notified)
+    .prepare(`kiln_insert_versions_with_queued_builds_${size}`);
 }

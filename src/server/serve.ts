@@ -15,6 +15,7 @@ import { bootstrapCredentials, type LocalCredentials } from './bootstrap.ts';
 import { UploadMemoryBudget } from '../archive/spool.ts';
 import { KnownApplications } from '../use-cases/known-applications.ts';
 import { EarlyInspections } from '../evaluator/early-inspections.ts';
+import { QueuedVersionWriter } from '../queue/queued-version-writer.ts';
 
 export interface RunningKiln {
   url: string;
@@ -64,7 +65,7 @@ export async function startKiln(config: KilnConfig, options: StartOptions = {}):
   const logs = new BuildLogs(database, objects, config.logMaxBytes);
   await logs.finalizePending();
   await logs.start();
-  const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, finishedBuilds: new FinishedBuildCache(), buildEvents: new BuildEvents(), uploadMemory: new UploadMemoryBudget(config.uploadSpool.memoryTotalBytes), knownApplications: new KnownApplications(), inspections: new EarlyInspections(), ...repositories(database) };
+  const services: Services = { config, database, objects, logs, metrics: createMetrics(), logger, finishedBuilds: new FinishedBuildCache(), buildEvents: new BuildEvents(), uploadMemory: new UploadMemoryBudget(config.uploadSpool.memoryTotalBytes), knownApplications: new KnownApplications(), inspections: new EarlyInspections(), queuedVersions: new QueuedVersionWriter(database.db), ...repositories(database) };
   const app = await buildApp(services, { logRequests: options.logRequests });
   const address = await app.listen({ host: config.host, port: config.port });
   const url = address.replace('0.0.0.0', '127.0.0.1');

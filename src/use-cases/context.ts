@@ -10,6 +10,7 @@ import type { ObjectStore } from '../store/objects/object-store.ts';
 import type { UploadMemoryBudget } from '../archive/spool.ts';
 import type { EarlyInspections } from '../evaluator/early-inspections.ts';
 import type { KnownApplications } from './known-applications.ts';
+import type { QueuedVersionWriter } from '../queue/queued-version-writer.ts';
 
 /**
  * What use cases work with, built once at start-up. The API's `Services`
@@ -34,4 +35,6 @@ export interface UseCaseContext {
   knownApplications: KnownApplications;
   /** Artifacts' inspections started when a worker stored them, taken over by the evaluator (early-inspections.ts). */
   inspections: EarlyInspections;
+  /** New versions' rows, written together with the other uploads' ready at the same time (group commit, queued-version-writer.ts). */
+  queuedVersions: QueuedVersionWriter;
 }

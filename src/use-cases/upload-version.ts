@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { inspectArchive, inspectArchiveBytes, type ArchiveSummary } from '../archive/inspect.ts';
-import { insertVersionWithQueuedBuild } from '../queue/enqueue.ts';
 import type { Build } from '../store/metadata/repositories/builds.ts';
 import type { Version } from '../store/metadata/repositories/versions.ts';
 import type { OptimizeOptions } from '../store/metadata/schema.ts';
@@ -9,7 +8,7 @@ import { sourceKey } from '../store/objects/keys.ts';
 import type { UseCaseContext } from './context.ts';
 import { requireApplication } from './lookups.ts';
 import { isForeignKeyViolation } from '../store/metadata/errors.ts';
-import { notFound } from '../errors.ts';
+import { notFound, UserError } from '../errors.ts';
 import { UploadSpool, type SpooledArchive } from '../archive/spool.ts';
 
 export const DEFAULT_OPTIMIZE: OptimizeOptions = { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null };
@@ -41,14 +40,15 @@ export interface UploadRequest {
   receive: (spool: UploadSpool) => Promise<ReceivedUpload>;
 }
 
-export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications' | 'uploadMemory' | 'knownApplications'>;
+export type UploadContext = Pick<UseCaseContext, 'config' | 'database' | 'objects' | 'applications' | 'uploadMemory' | 'knownApplications' | 'queuedVersions'>;
 
 /**
  * A new version and its first build: the archive is inspected (limits,
  * hostile entries), stored, and then the version, its queued build and the
- * build's job are created in one statement (all or nothing, one round trip),
- * so a worker never sees a job without its source, nor a version without
- * its build.
+ * build's job are created in one statement (all or nothing, one round trip;
+ * shared with the other uploads ready at the same time, decision 0046), so a
+ * worker never sees a job without its source, nor a version without its
+ * build.
  */
 export async function uploadVersion(context: UploadContext, request: UploadRequest): Promise<{ version: Version; build: Build }> {
   await requireOwnedApplication(context, request.ownerId, request.applicationId);
@@ -62,8 +62,8 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
     const body = archive.kind === 'memory' ? archive.bytes : createReadStream(archive.path);
     const stored = await context.objects.put(key, body, { contentType: 'application/octet-stream' });
     try {
-      return await insertVersionWithQueuedBuild(
-        context.database.db,
+      // Committed alone or together with other uploads ready at the same time; answered only once committed.
+      return await context.queuedVersions.insert(
         {
           id: versionId,
           ownerId: request.ownerId,
@@ -83,8 +83,13 @@ export async function uploadVersion(context: UploadContext, request: UploadReque
         context.config.queue.maxAttempts,
       );
     } catch (error) {
-      // No row refers to the object: remove it now rather than leave it to the consistency check.
-      await context.objects.delete(key).catch(() => undefined);
+      // Refused by a constraint (a duplicate version, an application deleted
+      // meanwhile): nothing was written and no row refers to the object, so
+      // it is removed now rather than left to the consistency check. Any other
+      // failure may have come after the commit (a connection lost before the
+      // answer): the object stays, an orphan at worst, never a dangling row.
+      const refused = error instanceof UserError || isForeignKeyViolation(error);
+      if (refused) await context.objects.delete(key).catch(() => undefined);
       // Deleted since it was found (through another API process, or during this upload).
       if (isForeignKeyViolation(error)) {
         context.knownApplications.forget(request.ownerId, request.applicationId);
