@@ -27,9 +27,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { SandboxLimits } from '../../src/sandbox/sandbox.ts';
-import type { RunningWorker } from '../../src/worker/worker.ts';
 import { call, startTestKiln, type TestKiln } from '../support/kiln.ts';
-import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild } from '../support/workers.ts';
+import { buildLog, deployDirectory, EXAMPLES, startTestWorkers, waitForBuild, type TestWorkers } from '../support/workers.ts';
 import { uleb } from '../support/wasm.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test-side JSON access
@@ -112,7 +111,7 @@ function wasmWithCustomSection(name: string, payload: Buffer): Buffer {
 
 describe('attack corpus: hostile build scripts through the real pipeline', { timeout: 1_200_000 }, () => {
   let t: TestKiln;
-  let workers: RunningWorker;
+  let workers: TestWorkers;
   let appId: string;
   let projects: string;
   let versions = 0;
@@ -259,7 +258,7 @@ describe('attack corpus: hostile build scripts through the real pipeline', { tim
       path.join(canaryDir, 'secret.txt'),
       '/proc/1/root/etc/shadow',
     ];
-    const dirs = ['/root', '/work', '/work/main', t.dataDir, canaryDir, os.tmpdir() + '/kiln-test-jobs'];
+    const dirs = ['/root', '/work', '/work/main', t.dataDir, canaryDir, workers.workRoot];
     const buildRs = `
 use std::{env, fs, path::Path};
 

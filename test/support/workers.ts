@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -11,17 +12,30 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 export const EXAMPLES = path.resolve(import.meta.dirname, '../../examples');
 
+export interface TestWorkers extends RunningWorker {
+  /** Where their job directories and dependency cache are: this set's own, removed by `stop`. */
+  workRoot: string;
+}
+
 /** Real workers with the real bubblewrap sandbox, exactly as `kiln serve` starts them. */
-export function startTestWorkers(t: TestKiln, concurrency = 1): RunningWorker {
-  return startWorker({
+export function startTestWorkers(t: TestKiln, concurrency = 1): TestWorkers {
+  const workRoot = mkdtempSync(path.join(os.tmpdir(), 'kiln-test-jobs-'));
+  const worker = startWorker({
     apiUrl: t.url,
     token: t.workerToken,
     concurrency,
     sandbox: createSandbox('bubblewrap'),
-    workRoot: path.join(os.tmpdir(), 'kiln-test-jobs'),
+    workRoot,
     logger: pino({ level: 'warn' }),
     heartbeatMs: 500,
   });
+  return {
+    workRoot,
+    async stop() {
+      await worker.stop();
+      rmSync(workRoot, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Packs a directory as the CLI would and uploads it as a new version. */
