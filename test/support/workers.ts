@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -20,6 +20,7 @@ export interface TestWorkers extends RunningWorker {
 /** Real workers with the real bubblewrap sandbox, exactly as `kiln serve` starts them. */
 export function startTestWorkers(t: TestKiln, concurrency = 1): TestWorkers {
   const workRoot = mkdtempSync(path.join(os.tmpdir(), 'kiln-test-jobs-'));
+  chmodSync(workRoot, 0o755); // mkdtemp's 0700 would keep the sandbox's uids out of their own job directories
   const worker = startWorker({
     apiUrl: t.url,
     token: t.workerToken,
