@@ -152,7 +152,9 @@ export class BubblewrapSandbox implements Sandbox {
     };
     try {
       handles.push(await open(program, 'r'));
-      // Passing the work dir as an fd: the sandbox uid needs no search permission on its parents.
+      // Passed as an fd (--bind-fd), but bwrap resolves the descriptor's path again before binding it, so the
+      // sandbox uid still needs search permission on the work dir's parents: under a 0700 parent the run fails
+      // with "Can't find source path /proc/self/fd/6" (and bwrap has already reported a child pid by then).
       handles.push(await open(context.volume, 'r'));
     } catch (error) {
       await cleanup();
@@ -241,7 +243,11 @@ export function waiterRequest(options: Pick<SandboxRunOptions, 'cwd' | 'env' | '
   return [options.cwd, String(env.length), ...env, ...options.command].map((field) => `${field}\0`).join('');
 }
 
-/** bwrap writes `{ "child-pid": N, ... }` to the status fd once the command was started. */
+/**
+ * bwrap writes `{ "child-pid": N, ... }` to the status fd once it has cloned the sandbox's first process: a
+ * failure before that (namespaces, uid map) is caught here; one in the mount set-up after it is not, and
+ * surfaces as the command's exit code 1 with bwrap's message in the output.
+ */
 function startedCommand(result: Supervised): boolean {
   return /"child-pid"\s*:\s*\d+/.test(result.collected.get(1) ?? '');
 }
