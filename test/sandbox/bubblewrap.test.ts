@@ -3,6 +3,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { PlatformError } from '../../src/errors.ts';
 import { BubblewrapSandbox } from '../../src/sandbox/bubblewrap.ts';
 import { createSandbox } from '../../src/sandbox/index.ts';
 import { createWorkDir } from '../../src/sandbox/volume.ts';
@@ -75,6 +76,20 @@ describe('bubblewrap sandbox: normal work', () => {
         await made.close?.();
       }
     }));
+
+  test('a work dir whose parent shuts other users out is a platform failure naming that parent, not an exit code', async () => {
+    const closed = await mkdtemp(join(root, 'closed-'));
+    await chmod(closed, 0o700);
+    const work = await createWorkDir(closed, 64 * 1024 ** 2);
+    try {
+      await assert.rejects(
+        sh(sandbox, work.path, 'true'),
+        (error: unknown) => error instanceof PlatformError && error.code === 'sandbox_start_failed' && error.message.includes(`${closed} lets no other user search it`),
+      );
+    } finally {
+      await work.dispose();
+    }
+  });
 
   test('two concurrent runs both succeed under different uids', async () => {
     const [a, b] = await Promise.all([withWork((dir) => sh(sandbox, dir, 'id -u; sleep 0.3')), withWork((dir) => sh(sandbox, dir, 'id -u; sleep 0.3'))]);
