@@ -1,8 +1,9 @@
-import { lstat, open, readlink, realpath, stat } from 'node:fs/promises';
+import { lstat, open, readlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { runHost } from './exec.ts';
+import { firstClosedDirectory } from './reach.ts';
 import { ETC_FROM_HOST, ROOT_ENTRIES, SANDBOX_HOME, SandboxHost, sandboxEnv } from './host.ts';
 import type { SandboxHostOptions } from './host.ts';
 import { runJob, selfTest } from './job.ts';
@@ -146,7 +147,7 @@ export class BubblewrapSandbox implements Sandbox {
       this.rootLayout(),
       this.host.etcDir(lease.uid, lease.gid),
     ]);
-    const blocked = await closedParent(context.volume);
+    const blocked = await firstClosedDirectory(dirname(context.volume));
     if (blocked) {
       throw new PlatformError('sandbox_start_failed', `the sandbox's user cannot reach the work dir ${context.volume}: ${blocked} lets no other user search it (give it o+x, or choose a work root outside it)`);
     }
@@ -156,7 +157,7 @@ export class BubblewrapSandbox implements Sandbox {
     };
     try {
       handles.push(await open(program, 'r'));
-      // Passed as an fd (--bind-fd), but bwrap resolves the descriptor's path again before binding it: hence closedParent.
+      // Passed as an fd (--bind-fd), but bwrap resolves the descriptor's path again before binding it: hence the check above.
       handles.push(await open(context.volume, 'r'));
     } catch (error) {
       await cleanup();
@@ -243,19 +244,6 @@ function waiterProgram(cacheDir: string): Promise<string> {
 export function waiterRequest(options: Pick<SandboxRunOptions, 'cwd' | 'env' | 'command'>): string {
   const env = Object.entries(sandboxEnv(options.env)).map(([key, value]) => `${key}=${value}`);
   return [options.cwd, String(env.length), ...env, ...options.command].map((field) => `${field}\0`).join('');
-}
-
-/**
- * The first of `dir`'s parents that the run's uid (never their owner nor in their group) cannot search.
- * bwrap, already that uid, resolves the work dir's path even when given a descriptor, fails the bind with
- * "Can't find source path", and by then has reported a child pid (see startedCommand): without this check
- * that failure would reach the build as the command's exit code 1, the user's fault.
- */
-async function closedParent(dir: string): Promise<string | undefined> {
-  for (let current = dirname(await realpath(dir)); ; current = dirname(current)) {
-    if (((await stat(current)).mode & 0o001) === 0) return current;
-    if (current === dirname(current)) return undefined;
-  }
 }
 
 /**

@@ -5,10 +5,13 @@
  * KilnConfig loaded at start and passed down; nothing below reads the
  * environment.
  */
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { KilnConfig } from '../config.ts';
 import { createLanguages, type LanguageRegistry } from '../languages/index.ts';
+import { PlatformError } from '../errors.ts';
 import { createSandbox } from '../sandbox/index.ts';
+import { firstClosedDirectory } from '../sandbox/reach.ts';
 import type { Sandbox } from '../sandbox/sandbox.ts';
 import { startWorker, type RunningWorker } from '../worker/worker.ts';
 
@@ -34,8 +37,9 @@ export function languagesFor(settings: Pick<KilnConfig, 'toolchains'>): Language
   return createLanguages({ rust: { toolchainsDir: settings.toolchains.rust }, javascript: { toolchainDir: settings.toolchains.javascript } });
 }
 
-/** Checks the sandbox works here (a clear error if not) and starts the worker loop. */
+/** Checks the sandbox works here and can reach the work root (a clear error if not) and starts the worker loop. */
 export async function startBuildWorkers(settings: WorkerSettings, options: BuildWorkerOptions): Promise<RunningBuildWorkers> {
+  await checkWorkRoot(settings, options.workRoot);
   const sandbox = createSandbox(settings.sandbox, { warmPool: settings.sandboxWarmPool, cacheDir: settings.sandboxCacheDir });
   try {
     await sandbox.check();
@@ -52,4 +56,14 @@ export async function startBuildWorkers(settings: WorkerSettings, options: Build
       await sandbox.close?.();
     },
   };
+}
+
+/** bubblewrap runs builds as uids of their own, which must reach the job directories under the work root. */
+async function checkWorkRoot(settings: WorkerSettings, workRoot: string): Promise<void> {
+  await mkdir(workRoot, { recursive: true, mode: 0o755 });
+  if (settings.sandbox !== 'bubblewrap') return;
+  const closed = await firstClosedDirectory(workRoot);
+  if (closed) {
+    throw new PlatformError('work_root_unreachable', `the sandbox's users cannot reach the work directory ${workRoot}: ${closed} lets no other user search it (give it o+x, or choose another --work-dir)`);
+  }
 }
