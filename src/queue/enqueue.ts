@@ -19,7 +19,7 @@ export async function enqueueBuild(tx: Executor, buildId: string, maxAttempts: n
   return job;
 }
 
-/** What a new version is created from; the columns left out take the table's defaults. */
+/** What a new version is created from; what is left out is written as no language or kind, no phases, empty config and notes (statementValues). */
 export interface QueuedVersionInput {
   id: string;
   ownerId: string;
