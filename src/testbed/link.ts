@@ -69,6 +69,11 @@ function planOne(entry: { module: string; name: string; type: FunctionType }, ho
   return { ...entry, binding: { stub: status } };
 }
 
+/** Names the plan binds to host functions of `modules` (what an instance needs implemented). */
+export function hostNames(plan: readonly PlannedImport[], modules: readonly string[]): string[] {
+  return plan.filter((entry) => entry.binding === 'host' && modules.includes(entry.module)).map((entry) => entry.name);
+}
+
 /**
  * The import object for one instance. `implementations` holds the host
  * functions per import module; `onStubCall` hears every call of a stub.

@@ -20,11 +20,14 @@ import { inspectModule } from '../wasm/inspect.ts';
 import { checkKind, isCoreKind } from '../wasm/kind.ts';
 import type { AppKind, CoreAppKind } from '../wasm/kind.ts';
 import { setMemoryMaximum } from '../wasm/memory-cap.ts';
+import { importOwnMemory } from '../wasm/memory-import.ts';
+import type { MemoryType } from '../wasm/memory-import.ts';
 import { limitModuleShape } from '../wasm/module-limits.ts';
 import type { ModuleShapeLimits } from '../wasm/module-limits.ts';
 import { exportProblems, planImports } from './link.ts';
 import type { HostSignatures, PlannedImport, StubPolicy } from './link.ts';
 import { Lru } from './lru.ts';
+import { POOLED_MEMORY_IMPORT } from './memory-pool.ts';
 import { PROXY_CALLBACK_SIGNATURES, PROXY_HOST_SIGNATURES, Status } from './proxy-wasm/abi.ts';
 import { readSignatures, sig } from './signatures.ts';
 import { Errno, WASI_LEGACY_MODULE, WASI_MODULE, WASI_SIGNATURES } from './wasi/wasi.ts';
@@ -40,6 +43,8 @@ export interface PreparedModule {
   kind: AppKind;
   module: WebAssembly.Module;
   plan: PlannedImport[];
+  /** Set when the compiled module imports its memory from the worker's pool (decision 0049). */
+  memory?: MemoryType;
   /** The memory's effective maximum in bytes, after the cap. */
   capBytes: number;
   size: number;
@@ -100,10 +105,12 @@ async function prepare(key: string, artifact: ArtifactRef, kind: AppKind, capPag
   const problems = exportProblems(signatures.exports, rules.callbacks);
   if (problems.length > 0) throw unprocessable('module_not_runnable', `the module cannot run as a ${kind}: ${problems.join('; ')}`);
   const plan = planImports(signatures, rules.host, rules.policy);
+  const pooled = importOwnMemory(bytes, POOLED_MEMORY_IMPORT);
   const started = performance.now();
-  const module = await compile(bytes);
+  const module = await compile(pooled?.bytes ?? bytes);
   const maxPages = info.memories[0]?.max ?? capPages;
-  return { key, sha256: artifact.sha256, kind, module, plan, capBytes: maxPages * PAGE_SIZE, size: bytes.length, compileMs: performance.now() - started };
+  const memory = pooled ? { memory: pooled.memory } : {};
+  return { key, sha256: artifact.sha256, kind, module, plan, ...memory, capBytes: maxPages * PAGE_SIZE, size: bytes.length, compileMs: performance.now() - started };
 }
 
 async function compile(bytes: Uint8Array<ArrayBuffer>): Promise<WebAssembly.Module> {

@@ -10,6 +10,7 @@ import type { OwnerTicket } from './owner-budget.ts';
 import type { MetricSnapshot } from './proxy-wasm/shared-state.ts';
 import type { LocalResponse } from './proxy-wasm/stream.ts';
 import type { Recording } from './recorder.ts';
+import type { MemoryType } from '../wasm/memory-import.ts';
 
 /** What a filter can learn about the plugin it runs as (properties plugin_name, …). */
 export interface PluginInfo {
@@ -60,6 +61,8 @@ export interface ModuleParts {
   moduleKey: string;
   module: WebAssembly.Module;
   plan: PlannedImport[];
+  /** The module imports its memory (POOLED_MEMORY_IMPORT) of this type: the worker supplies one from its pool. */
+  memory?: MemoryType;
 }
 
 export interface VmSpec extends ModuleParts {

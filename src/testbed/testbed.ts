@@ -9,6 +9,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { PlatformError } from '../errors.ts';
+import type { MemoryType } from '../wasm/memory-import.ts';
 import { CallDriver } from './call-driver.ts';
 import type { TestbedConfig } from './config.ts';
 import type { ExchangeReport, UpstreamAnswer } from './exchange.ts';
@@ -135,7 +136,7 @@ export class Testbed {
   async invokeFunction(artifact: ArtifactRef, invocation: FunctionInvocation): Promise<FunctionResult> {
     const prepared = await this.prepare(artifact, 'wasi-command', invocation);
     const timeoutMs = this.timeout(invocation);
-    const job = { moduleKey: prepared.key, module: prepared.module, plan: prepared.plan, capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
+    const job = { moduleKey: prepared.key, module: prepared.module, plan: prepared.plan, ...pooledMemory(prepared), capBytes: prepared.capBytes, stdin: invocation.stdin, args: invocation.args, env: invocation.env, maxOutputBytes: this.config.maxOutputBytes };
     const started = performance.now();
     const base = { exitCode: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0), stdoutTruncated: false, stderrTruncated: false, unimplemented: [], module: summary(prepared) };
     try {
@@ -226,6 +227,7 @@ export class Testbed {
       moduleKey: prepared.key,
       module: prepared.module,
       plan: prepared.plan,
+      ...pooledMemory(prepared),
       capBytes: prepared.capBytes,
       pluginConfig: new TextEncoder().encode(plugin.config),
       vmConfig: new Uint8Array(0),
@@ -313,6 +315,11 @@ function warmVmKey(plugin: PluginSettings, prepared: PreparedModule): string {
  */
 export function budgetLanes(workers: number, spares: number, pools = 1): number {
   return 2 * pools * (workers + spares) + 2;
+}
+
+/** The module's memory type when it imports its memory (spread, so an absent one stays absent). */
+function pooledMemory(prepared: PreparedModule): { memory?: MemoryType } {
+  return prepared.memory ? { memory: prepared.memory } : {};
 }
 
 function hostLimits(config: TestbedConfig): HostLimits {

@@ -8,7 +8,8 @@
  */
 import { GuestMemory } from '../guest-memory.ts';
 import type { ConnectionInfo, HttpRequestData } from '../http-message.ts';
-import { linkImports } from '../link.ts';
+import { hostNames, linkImports } from '../link.ts';
+import { leaseMemory } from '../memory-pool.ts';
 import type { GrpcStreamWrite, OutgoingCall, VmSpec } from '../protocol.ts';
 import { DEFAULT_RECORDER_LIMITS, Recorder } from '../recorder.ts';
 import type { RecorderLimits } from '../recorder.ts';
@@ -82,6 +83,7 @@ export class PluginVm {
   private instance: WebAssembly.Instance | undefined;
   private guestMemory: GuestMemory | undefined;
   private allocator: GuestFunction | undefined;
+  private releaseMemory: () => void = () => undefined;
 
   private readonly account: OwnerAccount;
 
@@ -106,6 +108,10 @@ export class PluginVm {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    // Nothing may call into the instance once its memory can go to another VM.
+    this.instance = undefined;
+    this.allocator = undefined;
+    this.releaseMemory();
     this.shared.clear();
     this.queues.clear();
     this.account.close();
@@ -123,8 +129,12 @@ export class PluginVm {
 
   /** Instantiates the module and runs the plugin's start-up callbacks (ABI order). */
   start(): void {
-    const wasi = createWasi({ args: [], env: {}, stdin: new Uint8Array(0), stdout: lineLogger(this, 'info'), stderr: lineLogger(this, 'error') }, () => this.memory);
-    const imports = linkImports(this.spec.plan, { env: hostImports(this), [WASI_MODULE]: wasi, [WASI_LEGACY_MODULE]: wasi }, (module, name) => this.recorder.stub(module, name));
+    const { plan } = this.spec;
+    const stdio = { args: [], env: {}, stdin: new Uint8Array(0), stdout: lineLogger(this, 'info'), stderr: lineLogger(this, 'error') };
+    const wasi = createWasi(stdio, () => this.memory, hostNames(plan, [WASI_MODULE, WASI_LEGACY_MODULE]));
+    const env = hostImports(this, hostNames(plan, ['env']));
+    const imports = linkImports(plan, { env, [WASI_MODULE]: wasi, [WASI_LEGACY_MODULE]: wasi }, (module, name) => this.recorder.stub(module, name));
+    this.releaseMemory = leaseMemory(imports, this.spec.memory);
     const started = performance.now();
     this.instance = new WebAssembly.Instance(this.spec.module, imports);
     this.recorder.callback({ name: 'instantiate', contextId: 0, durationMs: performance.now() - started });

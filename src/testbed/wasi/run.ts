@@ -5,7 +5,8 @@
  * with its output marked truncated.
  */
 import { GuestMemory } from '../guest-memory.ts';
-import { linkImports } from '../link.ts';
+import { hostNames, linkImports } from '../link.ts';
+import { leaseMemory } from '../memory-pool.ts';
 import type { GuestFailure, WasiJob, WasiRunResult } from '../protocol.ts';
 import { classifyFailure } from '../failure.ts';
 import { createWasi, WASI_MODULE, WasiExit } from './wasi.ts';
@@ -56,10 +57,12 @@ export function runWasiCommand(job: WasiJob): WasiRunResult {
       if (!memory) throw new Error('WASI call before the module was instantiated');
       return memory;
     },
+    hostNames(job.plan, [WASI_MODULE]),
   );
   const imports = linkImports(job.plan, { [WASI_MODULE]: wasi }, (module, name) => {
     if (!unimplemented.includes(`${module}.${name}`)) unimplemented.push(`${module}.${name}`);
   });
+  const releaseMemory = leaseMemory(imports, job.memory);
   const started = performance.now();
   let exitCode: number | null = null;
   let failure: GuestFailure | undefined;
@@ -70,6 +73,9 @@ export function runWasiCommand(job: WasiJob): WasiRunResult {
     exitCode = runStart(instance);
   } catch (error) {
     failure = classifyFailure(error, { memoryBytes: memory?.size ?? 0, capBytes: job.capBytes });
+  } finally {
+    // The instance is unreachable from here on; its output was copied out of its memory as it was written.
+    releaseMemory();
   }
   return {
     exitCode,

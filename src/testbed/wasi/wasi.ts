@@ -119,9 +119,15 @@ const CALLS: Readonly<Record<string, WasiCall>> = {
 };
 
 /** The implementations of WASI_SIGNATURES for one instance. */
-export function createWasi(options: WasiOptions, memory: () => GuestMemory): Record<string, HostFunction> {
+/** The WASI functions named in `names` (the ones the module imports), sharing one state. */
+export function createWasi(options: WasiOptions, memory: () => GuestMemory, names: Iterable<string>): Record<string, HostFunction> {
   const state = new WasiState(options, memory);
-  return Object.fromEntries(Object.entries(CALLS).map(([name, call]) => [name, guarded(state, call)]));
+  const bound: Record<string, HostFunction> = {};
+  for (const name of names) {
+    const call = Object.hasOwn(CALLS, name) ? CALLS[name] : undefined;
+    if (call) bound[name] = guarded(state, call);
+  }
+  return bound;
 }
 
 function guarded(state: WasiState, fn: WasiCall): HostFunction {

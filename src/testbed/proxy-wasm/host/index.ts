@@ -19,19 +19,30 @@ import { streamImports } from './streams.ts';
 
 export type HostCall = (args: WasmValue[]) => number;
 
-export function hostImports(vm: PluginVm): Record<string, HostFunction> {
-  const calls: Record<string, HostCall> = {
-    ...loggingImports(vm),
-    ...httpFieldImports(vm),
-    ...bufferImports(vm),
-    ...propertyImports(vm),
-    ...sharedImports(vm),
-    ...metricImports(vm),
-    ...httpCallImports(vm),
-    ...grpcCallImports(vm),
-    ...streamImports(vm),
-  };
-  return Object.fromEntries(Object.entries(calls).map(([name, call]) => [name, guarded(call)]));
+/**
+ * The host functions named in `names` (the ones the module imports), each
+ * bound to `vm`. Only those are wrapped: a VM is made per request when a
+ * version asks for a fresh instance, and wrapping all ~70 cost more than
+ * instantiating the module.
+ */
+export function hostImports(vm: PluginVm, names: Iterable<string>): Record<string, HostFunction> {
+  const areas = [
+    loggingImports(vm),
+    httpFieldImports(vm),
+    bufferImports(vm),
+    propertyImports(vm),
+    sharedImports(vm),
+    metricImports(vm),
+    httpCallImports(vm),
+    grpcCallImports(vm),
+    streamImports(vm),
+  ];
+  const bound: Record<string, HostFunction> = {};
+  for (const name of names) {
+    const call = areas.find((area) => Object.hasOwn(area, name))?.[name];
+    if (call) bound[name] = guarded(call);
+  }
+  return bound;
 }
 
 function guarded(call: HostCall): HostFunction {
