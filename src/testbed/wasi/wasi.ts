@@ -147,11 +147,13 @@ const isStdio = (fd: WasmValue | undefined): boolean => {
 };
 const stdio = (fd: WasmValue | undefined): number => (isStdio(fd) ? Errno.SUCCESS : Errno.BADF);
 
+/** What poll_oneoff sleeps on: nothing ever notifies it, so one per thread serves every instance. */
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
 class WasiState {
   readonly args: Uint8Array[];
   readonly env: Uint8Array[];
   private stdinOffset = 0;
-  private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(
     private readonly options: WasiOptions,
@@ -288,7 +290,7 @@ class WasiState {
     const waits = subscriptions.map((s) => (s.absolute ? s.timeout - nowNs(s.clockId) : s.timeout));
     const shortest = waits.reduce((a, b) => (b < a ? b : a));
     const sleepMs = Math.min(Number(shortest > 0n ? shortest / 1_000_000n : 0n), this.options.maxSleepMs ?? 10_000);
-    if (sleepMs > 0) Atomics.wait(this.sleeper, 0, 0, sleepMs);
+    if (sleepMs > 0) Atomics.wait(SLEEPER, 0, 0, sleepMs);
     return subscriptions.filter((_, i) => (waits[i] ?? 0n) <= shortest).map((s) => ({ userdata: s.userdata, error: Errno.SUCCESS, type: CLOCK, nbytes: 0n }));
   }
 }

@@ -7,7 +7,7 @@ import { BufferType, Status } from '../abi.ts';
 import type { HttpFields } from '../stream.ts';
 import type { PluginVm } from '../vm.ts';
 import type { HostCall } from './index.ts';
-import { returned } from './index.ts';
+import { returned } from './returned.ts';
 
 interface BufferLookup {
   data?: Uint8Array;
@@ -52,35 +52,33 @@ export function splice(data: Uint8Array, start: number, size: number, value: Uin
   return out;
 }
 
-export function bufferImports(vm: PluginVm): Record<string, HostCall> {
-  return {
-    proxy_get_buffer_bytes: ([type, start, maxSize, dataPtrPtr, sizePtr]) => {
-      const found = lookup(vm, u32(type));
-      if (!found.data) return found.status;
-      const from = u32(start);
-      if (from > found.data.length) return Status.BAD_ARGUMENT;
-      return returned(vm, found.data.subarray(from, from + u32(maxSize)), i32(dataPtrPtr), i32(sizePtr));
-    },
-    proxy_get_buffer_status: ([type, sizePtr, flagsPtr]) => {
-      const found = lookup(vm, u32(type));
-      if (!found.data) return found.status;
-      vm.memory.writeU32(i32(sizePtr), found.data.length);
-      vm.memory.writeU32(i32(flagsPtr), 0);
-      return Status.OK;
-    },
-    proxy_set_buffer_bytes: ([type, start, size, valuePtr, valueSize]) => {
-      const found = lookup(vm, u32(type));
-      if (!found.data) return found.status;
-      if (!found.owner) return Status.BAD_ARGUMENT;
-      const body = splice(found.data, u32(start), u32(size), vm.memory.read(i32(valuePtr), i32(valueSize)));
-      if (body.length > vm.spec.limits.maxBodyBytes) {
-        vm.recorder.limit('maxBodyBytes', `a body was not changed: it would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
-        return Status.BAD_ARGUMENT;
-      }
-      found.owner.body = body;
-      return Status.OK;
-    },
-    // ABI 0.1.0's way to read the plugin configuration; older SDKs still call it.
-    proxy_get_configuration: ([dataPtrPtr, sizePtr]) => returned(vm, vm.spec.pluginConfig, i32(dataPtrPtr), i32(sizePtr)),
-  };
-}
+export const bufferCalls: Readonly<Record<string, HostCall>> = {
+  proxy_get_buffer_bytes: (vm, [type, start, maxSize, dataPtrPtr, sizePtr]) => {
+    const found = lookup(vm, u32(type));
+    if (!found.data) return found.status;
+    const from = u32(start);
+    if (from > found.data.length) return Status.BAD_ARGUMENT;
+    return returned(vm, found.data.subarray(from, from + u32(maxSize)), i32(dataPtrPtr), i32(sizePtr));
+  },
+  proxy_get_buffer_status: (vm, [type, sizePtr, flagsPtr]) => {
+    const found = lookup(vm, u32(type));
+    if (!found.data) return found.status;
+    vm.memory.writeU32(i32(sizePtr), found.data.length);
+    vm.memory.writeU32(i32(flagsPtr), 0);
+    return Status.OK;
+  },
+  proxy_set_buffer_bytes: (vm, [type, start, size, valuePtr, valueSize]) => {
+    const found = lookup(vm, u32(type));
+    if (!found.data) return found.status;
+    if (!found.owner) return Status.BAD_ARGUMENT;
+    const body = splice(found.data, u32(start), u32(size), vm.memory.read(i32(valuePtr), i32(valueSize)));
+    if (body.length > vm.spec.limits.maxBodyBytes) {
+      vm.recorder.limit('maxBodyBytes', `a body was not changed: it would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
+      return Status.BAD_ARGUMENT;
+    }
+    found.owner.body = body;
+    return Status.OK;
+  },
+  // ABI 0.1.0's way to read the plugin configuration; older SDKs still call it.
+  proxy_get_configuration: (vm, [dataPtrPtr, sizePtr]) => returned(vm, vm.spec.pluginConfig, i32(dataPtrPtr), i32(sizePtr)),
+};

@@ -127,75 +127,73 @@ const GRPC_OWNED = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding
 const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_.]{0,255}$/;
 const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 
-export function grpcCallImports(vm: PluginVm): Record<string, HostCall> {
-  return {
-    // 12 arguments in ABI 0.2.x; 10 (no initial metadata) in ABI 0.1.0, which @solo-io/proxy-runtime still imports.
-    proxy_grpc_call: (args) => {
-      const withMetadata = args.length >= 12;
-      const [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize] = args;
-      const [metadataPtr, metadataSize] = withMetadata ? [args[6], args[7]] : [0, 0];
-      const [messagePtr, messageSize, timeout, tokenPtr] = withMetadata ? args.slice(8) : args.slice(6);
-      const target = readTarget(vm, 'proxy_grpc_call', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
-      if (typeof target === 'number') return target;
-      const size = i32(messageSize) >>> 0;
-      if (size > vm.spec.limits.maxBodyBytes) {
-        vm.recorder.limit('maxBodyBytes', `proxy_grpc_call refused: its message is larger than the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
-        return Status.INTERNAL_FAILURE;
-      }
-      if (!callsLeft(vm, 'proxy_grpc_call')) return Status.INTERNAL_FAILURE;
-      const message = vm.memory.read(i32(messagePtr), size);
-      const info: GrpcCallInfo = { kind: 'call', ...target.names };
-      const token = vm.dispatchCall(vm.effectiveContextId, target.upstream, grpcRequest(info, target.metadata, [message]), i32(timeout) >>> 0, info);
-      vm.memory.writeU32(i32(tokenPtr), token);
+export const grpcCalls: Readonly<Record<string, HostCall>> = {
+  // 12 arguments in ABI 0.2.x; 10 (no initial metadata) in ABI 0.1.0, which @solo-io/proxy-runtime still imports.
+  proxy_grpc_call: (vm, args) => {
+    const withMetadata = args.length >= 12;
+    const [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize] = args;
+    const [metadataPtr, metadataSize] = withMetadata ? [args[6], args[7]] : [0, 0];
+    const [messagePtr, messageSize, timeout, tokenPtr] = withMetadata ? args.slice(8) : args.slice(6);
+    const target = readTarget(vm, 'proxy_grpc_call', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
+    if (typeof target === 'number') return target;
+    const size = i32(messageSize) >>> 0;
+    if (size > vm.spec.limits.maxBodyBytes) {
+      vm.recorder.limit('maxBodyBytes', `proxy_grpc_call refused: its message is larger than the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
+      return Status.INTERNAL_FAILURE;
+    }
+    if (!callsLeft(vm, 'proxy_grpc_call')) return Status.INTERNAL_FAILURE;
+    const message = vm.memory.read(i32(messagePtr), size);
+    const info: GrpcCallInfo = { kind: 'call', ...target.names };
+    const token = vm.dispatchCall(vm.effectiveContextId, target.upstream, grpcRequest(info, target.metadata, [message]), i32(timeout) >>> 0, info);
+    vm.memory.writeU32(i32(tokenPtr), token);
+    return Status.OK;
+  },
+  // 9 arguments in ABI 0.2.x; 7 (no initial metadata) in ABI 0.1.0.
+  proxy_grpc_stream: (vm, args) => {
+    const withMetadata = args.length >= 9;
+    const [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize] = args;
+    const [metadataPtr, metadataSize] = withMetadata ? [args[6], args[7]] : [0, 0];
+    const tokenPtr = withMetadata ? args[8] : args[6];
+    const target = readTarget(vm, 'proxy_grpc_stream', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
+    if (typeof target === 'number') return target;
+    if (!callsLeft(vm, 'proxy_grpc_stream')) return Status.INTERNAL_FAILURE;
+    const info: GrpcCallInfo = { kind: 'stream', ...target.names };
+    // Opened (its headers sent) when this step ends; messages follow with proxy_grpc_send.
+    const token = vm.dispatchCall(vm.effectiveContextId, target.upstream, grpcRequest(info, target.metadata, []), 0, info);
+    vm.grpcStreams.set(token, { contextId: vm.effectiveContextId, bytes: 0 });
+    vm.memory.writeU32(i32(tokenPtr), token);
+    return Status.OK;
+  },
+  proxy_grpc_send: (vm, [tokenValue, messagePtr, messageSize, endStream]) => {
+    const token = u32(tokenValue);
+    const stream = vm.grpcStreams.get(token);
+    if (!stream) return vm.pendingCalls.has(token) ? Status.BAD_ARGUMENT : Status.NOT_FOUND;
+    const size = i32(messageSize) >>> 0;
+    const end = u32(endStream) !== 0;
+    // An empty send with end_stream only half-closes; any other send is one message, counted with its
+    // 5-byte prefix (what goes on the wire), so that a flood of empty messages is bounded too.
+    const wireBytes = size > 0 || !end ? FRAME_PREFIX_BYTES + size : 0;
+    if (stream.bytes + wireBytes > vm.spec.limits.maxBodyBytes) {
+      vm.recorder.limit('maxBodyBytes', `proxy_grpc_send refused: the stream's messages would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
+      return Status.BAD_ARGUMENT;
+    }
+    stream.bytes += wireBytes;
+    if (end) vm.grpcStreams.delete(token);
+    queueSend(vm, token, wireBytes > 0 ? frameMessages([vm.memory.read(i32(messagePtr), size)]) : new Uint8Array(0), end);
+    return Status.OK;
+  },
+  proxy_grpc_cancel: (vm, [tokenValue]) => (forget(vm, u32(tokenValue)) ? Status.OK : Status.NOT_FOUND),
+  // Closing a stream half-closes it (Envoy: closeStream); closing a call ends it, as cancelling does.
+  proxy_grpc_close: (vm, [tokenValue]) => {
+    const token = u32(tokenValue);
+    if (vm.grpcStreams.delete(token)) {
+      queueSend(vm, token, new Uint8Array(0), true);
       return Status.OK;
-    },
-    // 9 arguments in ABI 0.2.x; 7 (no initial metadata) in ABI 0.1.0.
-    proxy_grpc_stream: (args) => {
-      const withMetadata = args.length >= 9;
-      const [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize] = args;
-      const [metadataPtr, metadataSize] = withMetadata ? [args[6], args[7]] : [0, 0];
-      const tokenPtr = withMetadata ? args[8] : args[6];
-      const target = readTarget(vm, 'proxy_grpc_stream', [upstreamPtr, upstreamSize, servicePtr, serviceSize, methodPtr, methodSize, metadataPtr, metadataSize]);
-      if (typeof target === 'number') return target;
-      if (!callsLeft(vm, 'proxy_grpc_stream')) return Status.INTERNAL_FAILURE;
-      const info: GrpcCallInfo = { kind: 'stream', ...target.names };
-      // Opened (its headers sent) when this step ends; messages follow with proxy_grpc_send.
-      const token = vm.dispatchCall(vm.effectiveContextId, target.upstream, grpcRequest(info, target.metadata, []), 0, info);
-      vm.grpcStreams.set(token, { contextId: vm.effectiveContextId, bytes: 0 });
-      vm.memory.writeU32(i32(tokenPtr), token);
-      return Status.OK;
-    },
-    proxy_grpc_send: ([tokenValue, messagePtr, messageSize, endStream]) => {
-      const token = u32(tokenValue);
-      const stream = vm.grpcStreams.get(token);
-      if (!stream) return vm.pendingCalls.has(token) ? Status.BAD_ARGUMENT : Status.NOT_FOUND;
-      const size = i32(messageSize) >>> 0;
-      const end = u32(endStream) !== 0;
-      // An empty send with end_stream only half-closes; any other send is one message, counted with its
-      // 5-byte prefix (what goes on the wire), so that a flood of empty messages is bounded too.
-      const wireBytes = size > 0 || !end ? FRAME_PREFIX_BYTES + size : 0;
-      if (stream.bytes + wireBytes > vm.spec.limits.maxBodyBytes) {
-        vm.recorder.limit('maxBodyBytes', `proxy_grpc_send refused: the stream's messages would exceed the test bed's ${vm.spec.limits.maxBodyBytes}-byte limit`);
-        return Status.BAD_ARGUMENT;
-      }
-      stream.bytes += wireBytes;
-      if (end) vm.grpcStreams.delete(token);
-      queueSend(vm, token, wireBytes > 0 ? frameMessages([vm.memory.read(i32(messagePtr), size)]) : new Uint8Array(0), end);
-      return Status.OK;
-    },
-    proxy_grpc_cancel: ([tokenValue]) => (forget(vm, u32(tokenValue)) ? Status.OK : Status.NOT_FOUND),
-    // Closing a stream half-closes it (Envoy: closeStream); closing a call ends it, as cancelling does.
-    proxy_grpc_close: ([tokenValue]) => {
-      const token = u32(tokenValue);
-      if (vm.grpcStreams.delete(token)) {
-        queueSend(vm, token, new Uint8Array(0), true);
-        return Status.OK;
-      }
-      if (vm.pendingCalls.get(token)?.grpc?.kind === 'stream') return Status.OK;
-      return forget(vm, token) ? Status.OK : Status.NOT_FOUND;
-    },
-  };
-}
+    }
+    if (vm.pendingCalls.get(token)?.grpc?.kind === 'stream') return Status.OK;
+    return forget(vm, token) ? Status.OK : Status.NOT_FOUND;
+  },
+};
 
 interface Target {
   upstream: string;

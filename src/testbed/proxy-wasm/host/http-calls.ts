@@ -16,52 +16,50 @@ import type { HeaderPairs } from '../header-map.ts';
 import { withinHeaderLimits } from './http-fields.ts';
 import type { PluginVm } from '../vm.ts';
 import type { HostCall } from './index.ts';
-import { returned } from './index.ts';
+import { returned } from './returned.ts';
 
 const REQUIRED = [':method', ':path', ':authority'];
 const PSEUDO: ReadonlySet<string> = new Set([':method', ':path', ':authority', ':scheme']);
 const BLANK: HttpRequestData = { method: 'GET', path: '/', authority: '', scheme: 'http', headers: [], body: new Uint8Array(0), trailers: [] };
 
-export function httpCallImports(vm: PluginVm): Record<string, HostCall> {
-  return {
-    proxy_http_call: ([upstreamPtr, upstreamSize, headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeout, tokenPtr]) => {
-      const upstream = vm.memory.readString(i32(upstreamPtr), i32(upstreamSize));
-      const { maxBodyBytes, maxHeaderBytes, maxHeaderCount } = vm.spec.limits;
-      if (i32(bodySize) >>> 0 > maxBodyBytes) {
-        vm.recorder.limit('maxBodyBytes', `proxy_http_call refused: its body is larger than the test bed's ${maxBodyBytes}-byte limit`);
-        return Status.BAD_ARGUMENT;
-      }
-      // The serialized maps hold the keys and values plus 8 bytes per pair and a count.
-      const serializedMax = maxHeaderBytes + 10 * maxHeaderCount + 4;
-      if (i32(headersSize) >>> 0 > serializedMax || i32(trailersSize) >>> 0 > serializedMax) {
-        vm.recorder.limit('maxHeaderBytes', `proxy_http_call refused: its headers or trailers exceed ${maxHeaderBytes} bytes`);
-        return Status.BAD_ARGUMENT;
-      }
-      const headers = normalized(deserializePairs(vm.memory.read(i32(headersPtr), i32(headersSize))));
-      const trailers = normalized(deserializePairs(vm.memory.read(i32(trailersPtr), i32(trailersSize))));
-      const body = vm.memory.read(i32(bodyPtr), i32(bodySize));
-      const refusal = refuse(vm, upstream, headers, trailers);
-      if (refusal !== undefined) {
-        vm.recorder.note(`proxy_http_call to ${JSON.stringify(upstream)} refused: ${refusal.why}`);
-        return refusal.status;
-      }
-      const request = requestFromPairs(headers ?? [], BLANK, body, trailers ?? []);
-      const token = vm.dispatchCall(vm.effectiveContextId, upstream, request, i32(timeout) >>> 0);
-      vm.memory.writeU32(i32(tokenPtr), token);
-      return Status.OK;
-    },
-    proxy_get_status: ([codePtr, messagePtrPtr, messageSizePtr]) => {
-      // In a gRPC callback: the gRPC status and its grpc-message.
-      if (vm.grpcResponse) {
-        vm.memory.writeU32(i32(codePtr), vm.grpcResponse.status);
-        return returned(vm, new TextEncoder().encode(vm.grpcResponse.statusMessage), i32(messagePtrPtr), i32(messageSizePtr));
-      }
-      if (!vm.callResponse) return Status.NOT_FOUND;
-      vm.memory.writeU32(i32(codePtr), vm.callResponse.status);
-      return returned(vm, new Uint8Array(0), i32(messagePtrPtr), i32(messageSizePtr));
-    },
-  };
-}
+export const httpCalls: Readonly<Record<string, HostCall>> = {
+  proxy_http_call: (vm, [upstreamPtr, upstreamSize, headersPtr, headersSize, bodyPtr, bodySize, trailersPtr, trailersSize, timeout, tokenPtr]) => {
+    const upstream = vm.memory.readString(i32(upstreamPtr), i32(upstreamSize));
+    const { maxBodyBytes, maxHeaderBytes, maxHeaderCount } = vm.spec.limits;
+    if (i32(bodySize) >>> 0 > maxBodyBytes) {
+      vm.recorder.limit('maxBodyBytes', `proxy_http_call refused: its body is larger than the test bed's ${maxBodyBytes}-byte limit`);
+      return Status.BAD_ARGUMENT;
+    }
+    // The serialized maps hold the keys and values plus 8 bytes per pair and a count.
+    const serializedMax = maxHeaderBytes + 10 * maxHeaderCount + 4;
+    if (i32(headersSize) >>> 0 > serializedMax || i32(trailersSize) >>> 0 > serializedMax) {
+      vm.recorder.limit('maxHeaderBytes', `proxy_http_call refused: its headers or trailers exceed ${maxHeaderBytes} bytes`);
+      return Status.BAD_ARGUMENT;
+    }
+    const headers = normalized(deserializePairs(vm.memory.read(i32(headersPtr), i32(headersSize))));
+    const trailers = normalized(deserializePairs(vm.memory.read(i32(trailersPtr), i32(trailersSize))));
+    const body = vm.memory.read(i32(bodyPtr), i32(bodySize));
+    const refusal = refuse(vm, upstream, headers, trailers);
+    if (refusal !== undefined) {
+      vm.recorder.note(`proxy_http_call to ${JSON.stringify(upstream)} refused: ${refusal.why}`);
+      return refusal.status;
+    }
+    const request = requestFromPairs(headers ?? [], BLANK, body, trailers ?? []);
+    const token = vm.dispatchCall(vm.effectiveContextId, upstream, request, i32(timeout) >>> 0);
+    vm.memory.writeU32(i32(tokenPtr), token);
+    return Status.OK;
+  },
+  proxy_get_status: (vm, [codePtr, messagePtrPtr, messageSizePtr]) => {
+    // In a gRPC callback: the gRPC status and its grpc-message.
+    if (vm.grpcResponse) {
+      vm.memory.writeU32(i32(codePtr), vm.grpcResponse.status);
+      return returned(vm, new TextEncoder().encode(vm.grpcResponse.statusMessage), i32(messagePtrPtr), i32(messageSizePtr));
+    }
+    if (!vm.callResponse) return Status.NOT_FOUND;
+    vm.memory.writeU32(i32(codePtr), vm.callResponse.status);
+    return returned(vm, new Uint8Array(0), i32(messagePtrPtr), i32(messageSizePtr));
+  },
+};
 
 const normalized = (pairs: HeaderPairs | undefined): HeaderPairs | undefined => pairs?.map(([key, value]) => [key.toLowerCase(), value]);
 

@@ -11,7 +11,7 @@ import type { HeaderMap, MapSize } from '../header-map.ts';
 import { deserializePairs, pairsSize } from '../header-map.ts';
 import type { PluginVm } from '../vm.ts';
 import type { HostCall } from './index.ts';
-import { returned } from './index.ts';
+import { returned } from './returned.ts';
 
 const encoder = new TextEncoder();
 
@@ -79,70 +79,69 @@ function modify(vm: PluginVm, mapType: number, change: (map: HeaderMap) => numbe
   return change(found.map);
 }
 
-export function httpFieldImports(vm: PluginVm): Record<string, HostCall> {
-  const text = (pointer: WasmValue | undefined, size: WasmValue | undefined): string => vm.memory.readString(i32(pointer), i32(size));
-  return {
-    proxy_get_header_map_value: ([mapType, keyPtr, keySize, valuePtrPtr, valueSizePtr]) => {
-      const found = lookup(vm, u32(mapType));
-      if (!found.map) return found.status;
-      const value = found.map.get(text(keyPtr, keySize));
-      if (value === undefined) return Status.NOT_FOUND;
-      return returned(vm, encoder.encode(value), i32(valuePtrPtr), i32(valueSizePtr));
-    },
-    proxy_add_header_map_value: ([mapType, keyPtr, keySize, valuePtr, valueSize]) => {
-      if (tooBig(vm, 'proxy_add_header_map_value', keySize, valueSize)) return Status.BAD_ARGUMENT;
-      return modify(vm, u32(mapType), (map) => {
-        const key = text(keyPtr, keySize);
-        const value = text(valuePtr, valueSize);
-        const before = map.size();
-        const after = { count: before.count + 1, bytes: before.bytes + Buffer.byteLength(key) + Buffer.byteLength(value) };
-        if (!withinHeaderLimits(vm, before, after, 'proxy_add_header_map_value')) return Status.BAD_ARGUMENT;
-        map.add(key, value);
-        return Status.OK;
-      });
-    },
-    proxy_replace_header_map_value: ([mapType, keyPtr, keySize, valuePtr, valueSize]) => {
-      if (tooBig(vm, 'proxy_replace_header_map_value', keySize, valueSize)) return Status.BAD_ARGUMENT;
-      return modify(vm, u32(mapType), (map) => {
-        const key = text(keyPtr, keySize);
-        const value = text(valuePtr, valueSize);
-        const rest = map.sizeWithout(key);
-        const after = { count: rest.count + 1, bytes: rest.bytes + Buffer.byteLength(key) + Buffer.byteLength(value) };
-        if (!withinHeaderLimits(vm, map.size(), after, 'proxy_replace_header_map_value')) return Status.BAD_ARGUMENT;
-        map.replace(key, value);
-        return Status.OK;
-      });
-    },
-    proxy_remove_header_map_value: ([mapType, keyPtr, keySize]) =>
-      modify(vm, u32(mapType), (map) => {
-        map.remove(text(keyPtr, keySize));
-        return Status.OK;
-      }),
-    proxy_get_header_map_pairs: ([mapType, dataPtrPtr, sizePtr]) => {
-      const found = lookup(vm, u32(mapType));
-      if (!found.map) return found.status;
-      return returned(vm, found.map.serialize(), i32(dataPtrPtr), i32(sizePtr));
-    },
-    proxy_set_header_map_pairs: ([mapType, dataPtr, size]) => {
-      // The serialized form is the keys and values plus 8 bytes per pair and the count: a cheap first bound.
-      const { maxHeaderBytes, maxHeaderCount } = vm.spec.limits;
-      if (i32(size) >>> 0 > maxHeaderBytes + 10 * maxHeaderCount + 4) {
-        vm.recorder.limit('maxHeaderBytes', `proxy_set_header_map_pairs refused: a header map may hold ${maxHeaderBytes} bytes of keys and values`);
-        return Status.BAD_ARGUMENT;
-      }
-      const pairs = deserializePairs(vm.memory.read(i32(dataPtr), i32(size)));
-      if (pairs === undefined) return Status.BAD_ARGUMENT;
-      return modify(vm, u32(mapType), (map) => {
-        if (!withinHeaderLimits(vm, map.size(), pairsSize(pairs), 'proxy_set_header_map_pairs')) return Status.BAD_ARGUMENT;
-        map.setAll(pairs);
-        return Status.OK;
-      });
-    },
-    proxy_get_header_map_size: ([mapType, sizePtr]) => {
-      const found = lookup(vm, u32(mapType));
-      if (!found.map) return found.status;
-      vm.memory.writeU32(i32(sizePtr), found.map.serialize().length);
+const text = (vm: PluginVm, pointer: WasmValue | undefined, size: WasmValue | undefined): string => vm.memory.readString(i32(pointer), i32(size));
+
+export const httpFieldCalls: Readonly<Record<string, HostCall>> = {
+  proxy_get_header_map_value: (vm, [mapType, keyPtr, keySize, valuePtrPtr, valueSizePtr]) => {
+    const found = lookup(vm, u32(mapType));
+    if (!found.map) return found.status;
+    const value = found.map.get(text(vm, keyPtr, keySize));
+    if (value === undefined) return Status.NOT_FOUND;
+    return returned(vm, encoder.encode(value), i32(valuePtrPtr), i32(valueSizePtr));
+  },
+  proxy_add_header_map_value: (vm, [mapType, keyPtr, keySize, valuePtr, valueSize]) => {
+    if (tooBig(vm, 'proxy_add_header_map_value', keySize, valueSize)) return Status.BAD_ARGUMENT;
+    return modify(vm, u32(mapType), (map) => {
+      const key = text(vm, keyPtr, keySize);
+      const value = text(vm, valuePtr, valueSize);
+      const before = map.size();
+      const after = { count: before.count + 1, bytes: before.bytes + Buffer.byteLength(key) + Buffer.byteLength(value) };
+      if (!withinHeaderLimits(vm, before, after, 'proxy_add_header_map_value')) return Status.BAD_ARGUMENT;
+      map.add(key, value);
       return Status.OK;
-    },
-  };
-}
+    });
+  },
+  proxy_replace_header_map_value: (vm, [mapType, keyPtr, keySize, valuePtr, valueSize]) => {
+    if (tooBig(vm, 'proxy_replace_header_map_value', keySize, valueSize)) return Status.BAD_ARGUMENT;
+    return modify(vm, u32(mapType), (map) => {
+      const key = text(vm, keyPtr, keySize);
+      const value = text(vm, valuePtr, valueSize);
+      const rest = map.sizeWithout(key);
+      const after = { count: rest.count + 1, bytes: rest.bytes + Buffer.byteLength(key) + Buffer.byteLength(value) };
+      if (!withinHeaderLimits(vm, map.size(), after, 'proxy_replace_header_map_value')) return Status.BAD_ARGUMENT;
+      map.replace(key, value);
+      return Status.OK;
+    });
+  },
+  proxy_remove_header_map_value: (vm, [mapType, keyPtr, keySize]) =>
+    modify(vm, u32(mapType), (map) => {
+      map.remove(text(vm, keyPtr, keySize));
+      return Status.OK;
+    }),
+  proxy_get_header_map_pairs: (vm, [mapType, dataPtrPtr, sizePtr]) => {
+    const found = lookup(vm, u32(mapType));
+    if (!found.map) return found.status;
+    return returned(vm, found.map.serialize(), i32(dataPtrPtr), i32(sizePtr));
+  },
+  proxy_set_header_map_pairs: (vm, [mapType, dataPtr, size]) => {
+    // The serialized form is the keys and values plus 8 bytes per pair and the count: a cheap first bound.
+    const { maxHeaderBytes, maxHeaderCount } = vm.spec.limits;
+    if (i32(size) >>> 0 > maxHeaderBytes + 10 * maxHeaderCount + 4) {
+      vm.recorder.limit('maxHeaderBytes', `proxy_set_header_map_pairs refused: a header map may hold ${maxHeaderBytes} bytes of keys and values`);
+      return Status.BAD_ARGUMENT;
+    }
+    const pairs = deserializePairs(vm.memory.read(i32(dataPtr), i32(size)));
+    if (pairs === undefined) return Status.BAD_ARGUMENT;
+    return modify(vm, u32(mapType), (map) => {
+      if (!withinHeaderLimits(vm, map.size(), pairsSize(pairs), 'proxy_set_header_map_pairs')) return Status.BAD_ARGUMENT;
+      map.setAll(pairs);
+      return Status.OK;
+    });
+  },
+  proxy_get_header_map_size: (vm, [mapType, sizePtr]) => {
+    const found = lookup(vm, u32(mapType));
+    if (!found.map) return found.status;
+    vm.memory.writeU32(i32(sizePtr), found.map.serialize().length);
+    return Status.OK;
+  },
+};

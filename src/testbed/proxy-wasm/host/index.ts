@@ -7,56 +7,46 @@ import { MemoryFault } from '../../guest-memory.ts';
 import type { HostFunction, WasmValue } from '../../host-function.ts';
 import { Status } from '../abi.ts';
 import type { PluginVm } from '../vm.ts';
-import { bufferImports } from './buffers.ts';
-import { grpcCallImports } from './grpc-calls.ts';
-import { httpCallImports } from './http-calls.ts';
-import { httpFieldImports } from './http-fields.ts';
-import { loggingImports } from './logging.ts';
-import { metricImports } from './metrics.ts';
-import { propertyImports } from './properties.ts';
-import { sharedImports } from './shared.ts';
-import { streamImports } from './streams.ts';
+import { bufferCalls } from './buffers.ts';
+import { grpcCalls } from './grpc-calls.ts';
+import { httpCalls } from './http-calls.ts';
+import { httpFieldCalls } from './http-fields.ts';
+import { loggingCalls } from './logging.ts';
+import { metricCalls } from './metrics.ts';
+import { propertyCalls } from './properties.ts';
+import { sharedCalls } from './shared.ts';
+import { streamCalls } from './streams.ts';
 
-export type HostCall = (args: WasmValue[]) => number;
+/** One host function: the VM it serves and the arguments the guest passed. */
+export type HostCall = (vm: PluginVm, args: WasmValue[]) => number;
 
 /**
- * The host functions named in `names` (the ones the module imports), each
- * bound to `vm`. Only those are wrapped: a VM is made per request when a
- * version asks for a fresh instance, and wrapping all ~70 cost more than
- * instantiating the module.
+ * Every host function by name, built once per thread. A VM binds only the
+ * ones its module imports: a VM is made per request when a version asks for
+ * a fresh instance, and making a closure for each of these per VM cost more
+ * than instantiating the module (decision 0049).
  */
+const HOST_CALLS: ReadonlyMap<string, HostCall> = new Map(
+  [loggingCalls, httpFieldCalls, bufferCalls, propertyCalls, sharedCalls, metricCalls, httpCalls, grpcCalls, streamCalls].flatMap((area) => Object.entries(area)),
+);
+
+/** The host functions named in `names` (the ones the module imports), each bound to `vm`. */
 export function hostImports(vm: PluginVm, names: Iterable<string>): Record<string, HostFunction> {
-  const areas = [
-    loggingImports(vm),
-    httpFieldImports(vm),
-    bufferImports(vm),
-    propertyImports(vm),
-    sharedImports(vm),
-    metricImports(vm),
-    httpCallImports(vm),
-    grpcCallImports(vm),
-    streamImports(vm),
-  ];
   const bound: Record<string, HostFunction> = {};
   for (const name of names) {
-    const call = areas.find((area) => Object.hasOwn(area, name))?.[name];
-    if (call) bound[name] = guarded(call);
+    const call = HOST_CALLS.get(name);
+    if (call) bound[name] = guarded(vm, call);
   }
   return bound;
 }
 
-function guarded(call: HostCall): HostFunction {
+function guarded(vm: PluginVm, call: HostCall): HostFunction {
   return (...args) => {
     try {
-      return call(args);
+      return call(vm, args);
     } catch (error) {
       if (error instanceof MemoryFault) return Status.INVALID_MEMORY_ACCESS;
       throw error;
     }
   };
-}
-
-/** Writes `data` back the ABI way and turns an allocation failure into a status. */
-export function returned(vm: PluginVm, data: Uint8Array, pointerPtr: number, sizePtr: number): number {
-  return vm.returnBytes(data, pointerPtr, sizePtr) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
 }

@@ -29,48 +29,46 @@ function closeStream(vm: PluginVm, type: number): number {
   return Status.OK;
 }
 
-export function streamImports(vm: PluginVm): Record<string, HostCall> {
-  return {
-    proxy_continue_stream: ([type]) => continueStream(vm, u32(type)),
-    proxy_close_stream: ([type]) => closeStream(vm, u32(type)),
-    proxy_continue_request: () => continueStream(vm, StreamType.HTTP_REQUEST),
-    proxy_continue_response: () => continueStream(vm, StreamType.HTTP_RESPONSE),
-    proxy_send_local_response: ([status, detailsPtr, detailsSize, bodyPtr, bodySize, headersPtr, headersSize, grpcStatus]) => {
-      const stream = vm.effectiveStream();
-      if (!stream || stream.phase === 'done') return Status.BAD_ARGUMENT;
-      const code = u32(status);
-      if (i32(bodySize) >>> 0 > vm.spec.limits.maxBodyBytes) {
-        vm.recorder.limit('maxBodyBytes', `proxy_send_local_response refused: its body is larger than ${vm.spec.limits.maxBodyBytes} bytes`);
-        return Status.BAD_ARGUMENT;
-      }
-      const headers = deserializePairs(vm.memory.read(i32(headersPtr), i32(headersSize)));
-      if (code < 100 || code > 999 || headers === undefined) return Status.BAD_ARGUMENT;
-      if (!withinHeaderLimits(vm, { count: 0, bytes: 0 }, pairsSize(headers), 'proxy_send_local_response')) return Status.BAD_ARGUMENT;
-      stream.localResponse = {
-        status: code,
-        details: vm.memory.readString(i32(detailsPtr), i32(detailsSize)),
-        headers: headers.filter(([key]) => !key.startsWith(':')).map(([key, value]) => [key.toLowerCase(), value]),
-        body: vm.memory.read(i32(bodyPtr), i32(bodySize)),
-        grpcStatus: i32(grpcStatus),
-        sentFrom: vm.currentCallback ?? 'unknown',
-      };
-      return Status.OK;
-    },
-    proxy_done: () => {
-      const stream = vm.effectiveStream();
-      if (!stream?.awaitingDone) return Status.NOT_FOUND;
-      stream.awaitingDone = false;
-      return Status.OK;
-    },
-    proxy_set_effective_context: ([id]) => {
-      const contextId = u32(id);
-      if (!vm.isContext(contextId)) return Status.BAD_ARGUMENT;
-      vm.effectiveContextId = contextId;
-      return Status.OK;
-    },
-    // There is no route cache in the test bed: clearing it always succeeds.
-    proxy_clear_route_cache: () => Status.OK,
-    // No foreign functions are registered on this host.
-    proxy_call_foreign_function: () => Status.NOT_FOUND,
-  };
-}
+export const streamCalls: Readonly<Record<string, HostCall>> = {
+  proxy_continue_stream: (vm, [type]) => continueStream(vm, u32(type)),
+  proxy_close_stream: (vm, [type]) => closeStream(vm, u32(type)),
+  proxy_continue_request: (vm) => continueStream(vm, StreamType.HTTP_REQUEST),
+  proxy_continue_response: (vm) => continueStream(vm, StreamType.HTTP_RESPONSE),
+  proxy_send_local_response: (vm, [status, detailsPtr, detailsSize, bodyPtr, bodySize, headersPtr, headersSize, grpcStatus]) => {
+    const stream = vm.effectiveStream();
+    if (!stream || stream.phase === 'done') return Status.BAD_ARGUMENT;
+    const code = u32(status);
+    if (i32(bodySize) >>> 0 > vm.spec.limits.maxBodyBytes) {
+      vm.recorder.limit('maxBodyBytes', `proxy_send_local_response refused: its body is larger than ${vm.spec.limits.maxBodyBytes} bytes`);
+      return Status.BAD_ARGUMENT;
+    }
+    const headers = deserializePairs(vm.memory.read(i32(headersPtr), i32(headersSize)));
+    if (code < 100 || code > 999 || headers === undefined) return Status.BAD_ARGUMENT;
+    if (!withinHeaderLimits(vm, { count: 0, bytes: 0 }, pairsSize(headers), 'proxy_send_local_response')) return Status.BAD_ARGUMENT;
+    stream.localResponse = {
+      status: code,
+      details: vm.memory.readString(i32(detailsPtr), i32(detailsSize)),
+      headers: headers.filter(([key]) => !key.startsWith(':')).map(([key, value]) => [key.toLowerCase(), value]),
+      body: vm.memory.read(i32(bodyPtr), i32(bodySize)),
+      grpcStatus: i32(grpcStatus),
+      sentFrom: vm.currentCallback ?? 'unknown',
+    };
+    return Status.OK;
+  },
+  proxy_done: (vm) => {
+    const stream = vm.effectiveStream();
+    if (!stream?.awaitingDone) return Status.NOT_FOUND;
+    stream.awaitingDone = false;
+    return Status.OK;
+  },
+  proxy_set_effective_context: (vm, [id]) => {
+    const contextId = u32(id);
+    if (!vm.isContext(contextId)) return Status.BAD_ARGUMENT;
+    vm.effectiveContextId = contextId;
+    return Status.OK;
+  },
+  // There is no route cache in the test bed: clearing it always succeeds.
+  proxy_clear_route_cache: () => Status.OK,
+  // No foreign functions are registered on this host.
+  proxy_call_foreign_function: () => Status.NOT_FOUND,
+};
