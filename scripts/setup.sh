@@ -15,7 +15,7 @@ RUNTIME_PACKAGES=(
   xz-utils libc++-14-dev-wasm32 libc++abi-14-dev-wasm32
 )
 # chromium (+ its driver) runs the web UI's end-to-end tests (test/web), driven by playwright-core.
-TEST_PACKAGES=(postgresql-15 radosgw ceph-mon ceph-osd ceph-common chromium chromium-driver)
+TEST_PACKAGES=(postgresql-15 radosgw ceph-mon ceph-osd ceph-common chromium chromium-driver strace)
 
 packages=("${RUNTIME_PACKAGES[@]}")
 [[ ${1:-} == --test ]] && packages+=("${TEST_PACKAGES[@]}")

@@ -10,6 +10,7 @@ import { PlatformError } from '../../errors.ts';
 import { asBuffer, isSha256Hex, normalizeSha256, readAll, toReadable, VerifyingStream } from './integrity.ts';
 import { assertValidKey, assertValidPrefix, ObjectIntegrityError, ObjectNotFoundError } from './object-store.ts';
 import type { ObjectInfo, ObjectStore } from './object-store.ts';
+import { parentsToSync } from './durable-dirs.ts';
 import { WriterThreads } from './writer-threads.ts';
 
 export interface FsObjectStoreConfig {
@@ -128,7 +129,7 @@ export class FsObjectStore implements ObjectStore {
     if (this.writers && Buffer.isBuffer(body) && body.length <= WRITER_THREAD_MAX_BYTES) {
       return this.putOnWriterThread(this.writers, key, { dir, name, dataName }, body, { expected, contentType: options.contentType });
     }
-    const { written, createdDir } = await this.writeData(dir, dataName, body);
+    const { written, createdDir, firstCreated } = await this.writeData(dir, dataName, body);
     let previous: MetaFile | undefined;
     try {
       if (expected !== undefined && written.sha256 !== expected) throw new ObjectIntegrityError(key, expected, written.sha256);
@@ -138,6 +139,7 @@ export class FsObjectStore implements ObjectStore {
       previous = createdDir ? undefined : await this.readMeta(key).catch(() => undefined);
       const meta: MetaFile = { size: written.size, sha256: written.sha256, data: dataName, contentType: options.contentType };
       await this.writeMeta(dir, name, meta);
+      for (const parent of parentsToSync(firstCreated, dir)) await syncDir(parent);
     } catch (error) {
       await rm(path.join(dir, dataName), { force: true });
       throw error;
@@ -306,17 +308,18 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** Writes the data file; `createdDir`: the key's directory did not exist before (so neither did the object). */
-  private async writeData(dir: string, dataName: string, body: Readable | Buffer): Promise<{ written: { size: number; sha256: string }; createdDir: boolean }> {
+  private async writeData(dir: string, dataName: string, body: Readable | Buffer): Promise<{ written: { size: number; sha256: string }; createdDir: boolean; firstCreated?: string }> {
     const file = path.join(dir, dataName);
     const source = toReadable(body);
-    let createdDir = false;
+    let firstCreated: string | undefined;
     // A concurrent delete may prune the directory between mkdir and open.
     for (let attempt = 0; ; attempt++) {
-      // recursive mkdir names the first directory it created, if any.
-      createdDir ||= (await mkdir(dir, { recursive: true })) !== undefined;
+      // recursive mkdir names the first directory it created, if any; keep the shallowest over the attempts.
+      const created = await mkdir(dir, { recursive: true });
+      if (created !== undefined && (firstCreated === undefined || created.length < firstCreated.length)) firstCreated = created;
       try {
         const written = Buffer.isBuffer(body) ? await writeBufferDurably(file, body) : await writeDurably(file, source);
-        return { written, createdDir };
+        return firstCreated === undefined ? { written, createdDir: false } : { written, createdDir: true, firstCreated };
       } catch (error) {
         await rm(file, { force: true });
         if (!isErrno(error, 'ENOENT') || attempt >= 3 || source.readableDidRead) throw error;

@@ -12,7 +12,9 @@
  * Here the whole sequence is ONE message to a writer thread, which makes the
  * same calls synchronously, in the same order, with the same flags: the data
  * file is fsynced before the meta file points at it, the meta file before it
- * is renamed into place, the directory after the rename. The answer comes
+ * is renamed into place, the directory after the rename, then the parents
+ * of the directories the put created (`parentsToSync`: a copy of
+ * durable-dirs.ts's, held to the same answers by a test). The answer comes
  * only once all of it is durable. Several writer threads keep several
  * fsyncs in flight (concurrent fsyncs share the filesystem's journal
  * commits) without occupying libuv's pool.
@@ -41,6 +43,19 @@ export interface WriterResult {
 }
 
 type WriterAnswer = { id: number; ok: true; result: WriterResult } | { id: number; ok: false; error: { message: string; code?: string; errno?: number; syscall?: string; path?: string } };
+
+/** durable-dirs.ts's parentsToSync in plain JavaScript, for the writer thread (uses its `path`). */
+export const WRITER_PARENTS_TO_SYNC = `function parentsToSync(firstCreated, dir) {
+  if (firstCreated === undefined) return [];
+  const top = path.resolve(firstCreated);
+  const parents = [];
+  for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+    const parent = path.dirname(current);
+    if (parent === current) return [];
+    parents.unshift(parent);
+    if (current === top) return parents;
+  }
+}`;
 
 /**
  * Plain JavaScript run with `eval: true`, like bench/load.ts's generator: the
@@ -73,14 +88,16 @@ function syncDir(dir) {
     fs.closeSync(fd);
   }
 }
+${WRITER_PARENTS_TO_SYNC}
 function writeData(dir, file, bytes) {
-  let createdDir = false;
+  let firstCreated;
   // A concurrent delete may prune the directory between mkdir and open.
   for (let attempt = 0; ; attempt++) {
-    createdDir = fs.mkdirSync(dir, { recursive: true }) !== undefined || createdDir;
+    const created = fs.mkdirSync(dir, { recursive: true });
+    if (created !== undefined && (firstCreated === undefined || created.length < firstCreated.length)) firstCreated = created;
     try {
       writeDurably(file, bytes);
-      return createdDir;
+      return firstCreated;
     } catch (error) {
       fs.rmSync(file, { force: true });
       if (error.code !== 'ENOENT' || attempt >= 3) throw error;
@@ -96,7 +113,8 @@ function readPrevious(file) {
 }
 function put(job) {
   const data = path.join(job.dir, job.dataName);
-  const createdDir = writeData(job.dir, data, job.bytes);
+  const firstCreated = writeData(job.dir, data, job.bytes);
+  const createdDir = firstCreated !== undefined;
   const meta = path.join(job.dir, job.metaName);
   try {
     // In a directory this put created there is no previous meta file to read.
@@ -110,6 +128,7 @@ function put(job) {
       throw error;
     }
     syncDir(job.dir);
+    for (const parent of parentsToSync(firstCreated, job.dir)) syncDir(parent);
     return previousMeta === undefined ? { createdDir } : { createdDir, previousMeta };
   } catch (error) {
     fs.rmSync(data, { force: true });
