@@ -22,6 +22,8 @@ import { PAGE_SIZE } from '../wasm/binary.ts';
 
 /** Memories kept per worker thread, over all sizes. */
 export const MAX_POOLED_MEMORIES = 16;
+/** Bytes kept per worker thread: wasm memories are outside the thread's heap limit, so they get their own. */
+export const MAX_POOLED_TOTAL_BYTES = 32 * 1024 * 1024;
 /**
  * Larger memories are never pooled: zeroing all of one on every take would
  * cost more than the page faults the guest actually causes.
@@ -32,10 +34,14 @@ export const MAX_POOLED_MEMORY_BYTES = 4 * 1024 * 1024;
 export const POOLED_MEMORY_IMPORT = { module: 'kiln:memory', name: 'memory' } as const;
 
 export class MemoryPool {
-  /** Oldest first; when full, the oldest is dropped, so no one size can keep the others out. */
-  private readonly free: Array<{ key: string; memory: WebAssembly.Memory }> = [];
+  /** Oldest first; when full, the oldest are dropped, so no one size can keep the others out. */
+  private readonly free: Array<{ key: string; memory: WebAssembly.Memory; bytes: number }> = [];
+  private totalBytes = 0;
 
-  constructor(private readonly maxMemories = MAX_POOLED_MEMORIES) {}
+  constructor(
+    private readonly maxMemories = MAX_POOLED_MEMORIES,
+    private readonly maxTotalBytes = MAX_POOLED_TOTAL_BYTES,
+  ) {}
 
   /** A memory of exactly this type, all zeros: a recycled one when there is one. */
   take(type: MemoryType): WebAssembly.Memory {
@@ -44,7 +50,8 @@ export class MemoryPool {
     while (at >= 0 && this.free[at]?.key !== wanted) at--;
     if (at === -1) return new WebAssembly.Memory(descriptor(type));
     const [entry] = this.free.splice(at, 1);
-    const memory = (entry as { memory: WebAssembly.Memory }).memory;
+    const { memory, bytes } = entry as { memory: WebAssembly.Memory; bytes: number };
+    this.totalBytes -= bytes;
     new Uint8Array(memory.buffer).fill(0);
     return memory;
   }
@@ -52,14 +59,20 @@ export class MemoryPool {
   /** Keeps a memory taken for `type` for a later instance, when it may be reused. */
   give(memory: WebAssembly.Memory, type: MemoryType): void {
     const bytes = type.initial * PAGE_SIZE;
-    if (memory.buffer.byteLength !== bytes || bytes > MAX_POOLED_MEMORY_BYTES || this.maxMemories === 0) return;
+    if (memory.buffer.byteLength !== bytes || bytes > MAX_POOLED_MEMORY_BYTES || this.maxMemories === 0 || bytes > this.maxTotalBytes) return;
     if (this.free.some((entry) => entry.memory === memory)) return;
-    if (this.free.length >= this.maxMemories) this.free.shift();
-    this.free.push({ key: key(type), memory });
+    while (this.free.length >= this.maxMemories || this.totalBytes + bytes > this.maxTotalBytes) this.totalBytes -= this.free.shift()?.bytes ?? 0;
+    this.free.push({ key: key(type), memory, bytes });
+    this.totalBytes += bytes;
   }
 
   get size(): number {
     return this.free.length;
+  }
+
+  /** Bytes of the memories kept. */
+  get bytes(): number {
+    return this.totalBytes;
   }
 }
 

@@ -76,6 +76,27 @@ describe('MemoryPool', () => {
     assert.equal(pool.take({ initial: 3 }), memories[2]);
   });
 
+  it('holds at most its byte bound, dropping the oldest', () => {
+    const pool = new MemoryPool(16, 5 * PAGE_SIZE);
+    const two = { initial: 2 };
+    const three = { initial: 3 };
+    const first = pool.take(two);
+    const second = pool.take(three);
+    pool.give(first, two);
+    pool.give(second, three);
+    assert.equal(pool.bytes, 5 * PAGE_SIZE);
+    const third = pool.take(two);
+    assert.equal(third, first);
+    pool.give(third, two);
+    const fourth = pool.take({ initial: 2, maximum: 9 });
+    pool.give(fourth, { initial: 2, maximum: 9 });
+    assert.ok(pool.bytes <= 5 * PAGE_SIZE, `${pool.bytes} bytes kept`);
+    assert.notEqual(pool.take(three), second, 'the oldest (3 pages) made room');
+    const kept = { size: pool.size, bytes: pool.bytes };
+    pool.give(pool.take({ initial: 6 }), { initial: 6 });
+    assert.deepEqual({ size: pool.size, bytes: pool.bytes }, kept, 'a memory over the bound is never kept, and drops nothing');
+  });
+
   it('leases once: a second release does not put the memory in twice', () => {
     const pool = new MemoryPool();
     const none: WebAssembly.Imports = {};
