@@ -49,6 +49,11 @@ const STATUS_FD = 5;
 const WORK_FD = 6;
 /** A prepared sandbox has no work dir fd: the waiter's binary is passed there instead (warm-pool.ts). */
 const WAITER_FD = 6;
+/** A fresh run's waiter binary, and the pipe it marks once bwrap's set-up is over (sandbox-waiter.c). */
+const FRESH_WAITER_FD = 7;
+const STARTED_FD = 8;
+/** Position of STARTED_FD's pipe in a fresh plan's extraFds (its collected output). */
+const STARTED_INDEX = STARTED_FD - SECCOMP_FD;
 
 export type RootEntry = { name: string; symlink: string } | { name: string; dir: true };
 
@@ -142,8 +147,9 @@ export class BubblewrapSandbox implements Sandbox {
 
   private async plan(context: RunContext): Promise<LaunchPlan> {
     const { lease } = context;
-    const [program, layout, etcDir] = await Promise.all([
+    const [program, waiter, layout, etcDir] = await Promise.all([
       this.seccomp(context.options.egress ? 'fetch' : 'build'),
+      waiterProgram(this.host.cacheDir),
       this.rootLayout(),
       this.host.etcDir(lease.uid, lease.gid),
     ]);
@@ -159,17 +165,21 @@ export class BubblewrapSandbox implements Sandbox {
       handles.push(await open(program, 'r'));
       // Passed as an fd (--bind-fd), but bwrap resolves the descriptor's path again before binding it: hence the check above.
       handles.push(await open(context.volume, 'r'));
+      handles.push(await open(waiter, 'r'));
     } catch (error) {
       await cleanup();
       throw error;
     }
-    const [seccomp, work] = handles as [FileHandle, FileHandle];
-    return this.launchPlan(context, layout, etcDir, [seccomp.fd, 'collect', work.fd], cleanup);
+    const [seccomp, work, marker] = handles as [FileHandle, FileHandle, FileHandle];
+    // bwrap execs the waiter (from its descriptor: it is not in the sandbox), which marks STARTED_FD, changes to the cwd and execs the command.
+    const command = [`/proc/self/fd/${FRESH_WAITER_FD}`, String(FRESH_WAITER_FD), '--started', String(STARTED_FD), context.options.cwd, '--', ...context.options.command];
+    const plan = this.launchPlan({ ...context, options: { ...context.options, cwd: '/' } }, layout, etcDir, [seccomp.fd, 'collect', work.fd, marker.fd, 'collect'], cleanup, command);
+    return { ...plan, verify: async (result) => (setUpCompleted(result) ? undefined : 'bubblewrap could not set up the sandbox') };
   }
 
-  private launchPlan(context: RunContext, layout: RootEntry[], etcDir: string, extraFds: LaunchPlan['extraFds'], cleanup: () => Promise<void>): LaunchPlan {
+  private launchPlan(context: RunContext, layout: RootEntry[], etcDir: string, extraFds: LaunchPlan['extraFds'], cleanup: () => Promise<void>, command = context.options.command): LaunchPlan {
     return {
-      argv: [this.bwrap, ...bwrapArgs({ layout, etcDir, options: context.options, limits: context.limits }), '--', ...context.options.command],
+      argv: [this.bwrap, ...bwrapArgs({ layout, etcDir, options: context.options, limits: context.limits }), '--', ...command],
       asRunUid: true,
       extraFds,
       // The launcher becomes bwrap, which forks the namespace's init, which forks the command.
@@ -248,11 +258,16 @@ export function waiterRequest(options: Pick<SandboxRunOptions, 'cwd' | 'env' | '
 
 /**
  * bwrap writes `{ "child-pid": N, ... }` to the status fd once it has cloned the sandbox's first process: a
- * failure before that (namespaces, uid map) is caught here; one in the mount set-up after it is not, and
- * surfaces as the command's exit code 1 with bwrap's message in the output.
+ * failure before that (namespaces, uid map) is caught here; one in the mount set-up after it is not. A
+ * prepared sandbox's waiter (warm-pool.ts) is running, so its set-up is over; a fresh run has the mark.
  */
 function startedCommand(result: Supervised): boolean {
   return /"child-pid"\s*:\s*\d+/.test(result.collected.get(1) ?? '');
+}
+
+/** A fresh run: the waiter marked STARTED_FD, which it can only do once bwrap's mounts are all in place. */
+function setUpCompleted(result: Supervised): boolean {
+  return startedCommand(result) && result.collected.get(STARTED_INDEX) === 'L';
 }
 
 function reportedExitCode(result: Supervised): number | undefined {

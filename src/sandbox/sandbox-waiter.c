@@ -10,6 +10,15 @@
  * and closes fd 3, changes to the cwd, replaces the environment, and execs
  * the command (searched in the new PATH, as bwrap's execvp does). EOF
  * without a request (the slot is discarded) ends it without running anything.
+ *
+ * A fresh run (no prepared sandbox) starts it as `waiter <fd> --started <mark
+ * fd> <cwd> -- command...`: bwrap has already set the environment, so it
+ * writes L on the mark fd, closes it, changes to the cwd and execs the
+ * command, with bwrap's messages as above. The mark tells the supervisor that
+ * bwrap's whole set-up (mounts included) succeeded: bwrap itself reports its
+ * child's pid before mounting anything. The cwd is changed here, after the
+ * mark, so a missing cwd stays the run's exit status 1 as in a prepared
+ * sandbox rather than a failed set-up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,8 +44,22 @@ static size_t read_request(char *buffer) {
   }
 }
 
+/* The fresh run's mode: mark, change to the cwd, exec argv as given (bwrap set the environment). */
+static int exec_marked(int mark, const char *cwd, char **command) {
+  if (write(mark, "L", 1) != 1) return 1;
+  close(mark);
+  if (chdir(cwd) != 0) {
+    fprintf(stderr, "bwrap: Can't chdir to %s: %s\n", cwd, strerror(errno));
+    return 1;
+  }
+  execvp(command[0], command);
+  fprintf(stderr, "bwrap: execvp %s: %s\n", command[0], strerror(errno));
+  return 1;
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) close(atoi(argv[1]));
+  if (argc > 6 && strcmp(argv[2], "--started") == 0 && strcmp(argv[5], "--") == 0) return exec_marked(atoi(argv[3]), argv[4], argv + 6);
   if (write(3, "W", 1) != 1) return 0;
   char *buffer = malloc(MAX_REQUEST);
   if (buffer == NULL) return 0;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -7,7 +7,7 @@ import { PlatformError } from '../../src/errors.ts';
 import { BubblewrapSandbox } from '../../src/sandbox/bubblewrap.ts';
 import { createSandbox } from '../../src/sandbox/index.ts';
 import { createWorkDir } from '../../src/sandbox/volume.ts';
-import { compilePrograms, listen, sh, survivors } from './helpers.ts';
+import { compilePrograms, listen, sh, survivors, TEST_LIMITS } from './helpers.ts';
 import type { Programs } from './helpers.ts';
 
 // A uid range and state dir of our own, so parallel test files never meet.
@@ -90,6 +90,34 @@ describe('bubblewrap sandbox: normal work', () => {
       await work.dispose();
     }
   });
+
+  test("a mount bwrap cannot set up is a platform failure, not the command's exit code", async () => {
+    // The run's uid cannot reach a source under a 0700 directory: bwrap fails while mounting, after it reported its child.
+    const closed = await mkdtemp(join(root, 'closed-mount-'));
+    await mkdir(join(closed, 'tool'));
+    await chmod(closed, 0o700);
+    await withWork((dir) =>
+      assert.rejects(
+        sh(sandbox, dir, 'true', { mounts: [{ host: join(closed, 'tool'), sandbox: '/opt/tool' }] }),
+        (error: unknown) => error instanceof PlatformError && error.code === 'sandbox_start_failed' && /could not set up the sandbox/.test(error.message),
+      ),
+    );
+  });
+
+  test("a command that prints bwrap's messages and exits 1 is still the command's failure", () =>
+    withWork(async (dir) => {
+      const { result, output } = await sh(sandbox, dir, 'echo "bwrap: Can\'t find source path /nowhere: No such file or directory" >&2; exit 1');
+      assert.equal(result.exitCode, 1);
+      assert.match(output, /bwrap: Can't find source path/);
+    }));
+
+  test("a missing command is the run's exit code 1 with bwrap's message, as before", () =>
+    withWork(async (dir) => {
+      const chunks: Buffer[] = [];
+      const result = await sandbox.run({ command: ['kiln-no-such-command'], env: {}, cwd: '/build', workDir: dir, limits: TEST_LIMITS, onOutput: (chunk) => chunks.push(chunk) });
+      assert.equal(result.exitCode, 1);
+      assert.match(Buffer.concat(chunks).toString(), /execvp kiln-no-such-command: No such file or directory/);
+    }));
 
   test('two concurrent runs both succeed under different uids', async () => {
     const [a, b] = await Promise.all([withWork((dir) => sh(sandbox, dir, 'id -u; sleep 0.3')), withWork((dir) => sh(sandbox, dir, 'id -u; sleep 0.3'))]);
