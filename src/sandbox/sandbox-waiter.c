@@ -44,8 +44,12 @@ static size_t read_request(char *buffer) {
   }
 }
 
-/* The fresh run's mode: mark, change to the cwd, exec argv as given (bwrap set the environment). */
-static int exec_marked(int mark, const char *cwd, char **command) {
+/*
+ * Marks the launch on `mark` and closes it, then does what bwrap does last:
+ * changes to the cwd and execs the command, with bwrap's messages and exit
+ * status on failure. Both modes end here.
+ */
+static int launch(int mark, const char *cwd, char **command) {
   if (write(mark, "L", 1) != 1) return 1;
   close(mark);
   if (chdir(cwd) != 0) {
@@ -59,7 +63,8 @@ static int exec_marked(int mark, const char *cwd, char **command) {
 
 int main(int argc, char **argv) {
   if (argc > 1) close(atoi(argv[1]));
-  if (argc > 6 && strcmp(argv[2], "--started") == 0 && strcmp(argv[5], "--") == 0) return exec_marked(atoi(argv[3]), argv[4], argv + 6);
+  /* A fresh run: bwrap set the environment; argv holds the mark fd, the cwd and the command. */
+  if (argc > 6 && strcmp(argv[2], "--started") == 0 && strcmp(argv[5], "--") == 0) return launch(atoi(argv[3]), argv[4], argv + 6);
   if (write(3, "W", 1) != 1) return 0;
   char *buffer = malloc(MAX_REQUEST);
   if (buffer == NULL) return 0;
@@ -82,18 +87,10 @@ int main(int argc, char **argv) {
   int devnull = open("/dev/null", O_RDONLY);
   if (devnull < 0 || dup2(devnull, 0) < 0) return 0;
   if (devnull != 0) close(devnull);
-  if (write(3, "L", 1) != 1) return 0;
-  close(3);
-  if (chdir(fields[0]) != 0) {
-    fprintf(stderr, "bwrap: Can't chdir to %s: %s\n", fields[0], strerror(errno));
-    return 1;
-  }
   /* The command needs a NULL after the environment: move the environment into its own array. */
   char **env = calloc((size_t)variables + 1, sizeof(char *));
-  if (env == NULL) return 1;
+  if (env == NULL) return 0;
   memcpy(env, environment, (size_t)variables * sizeof(char *));
   environ = env;
-  execvp(command[0], command);
-  fprintf(stderr, "bwrap: execvp %s: %s\n", command[0], strerror(errno));
-  return 1;
+  return launch(3, fields[0], command);
 }
