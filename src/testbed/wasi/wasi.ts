@@ -118,8 +118,7 @@ const CALLS: Readonly<Record<string, WasiCall>> = {
   },
 };
 
-/** The implementations of WASI_SIGNATURES for one instance. */
-/** The WASI functions named in `names` (the ones the module imports), sharing one state. */
+/** The implementations of WASI_SIGNATURES for one instance: those named in `names` (the ones the module imports), sharing one state. */
 export function createWasi(options: WasiOptions, memory: () => GuestMemory, names: Iterable<string>): Record<string, HostFunction> {
   const state = new WasiState(options, memory);
   const bound: Record<string, HostFunction> = {};
