@@ -138,8 +138,9 @@ export class FsObjectStore implements ObjectStore {
       // source lands in a new directory): no read that can only fail.
       previous = createdDir ? undefined : await this.readMeta(key).catch(() => undefined);
       const meta: MetaFile = { size: written.size, sha256: written.sha256, data: dataName, contentType: options.contentType };
-      await this.writeMeta(dir, name, meta);
+      // The new directories' entries first: a failure there must leave no meta file pointing at removed data.
       for (const parent of parentsToSync(firstCreated, dir)) await syncDir(parent);
+      await this.writeMeta(dir, name, meta);
     } catch (error) {
       await rm(path.join(dir, dataName), { force: true });
       throw error;

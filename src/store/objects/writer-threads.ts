@@ -12,9 +12,9 @@
  * Here the whole sequence is ONE message to a writer thread, which makes the
  * same calls synchronously, in the same order, with the same flags: the data
  * file is fsynced before the meta file points at it, the meta file before it
- * is renamed into place, the directory after the rename, then the parents
- * of the directories the put created (`parentsToSync`: a copy of
- * durable-dirs.ts's, held to the same answers by a test). The answer comes
+ * is renamed into place, the directory after the rename; before the meta
+ * file, the parents of the directories the put created (`parentsToSync`: a
+ * copy of durable-dirs.ts's, held to the same answers by a test). The answer comes
  * only once all of it is durable. Several writer threads keep several
  * fsyncs in flight (concurrent fsyncs share the filesystem's journal
  * commits) without occupying libuv's pool.
@@ -117,6 +117,8 @@ function put(job) {
   const createdDir = firstCreated !== undefined;
   const meta = path.join(job.dir, job.metaName);
   try {
+    // The new directories' entries first: a failure there must leave no meta file pointing at removed data.
+    for (const parent of parentsToSync(firstCreated, job.dir)) syncDir(parent);
     // In a directory this put created there is no previous meta file to read.
     const previousMeta = createdDir ? undefined : readPrevious(meta);
     const tmp = path.join(job.dir, job.tmpName);
@@ -128,7 +130,6 @@ function put(job) {
       throw error;
     }
     syncDir(job.dir);
-    for (const parent of parentsToSync(firstCreated, job.dir)) syncDir(parent);
     return previousMeta === undefined ? { createdDir } : { createdDir, previousMeta };
   } catch (error) {
     fs.rmSync(data, { force: true });
