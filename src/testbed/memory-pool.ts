@@ -30,7 +30,7 @@ export const MAX_POOLED_TOTAL_BYTES = 32 * 1024 * 1024;
  */
 export const MAX_POOLED_MEMORY_BYTES = 4 * 1024 * 1024;
 
-/** Where the rewritten modules import their memory from; no guest import may use this module name. */
+/** Where the rewritten modules import their memory from (the import plan refuses any guest import from a module but env and WASI's, so only the rewrite names it). */
 export const POOLED_MEMORY_IMPORT = { module: 'kiln:memory', name: 'memory' } as const;
 
 export class MemoryPool {
