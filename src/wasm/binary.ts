@@ -260,6 +260,11 @@ export function encodeULEB(value: number): Uint8Array {
   return Uint8Array.from(out);
 }
 
+/** A section as encoded: its id, its content's size, its content. */
+export function encodeSection(id: number, content: Uint8Array): Uint8Array<ArrayBuffer> {
+  return concat([Uint8Array.of(id), encodeULEB(content.length), content]);
+}
+
 export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

@@ -8,7 +8,7 @@
  * allocates from and the one exported as "memory".
  */
 import { UserError, badRequest } from '../errors.ts';
-import { MAX_PAGES_32, MAX_PAGES_64, PAGE_SIZE, concat, encodeLimits, encodeULEB } from './binary.ts';
+import { MAX_PAGES_32, MAX_PAGES_64, PAGE_SIZE, concat, encodeLimits, encodeSection } from './binary.ts';
 import type { Limits } from './binary.ts';
 import { scanModule } from './inspect.ts';
 import type { MemoryLocation } from './inspect.ts';
@@ -61,13 +61,7 @@ function replaceLimits(bytes: Uint8Array, location: MemoryLocation, limits: Uint
     limits,
     bytes.subarray(location.end, section.end),
   ]);
-  return concat([
-    bytes.subarray(0, section.start),
-    Uint8Array.of(section.id),
-    encodeULEB(content.length),
-    content,
-    bytes.subarray(section.end),
-  ]);
+  return concat([bytes.subarray(0, section.start), encodeSection(section.id, content), bytes.subarray(section.end)]);
 }
 
 function describePages(pages: number): string {

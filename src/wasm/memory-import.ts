@@ -16,7 +16,7 @@
  * declared. Function, table and global index spaces are untouched (a memory
  * import adds no function).
  */
-import { Reader, concat, encodeULEB, readSections } from './binary.ts';
+import { Reader, concat, encodeSection, encodeULEB, readSections } from './binary.ts';
 import type { SectionSpan } from './binary.ts';
 import { scanModule } from './inspect.ts';
 
@@ -69,7 +69,7 @@ function rewriteSections(bytes: Uint8Array, sections: readonly SectionSpan[], en
   const hasImports = sections.some((section) => section.id === IMPORT_SECTION);
   const lastType = sections.reduce((last, span, index) => (span.id === TYPE_SECTION ? index : last), -1);
   // Without an import section, the new one goes right after the type section, or first when there is none.
-  if (!hasImports && lastType === -1) parts.push(section(IMPORT_SECTION, concat([encodeULEB(1), entry])));
+  if (!hasImports && lastType === -1) parts.push(encodeSection(IMPORT_SECTION, concat([encodeULEB(1), entry])));
   sections.forEach((span, index) => {
     if (span.id === MEMORY_SECTION) return;
     if (span.id === IMPORT_SECTION) {
@@ -77,7 +77,7 @@ function rewriteSections(bytes: Uint8Array, sections: readonly SectionSpan[], en
       return;
     }
     parts.push(bytes.subarray(span.start, span.end));
-    if (!hasImports && index === lastType) parts.push(section(IMPORT_SECTION, concat([encodeULEB(1), entry])));
+    if (!hasImports && index === lastType) parts.push(encodeSection(IMPORT_SECTION, concat([encodeULEB(1), entry])));
   });
   return parts;
 }
@@ -85,11 +85,7 @@ function rewriteSections(bytes: Uint8Array, sections: readonly SectionSpan[], en
 function withEntry(bytes: Uint8Array, span: SectionSpan, entry: Uint8Array): Uint8Array {
   const reader = new Reader(bytes, span.contentStart, span.end, 'import section');
   const count = reader.u32();
-  return section(IMPORT_SECTION, concat([encodeULEB(count + 1), bytes.subarray(reader.pos, span.end), entry]));
-}
-
-function section(id: number, content: Uint8Array): Uint8Array {
-  return concat([Uint8Array.of(id), encodeULEB(content.length), content]);
+  return encodeSection(IMPORT_SECTION, concat([encodeULEB(count + 1), bytes.subarray(reader.pos, span.end), entry]));
 }
 
 function encodeName(name: string): Uint8Array {

@@ -15,7 +15,7 @@
  * well above what real toolchains produce.
  */
 import { UserError } from '../errors.ts';
-import { concat, encodeLimits, encodeULEB } from './binary.ts';
+import { concat, encodeLimits, encodeSection, encodeULEB } from './binary.ts';
 import type { Limits } from './binary.ts';
 import type { ModuleScan, SectionCounts, TableLocation } from './inspect.ts';
 import { scanModule } from './inspect.ts';
@@ -101,5 +101,5 @@ function capTable(table: TableLocation, maxEntries: number): Limits {
 function replaceTableSection(bytes: Uint8Array, section: TableLocation['section'], tables: TableLocation[], limits: Limits[]): Uint8Array<ArrayBuffer> {
   const entries = tables.map((table, i) => concat([Uint8Array.of(table.refType), encodeLimits(limits[i] ?? table.limits)]));
   const content = concat([encodeULEB(tables.length), ...entries]);
-  return concat([bytes.subarray(0, section.start), Uint8Array.of(section.id), encodeULEB(content.length), content, bytes.subarray(section.end)]);
+  return concat([bytes.subarray(0, section.start), encodeSection(section.id, content), bytes.subarray(section.end)]);
 }
