@@ -111,6 +111,14 @@ describe('bubblewrap sandbox: normal work', () => {
       assert.match(output, /bwrap: Can't find source path/);
     }));
 
+  test("a command cannot write the set-up mark: its descriptor is closed before the command runs", () =>
+    withWork(async (dir) => {
+      // Were fd 8 still open, the extra bytes would spoil the mark and make the user's exit a platform failure.
+      const { result, output } = await sh(sandbox, dir, 'printf L >&8 2>/dev/null && echo wrote; printf X >&8 2>/dev/null; exit 3');
+      assert.equal(result.exitCode, 3);
+      assert.doesNotMatch(output, /wrote/);
+    }));
+
   test("a missing command is the run's exit code 1 with bwrap's message, as before", () =>
     withWork(async (dir) => {
       const chunks: Buffer[] = [];

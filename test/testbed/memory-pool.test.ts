@@ -180,6 +180,26 @@ describe('function calls on the test bed reuse memories without leaking them', {
     }
   });
 
+  it("a second owner's function never sees what the first owner's left in a memory of the same type", async () => {
+    // Another module (its own sha256), the same memory type: the pool may hand it the attacker's memory.
+    const VICTIM = wat(`(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "clean")
+      (data (i32.const 80) "dirty")
+      (func (export "_start")
+        (i32.store (i32.const 0) (select (i32.const 80) (i32.const 64) (i32.load (i32.const ${CELL}))))
+        (i32.store (i32.const 4) (i32.const 5))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+    for (let round = 1; round <= 3; round++) {
+      const attacker = await testbed.invokeFunction(artifact(PEEKER), { ownerId: 'owner-attacker', stdin: new Uint8Array(0), args: [], env: {} });
+      assert.equal(attacker.outcome, 'ok', attacker.message);
+      const victim = await testbed.invokeFunction(artifact(VICTIM), { ownerId: 'owner-victim', stdin: new Uint8Array(0), args: [], env: {} });
+      assert.equal(victim.outcome, 'ok', victim.message);
+      assert.equal(text(victim.stdout), 'clean', `round ${round}`);
+    }
+  });
+
   it('every call starts at the declared size, even after a call grew its memory', async () => {
     for (let call = 1; call <= 3; call++) {
       const result = await testbed.invokeFunction(artifact(GROWER), { ownerId: 'owner-memory', stdin: new Uint8Array(0), args: [], env: {} });
