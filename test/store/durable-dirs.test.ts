@@ -4,7 +4,9 @@
  * only the object's own directory. Watched with strace on a real put, in a
  * child process, for both ways the store writes (writer threads and the
  * stream path); the writer thread's JavaScript copy of the rule is held to
- * the store's answers.
+ * the store's answers. And when the fsync that makes the meta file's rename
+ * durable fails, the put fails but the data the meta file names stays
+ * (strace injects the error into that one call).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,6 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { parentsToSync } from '../../src/store/objects/durable-dirs.ts';
+import { FsObjectStore } from '../../src/store/objects/fs-store.ts';
 import { WRITER_PARENTS_TO_SYNC } from '../../src/store/objects/writer-threads.ts';
 
 const run = promisify(execFile);
@@ -81,6 +84,33 @@ describe('a put into new directories', { timeout: 120_000 }, () => {
       for (const dir of ['', 'owners', 'owners/o1', 'owners/o1/versions', 'owners/o1/versions/v1']) {
         assert.ok(synced.has(path.join(root, dir)), `${path.join(root, dir)} was fsynced (fsynced: ${[...synced].join(', ')})`);
       }
+    });
+  }
+});
+
+describe('a put whose last directory fsync fails', { timeout: 120_000 }, () => {
+  let scratch: string;
+  before(async () => {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'kiln-durable-dirs-'));
+  });
+  after(() => rm(scratch, { recursive: true, force: true }));
+
+  for (const [label, threads, body] of [
+    ['on a writer thread', '2', 'buffer'],
+    ['through the stream path', '0', 'stream'],
+  ] as const) {
+    it(`fails, and leaves the renamed meta file's data in place, ${label}`, async () => {
+      const root = path.join(scratch, label.replace(/\W+/g, '-'));
+      const key = 'owners/o1/versions/v1/source.tar.gz';
+      const objectDir = path.join(root, 'owners/o1/versions/v1');
+      // -P: only calls on the object's own directory, whose one fsync comes after the rename.
+      const traced = run('strace', ['-f', '-qq', '-e', 'trace=fsync', '-P', objectDir, '-e', 'inject=fsync:error=EIO', process.execPath, '--import', TSX, PUT_ONCE, root, key, threads, body]);
+      await assert.rejects(traced, (error: { stderr?: string }) => /INJECTED/.test(error.stderr ?? '') && /EIO/.test(error.stderr ?? ''));
+      const store = new FsObjectStore({ root, writerThreads: 0 });
+      const { body: stored } = await store.get(key);
+      const chunks: Buffer[] = [];
+      for await (const chunk of stored) chunks.push(chunk as Buffer);
+      assert.equal(Buffer.concat(chunks).toString(), 'durable bytes', 'the meta file is there and so is the data it names');
     });
   }
 });

@@ -140,11 +140,13 @@ export class FsObjectStore implements ObjectStore {
       const meta: MetaFile = { size: written.size, sha256: written.sha256, data: dataName, contentType: options.contentType };
       // The new directories' entries first: a failure there must leave no meta file pointing at removed data.
       for (const parent of parentsToSync(firstCreated, dir)) await syncDir(parent);
-      await this.writeMeta(dir, name, meta);
+      await this.replaceMeta(dir, name, meta);
     } catch (error) {
       await rm(path.join(dir, dataName), { force: true });
       throw error;
     }
+    // Renamed: the meta file names the data now, so a failure from here on must leave the data in place.
+    await syncDir(dir);
     // The new object is visible and durable; the old bytes are now garbage.
     if (previous && previous.data !== dataName) await rm(path.join(dir, previous.data), { force: true });
     return { key, size: written.size, sha256: written.sha256 };
@@ -328,7 +330,8 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  private async writeMeta(dir: string, name: string, meta: MetaFile): Promise<void> {
+  /** Writes the meta file beside the data and renames it into place (the caller makes the rename durable). */
+  private async replaceMeta(dir: string, name: string, meta: MetaFile): Promise<void> {
     const tmp = path.join(dir, `${name}${TMP}${randomUUID()}`);
     try {
       const handle = await open(tmp, 'wx', 0o644);
@@ -343,7 +346,6 @@ export class FsObjectStore implements ObjectStore {
       await rm(tmp, { force: true });
       throw error;
     }
-    await syncDir(dir);
   }
 
   private async readMeta(key: string): Promise<MetaFile | undefined> {

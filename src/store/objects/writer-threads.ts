@@ -61,7 +61,7 @@ export const WRITER_PARENTS_TO_SYNC = `function parentsToSync(firstCreated, dir)
  * Plain JavaScript run with `eval: true`, like bench/load.ts's generator: the
  * thread needs no TypeScript loader (Kiln runs under tsx, whose loader Node
  * 20 does not pass to worker threads) and starts in a few milliseconds.
- * Every call and its order mirror FsObjectStore's own (writeData, writeMeta).
+ * Every call and its order mirror FsObjectStore's own (writeData, replaceMeta, put).
  */
 const WRITER_SOURCE = `
 const fs = require('node:fs');
@@ -116,11 +116,12 @@ function put(job) {
   const firstCreated = writeData(job.dir, data, job.bytes);
   const createdDir = firstCreated !== undefined;
   const meta = path.join(job.dir, job.metaName);
+  let previousMeta;
   try {
     // The new directories' entries first: a failure there must leave no meta file pointing at removed data.
     for (const parent of parentsToSync(firstCreated, job.dir)) syncDir(parent);
     // In a directory this put created there is no previous meta file to read.
-    const previousMeta = createdDir ? undefined : readPrevious(meta);
+    previousMeta = createdDir ? undefined : readPrevious(meta);
     const tmp = path.join(job.dir, job.tmpName);
     try {
       writeDurably(tmp, Buffer.from(job.meta));
@@ -129,12 +130,13 @@ function put(job) {
       fs.rmSync(tmp, { force: true });
       throw error;
     }
-    syncDir(job.dir);
-    return previousMeta === undefined ? { createdDir } : { createdDir, previousMeta };
   } catch (error) {
     fs.rmSync(data, { force: true });
     throw error;
   }
+  // Renamed: the meta file names the data now, so a failure from here on must leave the data in place.
+  syncDir(job.dir);
+  return previousMeta === undefined ? { createdDir } : { createdDir, previousMeta };
 }
 parentPort.on('message', (job) => {
   try {
