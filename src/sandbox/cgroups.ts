@@ -1,4 +1,5 @@
-import { chown, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { chown, mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { isAlive, killIfStill } from './procs.ts';
@@ -142,23 +143,25 @@ export class RunCgroup {
     return group;
   }
 
-  /** Sets every limit; also used to raise or lower the limits of a group made ahead of its run (warm-pool.ts). */
+  /**
+   * Sets every limit; also used to raise or lower the limits of a group made ahead of its run (warm-pool.ts).
+   *
+   * Synchronous on purpose, like report() and members(): a cgroupfs file is
+   * kernel state, written or read in microseconds, where each call through
+   * fs/promises is a round trip to libuv's pool — two thread wakes, ~0.1–0.3 ms
+   * on this machine kind, and a run makes a dozen of them (issue 16's sandbox start).
+   */
   async setLimits(limits: CgroupLimits): Promise<void> {
     const memory = String(Math.floor(limits.memoryBytes));
     const memsw = join(this.dirs.memory, 'memory.memsw.limit_in_bytes');
     // memsw ≥ limit must hold at every moment: raising needs memsw first,
     // lowering needs it after limit_in_bytes. It is absent without swap accounting.
-    // The controllers are independent: their writes run side by side (each is a thread-pool round trip).
-    const setMemory = async (): Promise<void> => {
-      await writeFile(memsw, memory).catch(() => undefined);
-      await writeFile(join(this.dirs.memory, 'memory.limit_in_bytes'), memory);
-      await writeFile(memsw, memory).catch(() => undefined);
-    };
-    const setCpu = async (): Promise<void> => {
-      await writeFile(join(this.dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
-      await writeFile(join(this.dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))));
-    };
-    await Promise.all([setMemory(), writeFile(join(this.dirs.pids, 'pids.max'), String(Math.max(1, Math.floor(limits.pids)))), setCpu()]);
+    writeIfPresent(memsw, memory);
+    writeFileSync(join(this.dirs.memory, 'memory.limit_in_bytes'), memory);
+    writeIfPresent(memsw, memory);
+    writeFileSync(join(this.dirs.pids, 'pids.max'), String(Math.max(1, Math.floor(limits.pids))));
+    writeFileSync(join(this.dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+    writeFileSync(join(this.dirs.cpu, 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US))));
   }
 
   /** The files the launcher writes its own pid into, one per hierarchy. */
@@ -175,28 +178,22 @@ export class RunCgroup {
     for (const file of this.procsFiles) await chown(file, uid, gid);
   }
 
-  async report(): Promise<CgroupReport> {
-    const read = (controller: Controller, file: string): Promise<string> => readFile(join(this.dirs[controller], file), 'utf8').catch(() => '');
-    const [oomControl, failcnt, peak, pidsEvents] = await Promise.all([
-      read('memory', 'memory.oom_control'),
-      read('memory', 'memory.failcnt'),
-      read('memory', 'memory.max_usage_in_bytes'),
-      read('pids', 'pids.events'),
-    ]);
-    return {
+  report(): Promise<CgroupReport> {
+    const read = (controller: Controller, file: string): string => readOrEmpty(join(this.dirs[controller], file));
+    const [oomControl, failcnt, peak, pidsEvents] = [read('memory', 'memory.oom_control'), read('memory', 'memory.failcnt'), read('memory', 'memory.max_usage_in_bytes'), read('pids', 'pids.events')];
+    return Promise.resolve({
       oomKills: keyedNumber(oomControl, 'oom_kill'),
       memoryFailcnt: Number.parseInt(failcnt, 10) || 0,
       pidsRefused: keyedNumber(pidsEvents, 'max'),
       memoryPeakBytes: Number.parseInt(peak, 10) || 0,
-    };
+    });
   }
 
   /** Pids currently in any of the groups. */
-  async members(): Promise<number[]> {
+  members(): Promise<number[]> {
     const pids = new Set<number>();
-    const texts = await Promise.all(this.procsFiles.map((file) => readFile(file, 'utf8').catch(() => '')));
-    for (const text of texts) for (const line of text.split('\n')) if (line) pids.add(Number(line));
-    return [...pids];
+    for (const file of this.procsFiles) for (const line of readOrEmpty(file).split('\n')) if (line) pids.add(Number(line));
+    return Promise.resolve([...pids]);
   }
 
   /**
@@ -233,6 +230,24 @@ export class RunCgroup {
         }
       }
     }
+  }
+}
+
+/** A cgroupfs file's text; '' when it cannot be read (the group is gone, or the kernel lacks the file). */
+function readOrEmpty(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** memory.memsw.* exists only with swap accounting. */
+function writeIfPresent(file: string, value: string): void {
+  try {
+    writeFileSync(file, value);
+  } catch {
+    // Absent without swap accounting; a real failure shows in the memory limit's own write.
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { RunCgroup, runCgroupName } from './cgroups.ts';
@@ -94,7 +94,7 @@ async function runLeased(host: SandboxHost, options: SandboxRunOptions, lease: U
   const notes: string[] = [];
   const limits = options.limits;
   let staged: StagedVolume | undefined;
-  if (!(await isCapped(options.workDir, limits.diskBytes))) {
+  if (!isCapped(options.workDir, limits.diskBytes)) {
     try {
       staged = await StagedVolume.create(options.workDir, host.volumesDir, limits.diskBytes);
     } catch (error) {
@@ -176,7 +176,7 @@ function refusedSomething(report: CgroupReport): boolean {
  * run (warm-pool.ts), otherwise fresh in the slot's groups as its uid.
  */
 async function launchInSlot(host: SandboxHost, backend: Backend, pool: WarmPool, slot: WarmSlot, context: RunContext, notes: string[]): Promise<SandboxResult> {
-  if (slot.launcher.exit === undefined && (await slotFits(slot, context.options))) {
+  if (slot.launcher.exit === undefined && slotFits(slot, context.options)) {
     pool.runs.inWaitingSandbox++;
     return launchWarm(backend, slot, context, notes);
   }
@@ -321,9 +321,17 @@ async function validate(options: SandboxRunOptions): Promise<void> {
       problems.push(`bad mount ${mount.host} -> ${mount.sandbox}`);
     }
   }
-  const stats = await lstat(options.workDir).catch(() => undefined);
-  if (!isAbsolute(options.workDir) || !stats?.isDirectory()) problems.push(`workDir ${options.workDir} must be an existing directory (not a symlink)`);
+  if (!isAbsolute(options.workDir) || !isRealDirectory(options.workDir)) problems.push(`workDir ${options.workDir} must be an existing directory (not a symlink)`);
   if (problems.length > 0) throw new PlatformError('sandbox_bad_options', `invalid sandbox run: ${problems.join('; ')}`);
+}
+
+/** Synchronous: one metadata call on every run, cheaper than a thread-pool round trip (two thread wakes). */
+function isRealDirectory(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /**

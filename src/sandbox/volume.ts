@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { statfsSync } from 'node:fs';
 import { mkdir, readdir, rm, rmdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PlatformError } from '../errors.ts';
@@ -130,8 +131,10 @@ export async function capacity(path: string): Promise<Capacity> {
   return { totalBytes: stats.blocks * stats.bsize, freeBytes: stats.bavail * stats.bsize };
 }
 
-export async function isCapped(path: string, diskBytes: number): Promise<boolean> {
-  return (await capacity(path)).totalBytes <= diskBytes + SIZE_SLACK;
+/** Synchronous (one statfs on every run, cheaper than a thread-pool round trip). */
+export function isCapped(path: string, diskBytes: number): boolean {
+  const stats = statfsSync(path);
+  return stats.blocks * stats.bsize <= diskBytes + SIZE_SLACK;
 }
 
 /** Less than this much free space left after a failed run means "disk full". */

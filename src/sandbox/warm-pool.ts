@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rmdir, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { mkdir, open, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PlatformError } from '../errors.ts';
 import { RunCgroup, runCgroupName } from './cgroups.ts';
@@ -194,13 +195,21 @@ function sameShape(a: SlotShape, b: SlotShape): boolean {
  * shape and every mounted host path is still the directory it bound (a path
  * replaced since would show the sandbox the old one).
  */
-export async function slotFits(slot: WarmSlot, options: SandboxRunOptions): Promise<boolean> {
+export function slotFits(slot: WarmSlot, options: SandboxRunOptions): boolean {
   if (!sameShape(slot.shape, shapeOf(options))) return false;
-  return JSON.stringify(await identities(slot.shape)) === JSON.stringify(slot.sources);
+  return JSON.stringify(identities(slot.shape)) === JSON.stringify(slot.sources);
 }
 
-async function identities(shape: SlotShape): Promise<string[]> {
-  return Promise.all(shape.mounts.map(async (mount) => stat(mount.host).then((stats) => `${stats.dev}:${stats.ino}`, () => 'missing')));
+/** Synchronous: a stat per mount (a handful) on every run that takes a slot, cheaper than a thread-pool round trip each. */
+function identities(shape: SlotShape): string[] {
+  return shape.mounts.map((mount) => {
+    try {
+      const stats = statSync(mount.host);
+      return `${stats.dev}:${stats.ino}`;
+    } catch {
+      return 'missing';
+    }
+  });
 }
 
 async function prepareSlot(options: WarmPoolOptions, shape: SlotShape): Promise<WarmSlot> {
@@ -221,7 +230,8 @@ async function prepareSlot(options: WarmPoolOptions, shape: SlotShape): Promise<
     await mkdir(buildDir, { mode: 0o755 });
     await mkdir(stageDir, { mode: 0o700 });
     await mounter.share(buildDir);
-    const [sources, argv] = await Promise.all([identities(shape), options.armedArgv({ lease, shape, buildDir })]);
+    const sources = identities(shape);
+    const argv = await options.armedArgv({ lease, shape, buildDir });
     const [seccompPath, waiterPath] = await Promise.all([options.seccompProgram(), options.waiterProgram()]);
     const spec = { argv, uid: lease.uid, gid: lease.gid, cgroupProcs: cgroup.procsFiles, ulimits: [['-c', 0]] as Array<[string, number]> };
     launcher = options.launchers ? await options.launchers.launch(spec, [seccompPath, 'collect', waiterPath]) : await launchHere(spec, seccompPath, waiterPath);

@@ -140,8 +140,8 @@ describe('volumes and ownership', () => {
   test('a work dir from createWorkDir is capped; a plain dir is not', async () => {
     const work = await createWorkDir(root, 8 * 1024 ** 2);
     try {
-      assert.equal(await isCapped(work.path, 8 * 1024 ** 2), true);
-      assert.equal(await isCapped(root, DEFAULT_LIMITS.diskBytes), false);
+      assert.equal(isCapped(work.path, 8 * 1024 ** 2), true);
+      assert.equal(isCapped(root, DEFAULT_LIMITS.diskBytes), false);
       assert.equal(await looksFull(work.path), false);
       await writeFile(join(work.path, 'fill'), Buffer.alloc(8 * 1024 ** 2 - 4096)).catch(() => undefined);
       assert.equal(await looksFull(work.path), true);
