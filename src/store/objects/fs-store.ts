@@ -42,7 +42,9 @@ export const WRITER_THREAD_MAX_BYTES = 1024 * 1024;
  * directory made for a longer key ("c/d") nor with another key's files.
  * A put writes and fsyncs a fresh data file, then atomically renames a new
  * meta file into place: readers see the old object or the new one, never a
- * mix, and a crash leaves at worst an unreferenced data or tmp file.
+ * mix, and a crash leaves at worst an unreferenced data or tmp file. Once
+ * the rename is done the data is never removed by that put, even when the
+ * directory's fsync after it fails: the meta file may already name it.
  */
 const META = '~meta';
 const DATA = '~data-';
