@@ -182,19 +182,27 @@ describe('volumes and ownership', () => {
     const dir = await mkdtemp(join(root, 'own-'));
     const outside = join(root, 'outside.txt');
     await writeFile(outside, 'host file');
+    // A link to a host directory must not be walked into.
+    const outsideDir = await mkdtemp(join(root, 'outside-dir-'));
+    await writeFile(join(outsideDir, 'host-file'), 'host file');
     await mkdir(join(dir, 'a/b'), { recursive: true });
     await writeFile(join(dir, 'a/b/file'), 'x');
     await symlink(outside, join(dir, 'a/link'));
+    await symlink(outsideDir, join(dir, 'a/dir-link'));
     await handOver(dir, 252_000, 252_000);
     assert.equal((await stat(join(dir, 'a/b/file'))).uid, 252_000);
     assert.equal((await lstat(join(dir, 'a/link'))).uid, 252_000);
+    assert.equal((await lstat(join(dir, 'a/dir-link'))).uid, 252_000);
     assert.equal((await stat(outside)).uid, 0);
+    assert.equal((await stat(outsideDir)).uid, 0);
+    assert.equal((await stat(join(outsideDir, 'host-file'))).uid, 0);
     // A large tree takes the `chown -R -h` path, with the same guarantees.
     for (let i = 0; i < 300; i++) await writeFile(join(dir, `f${i}`), '');
     await handOver(dir, 252_001, 252_001);
     assert.equal((await stat(join(dir, 'f299'))).uid, 252_001);
     assert.equal((await lstat(join(dir, 'a/link'))).uid, 252_001);
     assert.equal((await stat(outside)).uid, 0);
+    assert.equal((await stat(join(outsideDir, 'host-file'))).uid, 0);
   });
 });
 
