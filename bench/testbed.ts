@@ -245,10 +245,34 @@ export async function previewAdded(bench: TestbedBench): Promise<PreviewFigures>
     console.log(`  added by Kiln + filter  p50 ${figures.previewAddedMsP50.toFixed(3)} ms   ${(figures.previewAddedMsP50 / WARM_TARGET_MS).toFixed(2)}x the ${WARM_TARGET_MS} ms target`);
     console.log(`  added by a do-nothing Node reverse proxy (the floor of one hop here)  p50 ${figures.bareProxyAddedMsP50.toFixed(3)} ms`);
     console.log(`  Kiln /healthz (a plain API hop, no filter)  p50 ${figures.healthzMsP50.toFixed(3)} ms`);
+    await printPreviewCpu(bench, series.through, series.direct);
     return figures;
   } finally {
     await proxy.close();
   }
+}
+
+/** Sequential requests per series when the CPU of a preview request is sampled. */
+const CPU_SAMPLE_REQUESTS = 1_000;
+
+/**
+ * The CPU one preview request costs in each process and thread group, next
+ * to the same for a request to the upstream alone (this process's client and
+ * upstream, which the preview's figures include too). The latency figures
+ * above are a sequence of hand-offs; this shows how much of each is work.
+ */
+async function printPreviewCpu(bench: TestbedBench, through: () => Promise<void>, direct: () => Promise<void>): Promise<void> {
+  const processes = await invokeProcesses(bench, 'API process (+ client, upstream)');
+  const sample = async (once: () => Promise<void>) => {
+    const since = startCpuSample(processes);
+    for (let i = 0; i < CPU_SAMPLE_REQUESTS; i++) await once();
+    return since();
+  };
+  const previewLines = describeCpuPerUnit(await sample(through), CPU_SAMPLE_REQUESTS, 'request');
+  const directLines = describeCpuPerUnit(await sample(direct), CPU_SAMPLE_REQUESTS, 'request');
+  if (previewLines.length === 0) return;
+  console.log(`  CPU per request, ${CPU_SAMPLE_REQUESTS} sequential through /preview:\n${previewLines.join('\n')}`);
+  console.log(`  the same to the upstream alone (client and upstream only):\n${directLines.join('\n')}`);
 }
 
 /** Sorted latencies per series; the series take turns every TURN requests after a warm-up of each. */
@@ -335,9 +359,9 @@ async function rateOnOwnThread(bench: TestbedBench, path: string, callers: numbe
 }
 
 /** The processes an invoke's CPU is spent in: this one (API, and the callers' thread) and the local runners. */
-async function invokeProcesses(bench: TestbedBench): Promise<Array<{ label: string; pid: number }>> {
+async function invokeProcesses(bench: TestbedBench, apiLabel = 'API process (callers on a thread)'): Promise<Array<{ label: string; pid: number }>> {
   const listing = await call<{ localPids: number[] }>(bench.t.url, 'GET', '/v1/testbed/runners', { token: bench.t.adminToken });
-  return [{ label: 'API process (callers on a thread)', pid: process.pid }, ...listing.body.localPids.map((pid) => ({ label: `runner process ${pid}`, pid }))];
+  return [{ label: apiLabel, pid: process.pid }, ...listing.body.localPids.map((pid) => ({ label: `runner process ${pid}`, pid }))];
 }
 
 /**
