@@ -1,0 +1,196 @@
+/**
+ * The test bed's HTTP client to allow-listed upstreams (src/testbed/upstream.ts)
+ * against real servers on loopback: what comes back (status, repeated and
+ * hop-by-hop headers, body, trailers), a request with trailers (sent on a
+ * connection of its own), and every way a request ends early: the time
+ * limit, the size limit, the caller giving up, a refused connection. Both
+ * ways of sending are tried where both apply. And an evicted owner's pool
+ * does not keep its sockets open.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { HttpRequestData } from '../../src/testbed/http-message.ts';
+import { UpstreamError, Upstreams } from '../../src/testbed/upstream.ts';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  trailers: NodeJS.Dict<string>;
+}
+
+function request(overrides: Partial<HttpRequestData> = {}): HttpRequestData {
+  return { method: 'POST', path: '/echo', authority: 'client.test', scheme: 'http', headers: [['x-from-client', '1']], body: new TextEncoder().encode('payload'), trailers: [], ...overrides };
+}
+
+const WITH_TRAILERS: Partial<HttpRequestData> = {
+  trailers: [
+    ['x-client-trailer', 'sent'],
+    ['content-length', '99'],
+  ],
+};
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+function failureOf(error: unknown): string {
+  assert.ok(error instanceof UpstreamError, String(error));
+  return error.failure;
+}
+
+describe('upstream client', () => {
+  const seen: Seen[] = [];
+  const openSockets = new Set<net.Socket>();
+  let closedSockets = 0;
+  let upstreams: Upstreams;
+  let silent: net.Server;
+  let refusedPort: number;
+  const held: net.Socket[] = [];
+  let stopBackend = (): void => undefined;
+
+  before(async () => {
+    const server = http.createServer((incoming, response) => {
+      const chunks: Buffer[] = [];
+      incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+      incoming.on('end', () => {
+        seen.push({ method: incoming.method ?? '', url: incoming.url ?? '', headers: incoming.headers, body: Buffer.concat(chunks).toString('utf8'), trailers: incoming.trailers });
+        if (incoming.url === '/large') {
+          response.writeHead(200, { 'content-type': 'application/octet-stream' });
+          response.end(Buffer.alloc(4096, 1));
+          return;
+        }
+        // Repeated headers in order, a hop-by-hop one to drop, and trailers after a chunked body.
+        response.writeHead(201, [
+          ['set-cookie', 'a=1'],
+          ['x-between', 'yes'],
+          ['set-cookie', 'b=2'],
+          ['keep-alive', 'timeout=5'],
+          ['trailer', 'x-upstream-trailer'],
+        ]);
+        response.write('answer');
+        response.addTrailers({ 'x-upstream-trailer': 'done' });
+        response.end();
+      });
+    });
+    server.on('connection', (socket: net.Socket) => {
+      openSockets.add(socket);
+      socket.on('close', () => {
+        openSockets.delete(socket);
+        closedSockets++;
+      });
+    });
+    const port = await listen(server);
+    // Accepts connections and never answers.
+    silent = net.createServer((socket) => void held.push(socket));
+    const silentPort = await listen(silent);
+    // A port nothing listens on (taken, then freed).
+    const probe = net.createServer();
+    refusedPort = await listen(probe);
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    upstreams = new Upstreams(
+      new Map([
+        ['backend', new URL(`http://127.0.0.1:${port}`)],
+        ['silent', new URL(`http://127.0.0.1:${silentPort}`)],
+        ['nobody', new URL(`http://127.0.0.1:${refusedPort}`)],
+      ]),
+      { timeoutMs: 300, maxResponseBytes: 1024, socketsPerOwner: 2, maxOwnerPools: 2 },
+    );
+    stopBackend = () => {
+      server.closeAllConnections();
+      server.close();
+    };
+  });
+  after(() => {
+    upstreams.close();
+    for (const socket of held) socket.destroy();
+    silent.close();
+    stopBackend();
+  });
+
+  it('answers with the status, repeated headers in order, no hop-by-hop ones, the body and the trailers', async () => {
+    const response = await upstreams.send('backend', request(), { ownerId: 'alice' });
+    assert.equal(response.status, 201);
+    assert.deepEqual(
+      response.headers.filter(([key]) => key === 'set-cookie' || key === 'x-between'),
+      [
+        ['set-cookie', 'a=1'],
+        ['x-between', 'yes'],
+        ['set-cookie', 'b=2'],
+      ],
+    );
+    assert.ok(!response.headers.some(([key]) => key === 'keep-alive' || key === 'transfer-encoding' || key === 'trailer'), JSON.stringify(response.headers));
+    assert.equal(new TextDecoder().decode(response.body), 'answer');
+    assert.deepEqual(response.trailers, [['x-upstream-trailer', 'done']]);
+    const last = seen.at(-1);
+    assert.equal(last?.body, 'payload');
+    assert.equal(last?.headers['x-from-client'], '1');
+    assert.equal(last?.headers['x-forwarded-host'], 'client.test');
+  });
+
+  it('sends a request with trailers on a connection of its own, without the trailers Kiln owns', async () => {
+    const before = closedSockets;
+    const response = await upstreams.send('backend', request(WITH_TRAILERS), { ownerId: 'alice' });
+    assert.equal(response.status, 201);
+    assert.deepEqual(response.trailers, [['x-upstream-trailer', 'done']]);
+    const last = seen.at(-1);
+    assert.equal(last?.body, 'payload');
+    assert.equal(last?.trailers['x-client-trailer'], 'sent');
+    assert.equal(last?.trailers['content-length'], undefined, 'a trailer named like a framing header is dropped');
+    // Used once: the connection closes after the answer instead of joining a pool.
+    for (let i = 0; i < 50 && closedSockets === before; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.ok(closedSockets > before, 'the one-off connection was closed');
+  });
+
+  for (const [path, overrides] of [
+    ['pooled', {}],
+    ['with trailers', WITH_TRAILERS],
+  ] as const) {
+    it(`stops at the time limit (${path})`, async () => {
+      const started = performance.now();
+      const failure = await upstreams.send('silent', request(overrides), { ownerId: 'alice' }).then(() => 'answered', failureOf);
+      assert.equal(failure, 'timeout');
+      assert.ok(performance.now() - started < 5_000, 'it did not wait for the server');
+    });
+
+    it(`stops at the size limit (${path})`, async () => {
+      const failure = await upstreams.send('backend', request({ ...overrides, path: '/large' }), { ownerId: 'alice' }).then(() => 'answered', failureOf);
+      assert.equal(failure, 'too_large');
+    });
+  }
+
+  it('stops when the caller gives up, before or while waiting', async () => {
+    const gone = new AbortController();
+    gone.abort(new Error('the caller is gone'));
+    assert.equal(await upstreams.send('silent', request(), { ownerId: 'alice', signal: gone.signal }).then(() => 'answered', failureOf), 'failed');
+    const leaving = new AbortController();
+    const sent = upstreams.send('silent', request(), { ownerId: 'alice', timeoutMs: 300, signal: leaving.signal }).then(() => 'answered', failureOf);
+    setTimeout(() => leaving.abort(new Error('the caller is gone')), 20);
+    assert.equal(await sent, 'failed', 'abandoned, not timed out');
+  });
+
+  it('reports a refused connection as a failed upstream', async () => {
+    const error = await upstreams.send('nobody', request(), { ownerId: 'alice' }).catch((caught: unknown) => caught);
+    assert.equal(failureOf(error), 'failed');
+    assert.match((error as Error).message, /upstream nobody failed/);
+  });
+
+  it("closes an evicted owner's pooled sockets", async () => {
+    await upstreams.send('backend', request(), { ownerId: 'erin' });
+    await new Promise((resolve) => setImmediate(resolve));
+    const erinsSockets = openSockets.size;
+    assert.ok(erinsSockets > 0, 'erin has a kept-alive socket');
+    const before = closedSockets;
+    // Two more owners push erin's pool out (maxOwnerPools 2).
+    await upstreams.send('backend', request(), { ownerId: 'frank' });
+    await upstreams.send('backend', request(), { ownerId: 'grace' });
+    for (let i = 0; i < 50 && closedSockets === before; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.ok(closedSockets > before, "erin's idle socket was closed when her pool was evicted");
+    assert.ok(upstreams.poolCount <= 2);
+  });
+});
