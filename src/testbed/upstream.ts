@@ -198,8 +198,14 @@ function sendPooled(pool: Dispatcher, origin: URL, request: HttpRequestData, tim
       settle();
       reject(error);
     };
-    // Through undici's abort once connected (it then reports the same error to onError), directly before.
-    const stop = (error: Error): void => (abortRequest ? abortRequest(error) : fail(error));
+    let stopped: Error | undefined;
+    // Through undici's abort once dispatched (it then reports the same error to onError). Before that the
+    // request may still wait in the pool's queue: it fails now, and is aborted when its turn comes (onConnect).
+    const stop = (error: Error): void => {
+      if (abortRequest) return abortRequest(error);
+      stopped = error;
+      fail(error);
+    };
     const onAbort = (): void => stop(signal?.reason instanceof Error ? signal.reason : new Error('the request was abandoned'));
     // One timer per request, cleared on the answer: cheaper than an AbortSignal on the hot path.
     const timer = setTimeout(() => stop(new UpstreamTimeoutError(`no response within ${timeoutMs} ms`)), timeoutMs);
@@ -215,6 +221,7 @@ function sendPooled(pool: Dispatcher, origin: URL, request: HttpRequestData, tim
     };
     const handler: Dispatcher.DispatchHandlers = {
       onConnect: (abort) => {
+        if (stopped) return abort(stopped);
         abortRequest = abort;
       },
       onHeaders: (statusCode, rawHeaders) => {

@@ -3,7 +3,8 @@
  * against real servers on loopback: what comes back (status, repeated and
  * hop-by-hop headers, body, trailers), a request with trailers (sent on a
  * connection of its own), and every way a request ends early: the time
- * limit, the size limit, the caller giving up, a refused connection. Both
+ * limit (also while queued for a socket: then never sent), the size limit,
+ * the caller giving up, a refused connection. Both
  * ways of sending are tried where both apply. And an evicted owner's pool
  * does not keep its sockets open.
  */
@@ -178,6 +179,29 @@ describe('upstream client', () => {
     const error = await upstreams.send('nobody', request(), { ownerId: 'alice' }).catch((caught: unknown) => caught);
     assert.equal(failureOf(error), 'failed');
     assert.match((error as Error).message, /upstream nobody failed/);
+  });
+
+  it('never sends a request that ran out of time while it waited for one of the owner\'s sockets', async () => {
+    // One socket per owner: the second request waits in the pool's queue behind the first.
+    const slowSeen: string[] = [];
+    const slow = http.createServer((incoming, response) => {
+      slowSeen.push(incoming.url ?? '');
+      setTimeout(() => response.end('late'), 400);
+    });
+    const slowPort = await listen(slow);
+    const narrow = new Upstreams(new Map([['slow', new URL(`http://127.0.0.1:${slowPort}`)]]), { timeoutMs: 150, maxResponseBytes: 1024, socketsPerOwner: 1, maxOwnerPools: 2 });
+    try {
+      const first = narrow.send('slow', request({ path: '/first' }), { ownerId: 'hana' }).then(() => 'answered', failureOf);
+      const second = narrow.send('slow', request({ path: '/second' }), { ownerId: 'hana' }).then(() => 'answered', failureOf);
+      assert.deepEqual(await Promise.all([first, second]), ['timeout', 'timeout']);
+      // Long enough for the queue to hand the socket on, and for a sent request to arrive.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      assert.deepEqual(slowSeen, ['/first'], 'the request that timed out in the queue was not sent later');
+    } finally {
+      narrow.close();
+      slow.closeAllConnections();
+      slow.close();
+    }
   });
 
   it("closes an evicted owner's pooled sockets", async () => {
