@@ -153,10 +153,9 @@ describe('upstream client', () => {
     ['with trailers', WITH_TRAILERS],
   ] as const) {
     it(`stops at the time limit (${path})`, async () => {
-      const started = performance.now();
+      // The server never answers: only the client's own limit can end this.
       const failure = await upstreams.send('silent', request(overrides), { ownerId: 'alice' }).then(() => 'answered', failureOf);
       assert.equal(failure, 'timeout');
-      assert.ok(performance.now() - started < 5_000, 'it did not wait for the server');
     });
 
     it(`stops at the size limit (${path})`, async () => {
