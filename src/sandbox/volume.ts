@@ -126,15 +126,17 @@ export interface Capacity {
   freeBytes: number;
 }
 
-export async function capacity(path: string): Promise<Capacity> {
-  const stats = await statfs(path);
+function capacityOf(stats: { blocks: number; bavail: number; bsize: number }): Capacity {
   return { totalBytes: stats.blocks * stats.bsize, freeBytes: stats.bavail * stats.bsize };
+}
+
+export async function capacity(path: string): Promise<Capacity> {
+  return capacityOf(await statfs(path));
 }
 
 /** Synchronous (one statfs on every run, cheaper than a thread-pool round trip). */
 export function isCapped(path: string, diskBytes: number): boolean {
-  const stats = statfsSync(path);
-  return stats.blocks * stats.bsize <= diskBytes + SIZE_SLACK;
+  return capacityOf(statfsSync(path)).totalBytes <= diskBytes + SIZE_SLACK;
 }
 
 /** Less than this much free space left after a failed run means "disk full". */

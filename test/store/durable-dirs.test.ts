@@ -64,19 +64,25 @@ function fsyncedDirectories(trace: string): Set<string> {
   return synced;
 }
 
-describe('a put into new directories', { timeout: 120_000 }, () => {
-  let scratch: string;
-  before(async () => {
-    scratch = await mkdtemp(path.join(os.tmpdir(), 'kiln-durable-dirs-'));
-  });
-  after(() => rm(scratch, { recursive: true, force: true }));
+/** The store's two ways of writing: [label, writer threads, body kind] as put-once.ts takes them. */
+const WRITE_PATHS = [
+  ['on a writer thread', '2', 'buffer'],
+  ['through the stream path', '0', 'stream'],
+] as const;
 
-  for (const [label, threads, body] of [
-    ['on a writer thread', '2', 'buffer'],
-    ['through the stream path', '0', 'stream'],
-  ] as const) {
+let scratch: string;
+before(async () => {
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'kiln-durable-dirs-'));
+});
+after(() => rm(scratch, { recursive: true, force: true }));
+
+/** A store root of its own for one case. */
+const rootFor = (suite: string, label: string): string => path.join(scratch, `${suite}-${label.replace(/\W+/g, '-')}`);
+
+describe('a put into new directories', { timeout: 120_000 }, () => {
+  for (const [label, threads, body] of WRITE_PATHS) {
     it(`fsyncs the parent of each directory it created, ${label}`, async () => {
-      const root = path.join(scratch, label.replace(/\W+/g, '-'));
+      const root = rootFor('synced', label);
       const traceFile = `${root}.trace`;
       await run('strace', ['-f', '-qq', '-e', 'trace=openat,fsync,close', '-o', traceFile, process.execPath, '--import', TSX, PUT_ONCE, root, 'owners/o1/versions/v1/source.tar.gz', threads, body]);
       const synced = fsyncedDirectories(await readFile(traceFile, 'utf8'));
@@ -89,18 +95,9 @@ describe('a put into new directories', { timeout: 120_000 }, () => {
 });
 
 describe('a put whose last directory fsync fails', { timeout: 120_000 }, () => {
-  let scratch: string;
-  before(async () => {
-    scratch = await mkdtemp(path.join(os.tmpdir(), 'kiln-durable-dirs-'));
-  });
-  after(() => rm(scratch, { recursive: true, force: true }));
-
-  for (const [label, threads, body] of [
-    ['on a writer thread', '2', 'buffer'],
-    ['through the stream path', '0', 'stream'],
-  ] as const) {
+  for (const [label, threads, body] of WRITE_PATHS) {
     it(`fails, and leaves the renamed meta file's data in place, ${label}`, async () => {
-      const root = path.join(scratch, label.replace(/\W+/g, '-'));
+      const root = rootFor('failed', label);
       const key = 'owners/o1/versions/v1/source.tar.gz';
       const objectDir = path.join(root, 'owners/o1/versions/v1');
       // -P: only calls on the object's own directory, whose one fsync comes after the rename.

@@ -4,7 +4,8 @@
  * hop-by-hop headers, body, trailers), a request with trailers (sent on a
  * connection of its own), and every way a request ends early: the time
  * limit (also while queued for a socket: then never sent), the size limit,
- * the caller giving up, a refused connection. Both
+ * the caller giving up, a refused connection; a second owner answered while
+ * the first fills its sockets and queue. Both
  * ways of sending are tried where both apply. And an evicted owner's pool
  * does not keep its sockets open.
  */
@@ -200,6 +201,34 @@ describe('upstream client', () => {
       narrow.close();
       slow.closeAllConnections();
       slow.close();
+    }
+  });
+
+  it("a second owner's request is answered while the first owner's fill its sockets and queue", async () => {
+    const held: http.ServerResponse[] = [];
+    const gated = http.createServer((incoming, response) => {
+      // The attacker's requests hang until the test lets them go; the victim's is answered at once.
+      if (incoming.url === '/hang') held.push(response);
+      else response.end('served');
+    });
+    const gatedPort = await listen(gated);
+    const shared = new Upstreams(new Map([['gated', new URL(`http://127.0.0.1:${gatedPort}`)]]), { timeoutMs: 5_000, maxResponseBytes: 1024, socketsPerOwner: 2, maxOwnerPools: 4 });
+    try {
+      const attack = Array.from({ length: 6 }, () => shared.send('gated', request({ path: '/hang' }), { ownerId: 'mallory' }).then(() => 'answered', failureOf));
+      // Both of mallory's sockets are taken (the rest of her requests wait in her own queue).
+      for (let i = 0; i < 100 && held.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(held.length, 2, "mallory's requests reached the upstream on her two sockets only");
+      const victim = await shared.send('gated', request({ path: '/fast' }), { ownerId: 'victor' });
+      assert.equal(new TextDecoder().decode(victim.body), 'served');
+      assert.equal(held.length, 2, 'the victim was answered while all of mallory\'s requests were still open or queued');
+      // Let mallory's requests go, a socket's worth at a time.
+      const releaser = setInterval(() => held.splice(0).forEach((response) => response.end('late')), 10);
+      assert.deepEqual(await Promise.all(attack), Array(6).fill('answered'));
+      clearInterval(releaser);
+    } finally {
+      shared.close();
+      gated.closeAllConnections();
+      gated.close();
     }
   });
 
