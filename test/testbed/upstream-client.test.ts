@@ -182,18 +182,21 @@ describe('upstream client', () => {
   });
 
   it('never sends a request that ran out of time while it waited for one of the owner\'s sockets', async () => {
-    // One socket per owner: the second request waits in the pool's queue behind the first.
+    // One socket per owner: the second request waits in the pool's queue behind the first. Its own
+    // limit (100 ms) ends long before the first is answered (400 ms), so when the socket is handed on
+    // it has been out of time for ~300 ms: sending it then would be the bug. Distinct deadlines keep
+    // the outcome free of two timers racing each other.
     const slowSeen: string[] = [];
     const slow = http.createServer((incoming, response) => {
       slowSeen.push(incoming.url ?? '');
       setTimeout(() => response.end('late'), 400);
     });
     const slowPort = await listen(slow);
-    const narrow = new Upstreams(new Map([['slow', new URL(`http://127.0.0.1:${slowPort}`)]]), { timeoutMs: 150, maxResponseBytes: 1024, socketsPerOwner: 1, maxOwnerPools: 2 });
+    const narrow = new Upstreams(new Map([['slow', new URL(`http://127.0.0.1:${slowPort}`)]]), { timeoutMs: 5_000, maxResponseBytes: 1024, socketsPerOwner: 1, maxOwnerPools: 2 });
     try {
       const first = narrow.send('slow', request({ path: '/first' }), { ownerId: 'hana' }).then(() => 'answered', failureOf);
-      const second = narrow.send('slow', request({ path: '/second' }), { ownerId: 'hana' }).then(() => 'answered', failureOf);
-      assert.deepEqual(await Promise.all([first, second]), ['timeout', 'timeout']);
+      const second = narrow.send('slow', request({ path: '/second' }), { ownerId: 'hana', timeoutMs: 100 }).then(() => 'answered', failureOf);
+      assert.deepEqual(await Promise.all([first, second]), ['answered', 'timeout']);
       // Long enough for the queue to hand the socket on, and for a sent request to arrive.
       await new Promise((resolve) => setTimeout(resolve, 600));
       assert.deepEqual(slowSeen, ['/first'], 'the request that timed out in the queue was not sent later');
