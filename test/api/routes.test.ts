@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { sql } from 'drizzle-orm';
+import { jobs } from '../../src/store/metadata/schema.ts';
 import { databaseBackends, s3Skip } from '../support/backends.ts';
 import { tarGz, tinyCProject, versionForm } from '../support/archives.ts';
 import { call, startTestKiln, type StorageFlavour, type TestKiln } from '../support/kiln.ts';
@@ -22,7 +24,9 @@ for (const { flavour, skip } of flavours) {
     const asWorker = (method: string, route: string, options: Parameters<typeof call>[3] = {}) => call<Json>(t.url, method, route, { token: t.workerToken, ...options });
 
     before(async () => {
-      t = await startTestKiln({ flavour, config: { queue: { leaseMs: 1_500, maxAttempts: 2 } } });
+      // The default lease: a short one raced every test's claim-to-result path on a loaded machine. The
+      // test of a vanished worker ends its lease itself.
+      t = await startTestKiln({ flavour, env: { KILN_MAX_ATTEMPTS: '2' } });
       const bob = await call<Json>(t.url, 'POST', '/v1/owners', { token: t.adminToken, json: { name: 'bob' } });
       assert.equal(bob.status, 201);
       bobToken = bob.body.token;
@@ -54,8 +58,8 @@ for (const { flavour, skip } of flavours) {
         assert.equal(claimed.status, 200, JSON.stringify(claimed.body));
         job = claimed.body.job as Json;
         if (ownBuilds.has(job.buildId as string)) break;
-        // An earlier test left this job leased on purpose (a vanished worker, a lost race); its 1.5 s lease ran
-        // out and the queue handed it out again, which on a loaded machine lands in a later test. End it.
+        // An earlier test left this job leased on purpose (a lost race); once its lease ran out the queue
+        // handed it out again, which lands in a later test. End it.
         await asWorker('POST', `/internal/v1/jobs/${job.id}/result`, { json: { outcome: 'failed', reason: 'left by an earlier test', stages: [] }, headers: { 'x-kiln-lease': job.leaseToken } });
       }
       const leased = (method: string, route: string, options: Parameters<typeof call>[3] = {}) =>
@@ -285,7 +289,8 @@ for (const { flavour, skip } of flavours) {
       const app = await createApp();
       const { body } = await upload(app.id, { version: '1.0.0', kind: 'wasi-command' }, await tinyCProject());
       const first = await claim();
-      // The first worker goes silent: after the lease (1.5 s) the sweeper re-queues the job.
+      // The first worker goes silent until its lease has run out; the sweeper then re-queues the job.
+      await t.kiln.services.database.db.update(jobs).set({ leaseExpiresAt: sql`now() - interval '1 second'` }).where(sql`${jobs.id} = ${first.job.id}`);
       const second = await claim(10_000);
       assert.equal(second.job.id, first.job.id);
       assert.equal(second.job.attempt, 2);

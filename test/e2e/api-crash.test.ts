@@ -12,11 +12,15 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 const KILN = path.resolve(import.meta.dirname, '../../bin/kiln');
 
-/** `kiln serve` as a real process on a random port, embedded defaults, no local workers. */
-async function serve(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+/**
+ * `kiln serve` as a real process on a random port, embedded defaults, no local workers. `leaseMs`: the
+ * leases it grants (the first server's are short so the crash's job comes back soon; the second's are
+ * long so a loaded machine cannot make the test's own worker lose its job).
+ */
+async function serve(dataDir: string, leaseMs: number): Promise<{ child: ChildProcess; url: string }> {
   await rm(path.join(dataDir, 'local-url'), { force: true });
   const child = spawn(KILN, ['serve', '--port', '0', '--data-dir', dataDir, '--workers', '0'], {
-    env: { ...process.env, KILN_LEASE_MS: '2000', KILN_LOG_LEVEL: 'warn' },
+    env: { ...process.env, KILN_LEASE_MS: String(leaseMs), KILN_LOG_LEVEL: 'warn' },
     stdio: 'ignore',
   });
   const deadline = Date.now() + 60_000;
@@ -40,7 +44,7 @@ describe('the API killed with SIGKILL mid-build', { timeout: 180_000 }, () => {
 
   it('loses nothing: the build, its log and its version survive, and the job runs to the end once', async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-api-crash-'));
-    const first = await serve(dataDir);
+    const first = await serve(dataDir, 2_000);
     running = first.child;
     const ownerToken = (await readFile(path.join(dataDir, 'local-token'), 'utf8')).trim();
     const workerToken = (await readFile(path.join(dataDir, 'worker-token'), 'utf8')).trim();
@@ -53,7 +57,7 @@ describe('the API killed with SIGKILL mid-build', { timeout: 180_000 }, () => {
 
     first.child.kill('SIGKILL');
     await new Promise((resolve) => first.child.once('exit', resolve));
-    const second = await serve(dataDir);
+    const second = await serve(dataDir, 120_000);
     running = second.child;
 
     const build = await call<Json>(second.url, 'GET', `/v1/builds/${upload.body.build.id}`, { token: ownerToken });

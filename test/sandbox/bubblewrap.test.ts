@@ -238,10 +238,10 @@ describe('bubblewrap sandbox: attack corpus', () => {
 
   test('a setsid/nohup daemon does not survive the run', () =>
     withWork(async (dir) => {
-      const { result } = await sh(sandbox, dir, 'setsid nohup sleep 1000 >/dev/null 2>&1 & sleep 0.2; echo started');
+      const { result } = await sh(sandbox, dir, `setsid nohup sleep ${DAEMON_SECONDS} >/dev/null 2>&1 & sleep 0.2; echo started`);
       assert.equal(result.exitCode, 0);
       assert.deepEqual(await survivors(UID_BASE, UID_POOL), []);
-      assert.equal(await hostSleepers(), 0, 'a sleep 1000 survived on the host');
+      assert.equal(await hostSleepers(), 0, `a sleep ${DAEMON_SECONDS} survived on the host`);
     }));
 
   test('100 MB of output ends on the log limit; the caller sees at most logBytes', () =>
@@ -297,12 +297,18 @@ describe('bubblewrap sandbox: fallbacks', () => {
     }));
 });
 
+/**
+ * The daemon's sleep, counted on the whole host: a duration no other test file uses, so a sleeper
+ * another suite plants at the same moment (warm-pool's, running in parallel) is not counted.
+ */
+const DAEMON_SECONDS = '1000.31';
+
 async function hostSleepers(): Promise<number> {
   let count = 0;
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline === 'sleep\x001000\x00') count++;
+    if (cmdline === `sleep\x00${DAEMON_SECONDS}\x00`) count++;
   }
   return count;
 }

@@ -153,7 +153,8 @@ for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) {
       assert.equal(preview.status, 200, await preview.text());
       // Then four calls: one runs (on the other slot: the hung one was freed last), one waits in the
       // owner's queue (KILN_TESTBED_OWNER_QUEUE=1), two are refused. The victim gets the hung slot.
-      const attacks = [invoke(t.ownerToken, busyId)];
+      // The first loop's own limit outlasts the test's poll and the three calls that follow, however loaded the machine.
+      const attacks = [invoke(t.ownerToken, busyId, { limits: { timeoutMs: 6_000 } })];
       await waitFor((l) => Object.values(l.owners as Record<string, { running: number }>).some((o) => o.running >= 1), 'the busy loop to run');
       attacks.push(invoke(t.ownerToken, tickId, { ticks: 1 }), invoke(t.ownerToken, busyId), invoke(t.ownerToken, busyId));
       const victim: Json[] = [];

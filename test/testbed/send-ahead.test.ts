@@ -233,9 +233,11 @@ function oneSlotEnv(queueWaitMs: number): Record<string, string> {
   return { KILN_TESTBED_RUNNERS: '1', KILN_TESTBED_WORKERS: '1', KILN_TESTBED_SPARES: '1', KILN_TESTBED_OWNER_SLOTS: '1', KILN_TESTBED_OWNER_QUEUE: '4', KILN_TESTBED_QUEUE_WAIT_MS: String(queueWaitMs), KILN_TESTBED_PREWARM: '1', KILN_TESTBED_SEND_AHEAD: '1' };
 }
 
+// The busy loop must outlast the test's own steps (polls and invokes over HTTP) even on a loaded
+// machine, and the queue wait must outlast the poll that sees the call sent ahead: both in seconds.
 for (const scenario of [
-  { name: 'another owner waits', queueWaitMs: 20_000, busyMs: 1_000 },
-  { name: 'the queue wait ends', queueWaitMs: 300, busyMs: 2_500 },
+  { name: 'another owner waits', queueWaitMs: 20_000, busyMs: 5_000 },
+  { name: 'the queue wait ends', queueWaitMs: 2_000, busyMs: 6_000 },
 ]) {
   describe(`a call sent ahead behind a busy loop, when ${scenario.name} (one slot, a runner process)`, { timeout: 120_000 }, () => {
     let t: TestKiln;

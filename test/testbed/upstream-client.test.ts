@@ -46,6 +46,12 @@ function failureOf(error: unknown): string {
   return error.failure;
 }
 
+/** Waits for something the test cannot be told about directly (a socket closing), up to a generous deadline. */
+async function until(done: () => boolean, deadlineMs = 10_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 describe('upstream client', () => {
   const seen: Seen[] = [];
   const openSockets = new Set<net.Socket>();
@@ -101,7 +107,8 @@ describe('upstream client', () => {
         ['silent', new URL(`http://127.0.0.1:${silentPort}`)],
         ['nobody', new URL(`http://127.0.0.1:${refusedPort}`)],
       ]),
-      { timeoutMs: 300, maxResponseBytes: 1024, socketsPerOwner: 2, maxOwnerPools: 2 },
+      // Generous: only the time-limit cases need a short one, and they pass their own (a per-call limit can only shorten this).
+      { timeoutMs: 10_000, maxResponseBytes: 1024, socketsPerOwner: 2, maxOwnerPools: 2 },
     );
     stopBackend = () => {
       server.closeAllConnections();
@@ -145,7 +152,7 @@ describe('upstream client', () => {
     assert.equal(last?.trailers['x-client-trailer'], 'sent');
     assert.equal(last?.trailers['content-length'], undefined, 'a trailer named like a framing header is dropped');
     // Used once: the connection closes after the answer instead of joining a pool.
-    for (let i = 0; i < 50 && closedSockets === before; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await until(() => closedSockets > before);
     assert.ok(closedSockets > before, 'the one-off connection was closed');
   });
 
@@ -155,7 +162,7 @@ describe('upstream client', () => {
   ] as const) {
     it(`stops at the time limit (${path})`, async () => {
       // The server never answers: only the client's own limit can end this.
-      const failure = await upstreams.send('silent', request(overrides), { ownerId: 'alice' }).then(() => 'answered', failureOf);
+      const failure = await upstreams.send('silent', request(overrides), { ownerId: 'alice', timeoutMs: 300 }).then(() => 'answered', failureOf);
       assert.equal(failure, 'timeout');
     });
 
@@ -170,7 +177,7 @@ describe('upstream client', () => {
     gone.abort(new Error('the caller is gone'));
     assert.equal(await upstreams.send('silent', request(), { ownerId: 'alice', signal: gone.signal }).then(() => 'answered', failureOf), 'failed');
     const leaving = new AbortController();
-    const sent = upstreams.send('silent', request(), { ownerId: 'alice', timeoutMs: 300, signal: leaving.signal }).then(() => 'answered', failureOf);
+    const sent = upstreams.send('silent', request(), { ownerId: 'alice', signal: leaving.signal }).then(() => 'answered', failureOf);
     setTimeout(() => leaving.abort(new Error('the caller is gone')), 20);
     assert.equal(await sent, 'failed', 'abandoned, not timed out');
   });
@@ -219,7 +226,7 @@ describe('upstream client', () => {
     try {
       const attack = Array.from({ length: 6 }, () => shared.send('gated', request({ path: '/hang' }), { ownerId: 'mallory' }).then(() => 'answered', failureOf));
       // Both of mallory's sockets are taken (the rest of her requests wait in her own queue).
-      for (let i = 0; i < 100 && held.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      await until(() => held.length >= 2);
       assert.equal(held.length, 2, "mallory's requests reached the upstream on her two sockets only");
       const victim = await shared.send('gated', request({ path: '/fast' }), { ownerId: 'victor' });
       assert.equal(new TextDecoder().decode(victim.body), 'served');
@@ -244,7 +251,7 @@ describe('upstream client', () => {
     // Two more owners push erin's pool out (maxOwnerPools 2).
     await upstreams.send('backend', request(), { ownerId: 'frank' });
     await upstreams.send('backend', request(), { ownerId: 'grace' });
-    for (let i = 0; i < 50 && closedSockets === before; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await until(() => closedSockets > before);
     assert.ok(closedSockets > before, "erin's idle socket was closed when her pool was evicted");
     assert.ok(upstreams.poolCount <= 2);
   });
