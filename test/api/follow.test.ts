@@ -55,7 +55,8 @@ for (const flavour of ['embedded', 'servers'] as StorageFlavour[]) {
     let job: Json;
 
     before(async () => {
-      t = await startTestKiln({ flavour, config: { followStreamsPerOwner: CAP } });
+      // The job claimed below is never heartbeated: its lease must outlast the whole suite, however slow the machine.
+      t = await startTestKiln({ flavour, env: { KILN_LEASE_MS: String(10 * 60_000) }, config: { followStreamsPerOwner: CAP } });
       const app = await call<Json>(t.url, 'POST', '/v1/applications', { token: t.ownerToken, json: { name: 'follow' } });
       const upload = await call<Json>(t.url, 'POST', `/v1/applications/${app.body.id}/versions`, { token: t.ownerToken, body: versionForm({ version: '1.0.0', kind: 'wasi-command' }, await tinyCProject()) });
       buildId = upload.body.build.id;
