@@ -53,7 +53,9 @@ const TABLE_GROWER = filterWat(
     (i32.const 0))`,
 );
 
-/** What a flooding upstream writes at most per request: far past maxHttpCallResponseBytes (1 MiB by default). */
+/** The suite's maxHttpCallResponseBytes (1 MiB by default). */
+const CALL_RESPONSE_LIMIT_BYTES = 64 * 1024;
+/** What a flooding upstream writes at most per request: far past maxHttpCallResponseBytes. */
 const ENDLESS_BYTES = 64 * MIB;
 /** The upstream timeout the suite runs with: the hanging upstreams' calls end at it (limit upstreamTimeoutMs). */
 const UPSTREAM_TIMEOUT_MS = 1_000;
@@ -236,6 +238,9 @@ describe('hostile modules', { skip, timeout: 600_000 }, () => {
             // The outgoing floods' upstreams (the other cases use the built-in echo, answered in the runner).
             KILN_TESTBED_UPSTREAMS: `grpc=http://127.0.0.1:${grpcUpstream.port},backend=http://127.0.0.1:${httpUpstream.port}`,
             KILN_TESTBED_UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
+            // Reached in the first reads of an endless answer: the flood's queued calls must meet this
+            // limit, not their upstream timeout, even when a loaded machine reads slowly.
+            KILN_TESTBED_MAX_HTTP_CALL_RESPONSE_BYTES: String(CALL_RESPONSE_LIMIT_BYTES),
           },
         });
         process.env.KILN_TESTBED_WORKERS = '1';
