@@ -6,7 +6,7 @@ import { httpStatusOf } from '../../src/api/http-errors.ts';
 import { UserError } from '../../src/errors.ts';
 import { insertVersionsWithQueuedBuilds, type QueuedVersionInput } from '../../src/queue/enqueue.ts';
 import { JOBS_CHANNEL } from '../../src/queue/jobs.ts';
-import { QueuedVersionWriter } from '../../src/queue/queued-version-writer.ts';
+import { batchSize, QueuedVersionWriter } from '../../src/queue/queued-version-writer.ts';
 import type { Database } from '../../src/store/metadata/database.ts';
 import { isDatabaseUnavailable, isForeignKeyViolation } from '../../src/store/metadata/errors.ts';
 import { SqlApplicationRepository } from '../../src/store/metadata/repositories/applications.ts';
@@ -90,6 +90,19 @@ for (const backend of databaseBackends()) {
       for (const input of inputs) assert.equal((await new SqlVersionRepository(database.db).get(ids.ownerId, input.id))?.sourceKey, input.sourceKey);
     });
 
+    it('takes a power of two of the waiting members per statement; the rest go with the next one', async () => {
+      const ids = await application();
+      const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
+      // The first goes alone; of the five waiting behind it, four go as one statement, then the fifth.
+      const inputs = ['1.1.0', '1.1.1', '1.1.2', '1.1.3', '1.1.4', '1.1.5'].map((version) => newVersion(ids, version));
+      const outcomes = await Promise.all(inputs.map((input) => settle(writer, input)));
+      const created = outcomes.map((outcome) => (outcome.ok ? outcome : assert.fail(String(outcome.error))));
+      const statementOf = created.map((outcome) => outcome.createdAt);
+      assert.equal(new Set(statementOf.slice(1, 5)).size, 1, 'four waiting members, one statement');
+      assert.equal(new Set(statementOf).size, 3, 'the first alone, four together, the fifth in a statement of its own');
+      assert.deepEqual(await rowsOf(inputs.map((input) => input.id)), { versions: 6, builds: 6, jobs: 6 });
+    });
+
     it('a duplicate version in a batch fails only that member (409), its batch-mates are written', async () => {
       const ids = await application();
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
@@ -131,9 +144,10 @@ for (const backend of databaseBackends()) {
       const ids = await application();
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
       const first = settle(writer, newVersion(ids, '4.0.0'));
-      const batch = [newVersion(ids, '4.1.0'), newVersion(ids, '4.2.0'), newVersion(ids, '4.3.0')];
+      // Four: a batch is a power of two of the waiting members (batchSize), so all four go as one statement.
+      const batch = [newVersion(ids, '4.1.0'), newVersion(ids, '4.2.0'), newVersion(ids, '4.3.0'), newVersion(ids, '4.3.1')];
       // The failure is raised by the last row's job, after the other rows of the statement were inserted.
-      const outcomes = await Promise.all([first, settle(writer, batch[0]!), settle(writer, batch[1]!), settle(writer, batch[2]!, 99)]);
+      const outcomes = await Promise.all([first, ...batch.slice(0, 3).map((input) => settle(writer, input)), settle(writer, batch[3]!, 99)]);
       assert.ok(outcomes[0]?.ok);
       for (const outcome of outcomes.slice(1)) {
         assert.ok(!outcome.ok, 'no member of the failed statement is acknowledged');
@@ -194,3 +208,20 @@ for (const backend of databaseBackends()) {
     }
   });
 }
+
+describe('batchSize: the members one statement takes', () => {
+  it('is the largest power of two up to the waiting count and the cap', () => {
+    const cases: Array<[waiting: number, maxBatch: number, size: number]> = [
+      [1, 64, 1],
+      [2, 64, 2],
+      [3, 64, 2],
+      [37, 64, 32],
+      [64, 64, 64],
+      [500, 64, 64],
+      [7, 5, 4],
+      [9, 1, 1],
+    ];
+    for (const [waiting, maxBatch, size] of cases) assert.equal(batchSize(waiting, maxBatch), size, `${waiting} waiting, at most ${maxBatch}`);
+  });
+});
+
