@@ -21,7 +21,7 @@
  * bound of what the API does with the cores to itself.
  *
  * Usage: node --import tsx bench/api.ts [seconds] [connections...]   (default 5 s at 16, 32 and 64 connections;
- *        DATABASE_URL=postgres://… to run against PostgreSQL)
+ *        DATABASE_URL=postgres://… (an empty database: `npm run bench` makes one) to run against PostgreSQL)
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -68,12 +68,19 @@ function reportedLevel(levels: readonly LevelFigures[], p99Target?: number): Lev
   return chosen;
 }
 
+/** The JSON of a successful answer; otherwise what went wrong (run alone, `DATABASE_URL` must name an empty database). */
+async function answered(what: string, response: Response): Promise<Json> {
+  const body = await response.text();
+  if (!response.ok) throw new Error(`${what}: ${response.status} ${body.slice(0, 500)}`);
+  return JSON.parse(body) as Json;
+}
+
 /** Plays a worker through the internal protocol so one build has ended (no real compile needed to read it). */
 async function finishedBuild(apiUrl: string, workerToken: string, ownerHeaders: Record<string, string>, appId: string): Promise<string> {
   const form = new FormData();
   form.append('metadata', JSON.stringify({ version: '1.0.0', kind: 'wasi-command' }));
   form.append('source', new Blob([new Uint8Array((await packDirectory(path.resolve(import.meta.dirname, '../examples/c-function'))).archive)]), 'source.tar.gz');
-  const upload = (await (await fetch(new URL(`/v1/applications/${appId}/versions`, apiUrl), { method: 'POST', headers: ownerHeaders, body: form })).json()) as Json;
+  const upload = await answered('uploading the finished build\'s version', await fetch(new URL(`/v1/applications/${appId}/versions`, apiUrl), { method: 'POST', headers: ownerHeaders, body: form }));
   const worker = { authorization: `Bearer ${workerToken}` };
   const claim = (await (await fetch(new URL('/internal/v1/jobs/claim', apiUrl), { method: 'POST', headers: { ...worker, 'content-type': 'application/json' }, body: JSON.stringify({ workerId: 'bench', waitMs: 1000 }) })).json()) as Json;
   const job = claim.job as Json;
@@ -119,14 +126,14 @@ export async function measureApi(options: ApiBenchOptions): Promise<ApiFigures> 
   try {
     const token = (await readFile(path.join(dataDir, 'local-token'), 'utf8')).trim();
     const headers = { authorization: `Bearer ${token}` };
-    const app = (await (await fetch(new URL('/v1/applications', kiln.url), { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench-api' }) })).json()) as Json;
+    const app = await answered('creating the bench application', await fetch(new URL('/v1/applications', kiln.url), { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench-api' }) }));
     const finishedUrl = new URL(`/v1/builds/${await finishedBuild(kiln.url, kiln.credentials.workerToken, headers, app.id)}`, kiln.url).toString();
     const archive = (await packDirectory(path.resolve(import.meta.dirname, '../examples/c-function'))).archive;
     // Uploaded after the others were finished: this one stays queued, so every read of it is a database query.
     const queuedForm = new FormData();
     queuedForm.append('metadata', JSON.stringify({ version: '3.0.0' }));
     queuedForm.append('source', new Blob([new Uint8Array(archive)]), 'source.tar.gz');
-    const queued = (await (await fetch(new URL(`/v1/applications/${app.id}/versions`, kiln.url), { method: 'POST', headers, body: queuedForm })).json()) as Json;
+    const queued = await answered('uploading the queued version', await fetch(new URL(`/v1/applications/${app.id}/versions`, kiln.url), { method: 'POST', headers, body: queuedForm }));
     const queuedUrl = new URL(`/v1/builds/${queued.build.id}`, kiln.url).toString();
     const check = (await (await fetch(queuedUrl, { headers })).json()) as Json;
     if (check.state !== 'queued') throw new Error(`GET ${queuedUrl}: expected a queued build, got ${JSON.stringify(check).slice(0, 200)}`);
