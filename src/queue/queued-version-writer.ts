@@ -26,7 +26,7 @@
  * No timer: a request arriving while fewer than `maxInFlight` statements
  * are running is sent at once (alone, at low load: no added latency); the
  * ones that arrive while all are busy wait for the next free slot and go
- * together.
+ * together, a power of two of them at a time (batchSize).
  */
 import type { Executor } from '../store/metadata/database.ts';
 import { isForeignKeyViolation, isUniqueViolation } from '../store/metadata/errors.ts';
@@ -122,9 +122,9 @@ export class QueuedVersionWriter {
  * How many of `waiting` members the next statement takes: the largest power
  * of two up to `maxBatch`. Each batch size is a statement of its own, built
  * by the query builder and, on PostgreSQL, parsed once per connection: with
- * every count up to 64 a busy API built and sent 64 of them (up to 640
- * server-side parses over a pool of 10), with powers of two 7. The members
- * left over go with the next free statement.
+ * every count from 2 to 64 a busy API built and sent 63 of them (up to 630
+ * server-side parses over a pool of 10), with powers of two 6 (decision
+ * 0053). The members left over go with the next free statement.
  */
 export function batchSize(waiting: number, maxBatch: number): number {
   let size = 1;
