@@ -14,6 +14,7 @@ import { isStartupTimes, measureStartup, prepareMeasurement } from '../../src/op
 import type { ToolContext } from '../../src/optimize/tool-run.ts';
 import { createSandbox, createWorkDir, type WorkDir } from '../../src/sandbox/index.ts';
 import type { Sandbox, SandboxLimits } from '../../src/sandbox/sandbox.ts';
+import { until } from '../support/until.ts';
 import { filterWat, wat } from '../testbed/wat.ts';
 import { commandModule } from './modules.ts';
 
@@ -60,10 +61,6 @@ async function recordingContext(): Promise<{ context: ToolContext; runs: Recorde
   return { context: { sandbox, volume: volume.path, limits: LIMITS, onOutput: () => undefined }, runs };
 }
 
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
-}
-
 describe('the prepared start-up measurement', { timeout: 120_000 }, () => {
   after(async () => {
     await Promise.all(volumes.map((volume) => volume.dispose()));
@@ -72,7 +69,7 @@ describe('the prepared start-up measurement', { timeout: 120_000 }, () => {
   it('starts before its module exists and measures the module handed over later, in that one process', async () => {
     const { context, runs } = await recordingContext();
     const prepared = prepareMeasurement(context, 'wasi-command', { name: 'later.wasm' }, NEVER_MS);
-    await until(() => runs.length === 1);
+    await until(() => runs.length === 1, 60_000);
     const startup = await prepared.measure(commandModule());
     assert.ok(isStartupTimes(startup), JSON.stringify(startup));
     assert.equal(startup.exitCode, 0);
@@ -136,7 +133,7 @@ describe('the prepared start-up measurement', { timeout: 120_000 }, () => {
   it('measures in a fresh process when the prepared one stopped waiting before the module came', async () => {
     const { context, runs } = await recordingContext();
     const prepared = prepareMeasurement(context, 'wasi-command', { name: 'late.wasm' }, 1);
-    await until(() => runs[0]?.ended === true);
+    await until(() => runs[0]?.ended === true, 60_000);
     assert.match(runs[0]?.output ?? '', /no module within 1 ms/);
     const startup = await prepared.measure(commandModule());
     assert.ok(isStartupTimes(startup), JSON.stringify(startup));

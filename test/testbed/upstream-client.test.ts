@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { HttpRequestData } from '../../src/testbed/http-message.ts';
 import { UpstreamError, Upstreams } from '../../src/testbed/upstream.ts';
+import { until } from '../support/until.ts';
 
 interface Seen {
   method: string;
@@ -44,12 +45,6 @@ async function listen(server: net.Server): Promise<number> {
 function failureOf(error: unknown): string {
   assert.ok(error instanceof UpstreamError, String(error));
   return error.failure;
-}
-
-/** Waits for something the test cannot be told about directly (a socket closing), up to a generous deadline. */
-async function until(done: () => boolean, deadlineMs = 10_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 describe('upstream client', () => {
