@@ -204,12 +204,12 @@ export class RunCgroup {
   async killAll(timeoutMs = 3000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     let killed = 0;
-    while (Date.now() < deadline) {
+    for (let round = 0; Date.now() < deadline; round++) {
       const members = await this.members();
       if (members.length === 0) return killed;
       const ours = `/${basename(this.dirs.pids)}`;
       for (const pid of members) if (killIfStill(pid, (proc) => proc.cgroup.split('\n').some((line) => line.endsWith(ours)))) killed++;
-      await sleep(5);
+      await sleep(killPollMs(round));
     }
     throw new PlatformError('sandbox_unkillable', `processes survive in ${this.dirs.pids} after ${timeoutMs} ms`);
   }
@@ -231,6 +231,21 @@ export class RunCgroup {
       }
     }
   }
+}
+
+/**
+ * The wait before the next kill round. When a sandbox ends, the sweep
+ * usually still finds bwrap's init in its groups for a millisecond or two:
+ * bwrap exits once init has passed it the exit status, while init is still
+ * ending (the sandbox's namespaces go with it). A flat 5 ms wait was a third
+ * of a warm sandbox start (issue 16). Later rounds back off to
+ * KILL_POLL_MAX_MS, so a run that is slow to die is not read in a busy loop.
+ */
+const KILL_POLL_FIRST_MS = 1;
+const KILL_POLL_MAX_MS = 5;
+
+export function killPollMs(round: number): number {
+  return Math.min(KILL_POLL_MAX_MS, KILL_POLL_FIRST_MS * 2 ** Math.max(0, round - 1));
 }
 
 /** A cgroupfs file's text; '' when it cannot be read (the group is gone, or the kernel lacks the file). */

@@ -195,7 +195,8 @@ async function launchWarm(backend: Backend, slot: WarmSlot, context: RunContext,
   const { limits } = context;
   const plan = await (backend.warmPlan as NonNullable<Backend['warmPlan']>)(context);
   try {
-    await Promise.all([slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) }), slot.mounter.bind(context.volume, slot.stageDir, slot.buildDir)]);
+    // The mount first: the helper makes it while the limits are written here.
+    await Promise.all([slot.mounter.bind(context.volume, slot.stageDir, slot.buildDir), slot.cgroup.setLimits({ ...limits, pids: plan.hostPids(limits.pids) })]);
     const supervised = await superviseWarm(slot.launcher, plan.request, {
       wallMs: limits.wallMs,
       logBytes: limits.logBytes,

@@ -57,7 +57,8 @@ export class SlotMounter {
     if (fields.some((field) => field.length === 0 || field.includes('\0') || Buffer.byteLength(field) >= 4096)) {
       throw new PlatformError(failureCode, `a slot mount path is empty, too long or contains a NUL byte: ${fields.join(' ')}`);
     }
-    const child = await this.start();
+    // Written at once when the helper runs, so the caller's next synchronous work overlaps the mount.
+    const child = this.running() ?? (await this.start());
     const answer = new Promise<string>((resolve) => this.waiting.push(resolve));
     hold(child, true);
     child.stdin?.write(`${fields.map((field) => `${field}\0`).join('')}\0`);
@@ -68,8 +69,13 @@ export class SlotMounter {
 
   private starting?: Promise<ChildProcess>;
 
+  private running(): ChildProcess | undefined {
+    return this.child && this.child.exitCode === null && this.child.signalCode === null ? this.child : undefined;
+  }
+
   private start(): Promise<ChildProcess> {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return Promise.resolve(this.child);
+    const running = this.running();
+    if (running) return Promise.resolve(running);
     this.starting ??= this.spawnHelper().finally(() => (this.starting = undefined));
     return this.starting;
   }

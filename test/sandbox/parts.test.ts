@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { PlatformError } from '../../src/errors.ts';
 import { bwrapArgs, waiterRequest } from '../../src/sandbox/bubblewrap.ts';
-import { parseCgroupMounts, parseProcCgroup } from '../../src/sandbox/cgroups.ts';
+import { killPollMs, parseCgroupMounts, parseProcCgroup } from '../../src/sandbox/cgroups.ts';
 import { sandboxEnv } from '../../src/sandbox/host.ts';
 import { compileNative } from '../../src/sandbox/native.ts';
 import { handOver } from '../../src/sandbox/ownership.ts';
@@ -67,6 +67,10 @@ describe('cgroup parsing', () => {
     assert.equal(mounts.get('memory'), '/sys/fs/cgroup/memory');
     assert.equal(mounts.get('cpu'), '/sys/fs/cgroup/cpu,cpuacct');
     assert.equal(mounts.has('pids'), false);
+  });
+
+  test('the sweep looks again after 1 ms first, then backs off to every 5 ms', () => {
+    assert.deepEqual(Array.from({ length: 7 }, (_, round) => killPollMs(round)), [1, 1, 2, 4, 5, 5, 5]);
   });
 });
 
