@@ -25,6 +25,7 @@ import { DEFAULT_TOOLCHAINS_DIR } from './languages/rust/toolchains.ts';
 import { DEFAULT_QUEUE_SETTINGS, type QueueSettings } from './queue/jobs.ts';
 import { DEFAULT_LIMITS, type SandboxLimits } from './sandbox/sandbox.ts';
 import { DEFAULT_WARM_POOL } from './sandbox/warm-pool.ts';
+import { MAX_LOG_CAP_BYTES } from './store/build-logs.ts';
 import type { ObjectStoreConfig } from './store/objects/index.ts';
 import { DEFAULT_UPLOAD_SPOOL, type UploadSpoolLimits } from './archive/spool.ts';
 import { TESTBED_SETTINGS, testbedConfigFrom, type TestbedConfig } from './testbed/config.ts';
@@ -90,8 +91,11 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const MIB = 1024 ** 2;
 
-const build = (env: string, key: keyof SandboxLimits, min: number, description: string, defaultText: string) =>
-  integerSetting({ env, key: `build.${key}`, fallback: DEFAULT_LIMITS[key], min, description, defaultText });
+const build = (env: string, key: keyof SandboxLimits, min: number, description: string, defaultText: string, max?: number) =>
+  integerSetting({ env, key: `build.${key}`, fallback: DEFAULT_LIMITS[key], min, max, description, defaultText });
+
+/** Log room the API keeps for its own notes beyond a build's log limit. */
+const API_LOG_NOTES_BYTES = 64 * 1024;
 
 /** An archive limit beside uploads.maxBytes; every one travels with each job to the worker that extracts it. */
 const archive = (env: string, key: string, field: Exclude<keyof ArchiveLimits, 'maxCompressedBytes'>, min: number, description: string, defaultText: string) =>
@@ -121,7 +125,7 @@ export const CORE_SETTINGS = {
   buildMemoryBytes: build('KILN_BUILD_MEMORY_BYTES', 'memoryBytes', 64 * MIB, 'Memory of a build, bytes', '2 GiB'),
   buildPids: build('KILN_BUILD_PIDS', 'pids', 8, 'Processes of a build', '256'),
   buildDiskBytes: build('KILN_BUILD_DISK_BYTES', 'diskBytes', 16 * MIB, 'Disk a build may write, bytes', '1 GiB'),
-  buildLogBytes: build('KILN_BUILD_LOG_BYTES', 'logBytes', 4096, 'Log a build may write, bytes (the API keeps 64 KiB more for its own notes)', '4 MiB'),
+  buildLogBytes: build('KILN_BUILD_LOG_BYTES', 'logBytes', 4096, 'Log a build may write, bytes (the API keeps 64 KiB more for its own notes)', '4 MiB', MAX_LOG_CAP_BYTES - API_LOG_NOTES_BYTES),
   buildCpus: build('KILN_BUILD_CPUS', 'cpus', 1, 'CPUs of a build', '2'),
   maxArtifactBytes: integerSetting({ env: 'KILN_MAX_ARTIFACT_BYTES', key: 'build.maxArtifactBytes', fallback: 64 * MIB, min: 1024, defaultText: '64 MiB', description: 'Largest artifact a worker may upload (the one route that takes large raw bodies)' }),
   uploadMemoryBytes: integerSetting({ env: 'KILN_UPLOAD_MEMORY_BYTES', key: 'uploads.memoryBytes', fallback: DEFAULT_UPLOAD_SPOOL.memoryBytes, min: 0, defaultText: '1 MiB', description: 'Largest upload archive kept in memory while it is checked and stored (larger ones go to a temp file under the data dir; 0: always a file)' }),
@@ -230,7 +234,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     },
     uploadSpool: { memoryBytes: read(s.uploadMemoryBytes), memoryTotalBytes: read(s.uploadMemoryTotalBytes) },
     queue: { leaseMs: read(s.leaseMs), maxAttempts: read(s.maxAttempts) },
-    logMaxBytes: buildLimits.logBytes + 64 * 1024,
+    logMaxBytes: buildLimits.logBytes + API_LOG_NOTES_BYTES,
     maxArtifactBytes: read(s.maxArtifactBytes),
     logLevel: read(s.logLevel),
     environments: read(s.environments) ?? parseEnvironmentList(''),

@@ -30,15 +30,16 @@ export async function completeJob(database: Database, jobId: string, leaseToken:
       .where(and(eq(jobs.id, jobId), eq(jobs.leaseToken, leaseToken), eq(jobs.state, 'running')))
       .for('update');
     if (!job) throw new LeaseLostError(jobId);
-    const [current] = await tx.select().from(builds).where(eq(builds.id, job.buildId));
+    const [current] = await tx.select({ cancelRequested: builds.cancelRequested }).from(builds).where(eq(builds.id, job.buildId));
     if (!current) throw new LeaseLostError(jobId);
     const retry = report.outcome === 'crashed' && job.attempt < job.maxAttempts && !current.cancelRequested;
+    let build: Build | undefined;
     if (retry) {
-      await requeue(tx, job);
+      build = await requeue(tx, job);
       await tx.execute(sql`select pg_notify(${JOBS_CHANNEL}, '')`);
     } else {
       const outcome = current.cancelRequested && report.outcome !== 'succeeded' ? 'cancelled' : report.outcome;
-      await endJob(tx, job, outcome, report.reason, {
+      build = await endJob(tx, job, outcome, report.reason, {
         language: report.language,
         kind: report.kind,
         stages: report.stages,
@@ -46,7 +47,6 @@ export async function completeJob(database: Database, jobId: string, leaseToken:
         details: report.details,
       });
     }
-    const [build] = await tx.select().from(builds).where(eq(builds.id, job.buildId));
     if (!build) throw new LeaseLostError(jobId);
     return { build, requeued: retry };
   });

@@ -10,6 +10,21 @@ import type { ObjectStore } from './objects/object-store.ts';
 export const BUILD_LOG_CHANNEL = 'kiln_build_logs';
 
 /**
+ * The largest cap a log may have. A chunk's seq is the log's length after
+ * it (see append), and seq is a 32-bit integer: a cap below 1 GiB keeps
+ * every length, the note included, far inside it.
+ */
+export const MAX_LOG_CAP_BYTES = 1024 ** 3;
+
+/** Ends the part of a chunk that fitted under the cap. */
+const TRUNCATED_NOTE = Buffer.from('\n[kiln] log truncated: the log limit was reached\n');
+
+/** The rows of a raw statement: node-postgres and PGlite both answer with `rows`. */
+function rowsOf<T>(result: unknown): T[] {
+  return (result as { rows: T[] }).rows;
+}
+
+/**
  * Build logs: appended as chunks in the database while the build runs (each
  * append is durable before the worker gets its 204), joined into one object
  * when the build ends. Readers get the object if it exists, else the chunks.
@@ -24,6 +39,7 @@ export class BuildLogs {
     private readonly maxBytes: number,
   ) {
     this.events.setMaxListeners(0);
+    if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > MAX_LOG_CAP_BYTES) throw new RangeError(`a build log's cap must be 1 to ${MAX_LOG_CAP_BYTES} bytes, got ${maxBytes}`);
   }
 
   private unlisten?: () => Promise<void>;
@@ -53,29 +69,40 @@ export class BuildLogs {
     return buildLogKey(build);
   }
 
-  /** Appends in order; returns the bytes actually kept (0 once the cap is reached). */
+  /**
+   * Appends in order; returns the bytes actually kept (0 once the cap is
+   * reached). One statement (decision 0054): it locks the build's row,
+   * keeps what fits under the cap (and says where the log was cut), stores
+   * the chunk, grows log_bytes and notifies followers, atomically. On the
+   * embedded database each round trip is planned and run on the event loop,
+   * and the transaction it replaces made six.
+   *
+   * A chunk's seq is the log's length once it is appended: it grows with
+   * every append, and two appends that waited on the same row lock still get
+   * different ones (each reads the length its predecessor left, which the
+   * lock hands over; a max(seq) read in the statement would see the
+   * snapshot from before the wait).
+   */
   async append(buildId: string, data: Buffer): Promise<number> {
     if (data.length === 0) return 0;
-    const kept = await this.database.db.transaction(async (tx) => {
-      const [build] = await tx.select({ logBytes: builds.logBytes }).from(builds).where(eq(builds.id, buildId)).for('update');
-      if (!build) return 0;
-      const room = this.maxBytes - build.logBytes;
-      if (room <= 0) return 0;
-      const chunk = data.length > room ? Buffer.concat([data.subarray(0, room), Buffer.from('\n[kiln] log truncated: the log limit was reached\n')]) : data;
-      await tx.insert(logChunks).values({
-        buildId,
-        seq: sql`(select coalesce(max(${logChunks.seq}), 0) + 1 from ${logChunks} where ${logChunks.buildId} = ${buildId})`,
-        data: chunk,
-      });
-      await tx
-        .update(builds)
-        .set({ logBytes: sql`${builds.logBytes} + ${chunk.length}` })
-        .where(eq(builds.id, buildId));
-      await this.notify(tx, buildId);
-      return chunk.length;
-    });
+    const result = await this.database.db.execute(sql`
+      with input as (select ${data}::bytea as data),
+      current as (select ${builds.logBytes} as before from ${builds} where ${builds.id} = ${buildId} for update),
+      kept as (
+        select case when octet_length(input.data) > ${this.maxBytes}::bigint - current.before
+          then substring(input.data from 1 for (${this.maxBytes}::bigint - current.before)::int) || ${TRUNCATED_NOTE}::bytea
+          else input.data end as chunk
+        from input, current where current.before < ${this.maxBytes}::bigint
+      ),
+      grown as (
+        update ${builds} set log_bytes = ${builds.logBytes} + octet_length(kept.chunk) from kept where ${builds.id} = ${buildId}
+        returning ${builds.logBytes} as after, octet_length(kept.chunk) as kept
+      ),
+      stored as (insert into ${logChunks} (build_id, seq, data) select ${buildId}::uuid, grown.after, kept.chunk from grown, kept)
+      select grown.kept, pg_notify(${BUILD_LOG_CHANNEL}, ${buildId}) from grown`);
     this.wakeLocally(buildId);
-    return kept;
+    const [row] = rowsOf<{ kept: number | string }>(result);
+    return row ? Number(row.kept) : 0;
   }
 
   /** A host-side line (platform facts) appended to the build's log. */
@@ -111,9 +138,10 @@ export class BuildLogs {
   /**
    * Moves a finished build's chunks into one object. Idempotent: safe to run
    * again after a crash between the object write and the chunk deletion.
+   * `known` is the build's row when the caller has just read it.
    */
-  async finalize(buildId: string): Promise<void> {
-    const [build] = await this.database.db.select().from(builds).where(eq(builds.id, buildId));
+  async finalize(buildId: string, known?: Build): Promise<void> {
+    const [build] = known?.id === buildId ? [known] : await this.database.db.select().from(builds).where(eq(builds.id, buildId));
     if (!build || build.logKey) {
       this.touch(buildId);
       return;
@@ -121,11 +149,11 @@ export class BuildLogs {
     const content = await this.read(build);
     const key = BuildLogs.objectKey(build);
     await this.objects.put(key, content, { contentType: 'text/plain' });
-    await this.database.db.transaction(async (tx) => {
-      await tx.update(builds).set({ logKey: key }).where(eq(builds.id, buildId));
-      await tx.delete(logChunks).where(eq(logChunks.buildId, buildId));
-      await this.notify(tx, buildId);
-    });
+    // One statement, so all or nothing as a transaction was, in one round trip.
+    await this.database.db.execute(sql`
+      with moved as (update ${builds} set log_key = ${key} where ${builds.id} = ${buildId}),
+      dropped as (delete from ${logChunks} where ${logChunks.buildId} = ${buildId})
+      select pg_notify(${BUILD_LOG_CHANNEL}, ${buildId})`);
     this.wakeLocally(buildId);
   }
 

@@ -93,15 +93,16 @@ export async function reportResult(context: ReportContext, job: Job, build: Buil
   const completed = await completeJob(context.database, job.id, leaseToken, report);
   if (completed.requeued) {
     await context.logs.appendLine(build.id, `attempt ${job.attempt} crashed (${report.reason ?? 'platform fault'}); re-queued`);
+    context.logs.touch(build.id);
   } else {
     // The log is complete once the build has ended (nothing is appended after): followers may end
-    // their streams now rather than after finalize, which only moves the log into one object.
+    // their streams now rather than after finalize, which only moves the log into one object
+    // (and wakes them again when it has).
     context.logs.touch(build.id);
-    await context.logs.finalize(build.id);
+    await context.logs.finalize(build.id, completed.build);
     await removeStaleAttempts(context, completed.build);
     context.buildEnded(completed.build);
   }
-  context.logs.touch(build.id);
   return { build: completed.build, requeued: completed.requeued };
 }
 

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { INSPECT_DEADLINE_MS } from '../../evaluator/evaluate.ts';
 import { closeInspectThread, warmInspectThread } from '../../evaluator/inspect-thread.ts';
 import { badRequest, notFound } from '../../errors.ts';
-import { heartbeat, requireLeasedBuild } from '../../queue/lease.ts';
+import { heartbeat, requireLease, requireLeasedBuild } from '../../queue/lease.ts';
 import { artifactKey } from '../../store/objects/keys.ts';
 import { claimJob, reportResult } from '../../use-cases/worker-jobs.ts';
 import {
@@ -44,7 +44,9 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
     });
 
     /** The job and its build, if the request's lease is current. */
-    const leased = (request: { params: { jobId: string }; headers: { 'x-kiln-lease': string } }) => requireLeasedBuild(database.db, request.params.jobId, request.headers['x-kiln-lease']);
+    type LeasedRequest = { params: { jobId: string }; headers: { 'x-kiln-lease': string } };
+    const leased = (request: LeasedRequest) => requireLease(database.db, request.params.jobId, request.headers['x-kiln-lease']);
+    const leasedWhole = (request: LeasedRequest) => requireLeasedBuild(database.db, request.params.jobId, request.headers['x-kiln-lease']);
 
     app.post(
       '/internal/v1/jobs/claim',
@@ -122,8 +124,8 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
       },
       async (request) => {
         if (!Buffer.isBuffer(request.body) || request.body.length === 0) throw badRequest('invalid_artifact', 'send the Wasm bytes as application/wasm');
-        const { job, build } = await leased(request);
-        const key = artifactKey(build, job.attempt, request.params.variant);
+        const { attempt, build } = await leased(request);
+        const key = artifactKey(build, attempt, request.params.variant);
         const stored = await services.objects.put(key, request.body, { contentType: 'application/wasm' });
         // Judged when the report arrives; validated now, while the worker uploads the rest (decision 0047).
         services.inspections.start(key, stored.sha256, request.body, { maxBytes: services.config.maxArtifactBytes, deadlineMs: INSPECT_DEADLINE_MS });
@@ -143,7 +145,7 @@ export function internalRoutes(services: Services): FastifyPluginAsync {
         },
       },
       async (request) => {
-        const { job, build } = await leased(request);
+        const { job, build } = await leasedWhole(request);
         const buildEnded = (ended: typeof build) => {
           services.metrics.buildsFinished.inc({ state: ended.state });
           if (ended.state === 'succeeded') services.buildEvents.succeeded(ended);
