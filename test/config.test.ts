@@ -117,6 +117,8 @@ describe('configuration loader', () => {
       [{ KILN_DEPENDENCY_CACHE_MAX_BYTES: '-1' }, /^KILN_DEPENDENCY_CACHE_MAX_BYTES: must be an integer ≥ 0/],
       [{ KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS: '0' }, /^KILN_DEPENDENCY_CACHE_MAX_AGE_DAYS: must be an integer ≥ 1/],
       [{ KILN_UPLOAD_MAX_ENTRIES: '0' }, /^KILN_UPLOAD_MAX_ENTRIES: must be an integer ≥ 1/],
+      // A chunk's seq holds the log's length in 32 bits (src/store/build-logs.ts).
+      [{ KILN_BUILD_LOG_BYTES: String(1024 ** 3) }, /^KILN_BUILD_LOG_BYTES: must be an integer 4096–1073676288, got "1073741824"$/],
       [{ KILN_UPLOAD_MAX_PATH_BYTES: 'long' }, /^KILN_UPLOAD_MAX_PATH_BYTES: /],
     ];
     for (const [env, message] of cases) {
