@@ -237,8 +237,8 @@ export class RunCgroup {
  * The wait before the next kill round. When a sandbox ends, the sweep
  * usually still finds bwrap's init in its groups for a millisecond or two:
  * bwrap exits once init has passed it the exit status, while init is still
- * ending (the sandbox's namespaces go with it). A flat 5 ms wait was a third
- * of a warm sandbox start (issue 16). Later rounds back off to
+ * ending (the sandbox's namespaces go with it). A flat 5 ms wait cost up to a
+ * third of a warm sandbox start (issue 16). Later rounds back off to
  * KILL_POLL_MAX_MS, so a run that is slow to die is not read in a busy loop.
  */
 const KILL_POLL_FIRST_MS = 1;
