@@ -111,8 +111,8 @@ function prepareInsert(db: Executor) {
 }
 
 /** The placeholder values of one new version (the ids of its build and job made here). */
-function statementValues(version: QueuedVersionInput, maxAttempts: number, suffix = ''): Record<string, unknown> {
-  const values: Record<string, unknown> = {
+function statementValues(version: QueuedVersionInput, maxAttempts: number) {
+  return {
     versionId: version.id,
     ownerId: version.ownerId,
     applicationId: version.applicationId,
@@ -131,8 +131,25 @@ function statementValues(version: QueuedVersionInput, maxAttempts: number, suffi
     jobId: randomUUID(),
     maxAttempts,
   };
-  if (!suffix) return values;
-  return Object.fromEntries(Object.entries(values).map(([name, value]) => [`${name}${suffix}`, value]));
+}
+
+type ValueName = keyof ReturnType<typeof statementValues>;
+
+/**
+ * Each batch member's placeholder names (`versionId_3`…), made once per
+ * member index. Building them for every member of every batch (and an
+ * object to rename through) was 8 % of the bytes an API allocated under the
+ * create load, on a path where garbage collection is a quarter of the CPU.
+ */
+const memberNames: Array<ReadonlyArray<readonly [ValueName, string]>> = [];
+
+function namesOfMember(index: number, member: Record<ValueName, unknown>): ReadonlyArray<readonly [ValueName, string]> {
+  let names = memberNames[index];
+  if (!names) {
+    names = (Object.keys(member) as ValueName[]).map((name) => [name, `${name}_${index}`] as const);
+    memberNames[index] = names;
+  }
+  return names;
 }
 
 /** One member of a batch: a new version and the attempts its job gets. */
@@ -155,7 +172,10 @@ export interface QueuedVersionRow {
 export async function insertVersionsWithQueuedBuilds(db: Executor, rows: readonly QueuedVersionRow[]): Promise<{ version: Version; build: Build }[]> {
   if (rows.length === 0) return [];
   const values: Record<string, unknown> = {};
-  rows.forEach((row, index) => Object.assign(values, statementValues(row.version, row.maxAttempts, `_${index}`)));
+  rows.forEach((row, index) => {
+    const member = statementValues(row.version, row.maxAttempts);
+    for (const [name, placeholder] of namesOfMember(index, member)) values[placeholder] = member[name];
+  });
   const answered = await preparedBatchFor(db, rows.length).execute(values);
   const byVersionId = new Map(answered.map((row) => [row.new_version.id, { version: row.new_version, build: row.new_build }]));
   return rows.map((row) => {
