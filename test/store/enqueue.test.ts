@@ -8,12 +8,11 @@ import { claimOnce } from '../../src/queue/claim.ts';
 import { insertVersionWithQueuedBuild } from '../../src/queue/enqueue.ts';
 import { JOBS_CHANNEL } from '../../src/queue/jobs.ts';
 import type { Database } from '../../src/store/metadata/database.ts';
-import { SqlApplicationRepository } from '../../src/store/metadata/repositories/applications.ts';
 import { SqlBuildRepository } from '../../src/store/metadata/repositories/builds.ts';
-import { SqlOwnerRepository } from '../../src/store/metadata/repositories/owners.ts';
 import { SqlVersionRepository } from '../../src/store/metadata/repositories/versions.ts';
 import { builds, jobs } from '../../src/store/metadata/schema.ts';
 import { databaseBackends } from '../support/backends.ts';
+import { newApplication, queuedVersionInput } from '../support/rows.ts';
 
 for (const backend of databaseBackends()) {
   describe(`a new version with its queued build in one statement, on ${backend.name}`, { skip: backend.skip }, () => {
@@ -24,27 +23,11 @@ for (const backend of databaseBackends()) {
     });
     after(() => database.close());
 
-    async function application() {
-      const owner = await new SqlOwnerRepository(database.db).create(`owner-${randomUUID().slice(0, 8)}`);
-      const app = await new SqlApplicationRepository(database.db).create(owner.id, { name: 'app', notes: '' });
-      return { ownerId: owner.id, applicationId: app.id };
-    }
 
-    const newVersion = (ids: { ownerId: string; applicationId: string }, version: string) => ({
-      id: randomUUID(),
-      ...ids,
-      version,
-      phases: ['request_headers'],
-      optimize: { strip: true, wasmOpt: 'O2' as const, wizer: true, memoryCapPages: null },
-      sourceKey: `owners/${ids.ownerId}/versions/x/source.tar.gz`,
-      sourceSha256: 'b'.repeat(64),
-      sourceSize: 123,
-      sourceFormat: 'tar.gz',
-    });
 
     it('creates the version, build 1 (queued) and its job, returned as the repositories read them', async () => {
-      const ids = await application();
-      const input = newVersion(ids, '1.0.0');
+      const ids = await newApplication(database.db);
+      const input = queuedVersionInput(ids, '1.0.0');
       const created = await insertVersionWithQueuedBuild(database.db, input, 3);
       assert.deepEqual(created.version, await new SqlVersionRepository(database.db).get(ids.ownerId, input.id));
       assert.deepEqual(created.build, await new SqlBuildRepository(database.db).get(ids.ownerId, created.build.id));
@@ -60,12 +43,12 @@ for (const backend of databaseBackends()) {
     });
 
     it('wakes waiting workers', { timeout: 60_000 }, async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       let wake!: () => void;
       const woken = new Promise<void>((resolve) => (wake = resolve));
       const unlisten = await database.notifier.listen(JOBS_CHANNEL, () => wake());
       try {
-        await insertVersionWithQueuedBuild(database.db, newVersion(ids, '1.0.0'), 2);
+        await insertVersionWithQueuedBuild(database.db, queuedVersionInput(ids, '1.0.0'), 2);
         await woken;
       } finally {
         await unlisten();
@@ -73,10 +56,10 @@ for (const backend of databaseBackends()) {
     });
 
     it('refuses a duplicate version with 409 version_exists and leaves no build or job behind', async () => {
-      const ids = await application();
-      await insertVersionWithQueuedBuild(database.db, newVersion(ids, '2.0.0'), 2);
+      const ids = await newApplication(database.db);
+      await insertVersionWithQueuedBuild(database.db, queuedVersionInput(ids, '2.0.0'), 2);
       const buildsBefore = (await database.db.select().from(builds).where(eq(builds.applicationId, ids.applicationId))).length;
-      await assert.rejects(insertVersionWithQueuedBuild(database.db, newVersion(ids, '2.0.0'), 2), (error: unknown) => {
+      await assert.rejects(insertVersionWithQueuedBuild(database.db, queuedVersionInput(ids, '2.0.0'), 2), (error: unknown) => {
         assert.ok(error instanceof UserError);
         assert.equal(error.code, 'version_exists');
         assert.equal(httpStatusOf(error), 409);
@@ -89,9 +72,9 @@ for (const backend of databaseBackends()) {
     });
 
     it('refuses a version of an application that does not exist, creating nothing', async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       const ghost = { ownerId: ids.ownerId, applicationId: randomUUID() };
-      await assert.rejects(insertVersionWithQueuedBuild(database.db, newVersion(ghost, '1.0.0'), 2));
+      await assert.rejects(insertVersionWithQueuedBuild(database.db, queuedVersionInput(ghost, '1.0.0'), 2));
       assert.equal((await database.db.select().from(builds).where(eq(builds.applicationId, ghost.applicationId))).length, 0);
     });
   });

@@ -8,11 +8,10 @@ import { asc, eq } from 'drizzle-orm';
 import { insertVersionsWithQueuedBuilds } from '../../src/queue/enqueue.ts';
 import { BUILD_LOG_CHANNEL, BuildLogs, MAX_LOG_CAP_BYTES } from '../../src/store/build-logs.ts';
 import type { Database } from '../../src/store/metadata/database.ts';
-import { SqlApplicationRepository } from '../../src/store/metadata/repositories/applications.ts';
-import { SqlOwnerRepository } from '../../src/store/metadata/repositories/owners.ts';
 import { builds, logChunks } from '../../src/store/metadata/schema.ts';
 import { FsObjectStore } from '../../src/store/objects/fs-store.ts';
 import { databaseBackends } from '../support/backends.ts';
+import { newApplication, queuedVersionInput } from '../support/rows.ts';
 
 /** The API's cap in these tests: small, so that a few appends reach it. */
 const CAP = 1_000;
@@ -35,25 +34,7 @@ for (const backend of databaseBackends()) {
     });
 
     async function newBuild(): Promise<string> {
-      const owner = await new SqlOwnerRepository(database.db).create(`owner-${randomUUID().slice(0, 8)}`);
-      const app = await new SqlApplicationRepository(database.db).create(owner.id, { name: 'app', notes: '' });
-      const [created] = await insertVersionsWithQueuedBuilds(database.db, [
-        {
-          version: {
-            id: randomUUID(),
-            ownerId: owner.id,
-            applicationId: app.id,
-            version: '1.0.0',
-            phases: [],
-            optimize: { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null },
-            sourceKey: `owners/${owner.id}/versions/x/source.tar.gz`,
-            sourceSha256: 'c'.repeat(64),
-            sourceSize: 1,
-            sourceFormat: 'tar.gz',
-          },
-          maxAttempts: 3,
-        },
-      ]);
+      const [created] = await insertVersionsWithQueuedBuilds(database.db, [{ version: queuedVersionInput(await newApplication(database.db), '1.0.0'), maxAttempts: 3 }]);
       assert.ok(created);
       return created.build.id;
     }
@@ -136,6 +117,21 @@ for (const backend of databaseBackends()) {
       } finally {
         await stop();
       }
+    });
+
+    it("keeps a second owner's log whole while the first floods its own past the cap", async () => {
+      const flooded = await newBuild();
+      const other = await newBuild();
+      const lines = Array.from({ length: 20 }, (_, index) => `other ${index}\n`);
+      const [flood, kept] = await Promise.all([
+        Promise.all(Array.from({ length: 30 }, () => logs.append(flooded, Buffer.alloc(200, 'f')))),
+        Promise.all(lines.map((line) => logs.append(other, Buffer.from(line)))),
+      ]);
+      assert.equal(flood.filter((bytes) => bytes > 0).length, 5, 'the flood is cut at its own cap');
+      assert.deepEqual(kept, lines.map((line) => line.length));
+      const log = await stored(other);
+      assert.deepEqual(log.text.split('\n').filter(Boolean).sort(), lines.map((line) => line.trim()).sort());
+      assert.equal(log.logBytes, lines.join('').length);
     });
 
     it('appends nothing to a build that does not exist', async () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { eq, inArray, sql } from 'drizzle-orm';
 import { httpStatusOf } from '../../src/api/http-errors.ts';
@@ -10,10 +9,10 @@ import { batchSize, QueuedVersionWriter } from '../../src/queue/queued-version-w
 import type { Database } from '../../src/store/metadata/database.ts';
 import { isDatabaseUnavailable, isForeignKeyViolation } from '../../src/store/metadata/errors.ts';
 import { SqlApplicationRepository } from '../../src/store/metadata/repositories/applications.ts';
-import { SqlOwnerRepository } from '../../src/store/metadata/repositories/owners.ts';
 import { SqlVersionRepository } from '../../src/store/metadata/repositories/versions.ts';
 import { builds, jobs, versions } from '../../src/store/metadata/schema.ts';
 import { databaseBackends } from '../support/backends.ts';
+import { newApplication, queuedVersionInput } from '../support/rows.ts';
 
 type Outcome = { ok: true; versionId: string; buildId: string; createdAt: number } | { ok: false; error: unknown };
 
@@ -38,23 +37,7 @@ for (const backend of databaseBackends()) {
     });
     after(() => database.close());
 
-    async function application() {
-      const owner = await new SqlOwnerRepository(database.db).create(`owner-${randomUUID().slice(0, 8)}`);
-      const app = await new SqlApplicationRepository(database.db).create(owner.id, { name: 'app', notes: '' });
-      return { ownerId: owner.id, applicationId: app.id };
-    }
 
-    const newVersion = (ids: { ownerId: string; applicationId: string }, version: string): QueuedVersionInput => ({
-      id: randomUUID(),
-      ...ids,
-      version,
-      phases: ['request_headers'],
-      optimize: { strip: true, wasmOpt: 'O2', wizer: true, memoryCapPages: null },
-      sourceKey: `owners/${ids.ownerId}/versions/x/source.tar.gz`,
-      sourceSha256: 'b'.repeat(64),
-      sourceSize: 123,
-      sourceFormat: 'tar.gz',
-    });
 
     function settle(writer: QueuedVersionWriter, input: QueuedVersionInput, maxAttempts = 3): Promise<Outcome> {
       return writer.insert(input, maxAttempts).then(
@@ -77,10 +60,10 @@ for (const backend of databaseBackends()) {
     }
 
     it('writes the members that wait for a free statement together, each answered with its own rows', async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
       // The first goes alone at once; the four after it wait for it and then go as one statement.
-      const inputs = ['1.0.0', '1.0.1', '1.0.2', '1.0.3', '1.0.4'].map((version) => newVersion(ids, version));
+      const inputs = ['1.0.0', '1.0.1', '1.0.2', '1.0.3', '1.0.4'].map((version) => queuedVersionInput(ids, version));
       const outcomes = await Promise.all(inputs.map((input) => settle(writer, input)));
       const created = outcomes.map((outcome) => (outcome.ok ? outcome : assert.fail(String(outcome.error))));
       // now() is the transaction's start: the members of one statement share it.
@@ -91,10 +74,10 @@ for (const backend of databaseBackends()) {
     });
 
     it('takes a power of two of the waiting members per statement; the rest go with the next one', async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
       // The first goes alone; of the five waiting behind it, four go as one statement, then the fifth.
-      const inputs = ['1.1.0', '1.1.1', '1.1.2', '1.1.3', '1.1.4', '1.1.5'].map((version) => newVersion(ids, version));
+      const inputs = ['1.1.0', '1.1.1', '1.1.2', '1.1.3', '1.1.4', '1.1.5'].map((version) => queuedVersionInput(ids, version));
       const outcomes = await Promise.all(inputs.map((input) => settle(writer, input)));
       const created = outcomes.map((outcome) => (outcome.ok ? outcome : assert.fail(String(outcome.error))));
       const statementOf = created.map((outcome) => outcome.createdAt);
@@ -104,12 +87,12 @@ for (const backend of databaseBackends()) {
     });
 
     it('a duplicate version in a batch fails only that member (409), its batch-mates are written', async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
-      const first = settle(writer, newVersion(ids, '2.0.0'));
+      const first = settle(writer, queuedVersionInput(ids, '2.0.0'));
       // Waiting together: a duplicate of the first (already being written), a
       // duplicate within the batch itself, and two unrelated members.
-      const batch = [newVersion(ids, '2.0.0'), newVersion(ids, '2.1.0'), newVersion(ids, '2.1.0'), newVersion(ids, '2.2.0')];
+      const batch = [queuedVersionInput(ids, '2.0.0'), queuedVersionInput(ids, '2.1.0'), queuedVersionInput(ids, '2.1.0'), queuedVersionInput(ids, '2.2.0')];
       const outcomes = await Promise.all([first, ...batch.map((input) => settle(writer, input))]);
       const [alone, duplicateOfFirst, firstOfPair, secondOfPair, other] = outcomes;
       assert.ok(alone?.ok && firstOfPair?.ok && other?.ok, 'the members without a conflict are written');
@@ -126,12 +109,12 @@ for (const backend of databaseBackends()) {
     });
 
     it('a deleted application in a batch fails only its members, the others are written', async () => {
-      const kept = await application();
-      const deleted = await application();
+      const kept = await newApplication(database.db);
+      const deleted = await newApplication(database.db);
       assert.equal(await new SqlApplicationRepository(database.db).delete(deleted.ownerId, deleted.applicationId), true);
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
-      const first = settle(writer, newVersion(kept, '3.0.0'));
-      const batch = [newVersion(kept, '3.1.0'), newVersion(deleted, '3.1.0'), newVersion(kept, '3.2.0')];
+      const first = settle(writer, queuedVersionInput(kept, '3.0.0'));
+      const batch = [queuedVersionInput(kept, '3.1.0'), queuedVersionInput(deleted, '3.1.0'), queuedVersionInput(kept, '3.2.0')];
       const [alone, keptFirst, ofDeleted, keptSecond] = await Promise.all([first, ...batch.map((input) => settle(writer, input))]);
       assert.ok(alone?.ok && keptFirst?.ok && keptSecond?.ok);
       assert.ok(ofDeleted && !ofDeleted.ok);
@@ -141,11 +124,11 @@ for (const backend of databaseBackends()) {
     });
 
     it('a database failure in the batch statement fails every member, none written, none acknowledged', async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
-      const first = settle(writer, newVersion(ids, '4.0.0'));
+      const first = settle(writer, queuedVersionInput(ids, '4.0.0'));
       // Four: a batch is a power of two of the waiting members (batchSize), so all four go as one statement.
-      const batch = [newVersion(ids, '4.1.0'), newVersion(ids, '4.2.0'), newVersion(ids, '4.3.0'), newVersion(ids, '4.3.1')];
+      const batch = [queuedVersionInput(ids, '4.1.0'), queuedVersionInput(ids, '4.2.0'), queuedVersionInput(ids, '4.3.0'), queuedVersionInput(ids, '4.3.1')];
       // The failure is raised by the last row's job, after the other rows of the statement were inserted.
       const outcomes = await Promise.all([first, ...batch.slice(0, 3).map((input) => settle(writer, input)), settle(writer, batch[3]!, 99)]);
       assert.ok(outcomes[0]?.ok);
@@ -155,19 +138,19 @@ for (const backend of databaseBackends()) {
       }
       assert.deepEqual(await rowsOf(batch.map((input) => input.id)), { versions: 0, builds: 0, jobs: 0 }, 'nothing half-written');
       // The writer is not stuck: the next member is written.
-      const next = await settle(writer, newVersion(ids, '4.4.0'));
+      const next = await settle(writer, queuedVersionInput(ids, '4.4.0'));
       assert.ok(next.ok);
     });
 
     it('the batch statement sends one NOTIFY for its members', { timeout: 60_000 }, async () => {
-      const ids = await application();
+      const ids = await newApplication(database.db);
       let wake!: () => void;
       const woken = new Promise<void>((resolve) => (wake = resolve));
       const unlisten = await database.notifier.listen(JOBS_CHANNEL, () => wake());
       try {
         const created = await insertVersionsWithQueuedBuilds(database.db, [
-          { version: newVersion(ids, '5.0.0'), maxAttempts: 2 },
-          { version: newVersion(ids, '5.0.1'), maxAttempts: 3 },
+          { version: queuedVersionInput(ids, '5.0.0'), maxAttempts: 2 },
+          { version: queuedVersionInput(ids, '5.0.1'), maxAttempts: 3 },
         ]);
         assert.deepEqual(
           created.map((row) => row.version.version),
@@ -183,10 +166,10 @@ for (const backend of databaseBackends()) {
 
     if (backend.name === 'PostgreSQL') {
       it('a connection cut in the middle of the batch statement fails every member, none written', { timeout: 60_000 }, async () => {
-        const ids = await application();
+        const ids = await newApplication(database.db);
         const writer = new QueuedVersionWriter(database.db, { maxInFlight: 1 });
-        const first = settle(writer, newVersion(ids, '6.0.0'));
-        const batch = [newVersion(ids, '6.1.0'), newVersion(ids, '6.2.0')];
+        const first = settle(writer, queuedVersionInput(ids, '6.0.0'));
+        const batch = [queuedVersionInput(ids, '6.1.0'), queuedVersionInput(ids, '6.2.0')];
         const pending = Promise.all([first, settle(writer, batch[0]!), settle(writer, batch[1]!, 98)]);
         // The batch's last job waits in its trigger: its versions and builds are inserted, not committed.
         let terminated = false;
@@ -203,7 +186,7 @@ for (const backend of databaseBackends()) {
           assert.ok(isDatabaseUnavailable(outcome.error), `a clear "database unavailable" error: ${String(outcome.error)}`);
         }
         assert.deepEqual(await rowsOf(batch.map((input) => input.id)), { versions: 0, builds: 0, jobs: 0 }, 'nothing half-written');
-        assert.ok((await settle(writer, newVersion(ids, '6.3.0'))).ok, 'the writer goes on with a fresh connection');
+        assert.ok((await settle(writer, queuedVersionInput(ids, '6.3.0'))).ok, 'the writer goes on with a fresh connection');
       });
     }
   });
